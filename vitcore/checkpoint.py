@@ -1,0 +1,149 @@
+"""Checkpoints: ``model.safetensors`` plus ``config.json``, as a folder or a zip. Never pickles."""
+
+from __future__ import annotations
+
+from .errors import VitcoreError
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+
+from .config import ConfigError, ViTConfig
+from .model import VisionTransformer
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "model"
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+
+
+class CheckpointError(VitcoreError):
+    """A checkpoint that is missing, not safetensors, or does not fit its config."""
+
+
+@dataclass
+class Checkpoint:
+    """A model with everything its config.json says beyond the architecture."""
+
+    model: VisionTransformer
+    info: dict[str, Any] = field(default_factory=dict)
+    sha256: str = ""
+
+    @property
+    def wnids(self) -> list[str]:
+        return list(self.info.get("classes", {}).get("wnids", []))
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.info.get("classes", {}).get("names", self.wnids))
+
+
+def _read_parts(path: Path) -> tuple[bytes, bytes]:
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        missing = [n for n in (WEIGHTS, CONFIG) if not (path / n).is_file()]
+        if missing:
+            raise CheckpointError(f"checkpoint folder {path} lacks {', '.join(missing)}")
+        return (path / WEIGHTS).read_bytes(), (path / CONFIG).read_bytes()
+    try:
+        with zipfile.ZipFile(path) as z:
+            by_base = {Path(n).name: n for n in z.namelist() if n.count("/") <= 1}
+            missing = [n for n in (WEIGHTS, CONFIG) if n not in by_base]
+            if missing:
+                raise CheckpointError(f"checkpoint zip {path} lacks {', '.join(missing)}")
+            return z.read(by_base[WEIGHTS]), z.read(by_base[CONFIG])
+    except (zipfile.BadZipFile, OSError) as e:
+        if path.suffix == ".safetensors":
+            raise CheckpointError(f"{path}: give the folder or zip holding {WEIGHTS} and {CONFIG}, not the weights alone") from e
+        raise CheckpointError(f"{path} is neither a checkpoint folder nor a zip ({e})") from e
+
+
+def parse_checkpoint(weights: bytes, config: bytes, source: str = "checkpoint") -> Checkpoint:
+    """Build a model from raw ``model.safetensors`` and ``config.json`` bytes, with clear errors."""
+    try:
+        info = json.loads(config)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{source}: config.json is not valid JSON ({e})") from e
+    if not isinstance(info, dict) or "model" not in info:
+        raise CheckpointError(f"{source}: config.json has no 'model' section")
+    try:
+        cfg = ViTConfig.from_dict(info["model"])
+    except ConfigError as e:
+        raise CheckpointError(f"{source}: {e}") from e
+    try:
+        state = load_safetensors_bytes(weights)
+    except (SafetensorError, ValueError, RuntimeError, OSError) as e:
+        raise CheckpointError(f"{source}: model.safetensors is not a valid safetensors file ({e})") from e
+    classes = info.get("classes", {})
+    if classes.get("wnids") and len(classes["wnids"]) != cfg.num_classes:
+        raise CheckpointError(f"{source}: config lists {len(classes['wnids'])} classes but num_classes is {cfg.num_classes}")
+    model = VisionTransformer(cfg)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{source}: weights do not match config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    wrong = [f"{k}: file {tuple(state[k].shape)} vs config {tuple(v.shape)}" for k, v in expected.items() if state[k].shape != v.shape]
+    if wrong:
+        raise CheckpointError(f"{source}: shape mismatch between weights and config: {'; '.join(wrong[:5])}")
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    model.eval()
+    return Checkpoint(model, info, hashlib.sha256(weights).hexdigest())
+
+
+def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
+    """Load a checkpoint folder or zip (default: the shipped model)."""
+    path = Path(path) if path is not None else DEFAULT_CHECKPOINT
+    weights, config = _read_parts(path)
+    return parse_checkpoint(weights, config, str(path))
+
+
+def load_pretrained(path: str | Path | None = None) -> VisionTransformer:
+    """The model of a checkpoint folder or zip (default: the shipped one), in eval mode."""
+    return load_checkpoint(path).model
+
+
+def checkpoint_bytes(model: VisionTransformer, info: dict[str, Any]) -> tuple[bytes, bytes]:
+    """Serialised ``model.safetensors`` and ``config.json`` for ``model``."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    full = {**info, "model": model.config.to_dict()}
+    return save_safetensors_bytes(state), json.dumps(full, indent=2).encode()
+
+
+def save_checkpoint(model: VisionTransformer, path: str | Path, info: dict[str, Any] | None = None) -> Path:
+    """Write a checkpoint folder, or a zip when ``path`` ends in ``.zip``; atomic."""
+    path = Path(path)
+    weights, config = checkpoint_bytes(model, info or {})
+    if path.suffix == ".zip":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".zip.tmp")
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            z.writestr(WEIGHTS, weights)
+            z.writestr(CONFIG, config)
+        os.replace(tmp, path)
+        return path
+    path.mkdir(parents=True, exist_ok=True)
+    for name, data in ((WEIGHTS, weights), (CONFIG, config)):
+        tmp = path / (name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path / name)
+    return path
+
+
+def zip_bytes(model: VisionTransformer, info: dict[str, Any]) -> bytes:
+    """A checkpoint zip in memory (for downloads)."""
+    weights, config = checkpoint_bytes(model, info)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr(WEIGHTS, weights)
+        z.writestr(CONFIG, config)
+    return buf.getvalue()

@@ -1,0 +1,58 @@
+"""Faithfulness metrics of a circuit against the full model.
+
+Every metric here is a *damage*: per image, higher means the circuit is worse.
+``kl`` is KL(full || circuit), ``ce`` the cross-entropy of the true label, ``logit-diff``
+the negated margin of the true class over the best other class.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .task import TaskError
+
+METRICS = ("kl", "ce", "logit-diff")
+
+
+def kl_damage(logits: Tensor, reference: Tensor, labels: Tensor) -> Tensor:
+    ref = F.log_softmax(reference, -1)
+    return (ref.exp() * (ref - F.log_softmax(logits, -1))).sum(-1)
+
+
+def ce_damage(logits: Tensor, reference: Tensor, labels: Tensor) -> Tensor:
+    return F.cross_entropy(logits, labels, reduction="none")
+
+
+def logit_diff(logits: Tensor, labels: Tensor) -> Tensor:
+    true = logits.gather(1, labels[:, None]).squeeze(1)
+    other = logits.scatter(1, labels[:, None], float("-inf")).max(1).values
+    return true - other
+
+
+def logit_diff_damage(logits: Tensor, reference: Tensor, labels: Tensor) -> Tensor:
+    return -logit_diff(logits, labels)
+
+
+DAMAGE: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {"kl": kl_damage, "ce": ce_damage, "logit-diff": logit_diff_damage}
+
+
+def damage_fn(metric: str) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+    try:
+        return DAMAGE[metric]
+    except KeyError:
+        raise TaskError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}") from None
+
+
+def faithfulness(logits: Tensor, reference: Tensor, labels: Tensor) -> dict[str, float]:
+    """All faithfulness figures of circuit logits: kl, ce, top1 and logit_diff (means)."""
+    logits, reference = logits.float(), reference.float()
+    return {
+        "kl": float(kl_damage(logits, reference, labels).mean()),
+        "ce": float(ce_damage(logits, reference, labels).mean()),
+        "top1": float((logits.argmax(1) == labels).float().mean()),
+        "logit_diff": float(logit_diff(logits, labels).mean()),
+    }

@@ -1,0 +1,128 @@
+"""A circuit result: one score per component in canonical order, plus how it was obtained.
+
+JSON schema (``"schema": "vitcore.circuit-result"``, ``"version": 1``)::
+
+    method, metric, corruption: str     classes: [wnid, ...]      n_images, seed: int
+    wall_time_s: float                  forward_passes, backward_passes: float (forward-pass equivalents)
+    params: {str: number}               component_names: [name, ...] (canonical order)
+    scores: [float, ...]                kept: [name, ...] or null  faithfulness: {str: float}
+    model_sha256: str
+
+Higher score always means "more important to keep". Sign conventions per method:
+- EAP / EAP-IG: estimated increase of the damage metric when the component is patched
+  (negative: patching would help). Raw, averaged over images, not normalised.
+- ACDC: the increase of KL measured when the component was visited (kept ones >= tau).
+- learned: the final ``log_alpha`` of the component's hard-concrete mask.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..components import Component, ComponentSpace
+from .task import TaskError
+
+SCHEMA, VERSION = "vitcore.circuit-result", 1
+
+
+class ResultError(TaskError):
+    """A scores file that is corrupt, foreign, of another version or for another model."""
+
+
+@dataclass
+class CircuitResult:
+    method: str
+    metric: str
+    corruption: str
+    classes: list[str]
+    n_images: int
+    seed: int
+    component_names: list[str]
+    scores: list[float]
+    kept: list[str] | None = None
+    wall_time_s: float = 0.0
+    forward_passes: float = 0.0
+    backward_passes: float = 0.0
+    params: dict[str, Any] = field(default_factory=dict)
+    faithfulness: dict[str, float] = field(default_factory=dict)
+    model_sha256: str = ""
+
+    def score_tensor(self) -> torch.Tensor:
+        return torch.tensor(self.scores, dtype=torch.float32)
+
+    def keep_mask(self, space: ComponentSpace, keep_ratio: float | None = None, threshold: float | None = None) -> torch.Tensor:
+        """Keep-set as a 0/1 mask: top ``keep_ratio`` of scores, scores >= ``threshold``, or ``kept``."""
+        if space.names != self.component_names:
+            raise ResultError("this result was computed for a model with different components")
+        if keep_ratio is not None:
+            return keep_top(self.score_tensor(), keep_ratio)
+        if threshold is not None:
+            return (self.score_tensor() >= threshold).float()
+        if self.kept is not None:
+            return space.mask_from_keep(self.kept)
+        raise ResultError("give a keep ratio or a threshold; this result has no kept set of its own")
+
+    def to_json(self) -> str:
+        return json.dumps({"schema": SCHEMA, "version": VERSION, **asdict(self)}, indent=1)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.write_text(self.to_csv() if path.suffix == ".csv" else self.to_json())
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["rank", "component", "layer", "kind", "index", "score", "kept"])
+        kept = set(self.kept or [])
+        order = sorted(range(len(self.scores)), key=lambda i: -self.scores[i])
+        for rank, i in enumerate(order, 1):
+            c = Component.parse(self.component_names[i])
+            w.writerow([rank, c.name, c.layer, c.kind, c.index, f"{self.scores[i]:.6g}", int(c.name in kept) if self.kept is not None else ""])
+        return buf.getvalue()
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str = "scores file") -> "CircuitResult":
+        try:
+            d = json.loads(text)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ResultError(f"{source} is not valid JSON ({e})") from e
+        if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+            raise ResultError(f"{source} is not a vitcore circuit result (schema field missing or foreign)")
+        if d.get("version") != VERSION:
+            raise ResultError(f"{source} has schema version {d.get('version')!r}; this vitcore reads version {VERSION}")
+        d.pop("schema"), d.pop("version")
+        names, scores = d.get("component_names"), d.get("scores")
+        if not isinstance(names, list) or not isinstance(scores, list) or len(names) != len(scores):
+            raise ResultError(f"{source}: component_names and scores must be lists of equal length")
+        if not all(isinstance(s, (int, float)) and math.isfinite(s) for s in scores):
+            raise ResultError(f"{source}: scores must be finite numbers")
+        try:
+            [Component.parse(n) for n in names + list(d.get("kept") or [])]
+            return cls(**d)
+        except (TypeError, ValueError) as e:
+            raise ResultError(f"{source}: {e}") from e
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CircuitResult":
+        try:
+            return cls.from_json(Path(path).read_bytes(), str(path))
+        except OSError as e:
+            raise ResultError(f"cannot read {path}: {e}") from e
+
+
+def keep_top(scores: torch.Tensor, keep_ratio: float) -> torch.Tensor:
+    """0/1 mask keeping the ``round(keep_ratio * n)`` highest scores (at least one)."""
+    if not 0 < keep_ratio <= 1:
+        raise TaskError(f"keep ratio must be in (0, 1], got {keep_ratio}")
+    k = max(1, round(keep_ratio * len(scores)))
+    mask = torch.zeros(len(scores))
+    mask[torch.argsort(scores, descending=True, stable=True)[:k]] = 1.0
+    return mask

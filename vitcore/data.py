@@ -1,0 +1,264 @@
+"""Tiny ImageNet in its official layout, read from a folder or a zip, decoded once into uint8 tensors.
+
+Layout (optionally under a top folder such as ``tiny-imagenet-200/``)::
+
+    wnids.txt, words.txt
+    train/<wnid>/images/*.JPEG
+    val/images/*.JPEG, val/val_annotations.txt
+
+Decoded splits are cached as safetensors under ``$VITCORE_CACHE`` (default
+``~/.cache/vitcore``); ``python -m vitcore data clear-cache`` empties it.
+"""
+
+from __future__ import annotations
+
+from .errors import VitcoreError
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from .config import ViTConfig
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+BUNDLED_DATA = ASSETS / "tiny-imagenet-subset.zip"
+SPLITS = ("train", "val")
+_CACHE_VERSION = "1"
+
+
+class DataError(VitcoreError):
+    """A data source that is missing, malformed or not in the Tiny ImageNet layout."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("VITCORE_CACHE", Path.home() / ".cache" / "vitcore"))
+
+
+def clear_cache() -> int:
+    """Delete every cached decoded split; returns how many files were removed."""
+    n = 0
+    for f in cache_dir().glob("*.safetensors"):
+        f.unlink()
+        n += 1
+    return n
+
+
+@dataclass
+class ImageSet:
+    """Decoded images ``[N, 3, 64, 64]`` uint8 with labels indexing ``wnids``."""
+
+    images: Tensor
+    labels: Tensor
+    wnids: list[str]
+    names: list[str]
+    files: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: Tensor | Sequence[int]) -> "ImageSet":
+        index = torch.as_tensor(index, dtype=torch.long)
+        return ImageSet(self.images[index], self.labels[index], self.wnids, self.names, [self.files[i] for i in index.tolist()])
+
+    def of_classes(self, wnids: Sequence[str]) -> "ImageSet":
+        """Images whose class is one of ``wnids``; unknown wnids raise DataError."""
+        ids = [self.class_index(w) for w in wnids]
+        keep = torch.isin(self.labels, torch.tensor(ids))
+        return self.subset(torch.nonzero(keep).flatten())
+
+    def class_index(self, wnid: str) -> int:
+        try:
+            return self.wnids.index(wnid)
+        except ValueError:
+            raise DataError(f"unknown class {wnid!r}: not one of the {len(self.wnids)} wnids of this data set") from None
+
+
+class _Source:
+    """Uniform file access to an extracted folder or a zip, rooted at the layout's top."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise DataError(f"data path {self.path} does not exist")
+        self.zip: zipfile.ZipFile | None = None
+        if self.path.is_dir():
+            roots = [self.path, self.path / "tiny-imagenet-200"]
+            root = next((r for r in roots if (r / "wnids.txt").is_file()), None)
+            if root is None:
+                raise DataError(f"{self.path} is not a Tiny ImageNet folder: no wnids.txt in it or in tiny-imagenet-200/")
+            self.prefix, self.root = "", root
+        else:
+            try:
+                self.zip = zipfile.ZipFile(self.path)
+            except (zipfile.BadZipFile, OSError) as e:
+                raise DataError(f"{self.path} is neither a folder nor a readable zip: {e}") from e
+            names = [n for n in self.zip.namelist() if n.endswith("wnids.txt") and n.count("/") <= 1]
+            if not names:
+                raise DataError(f"{self.path} is not a Tiny ImageNet zip: no wnids.txt at its top")
+            self.prefix = names[0][: -len("wnids.txt")]
+            self._names = set(self.zip.namelist())
+
+    def read(self, rel: str) -> bytes:
+        try:
+            if self.zip is not None:
+                return self.zip.read(self.prefix + rel)
+            return (self.root / rel).read_bytes()
+        except (KeyError, OSError) as e:
+            raise DataError(f"{self.path}: missing {rel}") from e
+
+    def exists(self, rel: str) -> bool:
+        if self.zip is not None:
+            return self.prefix + rel in self._names
+        return (self.root / rel).exists()
+
+    def list(self, folder: str) -> list[str]:
+        """Relative paths of the files directly in ``folder``."""
+        if self.zip is not None:
+            start = self.prefix + folder.rstrip("/") + "/"
+            return sorted(n[len(self.prefix):] for n in self._names if n.startswith(start) and "/" not in n[len(start):] and n != start)
+        d = self.root / folder
+        return sorted(f"{folder.rstrip('/')}/{p.name}" for p in d.iterdir() if p.is_file()) if d.is_dir() else []
+
+    def fingerprint(self) -> str:
+        st = self.path.resolve().stat()
+        return f"{self.path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def _read_classes(src: _Source) -> tuple[list[str], list[str]]:
+    wnids = [w.strip() for w in src.read("wnids.txt").decode().splitlines() if w.strip()]
+    if not wnids or len(set(wnids)) != len(wnids):
+        raise DataError(f"{src.path}: wnids.txt is empty or has duplicates")
+    words: dict[str, str] = {}
+    if src.exists("words.txt"):
+        for line in src.read("words.txt").decode(errors="replace").splitlines():
+            wnid, _, text = line.partition("\t")
+            words[wnid.strip()] = text.strip()
+    names = [words.get(w, w).split(",")[0].strip() or w for w in wnids]
+    return wnids, names
+
+
+def _list_split(src: _Source, split: str, wnids: list[str]) -> list[tuple[str, int]]:
+    index = {w: i for i, w in enumerate(wnids)}
+    items: list[tuple[str, int]] = []
+    if split == "train":
+        for wnid in wnids:
+            files = [f for f in src.list(f"train/{wnid}/images") if f.upper().endswith(".JPEG")]
+            items += [(f, index[wnid]) for f in files]
+    elif split == "val":
+        if not src.exists("val/val_annotations.txt"):
+            raise DataError(f"{src.path}: missing val/val_annotations.txt")
+        for n, line in enumerate(src.read("val/val_annotations.txt").decode().splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) < 2 or parts[1] not in index:
+                raise DataError(f"{src.path}: val_annotations.txt line {n} is malformed or names an unknown wnid: {line!r}")
+            items.append((f"val/images/{parts[0]}", index[parts[1]]))
+    else:
+        raise DataError(f"unknown split {split!r}; expected one of {SPLITS}")
+    if not items:
+        raise DataError(f"{src.path}: the {split} split has no images")
+    return items
+
+
+def decode_image(data: bytes, size: int = 64, name: str = "image") -> Tensor:
+    """Decode image bytes to a ``[3, size, size]`` uint8 RGB tensor (grayscale/RGBA/CMYK converted)."""
+    from .images import load_rgb
+
+    img = load_rgb(data, name=name)
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BICUBIC)
+    return torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1).clone()
+
+
+def _decode_split(src: _Source, split: str, progress: bool) -> ImageSet:
+    wnids, names = _read_classes(src)
+    items = _list_split(src, split, wnids)
+    images = torch.empty(len(items), 3, 64, 64, dtype=torch.uint8)
+    iterator: Iterator = enumerate(items)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, total=len(items), desc=f"decoding {split}", unit="img", leave=False)
+    for i, (rel, _) in iterator:
+        images[i] = decode_image(src.read(rel), name=f"{src.path}:{rel}")
+    labels = torch.tensor([label for _, label in items], dtype=torch.long)
+    return ImageSet(images, labels, wnids, names, [rel for rel, _ in items])
+
+
+def load_split(path: str | Path | None = None, split: str = "val", use_cache: bool = True, progress: bool = False) -> ImageSet:
+    """Load a split of Tiny ImageNet (folder or zip; default: the bundled subset), decoding once."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; expected one of {SPLITS}")
+    src = _Source(Path(path) if path is not None else BUNDLED_DATA)
+    key = hashlib.sha256(f"{_CACHE_VERSION}|{src.fingerprint()}|{split}".encode()).hexdigest()[:20]
+    cached = cache_dir() / f"{split}-{key}.safetensors"
+    if use_cache and cached.exists():
+        try:
+            from safetensors import safe_open
+
+            tensors = load_file(cached)
+            with safe_open(cached, "pt") as f:
+                meta = json.loads(f.metadata()["meta"])
+            return ImageSet(tensors["images"], tensors["labels"], meta["wnids"], meta["names"], meta["files"])
+        except Exception:  # a damaged cache entry is rebuilt, never trusted
+            cached.unlink(missing_ok=True)
+    data = _decode_split(src, split, progress)
+    if use_cache:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp")
+        meta = json.dumps({"wnids": data.wnids, "names": data.names, "files": data.files})
+        save_file({"images": data.images, "labels": data.labels}, tmp, metadata={"meta": meta})
+        os.replace(tmp, cached)
+    return data
+
+
+def normalize(images: Tensor, config: ViTConfig) -> Tensor:
+    """uint8 ``[B, 3, H, W]`` to the float input the model expects."""
+    mean = torch.tensor(config.mean, device=images.device).view(1, -1, 1, 1)
+    std = torch.tensor(config.std, device=images.device).view(1, -1, 1, 1)
+    return (images.float() / 255.0 - mean) / std
+
+
+def make_subset(source: str | Path, out: str | Path, per_class_train: int = 10, per_class_val: int = 10, seed: int = 0) -> dict[str, int]:
+    """Write a small subset in the official layout (JPEG bytes copied as-is) to zip ``out``."""
+    src = _Source(Path(source))
+    wnids, _ = _read_classes(src)
+    gen = torch.Generator().manual_seed(seed)
+    counts = {"train": 0, "val": 0}
+    out = Path(out)
+    tmp = out.with_suffix(".tmp")
+    top = "tiny-imagenet-200/"
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
+        z.writestr(top + "wnids.txt", "\n".join(wnids) + "\n")
+        words = src.read("words.txt").decode(errors="replace").splitlines() if src.exists("words.txt") else []
+        wanted = set(wnids)
+        z.writestr(top + "words.txt", "\n".join(l for l in words if l.split("\t")[0] in wanted) + "\n")
+        for split, per_class in (("train", per_class_train), ("val", per_class_val)):
+            items = _list_split(src, split, wnids)
+            by_class: dict[int, list[str]] = {}
+            for rel, label in items:
+                by_class.setdefault(label, []).append(rel)
+            chosen: list[tuple[str, int]] = []
+            for label in range(len(wnids)):
+                files = by_class.get(label, [])
+                pick = torch.randperm(len(files), generator=gen)[:per_class].sort().values.tolist()
+                chosen += [(files[i], label) for i in pick]
+            for rel, _ in chosen:
+                z.writestr(top + rel, src.read(rel))
+            if split == "val":
+                ann = "".join(f"{Path(rel).name}\t{wnids[label]}\t0\t0\t63\t63\n" for rel, label in chosen)
+                z.writestr(top + "val/val_annotations.txt", ann)
+            counts[split] = len(chosen)
+    os.replace(tmp, out)
+    return counts

@@ -1,0 +1,49 @@
+"""Accuracy, loss and throughput of a model on a decoded image set."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .data import ImageSet, normalize
+from .model import VisionTransformer
+
+
+@torch.inference_mode()
+def predict_logits(model: VisionTransformer, images: Tensor, batch_size: int = 256, mask: Tensor | None = None) -> Tensor:
+    """Logits for uint8 images ``[N, 3, 64, 64]``, batched, on the model's device."""
+    device = next(model.parameters()).device
+    out = [model(normalize(images[i : i + batch_size].to(device), model.config), mask=mask).float().cpu() for i in range(0, len(images), batch_size)]
+    return torch.cat(out) if out else torch.empty(0, model.config.num_classes)
+
+
+def accuracy_from_logits(logits: Tensor, labels: Tensor) -> dict[str, float]:
+    top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+    return {
+        "top1": float((top5[:, 0] == labels).float().mean()),
+        "top5": float((top5 == labels[:, None]).any(1).float().mean()),
+        "loss": float(F.cross_entropy(logits, labels)),
+    }
+
+
+def evaluate(model: VisionTransformer, data: ImageSet, batch_size: int = 256) -> dict[str, Any]:
+    """top1, top5 (fractions), loss, n_images and images/s of ``model`` on ``data``."""
+    was_training = model.training
+    model.eval()
+    start = time.perf_counter()
+    logits = predict_logits(model, data.images, batch_size)
+    seconds = time.perf_counter() - start
+    model.train(was_training)
+    return {**accuracy_from_logits(logits, data.labels), "n_images": len(data), "images_per_s": len(data) / max(seconds, 1e-9)}
+
+
+def per_class_accuracy(logits: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    """Top-1 per class (NaN where a class has no images)."""
+    correct = (logits.argmax(1) == labels).float()
+    total = torch.bincount(labels, minlength=num_classes).float()
+    hits = torch.bincount(labels, weights=correct, minlength=num_classes)
+    return hits / total.where(total > 0, torch.tensor(float("nan")))
