@@ -9,6 +9,7 @@ fully, and gradients with respect to ``m`` exist. The module holds no state betw
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -98,9 +99,11 @@ class Block(nn.Module):
     def __init__(self, cfg: ViTConfig, layer: int):
         super().__init__()
         self.norm1 = nn.LayerNorm(cfg.dim)
-        self.attn = Attention(cfg.dim, cfg.heads[layer], cfg.head_dim)
         self.norm2 = nn.LayerNorm(cfg.dim)
-        self.mlp = MLP(cfg.dim, cfg.mlp_widths[layer])
+        with warnings.catch_warnings():  # empty (fully pruned) layers have zero-element weights
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+            self.attn = Attention(cfg.dim, cfg.heads[layer], cfg.head_dim)
+            self.mlp = MLP(cfg.dim, cfg.mlp_widths[layer])
         self.drop_path = cfg.drop_path * layer / max(cfg.depth - 1, 1)
 
     def forward(

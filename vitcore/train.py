@@ -196,7 +196,7 @@ def train(
             opt.step()
             sched.step()
             seen += len(y)
-            loss_sum += float(loss) * len(y)
+            loss_sum += loss.item() * len(y)
             correct += float((logits.argmax(1) == target.argmax(1)).sum())
             if bar is not None:
                 bar.update(1)
@@ -218,7 +218,7 @@ def train(
                 entry.update(val_top1=ev["top1"], val_top5=ev["top5"], val_loss=ev["loss"], val_images=ev["n_images"])
             log.append(entry)
             info["metrics"] = {k: v for k, v in entry.items() if k.startswith("val_")}
-            info["training"]["epochs_done"] = epoch + 1
+            info["training"].update(epochs_done=epoch + 1, world_size=world)
             save_checkpoint(model, out, info)
             (out / LOG).write_text(json.dumps(log, indent=1))
             torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state(), "sampler_rng": gen.get_state(), "epoch": epoch + 1}, out / (STATE + ".tmp"))

@@ -1,0 +1,18 @@
+"""ViT circuit pruning: find the heads and MLP chunks a class needs, prune the rest, measure it."""
+
+import streamlit as st
+
+st.set_page_config(page_title="ViT circuit pruning", layout="wide")
+
+from pages.common import sidebar  # noqa: E402
+
+pages = [
+    st.Page("pages/model.py", title="Model", default=True),
+    st.Page("pages/circuits.py", title="Circuits"),
+    st.Page("pages/prune.py", title="Prune"),
+    st.Page("pages/compare.py", title="Compare"),
+    st.Page("pages/export.py", title="Export"),
+]
+page = st.navigation(pages)
+sidebar()
+page.run()

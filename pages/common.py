@@ -1,0 +1,136 @@
+"""Shared Streamlit glue: cached shared resources, the sidebar, and per-session state."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+import torch
+
+from vitcore import load_split
+from vitcore.checkpoint import Checkpoint, load_checkpoint, parse_checkpoint
+from vitcore.data import ImageSet
+from vitcore.errors import VitcoreError
+from vitcore.playground import Playground
+
+MAX_UPLOAD_MB = 200
+
+
+@st.cache_resource(show_spinner="Loading model…")
+def shared_checkpoint(path: str | None) -> Checkpoint:
+    """One model per path, shared by every session: read-only by contract."""
+    ckpt = load_checkpoint(path)
+    for p in ckpt.model.parameters():
+        p.requires_grad_(False)
+    return ckpt
+
+
+@st.cache_resource(show_spinner="Loading model…")
+def shared_uploaded_checkpoint(digest: str, weights: bytes, config: bytes) -> Checkpoint:
+    ckpt = parse_checkpoint(weights, config, "uploaded checkpoint")
+    for p in ckpt.model.parameters():
+        p.requires_grad_(False)
+    return ckpt
+
+
+@st.cache_resource(show_spinner="Loading images…")
+def shared_split(path: str | None, split: str) -> ImageSet:
+    return load_split(path, split)
+
+
+def state_hash(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _load_upload(upload) -> Checkpoint:
+    from vitcore.checkpoint import _read_parts
+
+    data = upload.getvalue()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "upload.zip"
+        path.write_bytes(data)
+        weights, config = _read_parts(path)
+    return shared_uploaded_checkpoint(hashlib.sha256(data).hexdigest(), weights, config)
+
+
+def sidebar() -> None:
+    """Model and data choices; a bad choice shows an error and falls back to the default."""
+    with st.sidebar:
+        st.subheader("Model")
+        source = st.radio("Checkpoint", ["Shipped model", "Upload a zip", "Path on this machine"], key="model_source", label_visibility="collapsed")
+        ckpt = None
+        try:
+            if source == "Upload a zip":
+                upload = st.file_uploader("Checkpoint or exported pruned model (.zip)", type=["zip"], key="model_upload")
+                if upload is not None:
+                    ckpt = _load_upload(upload)
+            elif source == "Path on this machine":
+                path = st.text_input("Checkpoint folder or zip", key="model_path")
+                if path:
+                    ckpt = shared_checkpoint(path)
+        except VitcoreError as e:
+            st.error(f"Could not load that model: {e}. Using the shipped model.")
+        if ckpt is None:
+            ckpt = shared_checkpoint(None)
+        st.caption(f"{len(ckpt.model.components)} components · sha256 {ckpt.sha256[:12]}")
+        st.subheader("Data")
+        data_path = st.text_input("Tiny ImageNet folder or zip (empty: bundled subsets)", key="data_path").strip() or None
+        try:
+            discovery, eval_set = shared_split(data_path, "train"), shared_split(data_path, "val")
+        except VitcoreError as e:
+            st.error(f"Could not read that data: {e}. Using the bundled subsets.")
+            discovery, eval_set = shared_split(None, "train"), shared_split(None, "val")
+        if ckpt.wnids and ckpt.wnids != eval_set.wnids:
+            st.error("The model's classes differ from the data set's classes; using the bundled subsets.")
+            discovery, eval_set = shared_split(None, "train"), shared_split(None, "val")
+        st.caption(f"discovery {len(discovery)} images · eval {len(eval_set)} images")
+    st.session_state["ckpt"] = ckpt
+    st.session_state["discovery"] = discovery
+    st.session_state["eval_set"] = eval_set
+    if st.session_state.get("model_sha") != ckpt.sha256:  # a new model invalidates this session's work
+        for key in ("keep", "results", "playground", "history", "finetuned"):
+            st.session_state.pop(key, None)
+        st.session_state["model_sha"] = ckpt.sha256
+
+
+def class_options() -> dict[str, str]:
+    """Human-readable class label -> wnid, for searchable multiselects."""
+    data = st.session_state["eval_set"]
+    return {f"{name} ({wnid})": wnid for wnid, name in zip(data.wnids, data.names)}
+
+
+def chosen_classes() -> list[str]:
+    return list(st.session_state.get("classes", []))
+
+
+def keep_mask() -> torch.Tensor:
+    space = st.session_state["ckpt"].model.components
+    if "keep" not in st.session_state or len(st.session_state["keep"]) != len(space):
+        st.session_state["keep"] = space.ones()
+    return st.session_state["keep"]
+
+
+def playground() -> Playground:
+    """This session's engine over the shared model, rebuilt when the classes change."""
+    ckpt, eval_set = st.session_state["ckpt"], st.session_state["eval_set"]
+    pg = st.session_state.get("playground")
+    if pg is None or pg.base is not ckpt.model or pg.eval_set is not eval_set:
+        pg = Playground(ckpt.model, eval_set, chosen_classes())
+        st.session_state["playground"] = pg
+    elif pg.classes != chosen_classes():
+        pg.set_classes(chosen_classes())
+    return pg
+
+
+def current_model():
+    """The model the session currently has: pruned (and fine-tuned) or the full one."""
+    mask = keep_mask()
+    if mask.sum() == 0:
+        return None
+    return playground().model_for(mask)

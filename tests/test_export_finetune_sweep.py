@@ -1,0 +1,91 @@
+import json
+import zipfile
+
+import pytest
+import torch
+
+from conftest import tiny_imageset, tiny_model
+from vitcore import CheckpointError, load_checkpoint, load_pretrained
+from vitcore.pruning import prune
+from vitcore.pruning.export import export_onnx, export_zip, onnx_logits, provenance
+from vitcore.pruning.finetune import finetune_steps
+from vitcore.pruning.sweep import COLUMNS, pareto_frontier, read_csv, run_sweep, write_csv
+
+
+def pruned_tiny():
+    model = tiny_model(heads=[3, 2, 4], mlp_widths=[16, 24, 20])
+    mask = model.components.ones()
+    mask[model.components.head_slices[1]] = 0
+    mask[model.components.id("L2.C2")] = 0
+    return model, prune(model, mask), mask
+
+
+def test_zip_export_round_trip_with_provenance(tmp_path):
+    model, pruned, mask = pruned_tiny()
+    kept = [model.components.names[i] for i in model.components.keep_from_mask(mask)]
+    info = {"classes": {"wnids": [f"w{i}" for i in range(5)], "names": list("abcde")}, "provenance": provenance("abc", "eap", ["w1"], "mean", {"keep": 0.8}, kept, False)}
+    export_zip(pruned, info, tmp_path / "p.zip")
+    back = load_checkpoint(tmp_path / "p.zip")
+    x = torch.randn(4, 3, 16, 16)
+    assert torch.equal(back.model(x), pruned(x))
+    assert back.info["provenance"]["kept_components"] == kept and back.model.config.heads == [3, 0, 4]
+    assert back.info["model"]["mlp_widths"] == [16, 24, 16]  # L2.C2 is the partial chunk of 4
+
+
+def test_onnx_export_matches_torch(tmp_path):
+    _, pruned, _ = pruned_tiny()
+    data = export_onnx(pruned, tmp_path / "p.onnx")
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(onnx_logits(data, x), pruned(x), atol=1e-4)
+
+
+def test_tampered_export_fails_clearly(tmp_path):
+    _, pruned, _ = pruned_tiny()
+    export_zip(pruned, {}, tmp_path / "p.zip")
+    with zipfile.ZipFile(tmp_path / "p.zip") as z:
+        weights, config = z.read("model.safetensors"), json.loads(z.read("config.json"))
+    config["model"]["mlp_widths"][0] = 17
+    with zipfile.ZipFile(tmp_path / "t.zip", "w") as z:
+        z.writestr("model.safetensors", weights)
+        z.writestr("config.json", json.dumps(config))
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        load_pretrained(tmp_path / "t.zip")
+    config["model"]["heads"] = "many"
+    with zipfile.ZipFile(tmp_path / "c.zip", "w") as z:
+        z.writestr("model.safetensors", weights)
+        z.writestr("config.json", json.dumps(config))
+    with pytest.raises(CheckpointError, match="invalid model config"):
+        load_pretrained(tmp_path / "c.zip")
+
+
+def test_finetune_lowers_training_loss():
+    _, pruned, _ = pruned_tiny()
+    data = tiny_imageset(n_per_class=12)
+    teacher = tiny_model(heads=[3, 2, 4], mlp_widths=[16, 24, 20])
+    losses = finetune_steps(pruned, data, 40, lr=3e-3, batch_size=32, teacher=teacher, seed=0)
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+
+
+def test_pareto_frontier_on_hand_made_points():
+    pts = [(1.0, 0.5), (2.0, 0.3), (1.5, 0.6), (3.0, 0.3), (0.5, 0.9), (2.5, 0.1)]
+    assert pareto_frontier(pts) == [4, 0, 1, 5]
+
+
+def test_sweep_on_tiny_model_writes_csv(tmp_path):
+    model = tiny_model()
+    data = tiny_imageset()
+    rows = run_sweep(model, data, tiny_imageset(seed=1), ["n00000001", "n00000002"], {"eap": [0.8, 0.5], "acdc": [0.01], "learned": [0.5]},
+                     corruption="mean", finetune=2, latency_repeats=3, learned_steps=20)
+    write_csv(rows, tmp_path / "s.csv")
+    back = read_csv(tmp_path / "s.csv")
+    assert set(back[0]) == set(COLUMNS)
+    assert back[0]["method"] == "baseline"
+    methods = {(r["method"], r["finetuned"]) for r in back}
+    assert ("eap", True) in methods and ("eap", False) in methods and ("learned", False) in methods
+    assert all(0 <= r["top1_all"] <= 1 and r["macs"] > 0 for r in back)
+    eap = [r for r in back if r["method"] == "eap" and not r["finetuned"]]
+    assert eap[0]["macs"] > eap[1]["macs"]  # keep 0.8 costs more than keep 0.5
+    (tmp_path / "foreign.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a vitcore sweep"):
+        read_csv(tmp_path / "foreign.csv")

@@ -1,0 +1,134 @@
+"""Live evaluation of keep-sets against a shared, never-mutated base model (the app's engine).
+
+A :class:`Playground` belongs to one user session. It reads the shared base model and eval
+set, caches the base model's logits once, and caches per-keep-set figures keyed by the set,
+so that flipping a component back costs nothing. Figures come in two tiers: ``fast`` (chosen
+classes, KL, counts, batch-1 latency) and ``slow`` (all-class top-1, batch-64 throughput).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .circuits.metrics import kl_damage
+from .data import ImageSet, normalize
+from .errors import VitcoreError
+from .evaluate import predict_logits
+from .model import VisionTransformer
+from .pruning.counts import count_macs, count_params
+from .pruning.latency import time_forward
+from .pruning.prune import prune
+
+
+class NothingKeptError(VitcoreError):
+    """A keep-set with no component: there is no model left to run."""
+
+
+@dataclass
+class KeepSetFigures:
+    kept: int
+    params: int
+    macs: int
+    top1_chosen: float
+    kl_chosen: float
+    latency_b1_ms: float
+    top1_all: float | None = None
+    throughput_b64: float | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class Playground:
+    """Per-session evaluation of keep-sets over a shared base model and eval set."""
+
+    def __init__(self, base: VisionTransformer, eval_set: ImageSet, classes: list[str], latency_repeats: int = 15):
+        self.base = base
+        self.eval_set = eval_set
+        self.space = base.components
+        self.latency_repeats = latency_repeats
+        self._cache: dict[bytes, KeepSetFigures] = {}
+        self._models: dict[bytes, VisionTransformer] = {}
+        self._base_logits: Tensor | None = None
+        self.set_classes(classes)
+
+    def set_classes(self, classes: list[str]) -> None:
+        ids = torch.tensor([self.eval_set.class_index(w) for w in classes], dtype=torch.long)
+        self.classes = list(classes)
+        self.chosen = torch.nonzero(torch.isin(self.eval_set.labels, ids)).flatten() if classes else torch.arange(len(self.eval_set))
+        self._chosen_inputs = normalize(self.eval_set.images[self.chosen], self.base.config)
+        with torch.inference_mode():
+            self._chosen_ref = self.base(self._chosen_inputs)
+        self._cache.clear()
+
+    def base_logits(self) -> Tensor:
+        if self._base_logits is None:
+            self._base_logits = predict_logits(self.base, self.eval_set.images)
+        return self._base_logits
+
+    @staticmethod
+    def key(mask: Tensor) -> bytes:
+        return (mask > 0.5).to(torch.uint8).numpy().tobytes()
+
+    def model_for(self, mask: Tensor) -> VisionTransformer:
+        """The physically pruned model of ``mask`` (cached; the base itself for keep-all)."""
+        if mask.sum() == 0:
+            raise NothingKeptError("every component is switched off: keep at least one head or chunk")
+        k = self.key(mask)
+        if k not in self._models:
+            if len(self._models) > 16:
+                self._models.pop(next(iter(self._models)))
+            self._models[k] = self.base if bool((mask > 0.5).all()) else prune(self.base, mask)
+        return self._models[k]
+
+    def fast(self, mask: Tensor) -> KeepSetFigures:
+        """Chosen-class top-1 and KL, parameters, MACs and measured batch-1 latency."""
+        k = self.key(mask)
+        if k in self._cache:
+            return self._cache[k]
+        t0 = time.perf_counter()
+        model = self.model_for(mask)
+        t1 = time.perf_counter()
+        with torch.inference_mode():
+            logits = model(self._chosen_inputs)
+        labels = self.eval_set.labels[self.chosen]
+        top1 = float((logits.argmax(1) == labels).float().mean()) if len(labels) else float("nan")
+        kl = float(kl_damage(logits, self._chosen_ref, labels).mean()) if len(labels) else float("nan")
+        t2 = time.perf_counter()
+        latency = time_forward({"m": model}, 1, self.latency_repeats, warmup=2)["m"]["median_ms"]
+        t3 = time.perf_counter()
+        figures = KeepSetFigures(int((mask > 0.5).sum()), count_params(model), count_macs(model.config), top1, kl, latency,
+                                 seconds={"prune": t1 - t0, "eval_chosen": t2 - t1, "latency_b1": t3 - t2})
+        self._cache[k] = figures
+        return figures
+
+    def slow(self, mask: Tensor) -> KeepSetFigures:
+        """Adds all-class top-1 on the eval set and batch-64 throughput to the fast figures."""
+        figures = self.fast(mask)
+        if figures.top1_all is None:
+            model = self.model_for(mask)
+            t0 = time.perf_counter()
+            logits = predict_logits(model, self.eval_set.images)
+            figures.top1_all = float((logits.argmax(1) == self.eval_set.labels).float().mean())
+            t1 = time.perf_counter()
+            figures.throughput_b64 = 64e3 / time_forward({"m": model}, 64, 3, warmup=1)["m"]["median_ms"]
+            figures.seconds.update(eval_all=t1 - t0, throughput_b64=time.perf_counter() - t1)
+        return figures
+
+    def forget(self, mask: Tensor) -> None:
+        """Drop cached figures and model of ``mask`` (after it was fine-tuned)."""
+        k = self.key(mask)
+        self._cache.pop(k, None)
+        self._models.pop(k, None)
+
+    def replace_model(self, mask: Tensor, model: VisionTransformer) -> None:
+        """Use ``model`` (e.g. fine-tuned) for ``mask`` from now on."""
+        self.forget(mask)
+        self._models[self.key(mask)] = model
+
+
+def figures_dict(f: KeepSetFigures) -> dict[str, Any]:
+    return {k: getattr(f, k) for k in ("kept", "params", "macs", "top1_chosen", "kl_chosen", "latency_b1_ms", "top1_all", "throughput_b64")}

@@ -1,0 +1,53 @@
+"""Export of a (pruned, fine-tuned) model: checkpoint zip with provenance, and ONNX."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint import zip_bytes
+from ..model import VisionTransformer
+
+
+def provenance(base_sha256: str, method: str | None, classes: list[str], corruption: str | None, setting: dict[str, Any], kept: list[str], finetuned: bool, **extra: Any) -> dict[str, Any]:
+    """The provenance record an exported config.json carries."""
+    return {"base_sha256": base_sha256, "method": method, "classes": classes, "corruption": corruption, "setting": setting, "kept_components": kept, "finetuned": finetuned, **extra}
+
+
+def export_zip(model: VisionTransformer, info: dict[str, Any], path: str | Path | None = None) -> bytes:
+    """The checkpoint zip (``model.safetensors`` + ``config.json``); written to ``path`` if given."""
+    data = zip_bytes(model, info)
+    if path is not None:
+        Path(path).write_bytes(data)
+    return data
+
+
+def onnx_bytes(model: VisionTransformer, opset: int = 18) -> bytes:
+    """ONNX graph of ``model`` with a dynamic batch dimension."""
+    cfg = model.config
+    model = model.eval()
+    x = torch.randn(2, cfg.in_chans, cfg.image_size, cfg.image_size)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), buf, input_names=["pixels"], output_names=["logits"], dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset, dynamo=False)
+    return buf.getvalue()
+
+
+def export_onnx(model: VisionTransformer, path: str | Path | None = None) -> bytes:
+    data = onnx_bytes(model)
+    if path is not None:
+        Path(path).write_bytes(data)
+    return data
+
+
+def onnx_logits(data: bytes, pixels: torch.Tensor) -> torch.Tensor:
+    """Run an exported ONNX model with onnxruntime on normalized pixels."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    return torch.from_numpy(sess.run(["logits"], {"pixels": pixels.numpy()})[0])

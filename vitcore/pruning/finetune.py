@@ -1,0 +1,64 @@
+"""Recovery fine-tuning of a pruned model, optionally distilled from the unpruned teacher."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.transforms import v2
+
+from ..data import ImageSet, normalize
+from ..model import VisionTransformer
+
+
+def distill_loss(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
+    """KL(teacher || student) on temperature-softened logits, scaled by T^2."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student / t, -1), F.log_softmax(teacher / t, -1), log_target=True, reduction="batchmean") * t * t
+
+
+def finetune_steps(
+    model: VisionTransformer,
+    data: ImageSet,
+    steps: int,
+    lr: float = 2e-4,
+    batch_size: int = 64,
+    teacher: VisionTransformer | None = None,
+    temperature: float = 2.0,
+    alpha: float = 0.5,
+    seed: int = 0,
+    optimizer: torch.optim.Optimizer | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """Train ``model`` in place for ``steps`` AdamW steps (crop+flip augmentation); returns losses.
+
+    With a ``teacher`` the loss is ``(1 - alpha) CE + alpha KD``. ``progress(step, loss)`` is
+    called after every step.
+    """
+    if steps < 1:
+        raise ValueError("steps must be >= 1")
+    gen = torch.Generator().manual_seed(seed)
+    augment = v2.Compose([v2.RandomCrop(model.config.image_size, padding=4), v2.RandomHorizontalFlip()])
+    opt = optimizer or torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    model.train()
+    losses = []
+    for step in range(steps):
+        idx = torch.randint(len(data), (min(batch_size, len(data)),), generator=gen)
+        x = normalize(torch.stack([augment(img) for img in data.images[idx]]), model.config)
+        y = data.labels[idx]
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        if teacher is not None:
+            with torch.no_grad():
+                target = teacher(x)
+            loss = (1 - alpha) * loss + alpha * distill_loss(logits, target, temperature)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if progress:
+            progress(step + 1, losses[-1])
+    model.eval()
+    return losses

@@ -1,0 +1,61 @@
+"""Measured CPU latency and throughput, side by side, with medians and spread."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from ..model import VisionTransformer
+from .counts import count_macs, count_params
+
+
+def time_forward(models: dict[str, VisionTransformer], batch_size: int, repeats: int = 30, warmup: int = 5, threads: int | None = None) -> dict[str, dict[str, float]]:
+    """Per model: median, p25 and p75 of one forward's wall time (ms), interleaved across models."""
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = next(iter(models.values())).config
+    x = torch.randn(batch_size, cfg.in_chans, cfg.image_size, cfg.image_size)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    with torch.inference_mode():
+        for m in models.values():
+            m.eval()
+            for _ in range(warmup):
+                m(x)
+        for _ in range(repeats):  # interleaved, so that machine noise hits every model alike
+            for name, m in models.items():
+                t0 = time.perf_counter()
+                m(x)
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    out = {}
+    for name, ts in times.items():
+        q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
+        out[name] = {"median_ms": statistics.median(ts), "p25_ms": q[0], "p75_ms": q[2], "repeats": len(ts)}
+    return out
+
+
+def compare(base: VisionTransformer, pruned: VisionTransformer, repeats: int = 30, threads: int | None = None, throughput_batch: int = 64) -> dict[str, Any]:
+    """Batch-1 latency and batch-64 throughput of ``pruned`` against ``base``, measured in one run."""
+    models = {"base": base, "pruned": pruned}
+    b1 = time_forward(models, 1, repeats, threads=threads)
+    bN = time_forward(models, throughput_batch, max(5, repeats // 3), threads=threads)
+    base_macs, pruned_macs = count_macs(base.config), count_macs(pruned.config)
+    mac_ratio = base_macs / max(pruned_macs, 1)
+    speed1 = b1["base"]["median_ms"] / b1["pruned"]["median_ms"]
+    speedN = bN["base"]["median_ms"] / bN["pruned"]["median_ms"]
+    return {
+        "threads": torch.get_num_threads(),
+        "params": {"base": count_params(base), "pruned": count_params(pruned)},
+        "macs": {"base": base_macs, "pruned": pruned_macs},
+        "mac_reduction": mac_ratio,
+        "batch1_ms": {k: v["median_ms"] for k, v in b1.items()},
+        "batch1_spread_ms": {k: [v["p25_ms"], v["p75_ms"]] for k, v in b1.items()},
+        f"batch{throughput_batch}_img_s": {k: throughput_batch * 1e3 / v["median_ms"] for k, v in bN.items()},
+        f"batch{throughput_batch}_spread_ms": {k: [v["p25_ms"], v["p75_ms"]] for k, v in bN.items()},
+        "speedup_batch1": speed1,
+        f"speedup_batch{throughput_batch}": speedN,
+        "speedup_over_mac_reduction_batch1": speed1 / mac_ratio,
+        f"speedup_over_mac_reduction_batch{throughput_batch}": speedN / mac_ratio,
+    }

@@ -1,0 +1,182 @@
+"""The Pareto sweep: discover, prune physically, measure, optionally fine-tune, per configuration."""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..circuits import discover
+from ..circuits.metrics import kl_damage
+from ..circuits.result import keep_top
+from ..data import ImageSet
+from ..evaluate import predict_logits
+from ..model import VisionTransformer
+from .counts import count_macs, count_params
+from .finetune import finetune_steps
+from .latency import time_forward
+from .prune import prune
+
+COLUMNS = [
+    "method", "setting", "finetuned", "kept_heads", "kept_chunks", "params", "macs", "latency_b1_ms", "throughput_b64_img_s",
+    "top1_chosen", "top1_all", "kl", "discovery_s",
+]
+DEFAULT_SETTINGS: dict[str, list[float]] = {
+    "eap": [0.9, 0.8, 0.7, 0.6, 0.5],
+    "eap-ig": [0.9, 0.8, 0.7, 0.6, 0.5],
+    "acdc": [0.01, 0.05, 0.1, 0.15, 0.2],
+    "learned": [0.1, 0.2, 0.3, 0.4, 0.5],  # sparsity = 1 - keep ratio, matching EAP's keep ratios
+}
+
+
+@dataclass
+class PrunedEval:
+    top1_chosen: float
+    top1_all: float
+    kl: float
+
+
+@torch.no_grad()
+def evaluate_against(base_logits: torch.Tensor, model: VisionTransformer, eval_set: ImageSet, chosen: torch.Tensor) -> PrunedEval:
+    """Top-1 on the chosen classes and on all classes, and KL(full || model) on the chosen classes."""
+    logits = predict_logits(model, eval_set.images)
+    correct = logits.argmax(1) == eval_set.labels
+    return PrunedEval(float(correct[chosen].float().mean()), float(correct.float().mean()), float(kl_damage(logits[chosen], base_logits[chosen], eval_set.labels[chosen]).mean()))
+
+
+def pareto_frontier(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of points not dominated in (latency, error), both minimised, sorted by latency."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], points[i][1]))
+    frontier, best = [], float("inf")
+    for i in order:
+        if points[i][1] < best:
+            frontier.append(i)
+            best = points[i][1]
+    return frontier
+
+
+def _row(method: str, setting: float, finetuned: bool, model: VisionTransformer, ev: PrunedEval, lat: dict, disc_s: float) -> dict[str, Any]:
+    return {
+        "method": method, "setting": setting, "finetuned": finetuned, "kept_heads": sum(model.config.heads),
+        "kept_chunks": len(model.components) - sum(model.config.heads), "params": count_params(model), "macs": count_macs(model.config),
+        "latency_b1_ms": round(lat["b1"], 3), "throughput_b64_img_s": round(lat["b64"], 1), "top1_chosen": round(ev.top1_chosen, 4),
+        "top1_all": round(ev.top1_all, 4), "kl": round(ev.kl, 5), "discovery_s": round(disc_s, 2),
+    }
+
+
+def _latency(model: VisionTransformer, repeats: int) -> dict[str, float]:
+    b1 = time_forward({"m": model}, 1, repeats)["m"]["median_ms"]
+    b64 = time_forward({"m": model}, 64, max(3, repeats // 4))["m"]["median_ms"]
+    return {"b1": b1, "b64": 64e3 / b64}
+
+
+def run_sweep(
+    base: VisionTransformer,
+    discovery: ImageSet,
+    eval_set: ImageSet,
+    classes: list[str],
+    settings: dict[str, list[float]] | None = None,
+    corruption: str = "resample",
+    finetune: int = 0,
+    n_images: int | None = None,
+    latency_repeats: int = 20,
+    learned_steps: int = 200,
+    progress: Callable[[float, str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per configuration (plus the unpruned baseline), with and without fine-tuning."""
+    settings = settings if settings is not None else DEFAULT_SETTINGS
+    chosen = torch.isin(eval_set.labels, torch.tensor([eval_set.class_index(w) for w in classes]))
+    base_logits = predict_logits(base, eval_set.images)
+    rows = [_row("baseline", 1.0, False, base, evaluate_against(base_logits, base, eval_set, chosen), _latency(base, latency_repeats), 0.0)]
+    total = sum(len(v) for v in settings.values())
+    done = 0
+    for method, values in settings.items():
+        eap_like = None
+        for value in values:
+            t0 = time.perf_counter()
+            if method in ("eap", "eap-ig"):
+                if eap_like is None:  # scores do not depend on the keep ratio: compute once
+                    eap_like = discover(base, discovery, classes, method, corruption, n_images=n_images)
+                    first_s = time.perf_counter() - t0
+                keep = keep_top(eap_like.score_tensor(), value)
+                disc_s = first_s
+            else:
+                kwargs = {"tau": value} if method == "acdc" else {"sparsity": value, "steps": learned_steps}
+                res = discover(base, discovery, classes, method, corruption, n_images=n_images, **kwargs)
+                keep = base.components.mask_from_keep(res.kept or [])
+                disc_s = time.perf_counter() - t0
+            if keep.sum() == 0:  # nothing kept: no model to measure
+                continue
+            pruned = prune(base, keep)
+            rows.append(_row(method, value, False, pruned, evaluate_against(base_logits, pruned, eval_set, chosen), _latency(pruned, latency_repeats), disc_s))
+            if finetune > 0:
+                finetune_steps(pruned, discovery, finetune, teacher=base)
+                rows.append(_row(method, value, True, pruned, evaluate_against(base_logits, pruned, eval_set, chosen), _latency(pruned, latency_repeats), disc_s))
+            done += 1
+            if progress:
+                progress(done / total, f"{method} {value}")
+    return rows
+
+
+def write_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def read_csv(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a sweep CSV, numbers parsed; raises ValueError on a foreign file."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or set(COLUMNS) - set(reader.fieldnames):
+            raise ValueError(f"{path} is not a vitcore sweep CSV (needs columns {', '.join(COLUMNS)})")
+        rows = []
+        for r in reader:
+            row: dict[str, Any] = {"method": r["method"], "finetuned": r["finetuned"] in ("True", "true", "1")}
+            for k in COLUMNS[1:]:
+                if k != "finetuned":
+                    row[k] = float(r[k])
+            rows.append(row)
+    return rows
+
+
+def frontier_chart(rows: list[dict[str, Any]]):
+    """Altair chart: error (1 - top-1 on the chosen classes) vs batch-1 latency, frontier drawn."""
+    import altair as alt
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    df["error"] = 1 - df["top1_chosen"]
+    df["series"] = df["method"] + df["finetuned"].map({True: " + FT", False: ""})
+    front = df.iloc[pareto_frontier(list(zip(df["latency_b1_ms"], df["error"])))]
+    points = alt.Chart(df).mark_point(filled=True, size=70).encode(
+        x=alt.X("latency_b1_ms:Q", title="batch-1 latency (ms)", scale=alt.Scale(zero=False)),
+        y=alt.Y("error:Q", title="error on chosen classes"),
+        color=alt.Color("series:N", title="method"),
+        shape=alt.Shape("finetuned:N"),
+        tooltip=["method", "setting", "finetuned", "latency_b1_ms", "throughput_b64_img_s", "top1_chosen", "top1_all", "kl", "macs"],
+    )
+    line = alt.Chart(front).mark_line(color="black", strokeDash=[4, 3]).encode(x="latency_b1_ms:Q", y="error:Q")
+    return (line + points).properties(width=560, height=360, title="Pareto frontier: error vs latency")
+
+
+def bisect_keep(
+    base: VisionTransformer, scores: torch.Tensor, eval_set: ImageSet, chosen: torch.Tensor, target: float, iterations: int = 8
+) -> tuple[float, PrunedEval]:
+    """Smallest keep ratio (by ranking ``scores``) whose chosen-class top-1 stays >= ``target``."""
+    base_logits = predict_logits(base, eval_set.images)
+    lo, hi = 0.0, 1.0
+    best = evaluate_against(base_logits, base, eval_set, chosen)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        ev = evaluate_against(base_logits, prune(base, keep_top(scores, mid)), eval_set, chosen)
+        if ev.top1_chosen >= target:
+            hi, best = mid, ev
+        else:
+            lo = mid
+    return hi, best
