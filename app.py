@@ -14,5 +14,6 @@ pages = [
     st.Page("pages/export.py", title="Export"),
 ]
 page = st.navigation(pages)
-sidebar()
+for problem in sidebar():
+    st.error(problem)
 page.run()

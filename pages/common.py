@@ -40,6 +40,14 @@ def shared_split(path: str | None, split: str) -> ImageSet:
     return load_split(path, split)
 
 
+@st.cache_resource(show_spinner="Classifying the eval images…")
+def shared_eval_logits(_model, _eval_set: ImageSet, model_sha: str, data_key: str) -> torch.Tensor:
+    """The base model's logits on the eval set, computed once per model and data set."""
+    from vitcore.evaluate import predict_logits
+
+    return predict_logits(_model, _eval_set.images)
+
+
 def state_hash(model: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for k, v in sorted(model.state_dict().items()):
@@ -59,8 +67,9 @@ def _load_upload(upload) -> Checkpoint:
     return shared_uploaded_checkpoint(hashlib.sha256(data).hexdigest(), weights, config)
 
 
-def sidebar() -> None:
-    """Model and data choices; a bad choice shows an error and falls back to the default."""
+def sidebar() -> list[str]:
+    """Model and data choices; returns error messages (the app falls back to the defaults)."""
+    problems: list[str] = []
     with st.sidebar:
         st.subheader("Model")
         source = st.radio("Checkpoint", ["Shipped model", "Upload a zip", "Path on this machine"], key="model_source", label_visibility="collapsed")
@@ -75,7 +84,7 @@ def sidebar() -> None:
                 if path:
                     ckpt = shared_checkpoint(path)
         except VitcoreError as e:
-            st.error(f"Could not load that model: {e}. Using the shipped model.")
+            problems.append(f"Could not load that model: {e}. Using the shipped model.")
         if ckpt is None:
             ckpt = shared_checkpoint(None)
         st.caption(f"{len(ckpt.model.components)} components · sha256 {ckpt.sha256[:12]}")
@@ -84,19 +93,21 @@ def sidebar() -> None:
         try:
             discovery, eval_set = shared_split(data_path, "train"), shared_split(data_path, "val")
         except VitcoreError as e:
-            st.error(f"Could not read that data: {e}. Using the bundled subsets.")
-            discovery, eval_set = shared_split(None, "train"), shared_split(None, "val")
+            problems.append(f"Could not read that data: {e}. Using the bundled subsets.")
+            data_path, discovery, eval_set = None, shared_split(None, "train"), shared_split(None, "val")
         if ckpt.wnids and ckpt.wnids != eval_set.wnids:
-            st.error("The model's classes differ from the data set's classes; using the bundled subsets.")
-            discovery, eval_set = shared_split(None, "train"), shared_split(None, "val")
+            problems.append("The model's classes differ from the data set's classes; using the bundled subsets.")
+            data_path, discovery, eval_set = None, shared_split(None, "train"), shared_split(None, "val")
         st.caption(f"discovery {len(discovery)} images · eval {len(eval_set)} images")
     st.session_state["ckpt"] = ckpt
     st.session_state["discovery"] = discovery
     st.session_state["eval_set"] = eval_set
+    st.session_state["data_key"] = data_path or "bundled"
     if st.session_state.get("model_sha") != ckpt.sha256:  # a new model invalidates this session's work
         for key in ("keep", "results", "playground", "history", "finetuned"):
             st.session_state.pop(key, None)
         st.session_state["model_sha"] = ckpt.sha256
+    return problems
 
 
 def class_options() -> dict[str, str]:
@@ -121,7 +132,8 @@ def playground() -> Playground:
     ckpt, eval_set = st.session_state["ckpt"], st.session_state["eval_set"]
     pg = st.session_state.get("playground")
     if pg is None or pg.base is not ckpt.model or pg.eval_set is not eval_set:
-        pg = Playground(ckpt.model, eval_set, chosen_classes())
+        logits = shared_eval_logits(ckpt.model, eval_set, ckpt.sha256, st.session_state["data_key"])
+        pg = Playground(ckpt.model, eval_set, chosen_classes(), base_logits=logits)
         st.session_state["playground"] = pg
     elif pg.classes != chosen_classes():
         pg.set_classes(chosen_classes())

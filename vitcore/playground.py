@@ -45,14 +45,14 @@ class KeepSetFigures:
 class Playground:
     """Per-session evaluation of keep-sets over a shared base model and eval set."""
 
-    def __init__(self, base: VisionTransformer, eval_set: ImageSet, classes: list[str], latency_repeats: int = 15):
+    def __init__(self, base: VisionTransformer, eval_set: ImageSet, classes: list[str], latency_repeats: int = 15, base_logits: Tensor | None = None):
         self.base = base
         self.eval_set = eval_set
         self.space = base.components
         self.latency_repeats = latency_repeats
         self._cache: dict[bytes, KeepSetFigures] = {}
         self._models: dict[bytes, VisionTransformer] = {}
-        self._base_logits: Tensor | None = None
+        self._base_logits = base_logits
         self.set_classes(classes)
 
     def set_classes(self, classes: list[str]) -> None:

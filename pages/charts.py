@@ -1,0 +1,39 @@
+"""Altair charts shared by the pages (no state)."""
+
+import altair as alt
+import pandas as pd
+
+from vitcore.components import Component
+
+
+def score_frames(names: list[str], values: list[float], kept: set[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows = []
+    for name, v in zip(names, values):
+        c = Component.parse(name)
+        rows.append({"component": name, "layer": c.layer, "kind": c.kind, "index": c.index, "score": v, "kept": None if kept is None else name in kept})
+    df = pd.DataFrame(rows)
+    return df[df.kind == "head"], df[df.kind == "chunk"]
+
+
+def heatmap(df: pd.DataFrame, title: str, field: str = "score") -> alt.Chart:
+    """Layer x index heatmap with hover tooltips."""
+    x_title = "head" if title.lower().startswith("head") else "chunk"
+    return (
+        alt.Chart(df)
+        .mark_rect()
+        .encode(
+            x=alt.X("index:O", title=x_title),
+            y=alt.Y("layer:O", title="layer"),
+            color=alt.Color(f"{field}:Q", scale=alt.Scale(scheme="viridis")),
+            tooltip=["component", alt.Tooltip("score:Q", format=".4g"), "kept"],
+        )
+        .properties(title=title, height=220)
+    )
+
+
+def pareto_chart(df: pd.DataFrame, x: str, y: str, color: str, frontier_idx: list[int], tooltip: list[str]) -> alt.Chart:
+    points = alt.Chart(df).mark_point(filled=True, size=80).encode(
+        x=alt.X(f"{x}:Q", scale=alt.Scale(zero=False)), y=alt.Y(f"{y}:Q"), color=alt.Color(f"{color}:N"), tooltip=tooltip
+    )
+    line = alt.Chart(df.iloc[frontier_idx]).mark_line(color="black", strokeDash=[4, 3]).encode(x=f"{x}:Q", y=f"{y}:Q")
+    return (line + points).properties(height=320)

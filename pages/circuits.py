@@ -1,0 +1,109 @@
+"""Circuits page: choose classes and a method, score every head and MLP chunk, compare results."""
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from pages.charts import heatmap, score_frames
+from pages.common import class_options
+from vitcore.circuits import CORRUPTIONS, DEFAULT_METRIC, METHODS, METRICS, discover
+from vitcore.circuits.result import CircuitResult
+from vitcore.errors import VitcoreError
+
+ckpt = st.session_state["ckpt"]
+discovery = st.session_state["discovery"]
+options = class_options()
+labels = {v: k for k, v in options.items()}
+
+st.title("Circuits")
+chosen = st.multiselect("Classes (type to search)", list(options), default=[labels[w] for w in st.session_state.get("classes", []) if w in labels], key="class_pick")
+st.session_state["classes"] = [options[c] for c in chosen]
+
+c1, c2, c3 = st.columns(3)
+method = c1.selectbox("Method", METHODS, format_func=lambda m: {"eap": "EAP", "eap-ig": "EAP-IG", "acdc": "ACDC", "learned": "Learned masks"}[m], key="method")
+corruption = c2.selectbox("Corruption", CORRUPTIONS, key="corruption")
+metric = c3.selectbox("Metric", METRICS, index=METRICS.index(DEFAULT_METRIC[method]), key=f"metric_{method}")
+st.caption(
+    {"eap": "EAP ranks by the gradient of the metric (default: cross-entropy of the true label; KL is degenerate for EAP).",
+     "eap-ig": "EAP-IG integrates the gradient from corrupt to clean (default metric: KL).",
+     "acdc": "ACDC greedily removes components whose patching raises KL by less than tau.",
+     "learned": "Learned masks optimise KL plus a sparsity penalty (hard-concrete gates)."}[method]
+)
+n_available = int(sum(int((discovery.labels == discovery.class_index(w)).sum()) for w in st.session_state["classes"])) or 1
+p1, p2, p3 = st.columns(3)
+n_images = p1.slider("Number of discovery images", 1, max(2, n_available), n_available, key="n_images")
+kwargs = {}
+if method in ("eap", "eap-ig"):
+    kwargs["keep"] = p2.slider("Keep ratio", 0.05, 1.0, 0.5, 0.05, key="keep_ratio_param")
+    if method == "eap-ig":
+        kwargs["n_steps"] = p3.slider("Integration steps", 1, 20, 5, key="n_steps")
+elif method == "acdc":
+    kwargs["tau"] = p2.select_slider("tau", [0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2], value=0.05, key="tau_param")
+else:
+    kwargs["sparsity"] = p2.slider("Target sparsity", 0.0, 0.95, 0.5, 0.05, key="sparsity_param")
+    kwargs["steps"] = p3.slider("Optimisation steps", 20, 400, 200, 20, key="learned_steps")
+
+if st.button("Run", type="primary", key="run_circuit"):
+    bar = st.progress(0.0, text="starting…")
+    start = time.perf_counter()
+
+    def progress(fraction: float) -> None:
+        bar.progress(min(1.0, fraction), text=f"{method}: {fraction:.0%} · {time.perf_counter() - start:.1f} s")
+
+    try:
+        result = discover(ckpt.model, discovery, st.session_state["classes"], method, corruption, metric, n_images, model_sha256=ckpt.sha256, progress=progress, **kwargs)
+    except VitcoreError as e:
+        bar.empty()
+        st.error(str(e))
+    else:
+        bar.progress(1.0, text=f"done in {result.wall_time_s:.1f} s")
+        st.session_state.setdefault("results", []).append(result)
+        st.session_state["active_result"] = len(st.session_state["results"]) - 1
+        st.session_state["keep"] = ckpt.model.components.mask_from_keep(result.kept or [])
+        st.session_state.pop("prune_grid_sync", None)
+
+results: list[CircuitResult] = st.session_state.get("results", [])
+
+
+def label(i: int) -> str:
+    r = results[i]
+    return f"#{i + 1} {r.method} · {len(r.classes)} class(es) · {r.corruption} · {r.metric}"
+
+
+if results:
+    i = st.session_state.get("active_result", len(results) - 1)
+    r = results[i]
+    f = r.faithfulness
+    st.subheader(label(i))
+    m1, m2, m3, m4, m5 = st.columns(5)
+    m1.metric("Kept", f"{len(r.kept or [])}/{len(r.scores)}")
+    m2.metric("KL (circuit)", f"{f['kl']:.4f}")
+    m3.metric("Top-1 chosen (circuit)", f"{f['top1']:.1%}")
+    m4.metric("Time", f"{r.wall_time_s:.1f} s")
+    m5.metric("Passes", f"{r.forward_passes:g} F + {r.backward_passes:g} B")
+    heads, chunks = score_frames(r.component_names, r.scores, set(r.kept or []))
+    h1, h2 = st.columns(2)
+    h1.altair_chart(heatmap(heads, "Heads: layer x head"), width="stretch")
+    h2.altair_chart(heatmap(chunks, "MLP chunks: layer x chunk"), width="stretch")
+    table = pd.concat([heads, chunks]).sort_values("score", ascending=False).reset_index(drop=True)
+    table.index += 1
+    st.dataframe(table[["component", "score", "kept"]], height=240)
+    d1, d2 = st.columns(2)
+    d1.download_button("Download scores (CSV)", r.to_csv(), file_name=f"circuit-{r.method}.csv", mime="text/csv", key="dl_csv")
+    d2.download_button("Download result (JSON)", r.to_json(), file_name=f"circuit-{r.method}.json", mime="application/json", key="dl_json")
+
+    if len(results) > 1:
+        st.subheader("Compare results")
+        a, b = st.columns(2)
+        ia = a.selectbox("Result A", range(len(results)), format_func=label, index=len(results) - 2, key="cmp_a")
+        ib = b.selectbox("Result B", range(len(results)), format_func=label, index=len(results) - 1, key="cmp_b")
+        ka, kb = set(results[ia].kept or []), set(results[ib].kept or [])
+        jaccard = len(ka & kb) / max(1, len(ka | kb))
+        st.metric("Overlap of kept sets (Jaccard)", f"{jaccard:.2f}", help=f"{len(ka & kb)} shared of {len(ka | kb)} kept by either")
+        for col, idx in ((a, ia), (b, ib)):
+            hh, cc = score_frames(results[idx].component_names, results[idx].scores, set(results[idx].kept or []))
+            col.altair_chart(heatmap(hh, f"Heads #{idx + 1}"), width="stretch")
+            col.altair_chart(heatmap(cc, f"Chunks #{idx + 1}"), width="stretch")
+else:
+    st.info("Pick one or more classes and press Run to score every attention head and MLP chunk.")

@@ -1,0 +1,50 @@
+"""Export page: download the current pruned (and fine-tuned) model as a zip or ONNX."""
+
+import json
+
+import streamlit as st
+
+from pages.common import current_model, keep_mask, playground
+from vitcore.pruning.export import export_zip, onnx_bytes, provenance
+
+ckpt = st.session_state["ckpt"]
+st.title("Export")
+model = current_model()
+if model is None:
+    st.error("Every component is switched off: there is no model to export. Keep at least one head or chunk on the Prune page.")
+    st.stop()
+
+mask = keep_mask()
+space = ckpt.model.components
+results = st.session_state.get("results", [])
+result = results[st.session_state.get("active_result", len(results) - 1)] if results else None
+finetuned = st.session_state.get("finetuned") == playground().key(mask)
+kept = [space.names[i] for i in space.keep_from_mask(mask)]
+prov = provenance(
+    ckpt.sha256,
+    result.method if result else None,
+    st.session_state.get("classes", []),
+    result.corruption if result else None,
+    result.params if result else {},
+    kept,
+    finetuned,
+)
+info = {k: v for k, v in ckpt.info.items() if k not in ("model", "provenance")} | {"provenance": prov}
+st.markdown(f"**{len(kept)}/{len(space)} components kept** · heads per layer {model.config.heads} · MLP widths {model.config.mlp_widths} · fine-tuned: {finetuned}")
+zip_data = export_zip(model, info)
+c1, c2 = st.columns(2)
+c1.download_button("Download model (.zip: safetensors + config)", zip_data, file_name="vit-pruned.zip", mime="application/zip", key="dl_zip")
+c1.caption(f"{len(zip_data) / 1e6:.2f} MB")
+if c2.button("Prepare ONNX", key="prep_onnx"):
+    st.session_state["onnx"] = (playground().key(mask), onnx_bytes(model))
+onnx = st.session_state.get("onnx")
+if onnx and onnx[0] == playground().key(mask):
+    c2.download_button("Download ONNX", onnx[1], file_name="vit-pruned.onnx", mime="application/octet-stream", key="dl_onnx")
+    c2.caption(f"{len(onnx[1]) / 1e6:.2f} MB · input 'pixels' [batch, 3, 64, 64] normalized · output 'logits'")
+
+st.subheader("What the zip contains")
+st.markdown("`model.safetensors` (weights) and `config.json`:")
+shown = {k: v for k, v in info.items() if k != "classes"} | {"model": model.config.to_dict(), "classes": f"{len(info.get('classes', {}).get('wnids', []))} wnids and names"}
+st.json(json.loads(json.dumps(shown)), expanded=False)
+st.subheader("Load it")
+st.code('import vitcore\nmodel = vitcore.load_pretrained("vit-pruned.zip")', language="python")

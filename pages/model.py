@@ -1,0 +1,83 @@
+"""Model page: the model card, a gallery of eval images, per-class accuracy, and "try your own image"."""
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+import torch
+
+from pages.common import current_model, playground
+from vitcore.data import normalize
+from vitcore.evaluate import per_class_accuracy
+from vitcore.images import ImageError, load_rgb, to_model_size
+from vitcore.pruning import count_macs, count_params
+
+ckpt = st.session_state["ckpt"]
+eval_set = st.session_state["eval_set"]
+model, cfg = ckpt.model, ckpt.model.config
+
+st.title("Model")
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Parameters", f"{count_params(model):,}")
+c2.metric("MACs / image", f"{count_macs(cfg) / 1e6:.1f} M")
+metrics = ckpt.info.get("metrics", {})
+c3.metric("Val top-1 (card)", f"{metrics['val_top1']:.1%}" if "val_top1" in metrics else "n/a")
+c4.metric("Val top-5 (card)", f"{metrics['val_top5']:.1%}" if "val_top5" in metrics else "n/a")
+st.caption(
+    f"Pre-norm ViT · depth {cfg.depth} · dim {cfg.dim} · heads per layer {cfg.heads} (head dim {cfg.head_dim}) · "
+    f"MLP widths {cfg.mlp_widths} · patch {cfg.patch_size} · {cfg.num_classes} classes · chunk size {cfg.chunk_size}"
+)
+with st.expander("How it was trained"):
+    st.json(ckpt.info.get("training", {}), expanded=False)
+    if "provenance" in ckpt.info:
+        st.json(ckpt.info["provenance"], expanded=False)
+
+logits = playground().base_logits()
+pred = logits.argmax(1)
+correct = pred == eval_set.labels
+
+st.subheader("Gallery")
+names = eval_set.names
+f1, f2 = st.columns([3, 1])
+pick = f1.multiselect("Classes", options=list(range(len(names))), format_func=lambda i: names[i], key="gallery_classes", placeholder="all classes")
+which = f2.selectbox("Show", ["all", "correct", "wrong"], key="gallery_filter")
+idx = torch.arange(len(eval_set))
+if pick:
+    idx = idx[torch.isin(eval_set.labels, torch.tensor(pick))]
+if which != "all":
+    idx = idx[correct[idx] == (which == "correct")]
+st.caption(f"{len(idx)} images · top-1 {correct[idx].float().mean():.1%}" if len(idx) else "no images match")
+cols = st.columns(8)
+for n, i in enumerate(idx[:32].tolist()):
+    img = eval_set.images[i].permute(1, 2, 0).numpy()
+    mark = "✅" if correct[i] else "❌"
+    cols[n % 8].image(img, caption=f"{mark} {names[eval_set.labels[i]]} → {names[pred[i]]}", width="stretch")
+
+st.subheader("Per-class accuracy")
+acc = per_class_accuracy(logits, eval_set.labels, len(names))
+df = pd.DataFrame({"class": names, "top1": acc.numpy()}).sort_values("top1", ascending=False)
+st.altair_chart(
+    alt.Chart(df).mark_bar().encode(x=alt.X("class:N", sort=None, axis=alt.Axis(labels=False, ticks=False)), y="top1:Q", tooltip=["class", alt.Tooltip("top1:Q", format=".0%")]).properties(height=220),
+    width="stretch",
+)
+
+st.subheader("Try your own image")
+upload = st.file_uploader("An image (any size; it is resized to 64x64 as the model sees it)", key="try_image")
+if upload is not None:
+    try:
+        img = to_model_size(load_rgb(upload.getvalue(), name=upload.name), cfg.image_size)
+    except ImageError as e:
+        st.error(f"Could not use that file: {e}")
+    else:
+        x = normalize(torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(64, 64, 3).permute(2, 0, 1)[None], cfg)
+        left, mid, right = st.columns([1, 2, 2])
+        left.image(img, caption="as the model sees it (64x64)", width=160)
+        pruned = current_model()
+        for col, title, m in ((mid, "Full model", model), (right, "Current pruned model", pruned)):
+            col.markdown(f"**{title}**")
+            if m is None:
+                col.warning("Every component is off: no pruned model.")
+                continue
+            with torch.inference_mode():
+                probs = m(x).softmax(-1)[0]
+            top = probs.topk(5)
+            col.dataframe(pd.DataFrame({"class": [names[i] for i in top.indices.tolist()], "probability": top.values.numpy()}), hide_index=True)

@@ -1,0 +1,157 @@
+"""Prune page: toggle heads and chunks, and watch measured accuracy, KL, size and latency update."""
+
+import time
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from pages.charts import pareto_chart
+from pages.common import keep_mask, playground
+from vitcore.circuits.result import keep_top
+from vitcore.playground import NothingKeptError
+from vitcore.pruning.finetune import finetune_steps
+from vitcore.pruning.sweep import pareto_frontier
+
+ckpt = st.session_state["ckpt"]
+space = ckpt.model.components
+depth = space.depth
+results = st.session_state.get("results", [])
+result = results[st.session_state.get("active_result", len(results) - 1)] if results else None
+
+st.title("Prune")
+classes = st.session_state.get("classes", [])
+if classes:
+    st.caption("Chosen classes: " + ", ".join(st.session_state["eval_set"].names[st.session_state["eval_set"].class_index(w)] for w in classes))
+else:
+    st.warning("No classes chosen (Circuits page): chosen-class figures use every eval image.")
+
+
+def grid_keys(layer: int) -> tuple[str, str]:
+    return f"heads_{layer}", f"chunks_{layer}"
+
+
+def sync_grid_from_mask() -> None:
+    """Write the keep mask into the toggle widgets' state (before they are drawn)."""
+    mask = keep_mask()
+    for layer in range(depth):
+        hk, ck = grid_keys(layer)
+        st.session_state[hk] = [f"H{i}" for i in range(space.heads_per_layer[layer]) if mask[space.head_slices[layer].start + i] > 0.5]
+        st.session_state[ck] = [f"C{i}" for i in range(space.chunks_per_layer[layer]) if mask[space.chunk_slices[layer].start + i] > 0.5]
+
+
+def mask_from_grid() -> None:
+    mask = torch.zeros(len(space))
+    for layer in range(depth):
+        hk, ck = grid_keys(layer)
+        for name in st.session_state.get(hk, []):
+            mask[space.head_slices[layer].start + int(name[1:])] = 1.0
+        for name in st.session_state.get(ck, []):
+            mask[space.chunk_slices[layer].start + int(name[1:])] = 1.0
+    st.session_state["keep"] = mask
+
+
+def apply_slider() -> None:
+    if result is None:
+        return
+    if result.method == "acdc":
+        st.session_state["keep"] = (result.score_tensor() >= st.session_state["tau_slider"]).float()
+    else:
+        st.session_state["keep"] = keep_top(result.score_tensor(), st.session_state["keep_slider"])
+    sync_grid_from_mask()
+
+
+def set_rows(value: float) -> None:
+    mask = keep_mask().clone()
+    for layer in st.session_state.get("row_pick", []):
+        mask[space.head_slices[layer]] = value
+        mask[space.chunk_slices[layer]] = value
+    st.session_state["keep"] = mask
+    sync_grid_from_mask()
+
+
+def reset_all() -> None:
+    st.session_state["keep"] = space.ones()
+    sync_grid_from_mask()
+
+
+if st.session_state.get("prune_grid_sync") != id(st.session_state.get("keep")):
+    sync_grid_from_mask()  # the mask changed elsewhere (Run, Compare, a new model)
+
+
+@st.fragment
+def playground_panel() -> None:
+    if result is not None:
+        if result.method == "acdc":
+            st.slider("tau (threshold on ACDC's visit scores; re-run ACDC for its exact greedy set)", 0.0, 0.2, 0.05, 0.005, key="tau_slider", on_change=apply_slider)
+        else:
+            st.slider(f"Keep ratio from the {result.method} scores", 0.05, 1.0, 0.5, 0.05, key="keep_slider", on_change=apply_slider)
+    else:
+        st.info("Run a method on the Circuits page to drive the grid from scores; or toggle by hand.")
+    r1, r2, r3, r4 = st.columns([3, 1, 1, 1])
+    r1.multiselect("Rows (layers)", list(range(depth)), key="row_pick", format_func=lambda l: f"layer {l}")
+    r2.button("Keep rows", on_click=set_rows, args=(1.0,), key="rows_on")
+    r3.button("Drop rows", on_click=set_rows, args=(0.0,), key="rows_off")
+    r4.button("Keep all", on_click=reset_all, key="all_on")
+    g1, g2 = st.columns(2)
+    g1.markdown("**Attention heads** (highlighted = kept)")
+    g2.markdown("**MLP neuron chunks** (highlighted = kept)")
+    for layer in range(depth):
+        hk, ck = grid_keys(layer)
+        g1.pills(f"L{layer}", [f"H{i}" for i in range(space.heads_per_layer[layer])], selection_mode="multi", key=hk, on_change=mask_from_grid)
+        g2.pills(f"L{layer} ", [f"C{i}" for i in range(space.chunks_per_layer[layer])], selection_mode="multi", key=ck, on_change=mask_from_grid)
+    st.session_state["prune_grid_sync"] = id(st.session_state["keep"])
+
+    pg = playground()
+    mask = keep_mask()
+    base = pg.fast(space.ones())
+    try:
+        t0 = time.perf_counter()
+        fig = pg.fast(mask)
+        fast_s = time.perf_counter() - t0
+    except NothingKeptError as e:
+        st.error(str(e))
+        return
+    m = st.columns(5)
+    m[0].metric("Top-1, chosen classes", f"{fig.top1_chosen:.1%}", f"{fig.top1_chosen - base.top1_chosen:+.1%}")
+    m[1].metric("KL to full model", f"{fig.kl_chosen:.4f}", f"{fig.kl_chosen - base.kl_chosen:+.4f}", delta_color="inverse")
+    m[2].metric("Parameters", f"{fig.params / 1e6:.3f} M", f"{(fig.params - base.params) / base.params:+.1%}", delta_color="inverse")
+    m[3].metric("MACs / image", f"{fig.macs / 1e6:.1f} M", f"{(fig.macs - base.macs) / base.macs:+.1%}", delta_color="inverse")
+    m[4].metric("Batch-1 latency (measured)", f"{fig.latency_b1_ms:.2f} ms", f"{fig.latency_b1_ms - base.latency_b1_ms:+.2f} ms", delta_color="inverse")
+    st.caption(f"{fig.kept}/{len(space)} components kept · fast figures in {fast_s:.2f} s")
+    slow_row = st.columns(2)
+    p_all, p_thr = slow_row[0].empty(), slow_row[1].empty()
+    if fig.top1_all is None:
+        p_all.metric("Top-1, all eval classes", "updating…")
+        p_thr.metric("Batch-64 throughput (measured)", "updating…")
+    base_slow = pg.slow(space.ones())
+    fig = pg.slow(mask)
+    p_all.metric("Top-1, all eval classes", f"{fig.top1_all:.1%}", f"{fig.top1_all - base_slow.top1_all:+.1%}")
+    p_thr.metric("Batch-64 throughput (measured)", f"{fig.throughput_b64:.0f} img/s", f"{fig.throughput_b64 / base_slow.throughput_b64:.2f}x")
+
+    history = st.session_state.setdefault("history", {})
+    key = pg.key(mask)
+    history[key] = {"kept": fig.kept, "error": 1 - fig.top1_chosen, "latency_b1_ms": fig.latency_b1_ms, "top1_all": fig.top1_all, "macs": fig.macs,
+                    "config": "full model" if fig.kept == len(space) else f"{fig.kept} kept"}
+    df = pd.DataFrame(list(history.values()))
+    front = pareto_frontier(list(zip(df["latency_b1_ms"], df["error"])))
+    st.markdown("**Configurations tried in this session** (dashed: Pareto frontier)")
+    st.altair_chart(pareto_chart(df, "latency_b1_ms", "error", "config", front, ["config", "kept", "error", "latency_b1_ms", "top1_all", "macs"]), width="stretch")
+
+    st.markdown("**Fine-tune to recover**")
+    f1, f2 = st.columns([1, 3])
+    steps = f1.number_input("Steps", 5, 500, 40, 5, key="ft_steps")
+    distill = f1.checkbox("Distil from the full model", value=True, key="ft_distill")
+    if f2.button("Fine-tune the current pruned model", key="ft_run"):
+        before = pg.slow(mask)
+        model = pg.model_for(mask).clone()  # never train the shared model or a cached copy in place
+        bar = f2.progress(0.0, text="fine-tuning…")
+        finetune_steps(model, st.session_state["discovery"], int(steps), teacher=ckpt.model if distill else None,
+                       progress=lambda s, loss: bar.progress(s / steps, text=f"step {s}/{steps} · loss {loss:.3f}"))
+        pg.replace_model(mask, model)
+        after = pg.slow(mask)
+        st.session_state["finetuned"] = key
+        f2.success(f"Top-1 chosen {before.top1_chosen:.1%} → {after.top1_chosen:.1%} · all classes {before.top1_all:.1%} → {after.top1_all:.1%}")
+
+
+playground_panel()
