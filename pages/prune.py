@@ -93,41 +93,43 @@ def playground_panel() -> None:
     r2.button("Keep rows", on_click=set_rows, args=(1.0,), key="rows_on")
     r3.button("Drop rows", on_click=set_rows, args=(0.0,), key="rows_off")
     r4.button("Keep all", on_click=reset_all, key="all_on")
-    g1, g2 = st.columns(2)
-    g1.markdown("**Attention heads** (highlighted = kept)")
-    g2.markdown("**MLP neuron chunks** (highlighted = kept)")
+    figures_box = st.container()  # figures go above the grid, filled once the grid is drawn
+    heads_tab, chunks_tab = st.columns([1, 1])
+    heads_tab.markdown("**Attention heads** (highlighted = kept)")
+    chunks_tab.markdown("**MLP neuron chunks** (highlighted = kept)")
     for layer in range(depth):
         hk, ck = grid_keys(layer)
-        g1.pills(f"L{layer}", [f"H{i}" for i in range(space.heads_per_layer[layer])], selection_mode="multi", key=hk, on_change=mask_from_grid)
-        g2.pills(f"L{layer} ", [f"C{i}" for i in range(space.chunks_per_layer[layer])], selection_mode="multi", key=ck, on_change=mask_from_grid)
+        heads_tab.pills(f"L{layer}", [f"H{i}" for i in range(space.heads_per_layer[layer])], selection_mode="multi", key=hk, on_change=mask_from_grid)
+        chunks_tab.pills(f"L{layer} ", [f"C{i}" for i in range(space.chunks_per_layer[layer])], selection_mode="multi", key=ck, on_change=mask_from_grid)
     st.session_state["prune_grid_sync"] = id(st.session_state["keep"])
 
     pg = playground()
     mask = keep_mask()
-    base = pg.fast(space.ones())
-    try:
-        t0 = time.perf_counter()
-        fig = pg.fast(mask)
-        fast_s = time.perf_counter() - t0
-    except NothingKeptError as e:
-        st.error(str(e))
-        return
-    m = st.columns(5)
-    m[0].metric("Top-1, chosen classes", f"{fig.top1_chosen:.1%}", f"{fig.top1_chosen - base.top1_chosen:+.1%}")
-    m[1].metric("KL to full model", f"{fig.kl_chosen:.4f}", f"{fig.kl_chosen - base.kl_chosen:+.4f}", delta_color="inverse")
-    m[2].metric("Parameters", f"{fig.params / 1e6:.3f} M", f"{(fig.params - base.params) / base.params:+.1%}", delta_color="inverse")
-    m[3].metric("MACs / image", f"{fig.macs / 1e6:.1f} M", f"{(fig.macs - base.macs) / base.macs:+.1%}", delta_color="inverse")
-    m[4].metric("Batch-1 latency (measured)", f"{fig.latency_b1_ms:.2f} ms", f"{fig.latency_b1_ms - base.latency_b1_ms:+.2f} ms", delta_color="inverse")
-    st.caption(f"{fig.kept}/{len(space)} components kept · fast figures in {fast_s:.2f} s")
-    slow_row = st.columns(2)
-    p_all, p_thr = slow_row[0].empty(), slow_row[1].empty()
-    if fig.top1_all is None:
-        p_all.metric("Top-1, all eval classes", "updating…")
-        p_thr.metric("Batch-64 throughput (measured)", "updating…")
-    base_slow = pg.slow(space.ones())
-    fig = pg.slow(mask)
-    p_all.metric("Top-1, all eval classes", f"{fig.top1_all:.1%}", f"{fig.top1_all - base_slow.top1_all:+.1%}")
-    p_thr.metric("Batch-64 throughput (measured)", f"{fig.throughput_b64:.0f} img/s", f"{fig.throughput_b64 / base_slow.throughput_b64:.2f}x")
+    with figures_box:
+        base = pg.fast(space.ones())
+        try:
+            t0 = time.perf_counter()
+            fig = pg.fast(mask)
+            fast_s = time.perf_counter() - t0
+        except NothingKeptError as e:
+            st.error(str(e))
+            return
+        m = st.columns(5)
+        m[0].metric("Top-1, chosen classes", f"{fig.top1_chosen:.1%}", f"{fig.top1_chosen - base.top1_chosen:+.1%}")
+        m[1].metric("KL to full model", f"{fig.kl_chosen:.4f}", f"{fig.kl_chosen - base.kl_chosen:+.4f}", delta_color="inverse")
+        m[2].metric("Parameters", f"{fig.params / 1e6:.3f} M", f"{(fig.params - base.params) / base.params:+.1%}", delta_color="inverse")
+        m[3].metric("MACs / image", f"{fig.macs / 1e6:.1f} M", f"{(fig.macs - base.macs) / base.macs:+.1%}", delta_color="inverse")
+        m[4].metric("Batch-1 latency (measured)", f"{fig.latency_b1_ms:.2f} ms", f"{fig.latency_b1_ms - base.latency_b1_ms:+.2f} ms", delta_color="inverse")
+        st.caption(f"{fig.kept}/{len(space)} components kept · fast figures in {fast_s:.2f} s")
+        slow_row = st.columns(2)
+        p_all, p_thr = slow_row[0].empty(), slow_row[1].empty()
+        if fig.top1_all is None:
+            p_all.metric("Top-1, all eval classes", "updating…")
+            p_thr.metric("Batch-64 throughput (measured)", "updating…")
+        base_slow = pg.slow(space.ones())
+        fig = pg.slow(mask)
+        p_all.metric("Top-1, all eval classes", f"{fig.top1_all:.1%}", f"{fig.top1_all - base_slow.top1_all:+.1%}")
+        p_thr.metric("Batch-64 throughput (measured)", f"{fig.throughput_b64:.0f} img/s", f"{fig.throughput_b64 / base_slow.throughput_b64:.2f}x")
 
     history = st.session_state.setdefault("history", {})
     key = pg.key(mask)

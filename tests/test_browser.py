@@ -1,0 +1,127 @@
+"""A real browser drives `streamlit run app.py`: pick a class, run EAP, switch off a head, download."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (.ci/run installs it)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not become healthy: " + proc.stdout.read().decode()[-2000:])
+    yield url, start
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def metric_text(page, label: str) -> str:
+    return page.locator('[data-testid="stMetric"]', has_text=label).first.inner_text()
+
+
+def test_browser_walkthrough(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, started = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
+        page.set_default_timeout(180_000)
+        expect.set_options(timeout=180_000)
+        page.goto(url)
+        expect(page.get_by_role("heading", name="Model")).to_be_visible()
+        print(f"cold start to the first page rendered: {time.perf_counter() - started:.1f} s")
+        expect(page.locator('[data-testid="stMetric"]', has_text="Parameters")).to_be_visible()
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(ARTIFACTS / "model.png"), full_page=True)
+
+        page.get_by_role("link", name="Circuits").click()
+        expect(page.get_by_role("heading", name="Circuits")).to_be_visible()
+        box = page.get_by_role("combobox").first
+        box.click()
+        box.type("goldfish")
+        page.keyboard.press("Enter")
+        page.keyboard.press("Escape")
+        page.get_by_role("button", name="Run", exact=True).click()
+        expect(page.locator('[data-testid="stMetric"]', has_text="Kept")).to_be_visible()
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(ARTIFACTS / "circuits.png"), full_page=True)
+
+        page.get_by_role("link", name="Prune").click()
+        expect(page.locator('[data-testid="stMetric"]', has_text="Top-1, all eval classes")).to_contain_text("%")
+        expect(page.locator('[data-testid="stMetric"]', has_text="Top-1, all eval classes")).not_to_contain_text("updating")
+        before = {k: metric_text(page, k) for k in ("MACs / image", "Batch-1 latency", "KL to full model", "Top-1, all eval classes")}
+        page.get_by_role("button", name="Keep all").click()  # every head on, then switch one off
+        expect(page.locator('[data-testid="stMetric"]', has_text="MACs / image")).to_contain_text("189.5 M")
+        page.wait_for_timeout(1000)
+        full = {k: metric_text(page, k) for k in before}
+        page.get_by_role("button", name="H3", exact=True).first.click()
+        expect(page.locator('[data-testid="stMetric"]', has_text="MACs / image")).not_to_contain_text("189.5 M")
+        expect(page.locator('[data-testid="stMetric"]', has_text="Top-1, all eval classes")).not_to_contain_text("updating")
+        page.wait_for_timeout(1000)
+        after = {k: metric_text(page, k) for k in before}
+        assert after["MACs / image"] != full["MACs / image"]
+        assert after["KL to full model"] != full["KL to full model"]  # the accuracy/KL figures moved
+        assert after["Batch-1 latency"] != full["Batch-1 latency"]  # a new measurement was shown
+        page.screenshot(path=str(ARTIFACTS / "prune.png"), full_page=True)
+
+        page.get_by_role("link", name="Compare").click()
+        expect(page.get_by_role("heading", name="Compare")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+
+        page.get_by_role("link", name="Export").click()
+        expect(page.get_by_role("heading", name="Export")).to_be_visible()
+        with page.expect_download() as dl:
+            page.get_by_role("button", name="Download model (.zip: safetensors + config)").click()
+        target = tmp_path / "model.zip"
+        dl.value.save_as(target)
+        page.screenshot(path=str(ARTIFACTS / "export.png"), full_page=True)
+
+        page.get_by_role("link", name="Model").click()
+        page.get_by_text("Upload a zip").click()
+        page.locator('[data-testid="stSidebar"] input[type="file"]').set_input_files(files=[{"name": "bad.zip", "mimeType": "application/zip", "buffer": b"PK\x03\x04 not a zip"}])
+        expect(page.get_by_text("Could not load that model")).to_be_visible()
+        expect(page.locator('[data-testid="stMetric"]', has_text="Parameters")).to_be_visible()
+        browser.close()
+
+    from vitcore import load_checkpoint
+
+    ckpt = load_checkpoint(target)
+    assert sum(ckpt.model.config.heads) == 12 * 9 - 1
+    assert "L0.H3" not in ckpt.info["provenance"]["kept_components"]
