@@ -173,7 +173,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from .checkpoint import load_checkpoint
     from .circuits import discover
     from .data import load_split
-    from .pruning.sweep import DEFAULT_SETTINGS, bisect_keep, frontier_chart, pareto_frontier, run_sweep, write_csv
+    from .pruning.sweep import DEFAULT_SETTINGS, bisect_keep, bisect_tau, frontier_chart, pareto_frontier, run_sweep, write_csv
 
     torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
@@ -212,11 +212,13 @@ def _sweep(args: argparse.Namespace) -> int:
         chosen = torch.isin(eval_set.labels, torch.tensor([eval_set.class_index(w) for w in classes]))
         for method in methods:
             if method == "acdc":
-                res = discover(ckpt.model, discovery, classes, "acdc", args.corruption, tau=0.0)
+                tau, ev, kept = bisect_tau(ckpt.model, discovery, eval_set, classes, chosen, args.target_accuracy, args.corruption)
+                what = f"tau {tau:.4f}, keeps {kept} components"
             else:
                 res = discover(ckpt.model, discovery, classes, method, args.corruption, steps=args.learned_steps)
-            ratio, ev = bisect_keep(ckpt.model, res.score_tensor(), eval_set, chosen, args.target_accuracy)
-            status = "reached" if ev.top1_chosen >= args.target_accuracy else "NOT reachable (even the full model is below it)"
-            print(f"target top-1 {args.target_accuracy}: {method} keeps {ratio:.3f} of components (ranked by its scores), top1 chosen {ev.top1_chosen:.3f}, all {ev.top1_all:.3f}: {status}")
+                ratio, ev = bisect_keep(ckpt.model, res.score_tensor(), eval_set, chosen, args.target_accuracy)
+                what = f"keeps {ratio:.3f} of components (ranked by its scores)"
+            status = "reached" if ev.top1_chosen >= args.target_accuracy else "NOT reachable"
+            print(f"target top-1 {args.target_accuracy}: {method} {what}; top1 chosen {ev.top1_chosen:.3f}, all {ev.top1_all:.3f}: {status}")
     print(f"wrote {out.with_suffix('.csv')}, {out.with_suffix('.html')}")
     return 0

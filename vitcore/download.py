@@ -44,6 +44,7 @@ def download(url: str, out: Path, sha256: str | None = None, timeout: float = 60
             raise DownloadError(f"download of {url} truncated: got {received:,} of {expected:,} bytes")
         if sha256 and digest.hexdigest() != sha256.lower():
             raise DownloadError(f"checksum mismatch for {url}: expected {sha256}, got {digest.hexdigest()}")
+        _check_zip(part)
         os.replace(part, out)
     except DownloadError:
         part.unlink(missing_ok=True)
@@ -52,3 +53,14 @@ def download(url: str, out: Path, sha256: str | None = None, timeout: float = 60
         part.unlink(missing_ok=True)
         raise DownloadError(f"download of {url} failed after {received:,} bytes: {e}") from e
     return out
+
+
+def _check_zip(path: Path) -> None:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            if not any(n.endswith("wnids.txt") for n in z.namelist()):
+                raise DownloadError("downloaded file is a zip but not Tiny ImageNet (no wnids.txt)")
+    except zipfile.BadZipFile as e:
+        raise DownloadError(f"downloaded file is not a valid zip: {e}") from e

@@ -180,3 +180,28 @@ def bisect_keep(
         else:
             lo = mid
     return hi, best
+
+
+def bisect_tau(
+    base: VisionTransformer, discovery: ImageSet, eval_set: ImageSet, classes: list[str], chosen: torch.Tensor, target: float,
+    corruption: str = "resample", hi: float = 0.5, iterations: int = 6,
+) -> tuple[float, PrunedEval, int]:
+    """Largest ACDC tau (fewest kept components) whose chosen-class top-1 stays >= ``target``.
+
+    Re-runs ACDC at every probe; returns (tau, figures, kept count). tau = 0 if none qualifies.
+    """
+    base_logits = predict_logits(base, eval_set.images)
+    lo = 0.0
+    res = discover(base, discovery, classes, "acdc", corruption, tau=0.0)
+    keep = base.components.mask_from_keep(res.kept or [])
+    best = (0.0, evaluate_against(base_logits, prune(base, keep), eval_set, chosen), int(keep.sum()))
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        res = discover(base, discovery, classes, "acdc", corruption, tau=mid)
+        keep = base.components.mask_from_keep(res.kept or [])
+        ev = evaluate_against(base_logits, prune(base, keep), eval_set, chosen) if keep.sum() > 0 else None
+        if ev is not None and ev.top1_chosen >= target:
+            lo, best = mid, (mid, ev, int(keep.sum()))
+        else:
+            hi = mid
+    return best

@@ -1,0 +1,102 @@
+"""Benchmark of the app's live update path (server side) and its cold start.
+
+Toggle speed: three chosen classes, one component flipped at a time from an EAP keep-set, as
+the Prune page does (Playground.fast, then Playground.slow); medians over the flips.
+Cold start: `streamlit run app.py` until a headless Chromium shows the Model page's title.
+
+Run: python bench_app.py [--flips 20] [--threads 2] [--no-cold-start]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import torch
+
+from vitcore import load_checkpoint, load_split
+from vitcore.circuits import discover
+from vitcore.playground import Playground
+
+ROOT = Path(__file__).resolve().parent
+
+
+def toggle_speed(flips: int) -> dict:
+    ckpt = load_checkpoint()
+    eval_set, discovery = load_split(None, "val"), load_split(None, "train")
+    classes = eval_set.wnids[:3]
+    result = discover(ckpt.model, discovery, classes, "eap")
+    pg = Playground(ckpt.model, eval_set, classes)
+    mask = ckpt.model.components.mask_from_keep(result.kept)
+    pg.slow(ckpt.model.components.ones())
+    pg.slow(mask)
+    gen = torch.Generator().manual_seed(0)
+    fast, total = [], []
+    for _ in range(flips):
+        c = int(torch.randint(len(mask), (1,), generator=gen))
+        mask = mask.clone()
+        mask[c] = 1 - mask[c]
+        if mask.sum() == 0:
+            continue
+        t0 = time.perf_counter()
+        pg.fast(mask)
+        t1 = time.perf_counter()
+        pg.slow(mask)
+        t2 = time.perf_counter()
+        fast.append(t1 - t0)
+        total.append(t2 - t0)
+    return {"flips": len(fast), "fast_median_s": statistics.median(fast), "fast_max_s": max(fast), "all_figures_median_s": statistics.median(total), "all_figures_max_s": max(total)}
+
+
+def cold_start() -> float:
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.1)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}")
+            page.get_by_role("heading", name="Model").wait_for(timeout=120_000)
+            elapsed = time.perf_counter() - start
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait()
+    return elapsed
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--flips", type=int, default=20)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-cold-start", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    out = {"threads": args.threads, **toggle_speed(args.flips)}
+    if not args.no_cold_start:
+        out["cold_start_s"] = [round(cold_start(), 2) for _ in range(3)]
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Plot a training log (train_log.json) as PNG: loss and val top-1 per epoch.
+
+Run: python tools/plot_train_log.py assets/model/train_log.json docs/train_log.png
+"""
+
+import json
+import sys
+
+import altair as alt
+import pandas as pd
+
+
+def main(log_path: str, out: str) -> None:
+    df = pd.DataFrame(json.load(open(log_path)))
+    long = pd.concat([
+        pd.DataFrame({"epoch": df.epoch, "value": df.train_loss, "series": "train loss"}),
+        pd.DataFrame({"epoch": df.epoch, "value": df.val_loss, "series": "val loss"}),
+    ])
+    loss = alt.Chart(long).mark_line(point=True).encode(x="epoch:O", y=alt.Y("value:Q", title="loss"), color="series:N").properties(width=300, height=220)
+    acc = alt.Chart(df).mark_line(point=True, color="green").encode(x="epoch:O", y=alt.Y("val_top1:Q", title="val top-1", axis=alt.Axis(format="%"))).properties(width=300, height=220)
+    (loss | acc).save(out, scale_factor=2)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
