@@ -191,3 +191,25 @@ def test_two_sessions_are_isolated_and_the_shared_model_is_untouched():
     assert "results" not in b.session_state
     assert state_hash(shared) == before
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in shared.modules())
+
+
+def test_compare_page_loads_a_sweep_csv_and_applies_a_point(tmp_path):
+    from vitcore.pruning.sweep import write_csv
+
+    rows = [
+        {"method": "baseline", "setting": 1.0, "finetuned": False, "kept_heads": 108, "kept_chunks": 108, "params": 2761928, "macs": 189522816,
+         "latency_b1_ms": 6.0, "throughput_b64_img_s": 300.0, "top1_chosen": 0.6, "top1_all": 0.2, "kl": 0.0, "discovery_s": 0.0},
+        {"method": "eap", "setting": 0.5, "finetuned": True, "kept_heads": 50, "kept_chunks": 58, "params": 1500000, "macs": 96000000,
+         "latency_b1_ms": 4.0, "throughput_b64_img_s": 520.0, "top1_chosen": 0.5, "top1_all": 0.1, "kl": 0.3, "discovery_s": 1.0},
+    ]
+    write_csv(rows, tmp_path / "s.csv")
+    at = goto(new_app(), "compare")
+    assert at.radio(key="sweep_source") and at.multiselect(key="sweep_methods")
+    at.radio(key="sweep_source").set_value("Load a saved CSV").run()
+    at.file_uploader(key="sweep_csv").upload("s.csv", (tmp_path / "s.csv").read_bytes()).run()
+    assert not at.error and len(at.dataframe) == 1
+    at.selectbox(key="sweep_pick").set_value(0).run()
+    at.button(key="apply_sweep").click().run()
+    assert any("full model" in s.value for s in at.success)
+    at.file_uploader(key="sweep_csv").clear().upload("bad.csv", b"a,b\n1,2\n").run()
+    assert any("Could not read that CSV" in e.value for e in at.error) and not at.exception

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Re-runs every measurement the README quotes; outputs land in docs/measurements/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=docs/measurements
+mkdir -p "$out"
+W=n01443537,n01629819,n01641577   # goldfish, European fire salamander, bullfrog
+python -m vitcore evaluate --data ../shared/data/tiny-imagenet-200.zip --split val --json > "$out/evaluate_full_val.json"
+python -m vitcore evaluate --json > "$out/evaluate_bundled_val.json"
+python bench.py > "$out/bench.json"
+python -m vitcore prune --classes $W --method eap --keep 0.5 --out runs/eap50.zip > "$out/prune_eap50.txt"
+python -m vitcore bench-latency --checkpoint runs/eap50.zip > "$out/bench_latency_eap50.txt"
+python -m vitcore bench-circuits --classes $W 2>/dev/null > "$out/bench_circuits.txt"
+python bench_app.py > "$out/bench_app.json"
+python -m vitcore sweep --classes $W --finetune-steps 30 --learned-steps 100 --target-accuracy 0.5 --out docs/sweep 2>/dev/null > "$out/sweep.txt"
