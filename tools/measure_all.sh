@@ -12,4 +12,4 @@ python -m vitcore prune --classes $W --method eap --keep 0.5 --out runs/eap50.zi
 python -m vitcore bench-latency --checkpoint runs/eap50.zip > "$out/bench_latency_eap50.txt"
 python -m vitcore bench-circuits --classes $W 2>/dev/null > "$out/bench_circuits.txt"
 python bench_app.py > "$out/bench_app.json"
-python -m vitcore sweep --classes $W --finetune-steps 30 --learned-steps 100 --target-accuracy 0.4 --out docs/sweep 2>/dev/null > "$out/sweep.txt"
+python -m vitcore sweep --classes $W --finetune-steps 20 --learned-steps 100 --target-accuracy 0.4 --out docs/sweep 2>/dev/null > "$out/sweep.txt"
