@@ -92,8 +92,8 @@ def test_acdc_cached_equals_naive_and_tau_extremes(setup):
 def test_learned_masks_reach_sparsity_and_are_deterministic(setup):
     model, _, task = setup
     cf = counterfactual(model, task, "mean")
-    a = learn_masks(model, task, cf, sparsity=0.5, steps=150, seed=3)
-    b = learn_masks(model, task, cf, sparsity=0.5, steps=150, seed=3)
+    a = learn_masks(model, task, cf, sparsity=0.5, steps=300, seed=3)
+    b = learn_masks(model, task, cf, sparsity=0.5, steps=300, seed=3)
     assert torch.equal(a.log_alpha, b.log_alpha) and torch.equal(a.kept_mask, b.kept_mask)
     assert abs(a.expected_sparsity - 0.5) <= 0.03
     assert abs(1 - a.kept_mask.mean().item() - 0.5) <= 0.03

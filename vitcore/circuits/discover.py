@@ -78,7 +78,8 @@ def discover(
     params: dict[str, float] = {}
     if method == "eap":
         with torch.enable_grad():
-            scores = eap_scores(model, task, cf, metric)
+            # rank by magnitude: a component whose patching moves the metric either way matters
+            scores = eap_scores(model, task, cf, metric).abs()
         fwd, bwd = 1 + cf_forwards, 1.0
         params["keep"] = keep
         if progress:

@@ -9,8 +9,10 @@ JSON schema (``"schema": "vitcore.circuit-result"``, ``"version": 1``)::
     model_sha256: str
 
 Higher score always means "more important to keep". Sign conventions per method:
-- EAP / EAP-IG: estimated increase of the damage metric when the component is patched
-  (negative: patching would help). Raw, averaged over images, not normalised.
+- EAP: magnitude of the estimated change of the damage metric when the component is patched
+  (``|eap_scores|``; the signed estimate is ``circuits.eap_scores``). Averaged over images.
+- EAP-IG: signed integrated estimate of the damage increase when patched (negative: patching
+  would help). Averaged over images, not normalised.
 - ACDC: the increase of KL measured when the component was visited (kept ones >= tau).
 - learned: the final ``log_alpha`` of the component's hard-concrete mask.
 """
