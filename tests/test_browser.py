@@ -76,8 +76,9 @@ def test_browser_walkthrough(server, tmp_path):
         box = page.get_by_role("combobox").first
         box.click()
         box.type("goldfish")
-        page.keyboard.press("Enter")
+        page.get_by_role("option").filter(has_text="goldfish").first.click()
         page.keyboard.press("Escape")
+        expect(page.get_by_text("goldfish (n01443537)").first).to_be_visible()
         page.get_by_role("button", name="Run", exact=True).click()
         expect(page.locator('[data-testid="stMetric"]', has_text="Kept")).to_be_visible()
         page.wait_for_timeout(1500)
