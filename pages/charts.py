@@ -37,3 +37,21 @@ def pareto_chart(df: pd.DataFrame, x: str, y: str, color: str, frontier_idx: lis
     )
     line = alt.Chart(df.iloc[frontier_idx]).mark_line(color="black", strokeDash=[4, 3]).encode(x=f"{x}:Q", y=f"{y}:Q")
     return (line + points).properties(height=320)
+
+
+def pixel_heatmap(pixels, title: str) -> alt.Chart:
+    """A [H, W] attribution map as a square heatmap, red = raises the logit, blue = lowers it."""
+    h, w = pixels.shape
+    df = pd.DataFrame({"x": [i % w for i in range(h * w)], "y": [i // w for i in range(h * w)], "attribution": pixels.flatten().tolist()})
+    bound = float(pixels.abs().max()) or 1.0
+    return (
+        alt.Chart(df)
+        .mark_rect()
+        .encode(
+            x=alt.X("x:O", axis=None),
+            y=alt.Y("y:O", axis=None),
+            color=alt.Color("attribution:Q", scale=alt.Scale(scheme="redblue", reverse=True, domain=[-bound, bound]), legend=None),
+            tooltip=["x", "y", alt.Tooltip("attribution:Q", format=".3g")],
+        )
+        .properties(title=title, width=220, height=220)
+    )

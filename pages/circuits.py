@@ -5,10 +5,11 @@ import time
 import pandas as pd
 import streamlit as st
 
-from pages.charts import heatmap, score_frames
-from pages.common import class_options
+from pages.charts import heatmap, pixel_heatmap, score_frames
+from pages.common import class_options, current_model
 from vitcore.circuits import CORRUPTIONS, DEFAULT_METRIC, METHODS, METRICS, discover
 from vitcore.circuits.result import CircuitResult
+from vitcore.attribution import input_attribution
 from vitcore.errors import VitcoreError
 
 ckpt = st.session_state["ckpt"]
@@ -107,3 +108,28 @@ if results:
             col.altair_chart(heatmap(cc, f"Chunks #{idx + 1}"), width="stretch")
 else:
     st.info("Pick one or more classes and press Run to score every attention head and MLP chunk.")
+
+with st.expander("What does the model look at? (integrated gradients, captum)"):
+    eval_set = st.session_state["eval_set"]
+    wanted = [eval_set.class_index(w) for w in st.session_state["classes"]]
+    pool = [i for i, y in enumerate(eval_set.labels.tolist()) if not wanted or y in wanted][:200]
+    a1, a2 = st.columns([3, 1])
+    pick = a1.selectbox("Eval image", pool, format_func=lambda i: f"#{i} · {eval_set.names[eval_set.labels[i]]}", key="attr_image")
+    steps = a2.number_input("IG steps", 4, 128, 32, 4, key="attr_steps")
+    if st.button("Explain this image", key="attr_run"):
+        target = int(eval_set.labels[pick])
+        models = {"full model": ckpt.model}
+        pruned = current_model()
+        if pruned is None:
+            st.warning("Every component is switched off on the Prune page; showing the full model only.")
+        elif pruned is not ckpt.model:
+            models["current pruned model"] = pruned
+        st.session_state["attribution"] = (pick, {name: input_attribution(m, eval_set.images[pick], target, int(steps)) for name, m in models.items()})
+    shown = st.session_state.get("attribution")
+    if shown and shown[0] < len(eval_set):
+        idx, maps = shown
+        cols = st.columns(1 + len(maps))
+        cols[0].image(eval_set.images[idx].permute(1, 2, 0).numpy(), caption=f"#{idx}, as the model sees it (64x64)", width=220)
+        for col, (name, a) in zip(cols[1:], maps.items()):
+            col.altair_chart(pixel_heatmap(a.pixels, f"{name}: logit {a.logit:.2f}"), width="content")
+            col.caption(f"red raises, blue lowers the '{eval_set.names[a.target]}' logit · completeness gap {a.convergence_delta:+.3f} (logit - baseline {a.logit - a.baseline_logit:.2f})")

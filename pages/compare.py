@@ -6,8 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pages.charts import pareto_chart
-from vitcore.pruning.sweep import DEFAULT_SETTINGS, pareto_frontier, read_csv, run_sweep
+from vitcore.pruning.sweep import DEFAULT_SETTINGS, config_label, frontier_chart, read_csv, run_sweep
 
 ckpt = st.session_state["ckpt"]
 st.title("Compare")
@@ -39,30 +38,22 @@ else:
 
 rows = st.session_state.get("sweep_rows")
 if rows:
+    st.altair_chart(frontier_chart(rows), width="stretch")
+    st.caption("Colour: method and setting (darker = more pruned); triangles: after recovery fine-tuning; dashed: the Pareto frontier.")
     df = pd.DataFrame(rows)
-    df["error"] = 1 - df["top1_chosen"]
-    df["series"] = df.apply(lambda r: "baseline" if r["method"] == "baseline" else f"{r['method']}{' + FT' if r['finetuned'] else ''}", axis=1)
-    front = pareto_frontier(list(zip(df["latency_b1_ms"], df["error"])))
-    st.altair_chart(pareto_chart(df, "latency_b1_ms", "error", "series", front, ["method", "setting", "finetuned", "latency_b1_ms", "top1_chosen", "top1_all", "kl", "macs"]), width="stretch")
-    st.dataframe(df.drop(columns=["series"]), hide_index=True)
-    results = st.session_state.get("results", [])
-    pick = st.selectbox("Configuration", range(len(df)), format_func=lambda i: f"{df.method[i]} {df.setting[i]}{' + FT' if df.finetuned[i] else ''}", key="sweep_pick")
+    df.insert(0, "config", [config_label(m, v) for m, v in zip(df["method"], df["setting"])])
+    st.dataframe(df.drop(columns=["kept_components"]), hide_index=True)
+    pick = st.selectbox("Configuration", range(len(df)), format_func=lambda i: f"{df.config[i]}{' + FT' if df.finetuned[i] else ''}", key="sweep_pick")
     if st.button("Apply to the Prune page", key="apply_sweep"):
         row = df.iloc[pick]
-        match = [r for r in results if r.method == row["method"]]
-        if row["method"] == "baseline":
-            st.session_state["keep"] = ckpt.model.components.ones()
-            st.success("Applied: the full model.")
-        elif not match:
-            st.error(f"Run {row['method']} on the Circuits page first: the sweep CSV holds settings, not scores.")
-        else:
-            r = match[-1]
-            if row["method"] == "acdc":
-                mask = (r.score_tensor() >= row["setting"]).float()
-            else:
-                from vitcore.circuits.result import keep_top
-
-                ratio = 1 - row["setting"] if row["method"] == "learned" else row["setting"]
-                mask = keep_top(r.score_tensor(), float(ratio))
+        try:
+            mask = ckpt.model.components.mask_from_keep(row["kept_components"].split()) if row["kept_components"] else None
+        except (KeyError, ValueError) as e:
+            mask = None
+            st.error(f"This CSV's kept components do not fit the loaded model: {e}")
+        if mask is not None:
             st.session_state["keep"] = mask
-            st.success(f"Applied {row['method']} {row['setting']} from your latest {row['method']} scores; open the Prune page.")
+            note = " The fine-tuned weights are not in the CSV: fine-tune again on the Prune page." if row["finetuned"] else ""
+            st.success(f"Applied {row['config']} ({int(mask.sum())} components kept); open the Prune page.{note}")
+        elif not row["kept_components"]:
+            st.error("This CSV has no kept_components column (an older sweep): run the sweep again to apply its configurations.")

@@ -97,6 +97,18 @@ def test_circuits_eap_produces_scores_and_downloads(app):
     assert json.loads(data)["schema"] == "vitcore.circuit-result"
 
 
+def test_circuits_attribution_compares_full_and_pruned_model():
+    at = run_eap(new_app())  # EAP's keep-set becomes the session's pruned model
+    assert 0 < int(at.session_state["keep"].sum()) < 216
+    at.number_input(key="attr_steps").set_value(8)
+    at.button(key="attr_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    pick, maps = at.session_state["attribution"]
+    assert set(maps) == {"full model", "current pruned model"}
+    assert not torch.allclose(maps["full model"].pixels, maps["current pruned model"].pixels)
+    assert sum("completeness gap" in c.value for c in at.caption) == 2
+
+
 def test_empty_class_choice_gives_message():
     at = goto(new_app(), "circuits")
     at.button(key="run_circuit").click().run()
@@ -194,13 +206,16 @@ def test_two_sessions_are_isolated_and_the_shared_model_is_untouched():
 
 
 def test_compare_page_loads_a_sweep_csv_and_applies_a_point(tmp_path):
+    from vitcore import load_checkpoint
     from vitcore.pruning.sweep import write_csv
 
+    names = load_checkpoint().model.components.names
+    kept = names[::2]
     rows = [
         {"method": "baseline", "setting": 1.0, "finetuned": False, "kept_heads": 108, "kept_chunks": 108, "params": 2761928, "macs": 189522816,
-         "latency_b1_ms": 6.0, "throughput_b64_img_s": 300.0, "top1_chosen": 0.6, "top1_all": 0.2, "kl": 0.0, "discovery_s": 0.0},
-        {"method": "eap", "setting": 0.5, "finetuned": True, "kept_heads": 50, "kept_chunks": 58, "params": 1500000, "macs": 96000000,
-         "latency_b1_ms": 4.0, "throughput_b64_img_s": 520.0, "top1_chosen": 0.5, "top1_all": 0.1, "kl": 0.3, "discovery_s": 1.0},
+         "latency_b1_ms": 6.0, "throughput_b64_img_s": 300.0, "top1_chosen": 0.6, "top1_all": 0.2, "kl": 0.0, "discovery_s": 0.0, "kept_components": " ".join(names)},
+        {"method": "eap", "setting": 0.5, "finetuned": True, "kept_heads": 54, "kept_chunks": 54, "params": 1500000, "macs": 96000000,
+         "latency_b1_ms": 4.0, "throughput_b64_img_s": 520.0, "top1_chosen": 0.5, "top1_all": 0.1, "kl": 0.3, "discovery_s": 1.0, "kept_components": " ".join(kept)},
     ]
     write_csv(rows, tmp_path / "s.csv")
     at = goto(new_app(), "compare")
@@ -208,8 +223,10 @@ def test_compare_page_loads_a_sweep_csv_and_applies_a_point(tmp_path):
     at.radio(key="sweep_source").set_value("Load a saved CSV").run()
     at.file_uploader(key="sweep_csv").upload("s.csv", (tmp_path / "s.csv").read_bytes()).run()
     assert not at.error and len(at.dataframe) == 1
-    at.selectbox(key="sweep_pick").set_value(0).run()
+    at.selectbox(key="sweep_pick").set_value(1).run()
     at.button(key="apply_sweep").click().run()
-    assert any("full model" in s.value for s in at.success)
+    assert any("EAP keep 0.5" in s.value and "fine-tune again" in s.value for s in at.success)
+    keep = at.session_state["keep"]
+    assert [n for n, k in zip(names, keep.tolist()) if k] == kept
     at.file_uploader(key="sweep_csv").clear().upload("bad.csv", b"a,b\n1,2\n").run()
     assert any("Could not read that CSV" in e.value for e in at.error) and not at.exception

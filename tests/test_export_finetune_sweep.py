@@ -75,7 +75,7 @@ def test_pareto_frontier_on_hand_made_points():
 def test_sweep_on_tiny_model_writes_csv(tmp_path):
     model = tiny_model()
     data = tiny_imageset()
-    rows = run_sweep(model, data, tiny_imageset(seed=1), ["n00000001", "n00000002"], {"eap": [0.8, 0.5], "acdc": [0.01], "learned": [0.5]},
+    rows = run_sweep(model, data, tiny_imageset(seed=1), ["n00000001", "n00000002"], {"eap": [0.8, 0.5], "acdc": [0.01, 1e9], "learned": [0.5]},
                      corruption="mean", finetune=2, latency_repeats=3, learned_steps=20)
     write_csv(rows, tmp_path / "s.csv")
     back = read_csv(tmp_path / "s.csv")
@@ -86,6 +86,13 @@ def test_sweep_on_tiny_model_writes_csv(tmp_path):
     assert all(0 <= r["top1_all"] <= 1 and r["macs"] > 0 for r in back)
     eap = [r for r in back if r["method"] == "eap" and not r["finetuned"]]
     assert eap[0]["macs"] > eap[1]["macs"]  # keep 0.8 costs more than keep 0.5
+    assert all(r["latency_b1_ms"] > 0 and r["throughput_b64_img_s"] > 0 for r in back)
+    for plain, tuned in zip(back[1::2], back[2::2]):  # fine-tuning keeps the shapes, and so the measured latency
+        assert (plain["method"], plain["setting"], plain["finetuned"], tuned["finetuned"]) == (tuned["method"], tuned["setting"], False, True)
+        assert plain["latency_b1_ms"] == tuned["latency_b1_ms"] and plain["kept_components"] == tuned["kept_components"]
+    assert all(len(r["kept_components"].split()) == r["kept_heads"] + r["kept_chunks"] for r in back)
+    empty = [r for r in back if r["method"] == "acdc" and r["setting"] == 1e9]
+    assert empty and empty[0]["kept_heads"] == empty[0]["kept_chunks"] == 0 and empty[0]["macs"] > 0  # an empty circuit is a row
     (tmp_path / "foreign.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="not a vitcore sweep"):
         read_csv(tmp_path / "foreign.csv")

@@ -23,8 +23,9 @@ from .prune import prune
 
 COLUMNS = [
     "method", "setting", "finetuned", "kept_heads", "kept_chunks", "params", "macs", "latency_b1_ms", "throughput_b64_img_s",
-    "top1_chosen", "top1_all", "kl", "discovery_s",
+    "top1_chosen", "top1_all", "kl", "discovery_s", "kept_components",
 ]
+NUMERIC_COLUMNS = [c for c in COLUMNS if c not in ("method", "finetuned", "kept_components")]
 DEFAULT_SETTINGS: dict[str, list[float]] = {
     "eap": [0.9, 0.8, 0.7, 0.6, 0.5],
     "eap-ig": [0.9, 0.8, 0.7, 0.6, 0.5],
@@ -59,19 +60,21 @@ def pareto_frontier(points: list[tuple[float, float]]) -> list[int]:
     return frontier
 
 
-def _row(method: str, setting: float, finetuned: bool, model: VisionTransformer, ev: PrunedEval, lat: dict, disc_s: float) -> dict[str, Any]:
+def _row(method: str, setting: float, finetuned: bool, model: VisionTransformer, ev: PrunedEval, disc_s: float, kept: list[str]) -> dict[str, Any]:
     return {
         "method": method, "setting": setting, "finetuned": finetuned, "kept_heads": sum(model.config.heads),
         "kept_chunks": len(model.components) - sum(model.config.heads), "params": count_params(model), "macs": count_macs(model.config),
-        "latency_b1_ms": round(lat["b1"], 3), "throughput_b64_img_s": round(lat["b64"], 1), "top1_chosen": round(ev.top1_chosen, 4),
-        "top1_all": round(ev.top1_all, 4), "kl": round(ev.kl, 5), "discovery_s": round(disc_s, 2),
+        "latency_b1_ms": float("nan"), "throughput_b64_img_s": float("nan"), "top1_chosen": round(ev.top1_chosen, 4),
+        "top1_all": round(ev.top1_all, 4), "kl": round(ev.kl, 5), "discovery_s": round(disc_s, 2), "kept_components": " ".join(kept),
     }
 
 
-def _latency(model: VisionTransformer, repeats: int) -> dict[str, float]:
-    b1 = time_forward({"m": model}, 1, repeats)["m"]["median_ms"]
-    b64 = time_forward({"m": model}, 64, max(3, repeats // 4))["m"]["median_ms"]
-    return {"b1": b1, "b64": 64e3 / b64}
+def measure_latencies(models: list[VisionTransformer], repeats: int = 20) -> list[tuple[float, float]]:
+    """(batch-1 median ms, batch-64 img/s) per model, all measured interleaved in one run."""
+    named = {str(i): m for i, m in enumerate(models)}
+    b1 = time_forward(named, 1, repeats)
+    b64 = time_forward(named, 64, max(3, repeats // 3))
+    return [(b1[k]["median_ms"], 64e3 / b64[k]["median_ms"]) for k in named]
 
 
 def run_sweep(
@@ -87,12 +90,20 @@ def run_sweep(
     learned_steps: int = 200,
     progress: Callable[[float, str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per configuration (plus the unpruned baseline), with and without fine-tuning."""
+    """One row per configuration (plus the unpruned baseline), with and without fine-tuning.
+
+    Latency is measured last, for every distinct architecture side by side (interleaved), so
+    that machine noise hits all configurations alike. Fine-tuning keeps the shapes, so a
+    fine-tuned row shares its pruned row's latency. An empty circuit (e.g. ACDC at a large tau)
+    is a row too: embedding, final norm and head only.
+    """
     settings = settings if settings is not None else DEFAULT_SETTINGS
     chosen = torch.isin(eval_set.labels, torch.tensor([eval_set.class_index(w) for w in classes]))
     base_logits = predict_logits(base, eval_set.images)
-    rows = [_row("baseline", 1.0, False, base, evaluate_against(base_logits, base, eval_set, chosen), _latency(base, latency_repeats), 0.0)]
-    total = sum(len(v) for v in settings.values())
+    names = base.components.names
+    rows = [_row("baseline", 1.0, False, base, evaluate_against(base_logits, base, eval_set, chosen), 0.0, list(names))]
+    arch = [base]  # the model whose latency each row reports
+    total = sum(len(v) for v in settings.values()) + 1
     done = 0
     for method, values in settings.items():
         eap_like = None
@@ -109,16 +120,27 @@ def run_sweep(
                 res = discover(base, discovery, classes, method, corruption, n_images=n_images, **kwargs)
                 keep = base.components.mask_from_keep(res.kept or [])
                 disc_s = time.perf_counter() - t0
-            if keep.sum() == 0:  # nothing kept: no model to measure
-                continue
+            kept = [n for n, k in zip(names, keep.tolist()) if k > 0.5]
             pruned = prune(base, keep)
-            rows.append(_row(method, value, False, pruned, evaluate_against(base_logits, pruned, eval_set, chosen), _latency(pruned, latency_repeats), disc_s))
+            rows.append(_row(method, value, False, pruned, evaluate_against(base_logits, pruned, eval_set, chosen), disc_s, kept))
+            arch.append(pruned)
             if finetune > 0:
-                finetune_steps(pruned, discovery, finetune, teacher=base)
-                rows.append(_row(method, value, True, pruned, evaluate_against(base_logits, pruned, eval_set, chosen), _latency(pruned, latency_repeats), disc_s))
+                tuned = prune(base, keep)
+                finetune_steps(tuned, discovery, finetune, teacher=base)
+                rows.append(_row(method, value, True, tuned, evaluate_against(base_logits, tuned, eval_set, chosen), disc_s, kept))
+                arch.append(pruned)
             done += 1
             if progress:
                 progress(done / total, f"{method} {value}")
+    distinct = list({id(m): m for m in arch}.values())
+    if progress:
+        progress(done / total, f"latency of {len(distinct)} models, side by side")
+    measured = dict(zip([id(m) for m in distinct], measure_latencies(distinct, latency_repeats)))
+    for row, model in zip(rows, arch):
+        b1, b64 = measured[id(model)]
+        row["latency_b1_ms"], row["throughput_b64_img_s"] = round(b1, 3), round(b64, 1)
+    if progress:
+        progress(1.0, "done")
     return rows
 
 
@@ -133,36 +155,71 @@ def read_csv(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a sweep CSV, numbers parsed; raises ValueError on a foreign file."""
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        if reader.fieldnames is None or set(COLUMNS) - set(reader.fieldnames):
-            raise ValueError(f"{path} is not a vitcore sweep CSV (needs columns {', '.join(COLUMNS)})")
+        missing = set(NUMERIC_COLUMNS) - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path} is not a vitcore sweep CSV: it lacks the column(s) {', '.join(sorted(missing))}")
         rows = []
-        for r in reader:
-            row: dict[str, Any] = {"method": r["method"], "finetuned": r["finetuned"] in ("True", "true", "1")}
-            for k in COLUMNS[1:]:
-                if k != "finetuned":
-                    row[k] = float(r[k])
+        for line, r in enumerate(reader, start=2):
+            row: dict[str, Any] = {"method": r["method"], "finetuned": r["finetuned"] in ("True", "true", "1"), "kept_components": r.get("kept_components") or ""}
+            try:
+                row.update({k: float(r[k]) for k in NUMERIC_COLUMNS})
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{path}, line {line}: not a number ({e})") from e
             rows.append(row)
     return rows
 
 
-def frontier_chart(rows: list[dict[str, Any]]):
-    """Altair chart: error (1 - top-1 on the chosen classes) vs batch-1 latency, frontier drawn."""
+# one hue per method, light to dark along its setting, as in the seed study's figure
+RAMPS: dict[str, list[str]] = {
+    "eap": ["#c6dbef", "#9ecae1", "#6baed6", "#3182bd", "#08519c"],
+    "eap-ig": ["#c7e9c0", "#a1d99b", "#74c476", "#31a354", "#006d2c"],
+    "acdc": ["#fdd0a2", "#fdae6b", "#fd8d3c", "#e6550d", "#a63603"],
+    "learned": ["#dadaeb", "#bcbddc", "#9e9ac8", "#756bb1", "#54278f"],
+}
+SETTING_NAMES = {"eap": "keep", "eap-ig": "keep", "acdc": "tau", "learned": "sparsity"}
+
+
+def config_label(method: str, setting: float) -> str:
+    """'EAP keep 0.7', 'ACDC tau 0.05', 'baseline'."""
+    if method == "baseline":
+        return "baseline"
+    return f"{method.upper() if method != 'learned' else method} {SETTING_NAMES.get(method, 'setting')} {setting:g}"
+
+
+def config_colours(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """Colour-scale domain (config labels) and range: baseline black, each method a ramp over its settings."""
+    domain, colours = ["baseline"], ["#000000"]
+    for method, ramp in RAMPS.items():
+        values = sorted({r["setting"] for r in rows if r["method"] == method}, reverse=method in ("eap", "eap-ig"))
+        for i, v in enumerate(values):  # darker = more pruned
+            domain.append(config_label(method, v))
+            colours.append(ramp[round(i * (len(ramp) - 1) / max(len(values) - 1, 1))])
+    return domain, colours
+
+
+def frontier_chart(rows: list[dict[str, Any]], title: str = "Pareto frontier: error vs batch-1 latency"):
+    """Altair chart: error (1 - top-1 on the chosen classes) vs batch-1 latency, frontier drawn.
+
+    Colour: method and setting; shape: fine-tuned or not; the dashed line is the frontier.
+    """
     import altair as alt
     import pandas as pd
 
     df = pd.DataFrame(rows)
     df["error"] = 1 - df["top1_chosen"]
-    df["series"] = df["method"] + df["finetuned"].map({True: " + FT", False: ""})
+    df["config"] = [config_label(m, v) for m, v in zip(df["method"], df["setting"])]
+    df["fine-tuned"] = df["finetuned"].map({True: "yes", False: "no"})
     front = df.iloc[pareto_frontier(list(zip(df["latency_b1_ms"], df["error"])))]
-    points = alt.Chart(df).mark_point(filled=True, size=70).encode(
-        x=alt.X("latency_b1_ms:Q", title="batch-1 latency (ms)", scale=alt.Scale(zero=False)),
-        y=alt.Y("error:Q", title="error on chosen classes"),
-        color=alt.Color("series:N", title="method"),
-        shape=alt.Shape("finetuned:N"),
-        tooltip=["method", "setting", "finetuned", "latency_b1_ms", "throughput_b64_img_s", "top1_chosen", "top1_all", "kl", "macs"],
+    domain, colours = config_colours(rows)
+    points = alt.Chart(df).mark_point(filled=True, size=80, opacity=0.9, stroke="#333333", strokeWidth=0.5).encode(
+        x=alt.X("latency_b1_ms:Q", title="batch-1 latency (ms, median)", scale=alt.Scale(zero=False)),
+        y=alt.Y("error:Q", title="error on the chosen classes"),
+        color=alt.Color("config:N", title="method, setting", scale=alt.Scale(domain=domain, range=colours), sort=domain),
+        shape=alt.Shape("fine-tuned:N", scale=alt.Scale(domain=["no", "yes"], range=["circle", "triangle-up"])),
+        tooltip=["config", "fine-tuned", "kept_heads", "kept_chunks", "latency_b1_ms", "throughput_b64_img_s", "top1_chosen", "top1_all", "kl", "macs"],
     )
     line = alt.Chart(front).mark_line(color="black", strokeDash=[4, 3]).encode(x="latency_b1_ms:Q", y="error:Q")
-    return (line + points).properties(width=560, height=360, title="Pareto frontier: error vs latency")
+    return (line + points).properties(width=560, height=360, title=title)
 
 
 def bisect_keep(
