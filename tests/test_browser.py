@@ -104,6 +104,10 @@ def test_browser_walkthrough(server, tmp_path):
 
         page.get_by_role("link", name="Compare").click()
         expect(page.get_by_role("heading", name="Compare")).to_be_visible()
+        page.get_by_text("Load a saved CSV").click()
+        page.locator('input[type="file"]').set_input_files(str(ROOT / "docs" / "sweep.csv"))  # the README's sweep
+        expect(page.get_by_text("Colour: method and setting")).to_be_visible()
+        page.wait_for_timeout(1500)
         page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
 
         page.get_by_role("link", name="Export").click()
