@@ -9,6 +9,7 @@ from vitcore import CheckpointError, load_checkpoint, load_pretrained
 from vitcore.pruning import prune
 from vitcore.pruning.export import export_onnx, export_zip, onnx_logits, provenance
 from vitcore.pruning.finetune import finetune_steps
+from vitcore.circuits.result import keep_top
 from vitcore.pruning.sweep import COLUMNS, pareto_frontier, read_csv, run_sweep, write_csv
 
 
@@ -96,3 +97,28 @@ def test_sweep_on_tiny_model_writes_csv(tmp_path):
     (tmp_path / "foreign.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="not a vitcore sweep"):
         read_csv(tmp_path / "foreign.csv")
+
+
+def test_target_accuracy_bisection_finds_a_qualifying_smaller_model():
+    from vitcore.circuits import discover
+    from vitcore.evaluate import predict_logits
+    from vitcore.pruning.sweep import bisect_keep, bisect_tau, evaluate_against
+
+    model, data = tiny_model(), tiny_imageset()
+    finetune_steps(model, data, 60, lr=3e-3, batch_size=30)  # some accuracy to lose
+    classes = data.wnids[:2]
+    chosen = torch.isin(data.labels, torch.tensor([0, 1]))
+    full = evaluate_against(predict_logits(model, data.images), model, data, chosen)
+    assert full.top1_chosen >= 0.5
+    target = full.top1_chosen * 0.75
+    scores = discover(model, data, classes, "eap", "mean").score_tensor()
+    ratio, ev = bisect_keep(model, scores, data, chosen, target)
+    assert ev.top1_chosen >= target and ratio < 1.0
+    again = evaluate_against(predict_logits(model, data.images), prune(model, keep_top(scores, ratio)), data, chosen)
+    assert again.top1_chosen == ev.top1_chosen  # the reported figures are the returned keep-set's
+    ratio, ev = bisect_keep(model, scores, data, chosen, 1.01)  # unreachable: the full model, flagged by its figures
+    assert ratio == 1.0 and ev.top1_chosen < 1.01
+    tau, ev, kept = bisect_tau(model, data, data, classes, chosen, target, "mean", iterations=3)
+    assert ev.top1_chosen >= target and 0 < kept <= len(model.components)
+    tau, ev, kept = bisect_tau(model, data, data, classes, chosen, 1.01, "mean", iterations=3)
+    assert tau == 0.0 and ev.top1_chosen < 1.01
