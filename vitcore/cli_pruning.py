@@ -211,14 +211,17 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"| {r['method']} | {r['setting']} | {'yes' if r['finetuned'] else 'no'} | {r['kept_heads']} | {r['kept_chunks']} | {r['macs'] / 1e6:.1f} | {r['latency_b1_ms']:.2f} | "
               f"{r['throughput_b64_img_s']:.0f} | {r['top1_chosen']:.3f} | {r['top1_all']:.3f} | {r['kl']:.3f} | {r['discovery_s']:.1f} | {'*' if i in front else ''} |")
     if args.target_accuracy is not None:
+        from .evaluate import predict_logits
+
         chosen = torch.isin(eval_set.labels, torch.tensor([eval_set.class_index(w) for w in classes]))
+        base_logits = predict_logits(ckpt.model, eval_set.images)
         for method in methods:
             if method == "acdc":
-                tau, ev, kept = bisect_tau(ckpt.model, discovery, eval_set, classes, chosen, args.target_accuracy, args.corruption)
+                tau, ev, kept = bisect_tau(ckpt.model, discovery, eval_set, classes, chosen, args.target_accuracy, args.corruption, base_logits=base_logits)
                 what = f"tau {tau:.4f}, keeps {kept} components"
             else:
                 res = discover(ckpt.model, discovery, classes, method, args.corruption, steps=args.learned_steps)
-                ratio, ev = bisect_keep(ckpt.model, res.score_tensor(), eval_set, chosen, args.target_accuracy)
+                ratio, ev = bisect_keep(ckpt.model, res.score_tensor(), eval_set, chosen, args.target_accuracy, base_logits=base_logits)
                 what = f"keeps {ratio:.3f} of components (ranked by its scores)"
             status = "reached" if ev.top1_chosen >= args.target_accuracy else "NOT reachable"
             print(f"target top-1 {args.target_accuracy}: {method} {what}; top1 chosen {ev.top1_chosen:.3f}, all {ev.top1_all:.3f}: {status}")

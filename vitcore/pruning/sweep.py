@@ -42,9 +42,12 @@ class PrunedEval:
 
 
 @torch.no_grad()
-def evaluate_against(base_logits: torch.Tensor, model: VisionTransformer, eval_set: ImageSet, chosen: torch.Tensor) -> PrunedEval:
-    """Top-1 on the chosen classes and on all classes, and KL(full || model) on the chosen classes."""
-    logits = predict_logits(model, eval_set.images)
+def evaluate_against(base_logits: torch.Tensor, model: VisionTransformer | None, eval_set: ImageSet, chosen: torch.Tensor) -> PrunedEval:
+    """Top-1 on the chosen classes and on all classes, and KL(full || model) on the chosen classes.
+
+    ``model=None`` gives the figures of the full model itself, from ``base_logits``.
+    """
+    logits = base_logits if model is None else predict_logits(model, eval_set.images)
     correct = logits.argmax(1) == eval_set.labels
     return PrunedEval(float(correct[chosen].float().mean()), float(correct.float().mean()), float(kl_damage(logits[chosen], base_logits[chosen], eval_set.labels[chosen]).mean()))
 
@@ -101,7 +104,7 @@ def run_sweep(
     chosen = torch.isin(eval_set.labels, torch.tensor([eval_set.class_index(w) for w in classes]))
     base_logits = predict_logits(base, eval_set.images)
     names = base.components.names
-    rows = [_row("baseline", 1.0, False, base, evaluate_against(base_logits, base, eval_set, chosen), 0.0, list(names))]
+    rows = [_row("baseline", 1.0, False, base, evaluate_against(base_logits, None, eval_set, chosen), 0.0, list(names))]
     arch = [base]  # the model whose latency each row reports
     total = sum(len(v) for v in settings.values()) + 1
     done = 0
@@ -223,16 +226,17 @@ def frontier_chart(rows: list[dict[str, Any]], title: str = "Pareto frontier: er
 
 
 def bisect_keep(
-    base: VisionTransformer, scores: torch.Tensor, eval_set: ImageSet, chosen: torch.Tensor, target: float, iterations: int = 8
+    base: VisionTransformer, scores: torch.Tensor, eval_set: ImageSet, chosen: torch.Tensor, target: float, iterations: int = 8,
+    base_logits: torch.Tensor | None = None,
 ) -> tuple[float, PrunedEval]:
     """Smallest keep ratio (by ranking ``scores``) whose chosen-class top-1 stays >= ``target``.
 
     Returns (ratio, figures); ratio 1.0 with the full model's figures when even it misses the target.
     Accuracy is not strictly monotone in the ratio: this is bisection's answer, not an exhaustive one.
     """
-    base_logits = predict_logits(base, eval_set.images)
+    base_logits = predict_logits(base, eval_set.images) if base_logits is None else base_logits
     lo, hi = 0.0, 1.0
-    best = evaluate_against(base_logits, base, eval_set, chosen)
+    best = evaluate_against(base_logits, None, eval_set, chosen)
     for _ in range(iterations):
         mid = (lo + hi) / 2
         ev = evaluate_against(base_logits, prune(base, keep_top(scores, mid)), eval_set, chosen)
@@ -245,7 +249,7 @@ def bisect_keep(
 
 def bisect_tau(
     base: VisionTransformer, discovery: ImageSet, eval_set: ImageSet, classes: list[str], chosen: torch.Tensor, target: float,
-    corruption: str = "resample", lo: float = 1e-4, hi: float = 0.5, iterations: int = 6,
+    corruption: str = "resample", lo: float = 1e-4, hi: float = 0.5, iterations: int = 6, base_logits: torch.Tensor | None = None,
 ) -> tuple[float, PrunedEval, int]:
     """Largest ACDC tau (fewest kept components) whose chosen-class top-1 stays >= ``target``.
 
@@ -253,7 +257,7 @@ def bisect_tau(
     ACDC at every probe. Returns (tau, figures, kept count); tau = 0 (ACDC removes only components
     that do not raise KL at all) when even ``lo`` misses the target.
     """
-    base_logits = predict_logits(base, eval_set.images)
+    base_logits = predict_logits(base, eval_set.images) if base_logits is None else base_logits
 
     def probe(tau: float) -> tuple[PrunedEval, int]:
         keep = base.components.mask_from_keep(discover(base, discovery, classes, "acdc", corruption, tau=tau).kept or [])
