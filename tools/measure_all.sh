@@ -14,3 +14,4 @@ python -m vitcore bench-circuits --classes $W 2>/dev/null > "$out/bench_circuits
 python bench_app.py > "$out/bench_app.json"
 python -m vitcore sweep --classes $W --finetune-steps 20 --learned-steps 100 --target-accuracy 0.4 --out docs/sweep 2>/dev/null > "$out/sweep.txt"
 python -m vitcore sweep --classes $W --finetune-steps 20 --learned-steps 100 --eval-data ../shared/data/tiny-imagenet-200.zip --out docs/sweep_full_val 2>/dev/null > "$out/sweep_full_val.txt"
+python -m vitcore sweep --classes $W --methods acdc --finetune-steps 0 --target-accuracy 0.4 --out runs/acdc_target 2>/dev/null > "$out/sweep_acdc_target.txt"
