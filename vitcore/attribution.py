@@ -36,7 +36,8 @@ def input_attribution(model: VisionTransformer, image: Tensor, target: int, n_st
     x = normalize(image.unsqueeze(0), model.config)
     baseline = torch.zeros_like(x)
     was_training = model.training
-    model.eval()
+    if was_training:  # a shared model is already in eval mode and is not written to
+        model.eval()
     try:
         with torch.no_grad():
             logit, baseline_logit = model(torch.cat([x, baseline]))[:, target].tolist()
@@ -44,5 +45,6 @@ def input_attribution(model: VisionTransformer, image: Tensor, target: int, n_st
         attr, delta = ig.attribute(x.requires_grad_(True), baselines=baseline, target=target, n_steps=n_steps,
                                    internal_batch_size=min(n_steps, 64), return_convergence_delta=True)
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
     return InputAttribution(attr[0].sum(0).detach(), target, logit, baseline_logit, float(delta))
