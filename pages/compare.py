@@ -42,18 +42,18 @@ if rows:
     st.caption("Colour: method and setting (darker = more pruned); triangles: after recovery fine-tuning; dashed: the Pareto frontier.")
     df = pd.DataFrame(rows)
     df.insert(0, "config", [config_label(m, v) for m, v in zip(df["method"], df["setting"])])
-    st.dataframe(df.drop(columns=["kept_components"]), hide_index=True)
+    st.dataframe(df.drop(columns=["kept_components"]), hide_index=True)  # the ids are long; applied below
     pick = st.selectbox("Configuration", range(len(df)), format_func=lambda i: f"{df.config[i]}{' + FT' if df.finetuned[i] else ''}", key="sweep_pick")
     if st.button("Apply to the Prune page", key="apply_sweep"):
         row = df.iloc[pick]
-        try:
-            mask = ckpt.model.components.mask_from_keep(row["kept_components"].split()) if row["kept_components"] else None
-        except (KeyError, ValueError) as e:
-            mask = None
-            st.error(f"This CSV's kept components do not fit the loaded model: {e}")
-        if mask is not None:
-            st.session_state["keep"] = mask
-            note = " The fine-tuned weights are not in the CSV: fine-tune again on the Prune page." if row["finetuned"] else ""
-            st.success(f"Applied {row['config']} ({int(mask.sum())} components kept); open the Prune page.{note}")
-        elif not row["kept_components"]:
+        if row["kept_components"] is None:
             st.error("This CSV has no kept_components column (an older sweep): run the sweep again to apply its configurations.")
+        else:
+            try:
+                mask = ckpt.model.components.mask_from_keep(row["kept_components"].split())
+            except (KeyError, ValueError) as e:
+                st.error(f"This CSV's kept components do not fit the loaded model: {e}")
+            else:
+                st.session_state["keep"] = mask
+                note = " The fine-tuned weights are not in the CSV: fine-tune again on the Prune page." if row["finetuned"] else ""
+                st.success(f"Applied {row['config']} ({int(mask.sum())} components kept); open the Prune page.{note}")

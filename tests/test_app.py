@@ -228,5 +228,10 @@ def test_compare_page_loads_a_sweep_csv_and_applies_a_point(tmp_path):
     assert any("EAP keep 0.5" in s.value and "fine-tune again" in s.value for s in at.success)
     keep = at.session_state["keep"]
     assert [n for n, k in zip(names, keep.tolist()) if k] == kept
+    older = "\n".join([",".join(k for k in rows[0] if k != "kept_components"), ",".join(str(v) for k, v in rows[1].items() if k != "kept_components")])
+    at.file_uploader(key="sweep_csv").clear().upload("old.csv", older.encode()).run()
+    at.selectbox(key="sweep_pick").set_value(0).run()
+    at.button(key="apply_sweep").click().run()
+    assert any("older sweep" in e.value for e in at.error) and not at.exception
     at.file_uploader(key="sweep_csv").clear().upload("bad.csv", b"a,b\n1,2\n").run()
     assert any("Could not read that CSV" in e.value for e in at.error) and not at.exception

@@ -203,7 +203,8 @@ def _sweep(args: argparse.Namespace) -> int:
     except Exception as e:  # PNG needs vl-convert; the CSV and HTML are written regardless
         print(f"note: PNG not written ({e})")
     front = set(pareto_frontier([(r["latency_b1_ms"], 1 - r["top1_chosen"]) for r in rows]))
-    print(f"{len(classes)} classes, {int(torch.isin(eval_set.labels, torch.tensor([eval_set.class_index(w) for w in classes])).sum())} chosen-class eval images of {len(eval_set)}; "
+    chosen = torch.isin(eval_set.labels, torch.tensor([eval_set.class_index(w) for w in classes]))
+    print(f"{len(classes)} classes, {int(chosen.sum())} chosen-class eval images of {len(eval_set)}; "
           f"fine-tuning: {args.finetune_steps} steps of batch 64 (CE + KD from the unpruned model, T=2); latency: {args.threads} threads, interleaved, medians")
     print("| method | setting | FT | heads | chunks | MMACs | b1 ms | b64 img/s | top1 chosen | top1 all | KL | disc s | frontier |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -213,7 +214,6 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.target_accuracy is not None:
         from .evaluate import predict_logits
 
-        chosen = torch.isin(eval_set.labels, torch.tensor([eval_set.class_index(w) for w in classes]))
         base_logits = predict_logits(ckpt.model, eval_set.images)
         for method in methods:
             if method == "acdc":

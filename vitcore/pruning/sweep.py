@@ -155,7 +155,10 @@ def write_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
 
 
 def read_csv(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a sweep CSV, numbers parsed; raises ValueError on a foreign file."""
+    """Rows of a sweep CSV, numbers parsed; raises ValueError on a foreign file.
+
+    ``kept_components`` is None for CSVs written before that column existed ('' is an empty circuit).
+    """
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         missing = set(NUMERIC_COLUMNS) - set(reader.fieldnames or [])
@@ -163,7 +166,7 @@ def read_csv(path: str | Path) -> list[dict[str, Any]]:
             raise ValueError(f"{path} is not a vitcore sweep CSV: it lacks the column(s) {', '.join(sorted(missing))}")
         rows = []
         for line, r in enumerate(reader, start=2):
-            row: dict[str, Any] = {"method": r["method"], "finetuned": r["finetuned"] in ("True", "true", "1"), "kept_components": r.get("kept_components") or ""}
+            row: dict[str, Any] = {"method": r["method"], "finetuned": r["finetuned"] in ("True", "true", "1"), "kept_components": r.get("kept_components")}
             try:
                 row.update({k: float(r[k]) for k in NUMERIC_COLUMNS})
             except (TypeError, ValueError) as e:
