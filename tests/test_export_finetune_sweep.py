@@ -122,3 +122,14 @@ def test_target_accuracy_bisection_finds_a_qualifying_smaller_model():
     assert ev.top1_chosen >= target and 0 < kept <= len(model.components)
     tau, ev, kept = bisect_tau(model, data, data, classes, chosen, 1.01, "mean", iterations=3)
     assert tau == 0.0 and ev.top1_chosen < 1.01
+
+
+def test_sweep_cli_target_only_reports_the_search_and_writes_no_table(tmp_path, capsys):
+    from vitcore.cli import main
+
+    assert main(["sweep", "--target-only", "--out", str(tmp_path / "s")]) == 2
+    assert "--target-only needs --target-accuracy" in capsys.readouterr().err
+    assert main(["sweep", "--methods", "eap", "--target-only", "--target-accuracy", "0.3", "--classes", "n01443537,n01629819,n01641577", "--out", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "target top-1 0.3: eap keeps" in out and "reached" in out
+    assert not (tmp_path / "s.csv").exists()

@@ -61,6 +61,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", type=int, default=None)
     p.add_argument("--learned-steps", type=int, default=200)
     p.add_argument("--target-accuracy", type=float, default=None, help="find the smallest keep-set per method with chosen-class top-1 >= A")
+    p.add_argument("--target-only", action="store_true", help="skip the sweep table; only the --target-accuracy search")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="sweep", help="output prefix: writes PREFIX.csv, PREFIX.html, PREFIX.png")
 
@@ -168,13 +169,12 @@ def _bench_latency(args: argparse.Namespace) -> int:
 
 @command("sweep")
 def _sweep(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from .checkpoint import load_checkpoint
-    from .circuits import discover
     from .data import load_split
-    from .pruning.sweep import DEFAULT_SETTINGS, bisect_keep, bisect_tau, frontier_chart, pareto_frontier, run_sweep, write_csv
+    from .pruning.sweep import DEFAULT_SETTINGS
 
+    if args.target_only and args.target_accuracy is None:
+        raise UserError("--target-only needs --target-accuracy A")
     torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
     discovery = load_split(args.data, "train", progress=True)
@@ -184,6 +184,21 @@ def _sweep(args: argparse.Namespace) -> int:
     unknown = [m for m in methods if m not in DEFAULT_SETTINGS]
     if unknown:
         raise UserError(f"unknown method(s) {', '.join(unknown)}")
+    chosen = torch.isin(eval_set.labels, torch.tensor([eval_set.class_index(w) for w in classes]))
+    print(f"{len(classes)} classes, {int(chosen.sum())} chosen-class eval images of {len(eval_set)}; "
+          f"fine-tuning: {args.finetune_steps} steps of batch 64 (CE + KD from the unpruned model, T=2); latency: {args.threads} threads, interleaved, medians")
+    if not args.target_only:
+        _sweep_table(args, ckpt.model, discovery, eval_set, classes, methods)
+    if args.target_accuracy is not None:
+        _target_search(args, ckpt.model, discovery, eval_set, classes, chosen, methods)
+    return 0
+
+
+def _sweep_table(args: argparse.Namespace, model, discovery, eval_set, classes: list[str], methods: list[str]) -> None:
+    from tqdm import tqdm
+
+    from .pruning.sweep import DEFAULT_SETTINGS, frontier_chart, pareto_frontier, run_sweep, write_csv
+
     bar = tqdm(total=100, desc="sweep", unit="%")
 
     def progress(fraction: float, what: str) -> None:
@@ -191,7 +206,7 @@ def _sweep(args: argparse.Namespace) -> int:
         bar.set_postfix_str(what)
         bar.refresh()
 
-    rows = run_sweep(ckpt.model, discovery, eval_set, classes, {m: DEFAULT_SETTINGS[m] for m in methods}, args.corruption, args.finetune_steps, args.images, learned_steps=args.learned_steps, progress=progress)
+    rows = run_sweep(model, discovery, eval_set, classes, {m: DEFAULT_SETTINGS[m] for m in methods}, args.corruption, args.finetune_steps, args.images, learned_steps=args.learned_steps, progress=progress)
     bar.close()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -203,27 +218,27 @@ def _sweep(args: argparse.Namespace) -> int:
     except Exception as e:  # PNG needs vl-convert; the CSV and HTML are written regardless
         print(f"note: PNG not written ({e})")
     front = set(pareto_frontier([(r["latency_b1_ms"], 1 - r["top1_chosen"]) for r in rows]))
-    chosen = torch.isin(eval_set.labels, torch.tensor([eval_set.class_index(w) for w in classes]))
-    print(f"{len(classes)} classes, {int(chosen.sum())} chosen-class eval images of {len(eval_set)}; "
-          f"fine-tuning: {args.finetune_steps} steps of batch 64 (CE + KD from the unpruned model, T=2); latency: {args.threads} threads, interleaved, medians")
     print("| method | setting | FT | heads | chunks | MMACs | b1 ms | b64 img/s | top1 chosen | top1 all | KL | disc s | frontier |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for i, r in enumerate(rows):
         print(f"| {r['method']} | {r['setting']} | {'yes' if r['finetuned'] else 'no'} | {r['kept_heads']} | {r['kept_chunks']} | {r['macs'] / 1e6:.1f} | {r['latency_b1_ms']:.2f} | "
               f"{r['throughput_b64_img_s']:.0f} | {r['top1_chosen']:.3f} | {r['top1_all']:.3f} | {r['kl']:.3f} | {r['discovery_s']:.1f} | {'*' if i in front else ''} |")
-    if args.target_accuracy is not None:
-        from .evaluate import predict_logits
-
-        base_logits = predict_logits(ckpt.model, eval_set.images)
-        for method in methods:
-            if method == "acdc":
-                tau, ev, kept = bisect_tau(ckpt.model, discovery, eval_set, classes, chosen, args.target_accuracy, args.corruption, base_logits=base_logits)
-                what = f"tau {tau:.4f}, keeps {kept} components"
-            else:
-                res = discover(ckpt.model, discovery, classes, method, args.corruption, steps=args.learned_steps)
-                ratio, ev = bisect_keep(ckpt.model, res.score_tensor(), eval_set, chosen, args.target_accuracy, base_logits=base_logits)
-                what = f"keeps {ratio:.3f} of components (ranked by its scores)"
-            status = "reached" if ev.top1_chosen >= args.target_accuracy else "NOT reachable"
-            print(f"target top-1 {args.target_accuracy}: {method} {what}; top1 chosen {ev.top1_chosen:.3f}, all {ev.top1_all:.3f}: {status}")
     print(f"wrote {out.with_suffix('.csv')}, {out.with_suffix('.html')}")
-    return 0
+
+
+def _target_search(args: argparse.Namespace, model, discovery, eval_set, classes: list[str], chosen: torch.Tensor, methods: list[str]) -> None:
+    from .circuits import discover
+    from .evaluate import predict_logits
+    from .pruning.sweep import bisect_keep, bisect_tau
+
+    base_logits = predict_logits(model, eval_set.images)
+    for method in methods:
+        if method == "acdc":
+            tau, ev, kept = bisect_tau(model, discovery, eval_set, classes, chosen, args.target_accuracy, args.corruption, base_logits=base_logits)
+            what = f"tau {tau:.4f}, keeps {kept} components"
+        else:
+            res = discover(model, discovery, classes, method, args.corruption, steps=args.learned_steps)
+            ratio, ev = bisect_keep(model, res.score_tensor(), eval_set, chosen, args.target_accuracy, base_logits=base_logits)
+            what = f"keeps {ratio:.3f} of components (ranked by its scores)"
+        status = "reached" if ev.top1_chosen >= args.target_accuracy else "NOT reachable"
+        print(f"target top-1 {args.target_accuracy}: {method} {what}; top1 chosen {ev.top1_chosen:.3f}, all {ev.top1_all:.3f}: {status}", flush=True)
