@@ -185,8 +185,8 @@ def _sweep(args: argparse.Namespace) -> int:
     if unknown:
         raise UserError(f"unknown method(s) {', '.join(unknown)}")
     chosen = torch.isin(eval_set.labels, torch.tensor([eval_set.class_index(w) for w in classes]))
-    print(f"{len(classes)} classes, {int(chosen.sum())} chosen-class eval images of {len(eval_set)}; "
-          f"fine-tuning: {args.finetune_steps} steps of batch 64 (CE + KD from the unpruned model, T=2); latency: {args.threads} threads, interleaved, medians")
+    print(f"{len(classes)} classes, {int(chosen.sum())} chosen-class eval images of {len(eval_set)}" + ("" if args.target_only else
+          f"; fine-tuning: {args.finetune_steps} steps of batch 64 (CE + KD from the unpruned model, T=2); latency: {args.threads} threads, interleaved, medians"))
     if not args.target_only:
         _sweep_table(args, ckpt.model, discovery, eval_set, classes, methods)
     if args.target_accuracy is not None:
