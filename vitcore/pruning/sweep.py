@@ -123,12 +123,12 @@ def run_sweep(
                 res = discover(base, discovery, classes, method, corruption, n_images=n_images, **kwargs)
                 keep = base.components.mask_from_keep(res.kept or [])
                 disc_s = time.perf_counter() - t0
-            kept = [n for n, k in zip(names, keep.tolist()) if k > 0.5]
+            kept = [names[i] for i in base.components.keep_from_mask(keep)]
             pruned = prune(base, keep)
             rows.append(_row(method, value, False, pruned, evaluate_against(base_logits, pruned, eval_set, chosen), disc_s, kept))
             arch.append(pruned)
             if finetune > 0:
-                tuned = prune(base, keep)
+                tuned = pruned.clone()
                 finetune_steps(tuned, discovery, finetune, teacher=base)
                 rows.append(_row(method, value, True, tuned, evaluate_against(base_logits, tuned, eval_set, chosen), disc_s, kept))
                 arch.append(pruned)
