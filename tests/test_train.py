@@ -3,12 +3,16 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import ROOT
 from vitcore import load_checkpoint
 from vitcore.config import ViTConfig
-from vitcore.train import TrainConfig, lr_factor, train
+from vitcore.model import VisionTransformer
+from vitcore.training import TrainConfig, lr_factor, train
+from vitcore.training.forward import drop_patches
+from vitcore.training.recipe import TrainingError
 
 TINY = dict(depth=1, num_heads=2, mlp_width=32, dim=32, head_dim=16, patch_size=16)
 
@@ -19,17 +23,68 @@ def test_lr_schedule_warms_up_then_decays():
 
 
 def test_train_saves_and_resumes(tmp_path):
-    cfg = TrainConfig(epochs=1, batch_size=32, steps_per_epoch=3, warmup_epochs=0.5, workers=0)
-    first = train(tmp_path, ViTConfig.uniform(**TINY), cfg, progress=False)
+    cfg = TrainConfig(epochs=2, batch_size=32, steps_per_epoch=3, warmup_epochs=0.5)
+    first = train(tmp_path, ViTConfig.uniform(**TINY), cfg, progress=False, stop_after_steps=3)
     assert first["epoch"] == 1 and 0 <= first["val_top1"] <= 1
     before = load_checkpoint(tmp_path).model.state_dict()
-    cfg.epochs = 2
     second = train(tmp_path, ViTConfig.uniform(**TINY), cfg, progress=False)
     log = json.loads((tmp_path / "train_log.json").read_text())
     assert [e["epoch"] for e in log] == [1, 2] and second["epoch"] == 2
     after = load_checkpoint(tmp_path)
     assert after.info["training"]["epochs_done"] == 2 and len(after.wnids) == 200
     assert any(not torch.equal(before[k], v) for k, v in after.model.state_dict().items())
+
+
+def _weights(path):
+    return load_checkpoint(path).model.state_dict()
+
+
+def test_stop_anywhere_and_resume_equals_a_straight_run(tmp_path):
+    """Mid-epoch stops (twice) then resuming gives bit-identical weights to an unbroken run.
+
+    Exercises every random draw: crop/flip, RandAugment, MixUp/CutMix, erasing, drop path,
+    patch dropout, and the switch from the low-resolution stage to full resolution.
+    """
+    cfg = dict(epochs=3, batch_size=16, steps_per_epoch=4, warmup_epochs=1, augment="randaugment", mixup=0.8, cutmix=1.0,
+               erasing=0.25, drop_path=0.1, low_res=32, low_res_epochs=1, low_res_patch_keep=0.5, patch_keep=0.75)
+    model = dict(TINY, patch_size=8)
+    train(tmp_path / "straight", ViTConfig.uniform(**model), TrainConfig(**cfg), progress=False)
+    broken = tmp_path / "broken"
+    assert train(broken, ViTConfig.uniform(**model), TrainConfig(**cfg), progress=False, stop_after_steps=2) == {"stopped_at": {"epoch": 0, "step": 2}}
+    assert train(broken, ViTConfig.uniform(**model), TrainConfig(**cfg), progress=False, stop_after_steps=5)["stopped_at"] == {"epoch": 1, "step": 3}
+    train(broken, ViTConfig.uniform(**model), TrainConfig(**cfg), progress=False)
+    a, b = _weights(tmp_path / "straight"), _weights(broken)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    straight_log = json.loads((tmp_path / "straight" / "train_log.json").read_text())
+    broken_log = json.loads((broken / "train_log.json").read_text())
+    assert [e["side"] for e in broken_log] == [32, 64, 64]
+    assert [e["train_loss"] for e in straight_log] == pytest.approx([e["train_loss"] for e in broken_log], rel=1e-6)
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    cfg = TrainConfig(epochs=2, batch_size=32, steps_per_epoch=2)
+    train(tmp_path, ViTConfig.uniform(**TINY), cfg, progress=False, stop_after_steps=1)
+    with pytest.raises(TrainingError, match="epochs"):
+        train(tmp_path, ViTConfig.uniform(**TINY), TrainConfig(epochs=3, batch_size=32, steps_per_epoch=2), progress=False)
+
+
+def test_patch_dropout_keeps_cls_and_a_subset_of_distinct_patches():
+    tokens = torch.arange(2 * 17 * 3, dtype=torch.float32).view(2, 17, 3)
+    kept = drop_patches(tokens, 0.5)
+    assert kept.shape == (2, 9, 3)
+    for b in range(2):
+        assert torch.equal(kept[b, 0], tokens[b, 0])
+        rows = {tuple(r.tolist()) for r in kept[b, 1:]}
+        assert len(rows) == 8 and rows <= {tuple(r.tolist()) for r in tokens[b, 1:]}
+    assert drop_patches(tokens, 1.0) is tokens
+
+
+def test_low_resolution_input_uses_resampled_positions():
+    model = VisionTransformer(ViTConfig.uniform(**dict(TINY, patch_size=8)))
+    assert model.embed(torch.zeros(1, 3, 64, 64)).shape[1] == 65 and model.embed(torch.zeros(1, 3, 32, 32)).shape[1] == 17
+    with torch.no_grad():  # a constant position table stays constant when resampled
+        model.pos_embed.fill_(0.5)
+    assert torch.allclose(model.positions((4, 4)), torch.full((1, 17, 32), 0.5), atol=1e-6)
 
 
 def test_ddp_two_processes_gloo(tmp_path):

@@ -33,7 +33,7 @@ def _add_common(p: argparse.ArgumentParser, data: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .train import TrainConfig
+    from .training import RECIPES, TrainConfig
 
     parser = argparse.ArgumentParser(prog="python -m vitcore", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,12 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head-dim", type=int, default=16)
     p.add_argument("--mlp", type=int, default=384)
     p.add_argument("--patch", type=int, default=8)
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="default", help="named recipe; the flags below override its values")
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
-            p.add_argument(flag, action="store_true")
+            p.add_argument(flag, action="store_true", default=None)
         else:
-            p.add_argument(flag, type=type(f.default), default=f.default)
+            p.add_argument(flag, type=type(f.default), default=None, help=f"default {f.default}")
 
     p = sub.add_parser("data", help="download, subset or cache Tiny ImageNet")
     dsub = p.add_subparsers(dest="data_command", required=True)

@@ -40,9 +40,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 @command("train")
 def _train(args: argparse.Namespace) -> int:
     from .config import ViTConfig
-    from .train import TrainConfig, train
+    from .training import RECIPES, TrainConfig, train
 
-    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    cfg = TrainConfig(**{**RECIPES[args.recipe], **given})
     model_cfg = ViTConfig.uniform(args.depth, args.heads, args.mlp, dim=args.dim, head_dim=args.head_dim, patch_size=args.patch)
     final = train(args.out, model_cfg, cfg, args.data, args.val_data, args.device)
     print(json.dumps(final))

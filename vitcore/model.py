@@ -168,10 +168,25 @@ class VisionTransformer(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def embed(self, x: Tensor) -> Tensor:
-        """Residual stream entering layer 0, ``[B, T, dim]``."""
-        x = self.patch_embed(x).flatten(2).transpose(1, 2)
+        """Residual stream entering layer 0, ``[B, T, dim]``.
+
+        Images of another size than ``config.image_size`` (a multiple of the patch size) get the
+        position embeddings resampled bicubically to their patch grid (low-resolution training).
+        """
+        x = self.patch_embed(x)
+        grid = x.shape[-2:]
+        x = x.flatten(2).transpose(1, 2)
         cls = self.cls_token.expand(x.shape[0], -1, -1)
-        return torch.cat([cls, x], dim=1) + self.pos_embed
+        return torch.cat([cls, x], dim=1) + self.positions(grid)
+
+    def positions(self, grid: tuple[int, int] | torch.Size) -> Tensor:
+        """Position embeddings ``[1, 1 + gh * gw, dim]`` for a patch grid of ``grid``."""
+        side = self.config.image_size // self.config.patch_size
+        if tuple(grid) == (side, side):
+            return self.pos_embed
+        patches = self.pos_embed[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
+        patches = F.interpolate(patches, size=tuple(grid), mode="bicubic", align_corners=False, antialias=True)
+        return torch.cat([self.pos_embed[:, :1], patches.flatten(2).transpose(1, 2)], dim=1)
 
     def unembed(self, resid: Tensor) -> Tensor:
         return self.head(self.norm(resid[:, 0]))
