@@ -7,7 +7,7 @@ import streamlit as st
 
 from pages.charts import heatmap, pixel_heatmap, score_frames
 from pages.common import class_options, current_model
-from vitcore.circuits import CORRUPTIONS, DEFAULT_METRIC, METHODS, METRICS, discover
+from vitcore.circuits import CORRUPTIONS, METHODS, METRICS, discover
 from vitcore.circuits.result import CircuitResult
 from vitcore.attribution import input_attribution
 from vitcore.errors import VitcoreError
@@ -22,28 +22,21 @@ chosen = st.multiselect("Classes (type to search)", list(options), default=[labe
 st.session_state["classes"] = [options[c] for c in chosen]
 
 c1, c2, c3 = st.columns(3)
-method = c1.selectbox("Method", METHODS, format_func=lambda m: {"eap": "EAP", "eap-ig": "EAP-IG", "acdc": "ACDC", "learned": "Learned masks"}[m], key="method")
+method = c1.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].label, key="method")
+entry = METHODS[method]
 corruption = c2.selectbox("Corruption", CORRUPTIONS, key="corruption")
-metric = c3.selectbox("Metric", METRICS, index=METRICS.index(DEFAULT_METRIC[method]), key=f"metric_{method}")
-st.caption(
-    {"eap": "EAP ranks by the gradient of the metric (default: cross-entropy of the true label; KL is degenerate for EAP).",
-     "eap-ig": "EAP-IG integrates the gradient from corrupt to clean (default metric: KL).",
-     "acdc": "ACDC greedily removes components whose patching raises KL by less than tau.",
-     "learned": "Learned masks optimise KL plus a sparsity penalty (hard-concrete gates)."}[method]
-)
+metric = c3.selectbox("Metric", METRICS, index=METRICS.index(entry.default_metric), key=f"metric_{method}")
+st.caption(f"{entry.description} Cost: {entry.cost}.")
 n_available = int(sum(int((discovery.labels == discovery.class_index(w)).sum()) for w in st.session_state["classes"])) or 1
 p1, p2, p3 = st.columns(3)
 n_images = p1.slider("Number of discovery images", 1, max(2, n_available), n_available, key="n_images")
-kwargs = {}
-if method in ("eap", "eap-ig"):
-    kwargs["keep"] = p2.slider("Keep ratio", 0.05, 1.0, 0.5, 0.05, key="keep_ratio_param")
-    if method == "eap-ig":
-        kwargs["n_steps"] = p3.slider("Integration steps", 1, 20, 5, key="n_steps")
-elif method == "acdc":
-    kwargs["tau"] = p2.select_slider("tau", [0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2], value=0.05, key="tau_param")
-else:
-    kwargs["sparsity"] = p2.slider("Target sparsity", 0.0, 0.95, 0.5, 0.05, key="sparsity_param")
-    kwargs["steps"] = p3.slider("Optimisation steps", 20, 400, 200, 20, key="learned_steps")
+param = entry.param
+kwargs = {param.name: p2.select_slider(param.label, list(param.choices), value=param.default, help=param.help, key=f"{param.name}_param")}
+OPTION_WIDGETS = {  # the run options a method may read (Method.options)
+    "n_steps": lambda: p3.slider("Integration steps", 1, 20, 5, key="n_steps"),
+    "steps": lambda: p3.slider("Optimisation steps", 20, 400, 200, 20, key="learned_steps"),
+}
+kwargs.update({name: OPTION_WIDGETS[name]() for name in entry.options})
 
 if st.button("Run", type="primary", key="run_circuit"):
     bar = st.progress(0.0, text="starting…")

@@ -6,7 +6,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from vitcore.pruning.sweep import DEFAULT_SETTINGS, config_label, frontier_chart, read_csv, run_sweep
+from vitcore.circuits import METHODS
+from vitcore.pruning.report import config_label, frontier_chart, read_csv
+from vitcore.pruning.sweep import default_settings, run_sweep
 
 ckpt = st.session_state["ckpt"]
 st.title("Compare")
@@ -14,7 +16,7 @@ classes = st.session_state.get("classes", [])
 
 src = st.radio("Sweep", ["Run it here", "Load a saved CSV"], horizontal=True, key="sweep_source")
 if src == "Run it here":
-    methods = st.multiselect("Methods", list(DEFAULT_SETTINGS), default=["eap", "acdc"], key="sweep_methods")
+    methods = st.multiselect("Methods", list(METHODS), default=["eap", "acdc"], format_func=lambda m: METHODS[m].label, key="sweep_methods")
     c1, c2 = st.columns(2)
     ft = c1.number_input("Fine-tune steps per configuration (0: none)", 0, 200, 0, 10, key="sweep_ft")
     learned_steps = c2.number_input("Learned-mask steps", 20, 400, 100, 20, key="sweep_learned_steps")
@@ -22,7 +24,7 @@ if src == "Run it here":
         st.warning("Choose classes on the Circuits page first.")
     elif st.button("Run sweep", type="primary", key="run_sweep"):
         bar = st.progress(0.0, text="sweeping…")
-        rows = run_sweep(ckpt.model, st.session_state["discovery"], st.session_state["eval_set"], classes, {m: DEFAULT_SETTINGS[m] for m in methods},
+        rows = run_sweep(ckpt.model, st.session_state["discovery"], st.session_state["eval_set"], classes, default_settings(methods),
                          finetune=int(ft), latency_repeats=10, learned_steps=int(learned_steps), progress=lambda f, what: bar.progress(f, text=what))
         st.session_state["sweep_rows"] = rows
 else:

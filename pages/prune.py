@@ -11,7 +11,7 @@ from pages.common import keep_mask, playground
 from vitcore.circuits.result import keep_top
 from vitcore.playground import NothingKeptError
 from vitcore.pruning.finetune import finetune_steps
-from vitcore.pruning.sweep import pareto_frontier
+from vitcore.pruning.pareto import pareto_frontier
 
 ckpt = st.session_state["ckpt"]
 space = ckpt.model.components

@@ -207,7 +207,7 @@ def test_two_sessions_are_isolated_and_the_shared_model_is_untouched():
 
 def test_compare_page_loads_a_sweep_csv_and_applies_a_point(tmp_path):
     from vitcore import load_checkpoint
-    from vitcore.pruning.sweep import write_csv
+    from vitcore.pruning.report import write_csv
 
     names = load_checkpoint().model.components.names
     kept = names[::2]

@@ -10,7 +10,9 @@ from vitcore.pruning import prune
 from vitcore.pruning.export import export_onnx, export_zip, onnx_logits, provenance
 from vitcore.pruning.finetune import finetune_steps
 from vitcore.circuits.result import keep_top
-from vitcore.pruning.sweep import COLUMNS, pareto_frontier, read_csv, run_sweep, write_csv
+from vitcore.pruning.pareto import pareto_frontier
+from vitcore.pruning.report import COLUMNS, read_csv, write_csv
+from vitcore.pruning.sweep import run_sweep
 
 
 def pruned_tiny():
@@ -102,7 +104,8 @@ def test_sweep_on_tiny_model_writes_csv(tmp_path):
 def test_target_accuracy_bisection_finds_a_qualifying_smaller_model():
     from vitcore.circuits import discover
     from vitcore.evaluate import predict_logits
-    from vitcore.pruning.sweep import bisect_keep, bisect_tau, evaluate_against
+    from vitcore.pruning.evaluation import evaluate_against
+    from vitcore.pruning.search import bisect_keep, bisect_setting
 
     model, data = tiny_model(), tiny_imageset()
     finetune_steps(model, data, 60, lr=3e-3, batch_size=30)  # some accuracy to lose
@@ -118,9 +121,9 @@ def test_target_accuracy_bisection_finds_a_qualifying_smaller_model():
     assert again.top1_chosen == ev.top1_chosen  # the reported figures are the returned keep-set's
     ratio, ev = bisect_keep(model, scores, data, chosen, 1.01)  # unreachable: the full model, flagged by its figures
     assert ratio == 1.0 and ev.top1_chosen < 1.01
-    tau, ev, kept = bisect_tau(model, data, data, classes, chosen, target, "mean", iterations=3)
+    tau, ev, kept = bisect_setting(model, data, data, classes, chosen, target, "acdc", "mean", iterations=3)
     assert ev.top1_chosen >= target and 0 < kept <= len(model.components)
-    tau, ev, kept = bisect_tau(model, data, data, classes, chosen, 1.01, "mean", iterations=3)
+    tau, ev, kept = bisect_setting(model, data, data, classes, chosen, 1.01, "acdc", "mean", iterations=3)
     assert tau == 0.0 and ev.top1_chosen < 1.01
 
 

@@ -70,11 +70,14 @@ class ImageSet:
         index = torch.as_tensor(index, dtype=torch.long)
         return ImageSet(self.images[index], self.labels[index], self.wnids, self.names, [self.files[i] for i in index.tolist()])
 
+    def chosen(self, wnids: Sequence[str]) -> Tensor:
+        """Boolean mask ``[N]`` of the images whose class is one of ``wnids``; unknown wnids raise DataError."""
+        ids = torch.tensor([self.class_index(w) for w in wnids], dtype=torch.long)
+        return torch.isin(self.labels, ids)
+
     def of_classes(self, wnids: Sequence[str]) -> "ImageSet":
         """Images whose class is one of ``wnids``; unknown wnids raise DataError."""
-        ids = [self.class_index(w) for w in wnids]
-        keep = torch.isin(self.labels, torch.tensor(ids))
-        return self.subset(torch.nonzero(keep).flatten())
+        return self.subset(torch.nonzero(self.chosen(wnids)).flatten())
 
     def class_index(self, wnid: str) -> int:
         try:

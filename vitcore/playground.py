@@ -57,9 +57,8 @@ class Playground:
         self.set_classes(classes)
 
     def set_classes(self, classes: list[str]) -> None:
-        ids = torch.tensor([self.eval_set.class_index(w) for w in classes], dtype=torch.long)
         self.classes = list(classes)
-        self.chosen = torch.nonzero(torch.isin(self.eval_set.labels, ids)).flatten() if classes else torch.arange(len(self.eval_set))
+        self.chosen = torch.nonzero(self.eval_set.chosen(classes)).flatten() if classes else torch.arange(len(self.eval_set))
         self._chosen_inputs = normalize(self.eval_set.images[self.chosen], self.base.config)
         with torch.inference_mode():
             self._chosen_ref = self.base(self._chosen_inputs)

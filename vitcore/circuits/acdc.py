@@ -21,6 +21,7 @@ from torch import Tensor
 
 from ..model import Activations, VisionTransformer
 from .metrics import damage_fn
+from .method import MethodOutput, RunOptions
 from .task import Task, TaskError
 
 
@@ -99,3 +100,9 @@ def acdc(
 def _tile(cf: Activations | None, k: int) -> Activations | None:
     """Counterfactual tiled candidate-major to match ``resid.repeat(k)``."""
     return None if cf is None else cf.repeat(k)
+
+
+def run(model: VisionTransformer, task: Task, cf: Activations | None, metric: str, tau: float, options: RunOptions) -> MethodOutput:
+    """Registry entry point; the forward count includes the clean recording run."""
+    out = acdc(model, task, cf, tau, metric, progress=options.progress)
+    return MethodOutput(out.scores, out.kept_mask, out.forward_passes + 1, 0.0, {"tau": tau})

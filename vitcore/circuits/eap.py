@@ -13,6 +13,7 @@ from torch import Tensor
 from ..model import Activations, VisionTransformer
 from .corruptions import batch_of
 from .metrics import damage_fn
+from .method import MethodOutput, RunOptions
 from .task import Task
 
 
@@ -33,3 +34,12 @@ def mask_gradient(model: VisionTransformer, task: Task, cf: Activations | None, 
 def eap_scores(model: VisionTransformer, task: Task, cf: Activations | None, metric: str = "ce", batch_size: int = 64) -> Tensor:
     """Estimated damage increase when each component is patched (higher = more important)."""
     return -mask_gradient(model, task, cf, metric, model.components.ones(), batch_size) / len(task)
+
+
+def run(model: VisionTransformer, task: Task, cf: Activations | None, metric: str, keep: float, options: RunOptions) -> MethodOutput:
+    """Registry entry point: scores ranked by magnitude (a component whose patching moves the metric either way matters)."""
+    with torch.enable_grad():
+        scores = eap_scores(model, task, cf, metric).abs()
+    if options.progress:
+        options.progress(1.0)
+    return MethodOutput(scores, None, 1.0, 1.0, {"keep": keep})

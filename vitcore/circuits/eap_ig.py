@@ -21,6 +21,7 @@ from torch import Tensor
 from ..model import Activations, VisionTransformer
 from .corruptions import batch_of
 from .metrics import damage_fn
+from .method import MethodOutput, RunOptions
 from .task import Task, TaskError
 
 
@@ -57,3 +58,12 @@ def eap_ig_scores(
             attr = ig.attribute(torch.ones(b, n), baselines=torch.zeros(b, n), n_steps=n_steps, method=method, internal_batch_size=b * max(1, 256 // b))
         total -= attr.detach().sum(0)
     return total / len(task)
+
+
+def run(model: VisionTransformer, task: Task, cf: Activations | None, metric: str, keep: float, options: RunOptions) -> MethodOutput:
+    """Registry entry point."""
+    with torch.enable_grad():
+        scores = eap_ig_scores(model, task, cf, metric, options.n_steps)
+    if options.progress:
+        options.progress(1.0)
+    return MethodOutput(scores, None, float(options.n_steps), float(options.n_steps), {"keep": keep, "n_steps": options.n_steps})

@@ -23,6 +23,7 @@ from torch import Tensor
 from ..model import Activations, VisionTransformer
 from .metrics import damage_fn
 from .result import keep_top
+from .method import MethodOutput, RunOptions
 from .task import Task, TaskError
 
 BETA, LEFT, RIGHT, EPS = 2 / 3, -0.1, 1.1, 1e-6
@@ -100,3 +101,11 @@ def learn_masks(
     keep = keep_top(final, 1 - sparsity) if sparsity > 0 else torch.ones(n)
     expected = float(1 - expected_density(final).mean())
     return LearnedOutcome(final, keep, expected, images / N, images / N, history)
+
+
+def run(model: VisionTransformer, task: Task, cf: Activations | None, metric: str, sparsity: float, options: RunOptions) -> MethodOutput:
+    """Registry entry point."""
+    with torch.enable_grad():
+        out = learn_masks(model, task, cf, sparsity, metric, steps=options.steps, seed=options.seed, progress=options.progress)
+    params = {"sparsity": sparsity, "steps": options.steps, "expected_sparsity": round(out.expected_sparsity, 4)}
+    return MethodOutput(out.log_alpha, out.kept_mask, out.forward_passes, out.backward_passes, params)

@@ -1,0 +1,85 @@
+"""What a circuit-discovery method is: its parameter, its run signature, its output and its record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from torch import Tensor
+
+from ..model import Activations, VisionTransformer
+from .task import Task, TaskError
+
+
+@dataclass(frozen=True)
+class Param:
+    """A method's one user-facing parameter: a keep ratio, a threshold or a target sparsity."""
+
+    name: str
+    label: str
+    default: float
+    low: float
+    high: float
+    low_inclusive: bool = True
+    high_inclusive: bool = True
+    help: str = ""
+    choices: tuple[float, ...] = ()  # the values the app's slider offers
+
+    def check(self, value: float) -> float:
+        ok_low = value >= self.low if self.low_inclusive else value > self.low
+        ok_high = value <= self.high if self.high_inclusive else value < self.high
+        if not (ok_low and ok_high):
+            lo, hi = "[" if self.low_inclusive else "(", "]" if self.high_inclusive else ")"
+            what = self.name if self.label.lower() == self.name else f"{self.label.lower()} ({self.name})"
+            raise TaskError(f"{what} must be in {lo}{self.low:g}, {self.high:g}{hi}, got {value}")
+        return float(value)
+
+
+@dataclass
+class RunOptions:
+    """Settings some methods read: integration steps, optimisation steps, seed, progress callback."""
+
+    n_steps: int = 5
+    steps: int = 200
+    seed: int = 0
+    progress: Callable[[float], None] | None = None
+
+
+@dataclass
+class MethodOutput:
+    """Scores (higher = more important), the method's own circuit if it picks one, and its cost."""
+
+    scores: Tensor
+    kept_mask: Tensor | None  # None: keep the top ``keep`` fraction of the scores
+    forward_passes: float  # over the task images, excluding building the task and the counterfactual
+    backward_passes: float
+    params: dict[str, float] = field(default_factory=dict)
+
+
+class MethodRun(Protocol):
+    def __call__(self, model: VisionTransformer, task: Task, cf: Activations | None, metric: str, value: float, options: RunOptions) -> MethodOutput: ...
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    label: str
+    run: MethodRun
+    default_metric: str
+    param: Param
+    sweep: tuple[float, ...]  # settings of the Pareto sweep, least to most pruned
+    cost: str  # passes per batch, in words
+    description: str
+    refuse: Callable[[str], str | None] = lambda metric: None  # a reason to refuse a metric, or None
+    # how --target-accuracy searches: "keep" bisects a keep ratio over the default run's scores;
+    # "setting" bisects the parameter itself (geometrically, re-running the method at each probe)
+    target_search: str = "keep"
+    options: tuple[str, ...] = ()  # RunOptions fields this method reads ("n_steps", "steps")
+
+    @property
+    def ranks(self) -> bool:
+        """True when the circuit is the top fraction of the scores (the parameter is a keep ratio)."""
+        return self.param.name == "keep"
+
+    def setting_label(self, value: float) -> str:
+        return f"{self.label} {self.param.name} {value:g}"

@@ -1,0 +1,33 @@
+"""Command line: ``vitcore <command>`` or ``python -m vitcore <command>``.
+
+Every command defaults to the shipped model and the bundled data; bad input prints one
+``error:`` line and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import VitcoreError
+from . import circuits, foundation, pruning, sweep
+from .errors import UserError
+
+__all__ = ["UserError", "build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vitcore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for group in (foundation, circuits, pruning, sweep):
+        group.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except VitcoreError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

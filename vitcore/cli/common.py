@@ -1,0 +1,42 @@
+"""Argument helpers shared by the command groups."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+from .errors import UserError
+
+
+def add_checkpoint(p: argparse.ArgumentParser, data: bool = True) -> None:
+    p.add_argument("--checkpoint", default=None, help="checkpoint folder or zip (default: the shipped model)")
+    if data:
+        p.add_argument("--data", default=None, help="Tiny ImageNet folder or zip (default: the bundled subsets)")
+
+
+def parse_classes(arg: str | None, wnids: list[str]) -> list[str]:
+    """Comma-separated wnids, 'all', or (None) the first three classes; unknown wnids are refused."""
+    if arg is None:
+        return wnids[:3]
+    if arg == "all":
+        return list(wnids)
+    classes = [c.strip() for c in arg.split(",") if c.strip()]
+    if not classes:
+        raise UserError("--classes is empty: give comma-separated wnids")
+    unknown = [c for c in classes if c not in wnids]
+    if unknown:
+        raise UserError(f"unknown class(es) {', '.join(unknown)}; wnids look like n01443537")
+    return classes
+
+
+def progress_bar(desc: str) -> tuple[object, Callable[[float], None]]:
+    """A tqdm bar driven by fractions in [0, 1]."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, desc=desc, leave=False, unit="%")
+
+    def update(fraction: float) -> None:
+        bar.n = round(100 * fraction)
+        bar.refresh()
+
+    return bar, update

@@ -1,0 +1,134 @@
+"""Commands ``evaluate``, ``train``, ``bench-train`` and ``data``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+
+from .. import data as datasets
+from .. import download
+from ..checkpoint import load_checkpoint
+from ..config import ViTConfig
+from ..evaluate import evaluate
+from ..training import RECIPES, TrainConfig, train
+from ..training.bench import VARIANTS, bench_train, recipe_throughput
+from .common import add_checkpoint
+from .errors import UserError
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="top-1/top-5/loss of a checkpoint on a split")
+    add_checkpoint(p)
+    p.add_argument("--split", choices=["val", "train"], default="val")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run_evaluate)
+
+    p = sub.add_parser("train", help="train a ViT from scratch; the same command resumes the run in --out")
+    p.add_argument("--data", default=None)
+    p.add_argument("--val-data", default=None, help="val split source (default: --data)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default=None)
+    p.add_argument("--depth", type=int, default=9)
+    p.add_argument("--dim", type=int, default=192)
+    p.add_argument("--heads", type=int, default=12)
+    p.add_argument("--head-dim", type=int, default=16)
+    p.add_argument("--mlp", type=int, default=384)
+    p.add_argument("--patch", type=int, default=8)
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="default", help="named recipe; the flags below override its values")
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            p.add_argument(flag, action="store_true", default=None)
+        else:
+            p.add_argument(flag, type=type(f.default), default=None, help=f"default {f.default}")
+    p.set_defaults(func=run_train)
+
+    p = sub.add_parser("bench-train", help="training throughput of the recipe's levers, side by side")
+    p.add_argument("--data", default=None, help="train split source (default: the bundled subset)")
+    p.add_argument("--steps", type=int, default=3, help="timed steps per variant per round")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    p.set_defaults(func=run_bench_train)
+
+    p = sub.add_parser("data", help="download, subset or cache Tiny ImageNet")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    d = dsub.add_parser("download", help="download the official zip (atomic, checked)")
+    d.add_argument("--url", default=None)
+    d.add_argument("--out", default="tiny-imagenet-200.zip")
+    d.add_argument("--sha256", default=None, help="expected SHA-256 (default: the official archive's when the URL is the official one)")
+    d = dsub.add_parser("make-subset", help="write the bundled subsets from the full set")
+    d.add_argument("--source", required=True)
+    d.add_argument("--out", default=None)
+    d.add_argument("--train-per-class", type=int, default=10)
+    d.add_argument("--val-per-class", type=int, default=10)
+    d.add_argument("--seed", type=int, default=0)
+    dsub.add_parser("clear-cache", help="delete decoded-tensor caches")
+    d = dsub.add_parser("info", help="count classes and images of a data source")
+    d.add_argument("--data", default=None)
+    p.set_defaults(func=run_data)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    ckpt = load_checkpoint(args.checkpoint)
+    data = datasets.load_split(args.data, args.split, progress=not args.json)
+    if ckpt.wnids and ckpt.wnids != data.wnids:
+        raise UserError("the checkpoint's classes (wnids) differ from the data set's wnids.txt order")
+    result = evaluate(ckpt.model, data, args.batch_size)
+    result.update(split=args.split, data=str(args.data or "bundled subset"), checkpoint=str(args.checkpoint or "shipped"))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['n_images']} images  top1 {result['top1']:.4f}  top5 {result['top5']:.4f}  loss {result['loss']:.4f}  {result['images_per_s']:.0f} img/s")
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    cfg = TrainConfig(**{**RECIPES[args.recipe], **given})
+    model_cfg = ViTConfig.uniform(args.depth, args.heads, args.mlp, dim=args.dim, head_dim=args.head_dim, patch_size=args.patch)
+    final = train(args.out, model_cfg, cfg, args.data, args.val_data, args.device)
+    print(json.dumps(final))
+    return 0
+
+
+def run_bench_train(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    data = datasets.load_split(args.data, "train", progress=True)
+    rows = bench_train(data, steps=args.steps, rounds=args.rounds)
+    print(f"threads {torch.get_num_threads()} | {len(data)} training images | {args.rounds} rounds x {args.steps} steps per variant, interleaved, medians")
+    print("| variant | images/s | p25-p75 | x today | s per 100k-image epoch |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['variant']} | {r['images_per_s']:.0f} | {r['p25']:.0f}-{r['p75']:.0f} | {r['vs_today']:.2f} | {r['epoch_s']:.0f} |")
+    rates = {r["variant"]: r["images_per_s"] for r in rows}
+    recipe = RECIPES["fast-cpu"]
+    low, high = VARIANTS[5].name, VARIANTS[3].name  # the fast-cpu recipe's two stages
+    stages = [(low, recipe["low_res_epochs"]), (high, recipe["epochs"] - recipe["low_res_epochs"])]
+    whole = recipe_throughput(rates, stages)
+    print(f"fast-cpu recipe ({recipe['low_res_epochs']:g} epochs '{low}' + {recipe['epochs'] - recipe['low_res_epochs']:g} epochs '{high}'): "
+          f"{whole:.0f} images/s over the whole recipe = {whole / rows[0]['images_per_s']:.2f}x today")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "fast_cpu_recipe_images_per_s": whole, "threads": torch.get_num_threads()}, indent=1))
+    return 0
+
+
+def run_data(args: argparse.Namespace) -> int:
+    if args.data_command == "download":
+        path = download.download(args.url or download.OFFICIAL_URL, Path(args.out), args.sha256)
+        print(f"saved {path}")
+    elif args.data_command == "make-subset":
+        counts = datasets.make_subset(args.source, args.out or datasets.BUNDLED_DATA, args.train_per_class, args.val_per_class, args.seed)
+        print(json.dumps(counts))
+    elif args.data_command == "clear-cache":
+        print(f"removed {datasets.clear_cache()} cached split(s) from {datasets.cache_dir()}")
+    elif args.data_command == "info":
+        for split in datasets.SPLITS:
+            s = datasets.load_split(args.data, split)
+            print(f"{split}: {len(s.wnids)} classes, {len(s)} images")
+    return 0

@@ -1,0 +1,69 @@
+"""Target-accuracy searches: the smallest circuit per method whose chosen-class top-1 reaches a target."""
+
+from __future__ import annotations
+
+import torch
+
+from ..circuits import discover
+from ..circuits.result import keep_top
+from ..data import ImageSet
+from ..evaluate import predict_logits
+from ..model import VisionTransformer
+from .evaluation import PrunedEval, evaluate_against
+from .prune import prune
+
+
+def bisect_keep(
+    base: VisionTransformer, scores: torch.Tensor, eval_set: ImageSet, chosen: torch.Tensor, target: float, iterations: int = 8,
+    base_logits: torch.Tensor | None = None,
+) -> tuple[float, PrunedEval]:
+    """Smallest keep ratio (by ranking ``scores``) whose chosen-class top-1 stays >= ``target``.
+
+    Returns (ratio, figures); ratio 1.0 with the full model's figures when even it misses the target.
+    Accuracy is not strictly monotone in the ratio: this is bisection's answer, not an exhaustive one.
+    """
+    base_logits = predict_logits(base, eval_set.images) if base_logits is None else base_logits
+    lo, hi = 0.0, 1.0
+    best = evaluate_against(base_logits, None, eval_set, chosen)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        ev = evaluate_against(base_logits, prune(base, keep_top(scores, mid)), eval_set, chosen)
+        if ev.top1_chosen >= target:
+            hi, best = mid, ev
+        else:
+            lo = mid
+    return hi, best
+
+
+def bisect_setting(
+    base: VisionTransformer, discovery: ImageSet, eval_set: ImageSet, classes: list[str], chosen: torch.Tensor, target: float,
+    method: str = "acdc", corruption: str = "resample", lo: float = 1e-4, hi: float = 0.5, iterations: int = 6,
+    base_logits: torch.Tensor | None = None,
+) -> tuple[float, PrunedEval, int]:
+    """Largest setting (e.g. ACDC's tau: fewest kept components) whose chosen-class top-1 stays >= ``target``.
+
+    Bisects geometrically over [lo, hi], since useful thresholds span orders of magnitude,
+    re-running the method at every probe. Returns (setting, figures, kept count); setting 0
+    (ACDC then removes only components that do not raise KL at all) when even ``lo`` misses.
+    """
+    base_logits = predict_logits(base, eval_set.images) if base_logits is None else base_logits
+
+    def probe(value: float) -> tuple[PrunedEval, int]:
+        keep = base.components.mask_from_keep(discover(base, discovery, classes, method, corruption, setting=value).kept or [])
+        return evaluate_against(base_logits, prune(base, keep), eval_set, chosen), int(keep.sum())
+
+    ev, kept = probe(hi)
+    if ev.top1_chosen >= target:
+        return hi, ev, kept
+    ev, kept = probe(lo)
+    if ev.top1_chosen < target:
+        return (0.0, *probe(0.0))
+    best = (lo, ev, kept)
+    for _ in range(iterations):
+        mid = (lo * hi) ** 0.5
+        ev, kept = probe(mid)
+        if ev.top1_chosen >= target:
+            lo, best = mid, (mid, ev, kept)
+        else:
+            hi = mid
+    return best
