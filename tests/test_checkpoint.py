@@ -36,7 +36,7 @@ def test_corrupt_checkpoint_and_shape_mismatch(tmp_path):
     cfg = json.loads((tmp_path / "shape" / "config.json").read_text())
     cfg["model"]["heads"] = [3, 3, 3]
     (tmp_path / "shape" / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match="shape mismatch"):
+    with pytest.raises(CheckpointError, match="size mismatch for blocks.1.attn.qkv.weight"):
         load_pretrained(tmp_path / "shape")
     (tmp_path / "shape" / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):
@@ -60,5 +60,5 @@ def test_corrupt_checkpoint_and_shape_mismatch(tmp_path):
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     state["intruder"] = torch.zeros(1)
     save_file(state, tmp_path / "extra" / "model.safetensors")
-    with pytest.raises(CheckpointError, match="unexpected"):
+    with pytest.raises(CheckpointError, match="Unexpected key.*intruder"):
         load_pretrained(tmp_path / "extra")

@@ -40,7 +40,7 @@ def test_zero_head_mask_equals_subtracting_its_contribution(model):
     contribution = head @ w.T
     # recompute the last block by hand with the head's contribution removed
     resid = acts.resid[2]
-    attn = blk.attn.project(acts.heads[2]) - contribution
+    attn = blk.attn.proj(acts.heads[2].flatten(2)) - contribution
     mid = resid + attn
     mlp = blk.mlp.fc2(torch.nn.functional.gelu(blk.mlp.fc1(blk.norm2(mid))))
     expected = model.unembed(mid + mlp)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
@@ -86,18 +87,27 @@ def parse_checkpoint(weights: bytes, config: bytes, source: str = "checkpoint") 
     classes = info.get("classes", {})
     if classes.get("wnids") and len(classes["wnids"]) != cfg.num_classes:
         raise CheckpointError(f"{source}: config lists {len(classes['wnids'])} classes but num_classes is {cfg.num_classes}")
-    model = VisionTransformer(cfg)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(f"{source}: weights do not match config: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    wrong = [f"{k}: file {tuple(state[k].shape)} vs config {tuple(v.shape)}" for k, v in expected.items() if state[k].shape != v.shape]
-    if wrong:
-        raise CheckpointError(f"{source}: shape mismatch between weights and config: {'; '.join(wrong[:5])}")
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+    state = upgrade_state_dict(state)
+    try:
+        model = VisionTransformer.from_state_dict(cfg, {k: v.float() for k, v in state.items()})
+    except RuntimeError as e:  # load_state_dict(strict=True) names missing, unexpected and mis-shaped keys
+        raise CheckpointError(f"{source}: weights do not match config: {_first_lines(str(e))}") from e
     model.eval()
     return Checkpoint(model, info, hashlib.sha256(weights).hexdigest())
+
+
+# parameters renamed since earlier checkpoints were written (old name -> new name)
+RENAMED = {"patch_embed.weight": "patch_embed.proj.weight", "patch_embed.bias": "patch_embed.proj.bias"}
+
+
+def upgrade_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Weights saved under earlier parameter names, renamed to today's (timm's) names."""
+    return {RENAMED.get(k, k): v for k, v in state.items()}
+
+
+def _first_lines(message: str, n: int = 4) -> str:
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return " ".join(lines[:n])
 
 
 def load_checkpoint(path: str | Path | None = None) -> Checkpoint:

@@ -35,6 +35,7 @@ class ViTConfig:
     num_classes: int = 200
     chunk_size: int = 32
     drop_path: float = 0.0
+    norm_eps: float = 1e-5
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 

@@ -1,38 +1,55 @@
 """A pre-norm Vision Transformer whose heads and MLP neuron chunks are addressable.
 
+Parameter names follow timm's ``VisionTransformer`` (``patch_embed.proj``, ``blocks.N.attn.qkv``,
+``blocks.N.mlp.fc1``, ...), so weights convert both ways (:mod:`vitcore.timm_compat`).
+
 One mechanism serves masking, patching and recording. For every component with mask value
 ``m`` and counterfactual activation ``c`` (zeros when none is given), the forward pass uses
 ``c + m * (a - c)`` in place of the clean activation ``a``: a head's output before the output
 projection, a chunk's neurons after the GELU. ``m = 1`` is the clean model, ``m = 0`` patches
-fully, and gradients with respect to ``m`` exist. The module holds no state between calls.
+fully, and gradients with respect to ``m`` exist. The module holds no state between calls: what
+one call changes or records travels in a :class:`LayerIntervention` per block.
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.ops import stochastic_depth
 
 from .components import ComponentSpace
 from .config import ViTConfig
 
+RECORDABLE = frozenset({"heads", "mlp", "resid"})
+
 
 @dataclass
 class Activations:
-    """Per-layer component activations: ``heads[l]`` is ``[B, T, H, hd]``, ``mlp[l]`` is ``[B, T, W]``.
+    """Recorded activations, one list entry per layer ``l`` (lists not asked for stay empty).
 
-    ``resid[l]`` is the residual stream entering layer ``l`` (recorded when asked for).
+    - ``heads[l]``: ``[B, T, H_l, head_dim]``, each head's output before the output projection;
+    - ``mlp[l]``: ``[B, T, W_l]``, the MLP neurons after the GELU;
+    - ``resid[l]``: ``[B, T, dim]``, the residual stream entering layer ``l``.
+
+    ``want`` names what a forward pass records into it.
     """
 
     heads: list[Tensor] = field(default_factory=list)
     mlp: list[Tensor] = field(default_factory=list)
     resid: list[Tensor] = field(default_factory=list)
+    want: frozenset[str] = frozenset({"heads", "mlp"})
 
-    def map(self, fn) -> "Activations":
-        return Activations([fn(t) for t in self.heads], [fn(t) for t in self.mlp], [fn(t) for t in self.resid])
+    def record(self, what: str, tensor: Tensor) -> None:
+        if what in self.want:
+            getattr(self, what).append(tensor)
+
+    def map(self, fn: Callable[[Tensor], Tensor]) -> "Activations":
+        return Activations([fn(t) for t in self.heads], [fn(t) for t in self.mlp], [fn(t) for t in self.resid], self.want)
 
     def detach(self) -> "Activations":
         return self.map(lambda t: t.detach())
@@ -47,15 +64,30 @@ class Activations:
 
     @staticmethod
     def cat(parts: list["Activations"]) -> "Activations":
-        n = len(parts[0].heads)
-        return Activations(
-            [torch.cat([p.heads[i] for p in parts]) for i in range(n)],
-            [torch.cat([p.mlp[i] for p in parts]) for i in range(n)],
-            [torch.cat([p.resid[i] for p in parts]) for i in range(len(parts[0].resid))],
-        )
+        def join(name: str) -> list[Tensor]:
+            lists = [getattr(p, name) for p in parts]
+            return [torch.cat([lst[i] for lst in lists]) for i in range(len(lists[0]))]
+
+        return Activations(join("heads"), join("mlp"), join("resid"), parts[0].want)
 
 
-def _mix(clean: Tensor, mask: Tensor | None, counterfactual: Tensor | None) -> Tensor:
+@dataclass
+class LayerIntervention:
+    """What one block's forward changes or records.
+
+    ``head_mask`` ``[B, 1, H, 1]`` with ``head_cf`` ``[B or 1, T, H, hd]``; ``neuron_mask``
+    ``[B, 1, W]`` with ``mlp_cf`` ``[B or 1, T, W]``; ``record`` collects activations.
+    """
+
+    head_mask: Tensor | None = None
+    head_cf: Tensor | None = None
+    neuron_mask: Tensor | None = None
+    mlp_cf: Tensor | None = None
+    record: Activations | None = None
+
+
+def mix(clean: Tensor, mask: Tensor | None, counterfactual: Tensor | None) -> Tensor:
+    """``c + m (a - c)``: the clean activation where ``m = 1``, the counterfactual (or 0) where ``m = 0``."""
     if mask is None:
         return clean
     if counterfactual is None:
@@ -63,11 +95,15 @@ def _mix(clean: Tensor, mask: Tensor | None, counterfactual: Tensor | None) -> T
     return counterfactual + mask * (clean - counterfactual)
 
 
-def _drop_path(x: Tensor, p: float, training: bool) -> Tensor:
-    if p == 0.0 or not training:
-        return x
-    keep = torch.empty(x.shape[0], *([1] * (x.dim() - 1)), device=x.device, dtype=x.dtype).bernoulli_(1 - p)
-    return x * keep / (1 - p)
+class PatchEmbed(nn.Module):
+    """Non-overlapping patches to tokens: ``[B, C, H, W]`` to ``[B, dim, H/p, W/p]``."""
+
+    def __init__(self, patch_size: int, in_chans: int, dim: int):
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, dim, patch_size, patch_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x)
 
 
 class Attention(nn.Module):
@@ -81,10 +117,18 @@ class Attention(nn.Module):
         """Per-head attention outputs ``[B, T, H, hd]`` (before the output projection)."""
         B, T, _ = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
-        return out.transpose(1, 2)
+        return F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2]).transpose(1, 2)
 
-    def project(self, heads: Tensor) -> Tensor:
+    def forward(self, x: Tensor, iv: LayerIntervention | None = None) -> Tensor:
+        if not self.num_heads:  # every head pruned: the output projection's bias is all that remains
+            if iv is not None and iv.record is not None:
+                iv.record.record("heads", x.new_zeros(*x.shape[:2], 0, self.head_dim))
+            return self.proj.bias
+        heads = self.head_outputs(x)
+        if iv is not None:
+            if iv.record is not None:
+                iv.record.record("heads", heads)
+            heads = mix(heads, iv.head_mask, iv.head_cf)
         return self.proj(heads.flatten(2))
 
 
@@ -92,49 +136,41 @@ class MLP(nn.Module):
     def __init__(self, dim: int, width: int):
         super().__init__()
         self.fc1 = nn.Linear(dim, width)
+        self.act = nn.GELU()
         self.fc2 = nn.Linear(width, dim)
+
+    def forward(self, x: Tensor, iv: LayerIntervention | None = None) -> Tensor:
+        if not self.fc1.out_features:  # every chunk pruned
+            if iv is not None and iv.record is not None:
+                iv.record.record("mlp", x.new_zeros(*x.shape[:2], 0))
+            return self.fc2.bias
+        act = self.act(self.fc1(x))
+        if iv is not None:
+            if iv.record is not None:
+                iv.record.record("mlp", act)
+            act = mix(act, iv.neuron_mask, iv.mlp_cf)
+        return self.fc2(act)
 
 
 class Block(nn.Module):
     def __init__(self, cfg: ViTConfig, layer: int):
         super().__init__()
-        self.norm1 = nn.LayerNorm(cfg.dim)
-        self.norm2 = nn.LayerNorm(cfg.dim)
+        self.norm1 = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
+        self.norm2 = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
         with warnings.catch_warnings():  # empty (fully pruned) layers have zero-element weights
             warnings.filterwarnings("ignore", "Initializing zero-element tensors")
             self.attn = Attention(cfg.dim, cfg.heads[layer], cfg.head_dim)
             self.mlp = MLP(cfg.dim, cfg.mlp_widths[layer])
         self.drop_path = cfg.drop_path * layer / max(cfg.depth - 1, 1)
 
-    def forward(
-        self,
-        x: Tensor,
-        head_mask: Tensor | None = None,
-        head_cf: Tensor | None = None,
-        neuron_mask: Tensor | None = None,
-        mlp_cf: Tensor | None = None,
-        record: Activations | None = None,
-    ) -> Tensor:
-        if self.attn.num_heads:
-            heads = self.attn.head_outputs(self.norm1(x))
-            if record is not None:
-                record.heads.append(heads)
-            attn_out = self.attn.project(_mix(heads, head_mask, head_cf))
-        else:  # no heads left: the output projection's bias is all that remains
-            if record is not None:
-                record.heads.append(x.new_zeros(*x.shape[:2], 0, self.attn.head_dim))
-            attn_out = self.attn.proj.bias
-        x = x + _drop_path(attn_out, self.drop_path, self.training)
-        if self.mlp.fc1.out_features:
-            act = F.gelu(self.mlp.fc1(self.norm2(x)))
-            if record is not None:
-                record.mlp.append(act)
-            mlp_out = self.mlp.fc2(_mix(act, neuron_mask, mlp_cf))
-        else:
-            if record is not None:
-                record.mlp.append(x.new_zeros(*x.shape[:2], 0))
-            mlp_out = self.mlp.fc2.bias
-        return x + _drop_path(mlp_out, self.drop_path, self.training)
+    def forward(self, x: Tensor, iv: LayerIntervention | None = None) -> Tensor:
+        x = self._add(x, self.attn(self.norm1(x), iv))
+        return self._add(x, self.mlp(self.norm2(x), iv))
+
+    def _add(self, x: Tensor, branch: Tensor) -> Tensor:
+        if branch.dim() == 1:  # an emptied branch adds only its bias, the same for every sample
+            return x + branch
+        return x + stochastic_depth(branch, self.drop_path, "row", self.training)
 
 
 class VisionTransformer(nn.Module):
@@ -150,15 +186,25 @@ class VisionTransformer(nn.Module):
         self.config = config
         self.components = ComponentSpace(config)
         cfg = config
-        self.patch_embed = nn.Conv2d(cfg.in_chans, cfg.dim, cfg.patch_size, cfg.patch_size)
+        self.patch_embed = PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, cfg.num_tokens, cfg.dim))
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.depth))
-        self.norm = nn.LayerNorm(cfg.dim)
+        self.norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
         self.head = nn.Linear(cfg.dim, cfg.num_classes)
         self._init_weights()
 
+    @classmethod
+    def from_state_dict(cls, config: ViTConfig, state: dict[str, Tensor]) -> "VisionTransformer":
+        """A model that takes ``state``'s tensors as its parameters, built without initialising weights."""
+        with torch.device("meta"):
+            model = cls(config)
+        model.load_state_dict(state, strict=True, assign=True)
+        return model
+
     def _init_weights(self) -> None:
+        if self.pos_embed.is_meta:
+            return
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         for m in self.modules():
@@ -191,6 +237,18 @@ class VisionTransformer(nn.Module):
     def unembed(self, resid: Tensor) -> Tensor:
         return self.head(self.norm(resid[:, 0]))
 
+    def _layer_intervention(self, layer: int, mask: Tensor | None, counterfactual: Activations | None, record: Activations | None) -> LayerIntervention | None:
+        if mask is None and record is None:
+            return None
+        iv = LayerIntervention(record=record)
+        if mask is not None:
+            space = self.components
+            iv.head_mask = mask[:, space.head_slices[layer]][:, None, :, None]
+            iv.neuron_mask = space.neuron_mask(mask[:, space.chunk_slices[layer]], layer)[:, None, :]
+            if counterfactual is not None:
+                iv.head_cf, iv.mlp_cf = counterfactual.heads[layer], counterfactual.mlp[layer]
+        return iv
+
     def forward_from(
         self,
         resid: Tensor,
@@ -198,25 +256,17 @@ class VisionTransformer(nn.Module):
         mask: Tensor | None = None,
         counterfactual: Activations | None = None,
         record: Activations | None = None,
-        record_resid: bool = False,
     ) -> Tensor:
         """Run layers ``start_layer..depth-1`` on a residual stream and return logits."""
-        space = self.components
         if mask is not None:
             mask = mask.to(resid.dtype)
-            if mask.shape[-1] != len(space):
-                raise ValueError(f"mask has {mask.shape[-1]} entries, this model has {len(space)} components")
+            if mask.shape[-1] != len(self.components):
+                raise ValueError(f"mask has {mask.shape[-1]} entries, this model has {len(self.components)} components")
             mask = mask if mask.dim() == 2 else mask.unsqueeze(0)
         for layer in range(start_layer, len(self.blocks)):
-            if record is not None and record_resid:
-                record.resid.append(resid)
-            head_mask = neuron_mask = head_cf = mlp_cf = None
-            if mask is not None:
-                head_mask = mask[:, space.head_slices[layer]][:, None, :, None]
-                neuron_mask = space.neuron_mask(mask[:, space.chunk_slices[layer]], layer)[:, None, :]
-                if counterfactual is not None:
-                    head_cf, mlp_cf = counterfactual.heads[layer], counterfactual.mlp[layer]
-            resid = self.blocks[layer](resid, head_mask, head_cf, neuron_mask, mlp_cf, record)
+            if record is not None:
+                record.record("resid", resid)
+            resid = self.blocks[layer](resid, self._layer_intervention(layer, mask, counterfactual, record))
         return self.unembed(resid)
 
     def forward(self, x: Tensor, mask: Tensor | None = None, counterfactual: Activations | None = None) -> Tensor:
@@ -228,14 +278,15 @@ class VisionTransformer(nn.Module):
         mask: Tensor | None = None,
         counterfactual: Activations | None = None,
         resid: bool = False,
+        components: bool = True,
     ) -> tuple[Tensor, Activations]:
-        """Logits plus every component's clean activations (and residuals if ``resid``)."""
-        record = Activations()
-        logits = self.forward_from(self.embed(x), 0, mask, counterfactual, record, record_resid=resid)
+        """Logits plus what was asked for: every component's activations (``components``) and the residuals (``resid``)."""
+        want = (RECORDABLE if resid else RECORDABLE - {"resid"}) - (set() if components else {"heads", "mlp"})
+        record = Activations(want=frozenset(want))
+        logits = self.forward_from(self.embed(x), 0, mask, counterfactual, record)
         return logits, record
 
     def clone(self) -> "VisionTransformer":
         """An independent copy (for per-session edits of a shared model)."""
-        copy = VisionTransformer(self.config)
-        copy.load_state_dict(self.state_dict())
-        return copy.train(self.training)
+        state = {k: v.detach().clone() for k, v in self.state_dict().items()}
+        return VisionTransformer.from_state_dict(self.config, state).train(self.training)

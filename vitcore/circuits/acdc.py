@@ -51,7 +51,7 @@ def acdc(
     space = model.components
     depth, N = model.config.depth, len(task)
     x, ref, labels = task.inputs, task.reference_logits, task.labels
-    _, clean = model.run_with_cache(x, resid=True)
+    _, clean = model.run_with_cache(x, resid=True, components=False)
     mask = space.ones()
     scores = torch.zeros(len(space))
     layer_runs = 0.0  # image-layers run, divided by N * depth at the end

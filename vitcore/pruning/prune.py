@@ -50,11 +50,8 @@ def prune(model: VisionTransformer, keep: Tensor | Iterable[Component | str | in
         kept_neurons.append(neurons)
     cfg.heads = [len(h) for h in kept_heads]
     cfg.mlp_widths = [len(n) for n in kept_neurons]
-    pruned = VisionTransformer(cfg)
     state = model.state_dict()
-    new_state = {}
-    for key, value in state.items():
-        new_state[key] = value.clone()
+    new_state = {k: v.detach().clone() for k, v in state.items() if ".attn." not in k and ".mlp." not in k}
     for layer in range(cfg.depth):
         p = f"blocks.{layer}."
         H = model.config.heads[layer]
@@ -64,8 +61,9 @@ def prune(model: VisionTransformer, keep: Tensor | Iterable[Component | str | in
         new_state[p + "attn.qkv.bias"] = state[p + "attn.qkv.bias"].view(3, H, hd)[:, heads].reshape(-1).contiguous()
         w = state[p + "attn.proj.weight"].view(-1, H, hd)[:, heads]
         new_state[p + "attn.proj.weight"] = w.reshape(w.shape[0], -1).contiguous()
+        new_state[p + "attn.proj.bias"] = state[p + "attn.proj.bias"].clone()
         new_state[p + "mlp.fc1.weight"] = state[p + "mlp.fc1.weight"][neurons].contiguous()
         new_state[p + "mlp.fc1.bias"] = state[p + "mlp.fc1.bias"][neurons].contiguous()
         new_state[p + "mlp.fc2.weight"] = state[p + "mlp.fc2.weight"][:, neurons].contiguous()
-    pruned.load_state_dict(new_state)
-    return pruned.train(model.training)
+        new_state[p + "mlp.fc2.bias"] = state[p + "mlp.fc2.bias"].clone()
+    return VisionTransformer.from_state_dict(cfg, new_state).train(model.training)
