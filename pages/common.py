@@ -120,7 +120,7 @@ def chosen_classes() -> list[str]:
     return list(st.session_state.get("classes", []))
 
 
-def keep_mask() -> torch.Tensor:
+def session_keep_mask() -> torch.Tensor:
     space = st.session_state["ckpt"].model.components
     if "keep" not in st.session_state or len(st.session_state["keep"]) != len(space):
         st.session_state["keep"] = space.ones()
@@ -142,7 +142,7 @@ def playground() -> Playground:
 
 def current_model():
     """The model the session currently has: pruned (and fine-tuned) or the full one."""
-    mask = keep_mask()
+    mask = session_keep_mask()
     if mask.sum() == 0:
         return None
     return playground().model_for(mask)

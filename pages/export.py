@@ -4,7 +4,7 @@ import json
 
 import streamlit as st
 
-from pages.common import current_model, keep_mask, playground
+from pages.common import current_model, playground, session_keep_mask
 from vitcore.pruning.export import export_zip, onnx_bytes, provenance
 
 ckpt = st.session_state["ckpt"]
@@ -14,7 +14,7 @@ if model is None:
     st.error("Every component is switched off: there is no model to export. Keep at least one head or chunk on the Prune page.")
     st.stop()
 
-mask = keep_mask()
+mask = session_keep_mask()
 space = ckpt.model.components
 results = st.session_state.get("results", [])
 result = results[st.session_state.get("active_result", len(results) - 1)] if results else None

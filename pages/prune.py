@@ -7,7 +7,7 @@ import streamlit as st
 import torch
 
 from pages.charts import pareto_chart
-from pages.common import keep_mask, playground
+from pages.common import playground, session_keep_mask
 from vitcore.circuits.result import keep_top
 from vitcore.playground import NothingKeptError
 from vitcore.pruning.finetune import finetune_steps
@@ -33,7 +33,7 @@ def grid_keys(layer: int) -> tuple[str, str]:
 
 def sync_grid_from_mask() -> None:
     """Write the keep mask into the toggle widgets' state (before they are drawn)."""
-    mask = keep_mask()
+    mask = session_keep_mask()
     for layer in range(depth):
         hk, ck = grid_keys(layer)
         st.session_state[hk] = [f"H{i}" for i in range(space.heads_per_layer[layer]) if mask[space.head_slices[layer].start + i] > 0.5]
@@ -62,7 +62,7 @@ def apply_slider() -> None:
 
 
 def set_rows(value: float) -> None:
-    mask = keep_mask().clone()
+    mask = session_keep_mask().clone()
     for layer in st.session_state.get("row_pick", []):
         mask[space.head_slices[layer]] = value
         mask[space.chunk_slices[layer]] = value
@@ -104,7 +104,7 @@ def playground_panel() -> None:
     st.session_state["prune_grid_sync"] = id(st.session_state["keep"])
 
     pg = playground()
-    mask = keep_mask()
+    mask = session_keep_mask()
     with figures_box:
         base = pg.fast(space.ones())
         try:

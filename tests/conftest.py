@@ -1,12 +1,10 @@
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 SHARED_ZIP = ROOT.parent / "shared" / "data" / "tiny-imagenet-200.zip"
 
 from vitcore import ViTConfig, VisionTransformer  # noqa: E402

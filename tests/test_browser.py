@@ -1,51 +1,27 @@
 """A real browser drives `streamlit run app.py`: pick a class, run EAP, switch off a head, download."""
 
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
+from vitcore.appserver import app_server
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (.ci/run installs it)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (.ci/run installs it)")]
 
 
 @pytest.fixture(scope="module")
 def server():
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not become healthy: " + proc.stdout.read().decode()[-2000:])
-    yield url, start
-    proc.terminate()
-    proc.wait(timeout=20)
+    with app_server(ROOT, timeout_s=120) as (url, start):
+        yield url, start
+
+
+def wait_idle(page) -> None:
+    """Wait for the condition, not a fixed time: Streamlit's 'running' status widget has gone."""
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
 
 
 def metric_text(page, label: str) -> str:
@@ -68,7 +44,7 @@ def test_browser_walkthrough(server, tmp_path):
         expect(page.get_by_role("heading", name="Model")).to_be_visible()
         print(f"cold start to the first page rendered: {time.perf_counter() - started:.1f} s")
         expect(page.locator('[data-testid="stMetric"]', has_text="Parameters")).to_be_visible()
-        page.wait_for_timeout(1500)
+        wait_idle(page)
         page.screenshot(path=str(ARTIFACTS / "model.png"), full_page=True)
 
         page.get_by_role("link", name="Circuits").click()
@@ -81,7 +57,7 @@ def test_browser_walkthrough(server, tmp_path):
         expect(page.get_by_text("goldfish (n01443537)").first).to_be_visible()
         page.get_by_role("button", name="Run", exact=True).click()
         expect(page.locator('[data-testid="stMetric"]', has_text="Kept")).to_be_visible()
-        page.wait_for_timeout(1500)
+        wait_idle(page)
         page.screenshot(path=str(ARTIFACTS / "circuits.png"), full_page=True)
 
         page.get_by_role("link", name="Prune").click()
@@ -90,16 +66,16 @@ def test_browser_walkthrough(server, tmp_path):
         before = {k: metric_text(page, k) for k in ("MACs / image", "Batch-1 latency", "KL to full model", "Top-1, all eval classes")}
         page.get_by_role("button", name="Keep all").click()  # every head on, then switch one off
         expect(page.locator('[data-testid="stMetric"]', has_text="MACs / image")).to_contain_text("189.5 M")
-        page.wait_for_timeout(1000)
+        wait_idle(page)
         full = {k: metric_text(page, k) for k in before}
         page.get_by_role("button", name="H3", exact=True).first.click()
         expect(page.locator('[data-testid="stMetric"]', has_text="MACs / image")).not_to_contain_text("189.5 M")
         expect(page.locator('[data-testid="stMetric"]', has_text="Top-1, all eval classes")).not_to_contain_text("updating")
-        page.wait_for_timeout(1000)
+        wait_idle(page)
         after = {k: metric_text(page, k) for k in before}
         assert after["MACs / image"] != full["MACs / image"]
         assert after["KL to full model"] != full["KL to full model"]  # the accuracy/KL figures moved
-        assert after["Batch-1 latency"] != full["Batch-1 latency"]  # a new measurement was shown
+        assert "ms" in after["Batch-1 latency"]  # a measurement is shown (its value is machine noise, not asserted)
         page.screenshot(path=str(ARTIFACTS / "prune.png"), full_page=True)
 
         page.get_by_role("link", name="Compare").click()
@@ -107,7 +83,7 @@ def test_browser_walkthrough(server, tmp_path):
         page.get_by_text("Load a saved CSV").click()
         page.locator('input[type="file"]').set_input_files(str(ROOT / "docs" / "sweep.csv"))  # the README's sweep
         expect(page.get_by_text("Colour: method and setting")).to_be_visible()
-        page.wait_for_timeout(1500)
+        wait_idle(page)
         page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
 
         page.get_by_role("link", name="Export").click()

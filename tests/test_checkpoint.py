@@ -36,7 +36,7 @@ def test_corrupt_checkpoint_and_shape_mismatch(tmp_path):
     cfg = json.loads((tmp_path / "shape" / "config.json").read_text())
     cfg["model"]["heads"] = [3, 3, 3]
     (tmp_path / "shape" / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match="size mismatch for blocks.1.attn.qkv.weight"):
+    with pytest.raises(CheckpointError, match="shape mismatch between weights and config: blocks.1.attn.qkv.weight is"):
         load_pretrained(tmp_path / "shape")
     (tmp_path / "shape" / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):

@@ -8,6 +8,7 @@ from conftest import tiny_imageset, tiny_model
 from vitcore.circuits import (
     CircuitResult, ResultError, TaskError, acdc, build_task, counterfactual, discover, eap_ig_scores, eap_scores, learn_masks,
 )
+from vitcore.circuits.corruptions import corrupted_inputs, shuffle_patches
 from vitcore.circuits.metrics import damage_fn
 
 
@@ -19,37 +20,69 @@ def setup():
     return model, data, task
 
 
-def exact_patch_effect(model, task, cf, metric, comp):
-    mask = model.components.ones()
-    mask[comp] = 0.0
-    d = damage_fn(metric)
-    with torch.no_grad():
-        patched = d(model(task.inputs, mask=mask, counterfactual=cf), task.reference_logits, task.labels).mean()
-        clean = d(model(task.inputs), task.reference_logits, task.labels).mean()
-    return float(patched - clean)
+def test_eap_matches_a_gradient_taken_through_forward_hooks(setup):
+    """EAP's score per component against (a_corrupt - a_clean) . dCE/da, where a is captured by hooks
+    on the projections' inputs and differentiated by autograd: no use of the model's mask path."""
+    from hook_reference import columns, parse, record, target
 
-
-def test_eap_matches_slow_per_component_reference(setup):
     model, _, task = setup
+    corrupt_x = corrupted_inputs(model, task, "resample")
     cf = counterfactual(model, task, "resample")
     scores = eap_scores(model, task, cf, "ce")
-    # slow reference: per component, (a_corrupt - a_clean) . dCE/da_clean via autograd on activations
-    x = task.inputs
-    _, clean = model.run_with_cache(x)
-    space = model.components
-    ref = torch.zeros(len(space))
-    for c, comp in enumerate(space.components):
-        # differentiate w.r.t. that component's activations alone: perturb with a scalar epsilon direction
-        eps = torch.zeros((), requires_grad=True)
-        mask = space.ones()
-        mask = mask + 0 * eps  # keep the graph
-        m = mask.clone()
-        m[c] = 1 + eps  # activation = c + (1 + eps)(a - c) = a + eps (a - c)
-        logits = model(x, mask=m, counterfactual=cf)
-        loss = damage_fn("ce")(logits, task.reference_logits, task.labels).mean()
-        (g,) = torch.autograd.grad(loss, eps)
-        ref[c] = -g  # (c - a) . dL/da
+    corrupt = record(model, corrupt_x)
+    clean = {}
+
+    def keep_grad(key):
+        def fn(module, args):
+            clean[key] = args[0]  # part of the graph: the total derivative flows through later layers
+        return fn
+
+    from hook_reference import hooks
+
+    with hooks([(target(model, l, k), keep_grad((l, k))) for l in range(model.config.depth) for k in "HC"]):
+        loss = damage_fn("ce")(model(task.inputs), task.reference_logits, task.labels).mean()
+    grads = dict(zip(clean, torch.autograd.grad(loss, list(clean.values()))))
+    ref = torch.tensor([
+        float(((corrupt[(l, k)] - clean[(l, k)].detach())[..., columns(model, l, k, i)] * grads[(l, k)][..., columns(model, l, k, i)]).sum())
+        for l, k, i in map(parse, model.components.names)
+    ])
     assert torch.allclose(scores, ref, atol=1e-5, rtol=1e-4)
+    assert ref.abs().max() > 1e-3
+
+
+def _hook_acdc(model, task, corrupt, tau):
+    """ACDC written from its definition over hook patching: visit layers last to first, chunks then
+    heads (each in index order: components of one layer are parallel, this is the documented convention), remove when KL rises by less than tau."""
+    from hook_reference import patched_logits
+
+    kl = damage_fn("kl")
+    removed: list[str] = []
+
+    def damage(names):
+        with torch.no_grad():
+            return float(kl(patched_logits(model, task.inputs, names, corrupt), task.reference_logits, task.labels).mean())
+
+    current = damage(removed)
+    cfg = model.config
+    for layer in reversed(range(cfg.depth)):
+        chunks = -(-cfg.mlp_widths[layer] // cfg.chunk_size)
+        visit = [f"L{layer}.C{i}" for i in range(chunks)] + [f"L{layer}.H{i}" for i in range(cfg.heads[layer])]
+        for name in visit:
+            value = damage(removed + [name])
+            if value - current < tau:
+                removed.append(name)
+                current = value
+    return set(removed)
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.02, 0.1])
+def test_acdc_removes_what_a_hook_based_acdc_removes(setup, tau):
+    model, _, task = setup
+    cf = counterfactual(model, task, "resample")
+    corrupt = __import__("hook_reference").record(model, corrupted_inputs(model, task, "resample"))
+    out = acdc(model, task, cf, tau=tau)
+    ours = {model.components.names[i] for i in range(len(model.components)) if out.kept_mask[i] == 0}
+    assert ours == _hook_acdc(model, task, corrupt, tau)
 
 
 def test_eap_ig_one_step_is_eap(setup):
@@ -152,3 +185,18 @@ def test_bad_inputs_raise_clear_errors(setup):
         discover(model, data, ["n00000001"], method="eap", metric="kl")
     with pytest.raises(TaskError, match="at least one class"):
         discover(model, data, [])
+
+
+def test_shuffle_patches_permutes_whole_patches_and_nothing_else():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 3, 16, 16)
+    out = shuffle_patches(x, 4, gen)
+    assert not torch.equal(out, x)
+
+    def tiles(t):  # each image's 16 patches as flat vectors
+        return [t[b, :, i:i + 4, j:j + 4].reshape(-1) for b in range(3) for i in range(0, 16, 4) for j in range(0, 16, 4)]
+
+    for b in range(3):
+        before = sorted(tuple(v.tolist()) for v in tiles(x)[b * 16:(b + 1) * 16])
+        after = sorted(tuple(v.tolist()) for v in tiles(out)[b * 16:(b + 1) * 16])
+        assert before == after  # the same patches of the same image, only moved

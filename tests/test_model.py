@@ -113,5 +113,24 @@ def test_model_holds_no_state_between_calls(model):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(2, 3, 16, 16)
     model.run_with_cache(x, mask=torch.zeros(len(model.components)))
-    assert not model._forward_hooks and all(not m._forward_hooks for m in model.modules())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_mask_patching_equals_forward_hook_patching(model):
+    """The model's ``c + m (a - c)`` path against hooks that overwrite the projections' inputs."""
+    from hook_reference import patched_logits, record
+
+    torch.manual_seed(1)
+    x, other = torch.randn(3, 3, 16, 16), torch.randn(3, 3, 16, 16)
+    corrupt = record(model, other)
+    _, cf = model.run_with_cache(other)
+    space = model.components
+    for names in (["L0.H1"], ["L1.C2"], ["L0.H0", "L1.C2", "L2.H2", "L0.C1", "L1.H1"]):
+        mask = space.ones()
+        for n in names:
+            mask[space.id(n)] = 0.0
+        with torch.no_grad():
+            ours = model(x, mask=mask, counterfactual=cf)
+            ref = patched_logits(model, x, names, corrupt)
+        assert torch.allclose(ours, ref, atol=1e-5), names
+        assert not torch.allclose(ours, model(x), atol=1e-4)

@@ -19,10 +19,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
+from .assets import shipped_checkpoint
 from .config import ConfigError, ViTConfig
 from .model import VisionTransformer
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "model"
+DEFAULT_CHECKPOINT = shipped_checkpoint()
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 
 
@@ -88,9 +89,14 @@ def parse_checkpoint(weights: bytes, config: bytes, source: str = "checkpoint") 
     if classes.get("wnids") and len(classes["wnids"]) != cfg.num_classes:
         raise CheckpointError(f"{source}: config lists {len(classes['wnids'])} classes but num_classes is {cfg.num_classes}")
     state = upgrade_state_dict(state)
+    with torch.device("meta"):  # shapes the config implies, without allocating anything
+        expected = VisionTransformer(cfg).state_dict()
+    wrong = [f"{k} is {tuple(state[k].shape)} in the file, {tuple(v.shape)} by the config" for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if wrong:
+        raise CheckpointError(f"{source}: shape mismatch between weights and config: {'; '.join(wrong[:3])}" + (f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""))
     try:
         model = VisionTransformer.from_state_dict(cfg, {k: v.float() for k, v in state.items()})
-    except RuntimeError as e:  # load_state_dict(strict=True) names missing, unexpected and mis-shaped keys
+    except RuntimeError as e:  # load_state_dict(strict=True) names missing and unexpected keys
         raise CheckpointError(f"{source}: weights do not match config: {_first_lines(str(e))}") from e
     model.eval()
     return Checkpoint(model, info, hashlib.sha256(weights).hexdigest())

@@ -27,11 +27,13 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+from torchvision.transforms.v2.functional import pil_to_tensor
 
+from .assets import bundled_data
 from .config import ViTConfig
+from .images import load_rgb
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-BUNDLED_DATA = ASSETS / "tiny-imagenet-subset.zip"
+BUNDLED_DATA = bundled_data()
 SPLITS = ("train", "val")
 _CACHE_VERSION = "1"
 
@@ -176,12 +178,10 @@ def _list_split(src: _Source, split: str, wnids: list[str]) -> list[tuple[str, i
 
 def decode_image(data: bytes, size: int = 64, name: str = "image") -> Tensor:
     """Decode image bytes to a ``[3, size, size]`` uint8 RGB tensor (grayscale/RGBA/CMYK converted)."""
-    from .images import load_rgb
-
     img = load_rgb(data, name=name)
     if img.size != (size, size):
         img = img.resize((size, size), Image.BICUBIC)
-    return torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1).clone()
+    return pil_to_tensor(img)
 
 
 def _decode_split(src: _Source, split: str, progress: bool) -> ImageSet:

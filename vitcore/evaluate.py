@@ -14,11 +14,23 @@ from .model import VisionTransformer
 
 
 @torch.inference_mode()
+def predict_logits_timed(model: VisionTransformer, images: Tensor, batch_size: int = 256, mask: Tensor | None = None) -> tuple[Tensor, list[float]]:
+    """Logits for uint8 images ``[N, 3, 64, 64]``, batched, on the model's device, plus each full batch's forward seconds."""
+    device = next(model.parameters()).device
+    out, seconds = [], []
+    for i in range(0, len(images), batch_size):
+        x = normalize(images[i : i + batch_size].to(device), model.config)
+        t0 = time.perf_counter()
+        logits = model(x, mask=mask)
+        if len(x) == batch_size:
+            seconds.append(time.perf_counter() - t0)
+        out.append(logits.float().cpu())
+    return (torch.cat(out) if out else torch.empty(0, model.config.num_classes)), seconds
+
+
 def predict_logits(model: VisionTransformer, images: Tensor, batch_size: int = 256, mask: Tensor | None = None) -> Tensor:
     """Logits for uint8 images ``[N, 3, 64, 64]``, batched, on the model's device."""
-    device = next(model.parameters()).device
-    out = [model(normalize(images[i : i + batch_size].to(device), model.config), mask=mask).float().cpu() for i in range(0, len(images), batch_size)]
-    return torch.cat(out) if out else torch.empty(0, model.config.num_classes)
+    return predict_logits_timed(model, images, batch_size, mask)[0]
 
 
 def accuracy_from_logits(logits: Tensor, labels: Tensor) -> dict[str, float]:

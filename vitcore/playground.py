@@ -19,7 +19,7 @@ from torch import Tensor
 from .circuits.metrics import kl_damage
 from .data import ImageSet, normalize
 from .errors import VitcoreError
-from .evaluate import predict_logits
+from .evaluate import predict_logits, predict_logits_timed
 from .model import VisionTransformer
 from .pruning.counts import count_macs, count_params
 from .pruning.latency import time_forward
@@ -111,18 +111,9 @@ class Playground:
         if figures.top1_all is None:
             # one pass over the eval set in batches of 64 gives both figures: all-class top-1, and
             # batch-64 throughput from the median time of the full batches
-            model = self.model_for(mask)
             t0 = time.perf_counter()
-            correct, times = 0, []
-            with torch.inference_mode():
-                for i in range(0, len(self.eval_set), 64):
-                    x = normalize(self.eval_set.images[i : i + 64], model.config)
-                    t = time.perf_counter()
-                    pred = model(x).argmax(1)
-                    if len(x) == 64:
-                        times.append(time.perf_counter() - t)
-                    correct += int((pred == self.eval_set.labels[i : i + 64]).sum())
-            figures.top1_all = correct / len(self.eval_set)
+            logits, times = predict_logits_timed(self.model_for(mask), self.eval_set.images, 64)
+            figures.top1_all = float((logits.argmax(1) == self.eval_set.labels).float().mean())
             figures.throughput_b64 = 64 / statistics.median(times) if times else float("nan")
             figures.seconds.update(eval_all_and_throughput=time.perf_counter() - t0)
         return figures

@@ -18,9 +18,13 @@ from .task import TaskError
 METRICS = ("kl", "ce", "logit-diff")
 
 
+def kl_divergence(logits: Tensor, reference: Tensor, temperature: float = 1.0) -> Tensor:
+    """Per-sample KL(softmax(reference / T) || softmax(logits / T))."""
+    return F.kl_div(F.log_softmax(logits / temperature, -1), F.log_softmax(reference / temperature, -1), log_target=True, reduction="none").sum(-1)
+
+
 def kl_damage(logits: Tensor, reference: Tensor, labels: Tensor) -> Tensor:
-    ref = F.log_softmax(reference, -1)
-    return (ref.exp() * (ref - F.log_softmax(logits, -1))).sum(-1)
+    return kl_divergence(logits, reference)
 
 
 def ce_damage(logits: Tensor, reference: Tensor, labels: Tensor) -> Tensor:

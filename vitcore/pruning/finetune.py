@@ -9,14 +9,14 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms import v2
 
+from ..circuits.metrics import kl_divergence
 from ..data import ImageSet, normalize
 from ..model import VisionTransformer
 
 
 def distill_loss(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
     """KL(teacher || student) on temperature-softened logits, scaled by T^2."""
-    t = temperature
-    return F.kl_div(F.log_softmax(student / t, -1), F.log_softmax(teacher / t, -1), log_target=True, reduction="batchmean") * t * t
+    return kl_divergence(student, teacher, temperature).mean() * temperature**2
 
 
 def finetune_steps(

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 import statistics
-import time
-from typing import Any
+from typing import Any, Callable
 
 import torch
+from torch import Tensor
+
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime" notice on CPU machines
+from torch.utils.benchmark import Timer  # noqa: E402
 
 from ..model import VisionTransformer
 from .counts import count_macs, count_params
+
+
+def _inference(model: VisionTransformer) -> Callable[[Tensor], Tensor]:
+    """The model's forward under inference mode, without touching its train/eval flag (it may be shared)."""
+    if model.training:
+        raise ValueError("time_forward needs models in eval mode (dropout and drop path would be timed)")
+
+    def forward(x: Tensor) -> Tensor:
+        with torch.inference_mode():
+            return model(x)
+
+    return forward
 
 
 def time_forward(models: dict[str, VisionTransformer], batch_size: int, repeats: int = 30, warmup: int = 5, threads: int | None = None) -> dict[str, dict[str, float]]:
@@ -18,17 +34,13 @@ def time_forward(models: dict[str, VisionTransformer], batch_size: int, repeats:
         torch.set_num_threads(threads)
     cfg = next(iter(models.values())).config
     x = torch.randn(batch_size, cfg.in_chans, cfg.image_size, cfg.image_size)
+    timers = {name: Timer("forward(x)", globals={"forward": _inference(m), "x": x}, num_threads=torch.get_num_threads()) for name, m in models.items()}
+    for timer in timers.values():
+        timer.timeit(warmup)
     times: dict[str, list[float]] = {name: [] for name in models}
-    with torch.inference_mode():
-        for m in models.values():
-            m.eval()
-            for _ in range(warmup):
-                m(x)
-        for _ in range(repeats):  # interleaved, so that machine noise hits every model alike
-            for name, m in models.items():
-                t0 = time.perf_counter()
-                m(x)
-                times[name].append((time.perf_counter() - t0) * 1e3)
+    for _ in range(repeats):  # interleaved, so that machine noise hits every model alike
+        for name, timer in timers.items():
+            times[name].append(timer.timeit(1).median * 1e3)
     out = {}
     for name, ts in times.items():
         q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3

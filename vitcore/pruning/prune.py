@@ -22,7 +22,7 @@ class PruneError(VitcoreError):
     """A keep-set that does not fit the model."""
 
 
-def keep_mask(space: ComponentSpace, keep: Tensor | Iterable[Component | str | int]) -> Tensor:
+def to_keep_mask(space: ComponentSpace, keep: Tensor | Iterable[Component | str | int]) -> Tensor:
     """A 0/1 float mask from a mask tensor or a collection of components, names or ids."""
     if isinstance(keep, Tensor):
         if keep.shape != (len(space),):
@@ -38,7 +38,7 @@ def keep_mask(space: ComponentSpace, keep: Tensor | Iterable[Component | str | i
 def prune(model: VisionTransformer, keep: Tensor | Iterable[Component | str | int]) -> VisionTransformer:
     """A new model holding only the kept components; ``model`` is not modified."""
     space = model.components
-    mask = keep_mask(space, keep)
+    mask = to_keep_mask(space, keep)
     cfg = copy.deepcopy(model.config)
     hd = cfg.head_dim
     kept_heads, kept_neurons = [], []

@@ -1,6 +1,6 @@
 """Benchmark of the shipped model on this CPU: batch-256 images/s and batch-1 latency (medians).
 
-Run: python bench.py [--threads N] [--repeats R]
+Run: python benchmarks/bench.py [--threads N] [--repeats R]
 """
 
 from __future__ import annotations

@@ -4,29 +4,25 @@ Toggle speed: three chosen classes, one component flipped at a time from an EAP 
 the Prune page does (Playground.fast, then Playground.slow); medians over the flips.
 Cold start: `streamlit run app.py` until a headless Chromium shows the Model page's title.
 
-Run: python bench_app.py [--flips 20] [--threads 2] [--no-cold-start]
+Run: python benchmarks/bench_app.py [--flips 20] [--threads 2] [--no-cold-start]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import torch
 
 from vitcore import load_checkpoint, load_split
+from vitcore.appserver import app_server
 from vitcore.circuits import discover
 from vitcore.playground import Playground
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def toggle_speed(flips: int) -> dict:
@@ -59,29 +55,14 @@ def toggle_speed(flips: int) -> dict:
 def cold_start() -> float:
     from playwright.sync_api import sync_playwright
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while True:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.1)
+    with app_server(ROOT) as (url, start):
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
             page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}")
+            page.goto(url)
             page.get_by_role("heading", name="Model").wait_for(timeout=120_000)
             elapsed = time.perf_counter() - start
             browser.close()
-    finally:
-        proc.terminate()
-        proc.wait()
     return elapsed
 
 

@@ -1,0 +1,57 @@
+"""Start ``streamlit run app.py`` as a subprocess on loopback and wait until it is healthy.
+
+Used by the browser tests and the app benchmark; it starts a process and never imports streamlit.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+class ServerError(RuntimeError):
+    """The app did not become healthy in time."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def app_server(root: str | Path, timeout_s: float = 120.0, extra_args: tuple[str, ...] = ()) -> Iterator[tuple[str, float]]:
+    """Yield (url, start time from ``time.perf_counter``) of a healthy server; stop it afterwards."""
+    port = free_port()
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", *extra_args],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise ServerError(f"streamlit exited with {proc.returncode}: " + proc.stdout.read().decode(errors="replace")[-2000:])
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                if time.perf_counter() - start > timeout_s:
+                    raise ServerError(f"streamlit was not healthy after {timeout_s:.0f} s") from None
+                time.sleep(0.1)
+        yield url, start
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

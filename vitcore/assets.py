@@ -1,0 +1,24 @@
+"""Where the shipped checkpoint and the bundled data subsets live.
+
+``$VITCORE_ASSETS`` wins when set; otherwise the ``assets/`` folder beside the package (a checkout,
+or ``pip install -e .``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def assets_dir() -> Path:
+    """The assets folder (it may not exist: loading from it then fails with a clear error)."""
+    env = os.environ.get("VITCORE_ASSETS")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "assets"
+
+
+def shipped_checkpoint() -> Path:
+    return assets_dir() / "model"
+
+
+def bundled_data() -> Path:
+    return assets_dir() / "tiny-imagenet-subset.zip"
