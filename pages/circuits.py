@@ -9,7 +9,7 @@ from pages.charts import heatmap, pixel_heatmap, score_frames
 from pages.common import class_options, current_model
 from vitcore.circuits import CORRUPTIONS, METHODS, METRICS, discover
 from vitcore.circuits.result import CircuitResult
-from vitcore.attribution import input_attribution
+from vitcore.attribution import input_attribution, lrp_input_attribution
 from vitcore.errors import VitcoreError
 
 ckpt = st.session_state["ckpt"]
@@ -102,7 +102,7 @@ if results:
 else:
     st.info("Pick one or more classes and press Run to score every attention head and MLP chunk.")
 
-with st.expander("What does the model look at? (integrated gradients, captum)"):
+with st.expander("What does the model look at? (integrated gradients with captum, and LRP)", expanded="attribution" in st.session_state):
     eval_set = st.session_state["eval_set"]
     wanted = [eval_set.class_index(w) for w in st.session_state["classes"]]
     pool = [i for i, y in enumerate(eval_set.labels.tolist()) if not wanted or y in wanted][:200]
@@ -117,12 +117,18 @@ with st.expander("What does the model look at? (integrated gradients, captum)"):
             st.warning("Every component is switched off on the Prune page; showing the full model only.")
         elif pruned is not ckpt.model:
             models["current pruned model"] = pruned
-        st.session_state["attribution"] = (pick, {name: input_attribution(m, eval_set.images[pick], target, int(steps)) for name, m in models.items()})
+        image = eval_set.images[pick]
+        st.session_state["attribution"] = (pick, {name: input_attribution(m, image, target, int(steps)) for name, m in models.items()},
+                                           {name: lrp_input_attribution(m, image, target) for name, m in models.items()})
     shown = st.session_state.get("attribution")
     if shown and shown[0] < len(eval_set):
-        idx, maps = shown
-        cols = st.columns(1 + len(maps))
-        cols[0].image(eval_set.images[idx].permute(1, 2, 0).numpy(), caption=f"#{idx}, as the model sees it (64x64)", width=220)
-        for col, (name, a) in zip(cols[1:], maps.items()):
-            col.altair_chart(pixel_heatmap(a.pixels, f"{name}: logit {a.logit:.2f}"), width="content")
-            col.caption(f"red raises, blue lowers the '{eval_set.names[a.target]}' logit · completeness gap {a.convergence_delta:+.3f} (logit - baseline {a.logit - a.baseline_logit:.2f})")
+        idx, maps, lrp_maps = shown
+        st.image(eval_set.images[idx].permute(1, 2, 0).numpy(), caption=f"#{idx}, as the model sees it (64x64)", width=160)
+        cols = st.columns(2 * len(maps))
+        for i, (name, a) in enumerate(maps.items()):
+            r = lrp_maps[name]
+            cols[2 * i].altair_chart(pixel_heatmap(a.pixels, f"{name}, IG: logit {a.logit:.2f}"), width="content")
+            cols[2 * i].caption(f"integrated gradients · completeness gap {a.convergence_delta:+.3f} (logit - baseline {a.logit - a.baseline_logit:.2f})")
+            cols[2 * i + 1].altair_chart(pixel_heatmap(r.pixels, f"{name}, LRP: logit {r.logit:.2f}"), width="content")
+            cols[2 * i + 1].caption(f"LRP (AttnLRP) · pixels hold {float(r.pixels.sum()):.2f} of the logit's {r.logit:.2f}")
+        st.caption(f"Red raises, blue lowers the '{eval_set.names[next(iter(maps.values())).target]}' logit.")

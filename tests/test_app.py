@@ -107,10 +107,12 @@ def test_circuits_attribution_compares_full_and_pruned_model():
     at.number_input(key="attr_steps").set_value(8)
     at.button(key="attr_run").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    pick, maps = at.session_state["attribution"]
+    pick, maps, lrp_maps = at.session_state["attribution"]
+    assert set(lrp_maps) == set(maps) and not torch.allclose(lrp_maps["full model"].pixels, maps["full model"].pixels)
     assert set(maps) == {"full model", "current pruned model"}
     assert not torch.allclose(maps["full model"].pixels, maps["current pruned model"].pixels)
     assert sum("completeness gap" in c.value for c in at.caption) == 2
+    assert sum("LRP (AttnLRP)" in c.value for c in at.caption) == 2
 
 
 def test_empty_class_choice_gives_message():

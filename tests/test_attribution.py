@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from conftest import tiny_imageset, tiny_model
+from vitcore import load_pretrained, load_split
 from vitcore.attribution import input_attribution
 from vitcore.pruning.prune import prune
 
@@ -32,3 +33,17 @@ def test_attribution_of_a_pruned_model_differs_and_bad_input_is_refused():
         input_attribution(model, image.float(), 1)
     with pytest.raises(ValueError, match="outside"):
         input_attribution(model, image, 10_000)
+
+
+def test_lrp_map_sums_to_the_logit_minus_what_biases_absorb_and_leaves_the_model_untouched():
+    from vitcore.attribution import lrp_input_attribution
+
+    model = load_pretrained()
+    image = load_split(None, "val").images[0]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    a = lrp_input_attribution(model, image, 3)
+    assert a.pixels.shape == (64, 64) and a.pixels.abs().sum() > 0
+    assert a.convergence_delta == pytest.approx(float(a.pixels.sum()) - a.logit)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and all(p.grad is None for p in model.parameters())
+    with pytest.raises(ValueError, match="uint8"):
+        lrp_input_attribution(model, image.float(), 3)

@@ -100,6 +100,8 @@ def test_make_subset_is_reproducible(tmp_path):
     assert load_split(tmp_path / "a.zip", "val").files == load_split(tmp_path / "b.zip", "val").files
 
 
+@pytest.mark.data
+@pytest.mark.slow
 def test_full_shared_zip_counts(shared_zip):
     assert len(load_split(shared_zip, "val")) == 10000
     train = load_split(shared_zip, "train")

@@ -47,6 +47,7 @@ def shared_zip_or_bundle():
     return SHARED_ZIP if SHARED_ZIP.exists() else BUNDLED_DATA
 
 
+@pytest.mark.slow
 def test_download_then_load(server, tmp_path, shared_zip_or_bundle):
     import hashlib
 

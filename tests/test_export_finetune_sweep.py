@@ -127,6 +127,7 @@ def test_target_accuracy_bisection_finds_a_qualifying_smaller_model():
     assert tau == 0.0 and ev.top1_chosen < 1.01
 
 
+@pytest.mark.slow
 def test_sweep_cli_target_only_reports_the_search_and_writes_no_table(tmp_path, capsys):
     from vitcore.cli import main
 

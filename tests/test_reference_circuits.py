@@ -9,6 +9,7 @@ from vitcore.circuits.corruptions import corrupted_inputs
 from vitcore.circuits.metrics import damage_fn
 
 CLASSES = ["n01443537", "n01629819", "n01641577"]  # goldfish, European fire salamander, bullfrog
+pytestmark = pytest.mark.slow
 N_IMAGES = 15  # 5 per class keeps CI fast; every method sees the same images
 
 

@@ -87,6 +87,8 @@ def test_low_resolution_input_uses_resampled_positions():
     assert torch.allclose(model.positions((4, 4)), torch.full((1, 17, 32), 0.5), atol=1e-6)
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_ddp_two_processes_gloo(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "vitcore", "train",
            "--out", str(tmp_path), "--depth", "1", "--dim", "32", "--heads", "2", "--head-dim", "16", "--mlp", "32", "--patch", "16",

@@ -24,6 +24,8 @@ from torchvision.ops import stochastic_depth
 
 from .components import ComponentSpace
 from .config import ViTConfig
+from .lrp_rules import divide_gradient, identity_rule
+from .lrp_rules import layer_norm as lrp_layer_norm
 
 RECORDABLE = frozenset({"heads", "mlp", "resid"})
 
@@ -76,7 +78,8 @@ class LayerIntervention:
     """What one block's forward changes or records.
 
     ``head_mask`` ``[B, 1, H, 1]`` with ``head_cf`` ``[B or 1, T, H, hd]``; ``neuron_mask``
-    ``[B, 1, W]`` with ``mlp_cf`` ``[B or 1, T, W]``; ``record`` collects activations.
+    ``[B, 1, W]`` with ``mlp_cf`` ``[B or 1, T, W]``; ``record`` collects activations; ``lrp``
+    applies AttnLRP's backward rules (:mod:`vitcore.lrp_rules`), leaving the forward values unchanged.
     """
 
     head_mask: Tensor | None = None
@@ -84,6 +87,7 @@ class LayerIntervention:
     neuron_mask: Tensor | None = None
     mlp_cf: Tensor | None = None
     record: Activations | None = None
+    lrp: bool = False
 
 
 def mix(clean: Tensor, mask: Tensor | None, counterfactual: Tensor | None) -> Tensor:
@@ -93,6 +97,10 @@ def mix(clean: Tensor, mask: Tensor | None, counterfactual: Tensor | None) -> Te
     if counterfactual is None:
         return clean * mask
     return counterfactual + mask * (clean - counterfactual)
+
+
+def _plain(norm: nn.LayerNorm, x: Tensor) -> Tensor:
+    return norm(x)
 
 
 class PatchEmbed(nn.Module):
@@ -113,18 +121,20 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * num_heads * head_dim)
         self.proj = nn.Linear(num_heads * head_dim, dim)
 
-    def head_outputs(self, x: Tensor) -> Tensor:
+    def head_outputs(self, x: Tensor, lrp: bool = False) -> Tensor:
         """Per-head attention outputs ``[B, T, H, hd]`` (before the output projection)."""
         B, T, _ = x.shape
-        qkv = self.qkv(x).view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        return F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2]).transpose(1, 2)
+        q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if lrp:  # uniform rule on both matmuls of softmax(q k^T) v
+            q, k, v = divide_gradient(q, 4.0), divide_gradient(k, 4.0), divide_gradient(v, 2.0)
+        return F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
 
     def forward(self, x: Tensor, iv: LayerIntervention | None = None) -> Tensor:
         if not self.num_heads:  # every head pruned: the output projection's bias is all that remains
             if iv is not None and iv.record is not None:
                 iv.record.record("heads", x.new_zeros(*x.shape[:2], 0, self.head_dim))
             return self.proj.bias
-        heads = self.head_outputs(x)
+        heads = self.head_outputs(x, iv is not None and iv.lrp)
         if iv is not None:
             if iv.record is not None:
                 iv.record.record("heads", heads)
@@ -144,7 +154,7 @@ class MLP(nn.Module):
             if iv is not None and iv.record is not None:
                 iv.record.record("mlp", x.new_zeros(*x.shape[:2], 0))
             return self.fc2.bias
-        act = self.act(self.fc1(x))
+        act = identity_rule(self.act, self.fc1(x)) if iv is not None and iv.lrp else self.act(self.fc1(x))
         if iv is not None:
             if iv.record is not None:
                 iv.record.record("mlp", act)
@@ -164,8 +174,9 @@ class Block(nn.Module):
         self.drop_path = cfg.drop_path * layer / max(cfg.depth - 1, 1)
 
     def forward(self, x: Tensor, iv: LayerIntervention | None = None) -> Tensor:
-        x = self._add(x, self.attn(self.norm1(x), iv))
-        return self._add(x, self.mlp(self.norm2(x), iv))
+        norm = lrp_layer_norm if iv is not None and iv.lrp else _plain
+        x = self._add(x, self.attn(norm(self.norm1, x), iv))
+        return self._add(x, self.mlp(norm(self.norm2, x), iv))
 
     def _add(self, x: Tensor, branch: Tensor) -> Tensor:
         if branch.dim() == 1:  # an emptied branch adds only its bias, the same for every sample
@@ -234,13 +245,14 @@ class VisionTransformer(nn.Module):
         patches = F.interpolate(patches, size=tuple(grid), mode="bicubic", align_corners=False, antialias=True)
         return torch.cat([self.pos_embed[:, :1], patches.flatten(2).transpose(1, 2)], dim=1)
 
-    def unembed(self, resid: Tensor) -> Tensor:
-        return self.head(self.norm(resid[:, 0]))
+    def unembed(self, resid: Tensor, lrp: bool = False) -> Tensor:
+        cls = resid[:, 0]
+        return self.head(lrp_layer_norm(self.norm, cls) if lrp else self.norm(cls))
 
-    def _layer_intervention(self, layer: int, mask: Tensor | None, counterfactual: Activations | None, record: Activations | None) -> LayerIntervention | None:
-        if mask is None and record is None:
+    def _layer_intervention(self, layer: int, mask: Tensor | None, counterfactual: Activations | None, record: Activations | None, lrp: bool) -> LayerIntervention | None:
+        if mask is None and record is None and not lrp:
             return None
-        iv = LayerIntervention(record=record)
+        iv = LayerIntervention(record=record, lrp=lrp)
         if mask is not None:
             space = self.components
             iv.head_mask = mask[:, space.head_slices[layer]][:, None, :, None]
@@ -256,8 +268,12 @@ class VisionTransformer(nn.Module):
         mask: Tensor | None = None,
         counterfactual: Activations | None = None,
         record: Activations | None = None,
+        lrp: bool = False,
     ) -> Tensor:
-        """Run layers ``start_layer..depth-1`` on a residual stream and return logits."""
+        """Run layers ``start_layer..depth-1`` on a residual stream and return logits.
+
+        ``lrp=True`` gives the same logits with AttnLRP's modified backward (see :mod:`vitcore.lrp_rules`).
+        """
         if mask is not None:
             mask = mask.to(resid.dtype)
             if mask.shape[-1] != len(self.components):
@@ -266,8 +282,8 @@ class VisionTransformer(nn.Module):
         for layer in range(start_layer, len(self.blocks)):
             if record is not None:
                 record.record("resid", resid)
-            resid = self.blocks[layer](resid, self._layer_intervention(layer, mask, counterfactual, record))
-        return self.unembed(resid)
+            resid = self.blocks[layer](resid, self._layer_intervention(layer, mask, counterfactual, record, lrp))
+        return self.unembed(resid, lrp)
 
     def forward(self, x: Tensor, mask: Tensor | None = None, counterfactual: Activations | None = None) -> Tensor:
         return self.forward_from(self.embed(x), 0, mask, counterfactual)

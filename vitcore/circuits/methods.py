@@ -12,6 +12,7 @@ from .acdc import run as run_acdc
 from .eap import run as run_eap
 from .eap_ig import run as run_eap_ig
 from .learned import run as run_learned
+from .lrp import run as run_lrp
 from .method import Method, Param
 from .task import TaskError
 
@@ -20,6 +21,12 @@ def _refuse_kl_for_eap(metric: str) -> str | None:
     if metric == "kl":
         return ("EAP on KL is degenerate: KL(full || circuit) is zero with zero gradient at the clean run, "
                 "so every score would be 0. Use metric 'ce' (default) or 'logit-diff' for EAP, or EAP-IG for KL.")
+    return None
+
+
+def _refuse_all_but_logit(metric: str) -> str | None:
+    if metric != "logit":
+        return f"LRP explains the true class's logit; use metric 'logit', not {metric!r}"
     return None
 
 
@@ -43,6 +50,9 @@ def _registry() -> dict[str, Method]:
                (0.1, 0.2, 0.3, 0.4, 0.5), "one forward + backward per step",
                "Learned masks optimise KL plus a Lagrangian sparsity penalty over hard-concrete gates (Edge Pruning's objective).",
                options=("steps",)),
+        Method("lrp", "LRP", run_lrp, "logit", keep, (0.9, 0.8, 0.7, 0.6, 0.5), "1 forward + 1 backward (no counterfactual)",
+               "LRP (AttnLRP rules) scores each component by the relevance that flows through it when the true class's logit is "
+               "explained in one modified backward pass; ranked by mean absolute relevance.", _refuse_all_but_logit),
     )}
 
 

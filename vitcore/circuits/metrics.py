@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .task import TaskError
 
-METRICS = ("kl", "ce", "logit-diff")
+METRICS = ("kl", "ce", "logit-diff", "logit")
 
 
 def kl_divergence(logits: Tensor, reference: Tensor, temperature: float = 1.0) -> Tensor:
@@ -41,7 +41,12 @@ def logit_diff_damage(logits: Tensor, reference: Tensor, labels: Tensor) -> Tens
     return -logit_diff(logits, labels)
 
 
-DAMAGE: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {"kl": kl_damage, "ce": ce_damage, "logit-diff": logit_diff_damage}
+def logit_damage(logits: Tensor, reference: Tensor, labels: Tensor) -> Tensor:
+    """The true class's logit, negated (what LRP explains)."""
+    return -logits.gather(1, labels[:, None]).squeeze(1)
+
+
+DAMAGE: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {"kl": kl_damage, "ce": ce_damage, "logit-diff": logit_diff_damage, "logit": logit_damage}
 
 
 def damage_fn(metric: str) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
