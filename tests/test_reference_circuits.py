@@ -59,7 +59,7 @@ def test_eap_ranking_correlates_with_exact_patching(ref):
     assert rho > 0.5
 
 
-@pytest.mark.parametrize("method,kw", [("eap", {}), ("eap-ig", {}), ("acdc", {"tau": 0.01}), ("learned", {"steps": 100})])
+@pytest.mark.parametrize("method,kw", [("eap", {}), ("eap-ig", {}), ("acdc", {"tau": 0.01}), ("learned", {"steps": 100}), ("lrp", {})])
 def test_low_scores_hurt_kl_less_than_high_scores(ref, method, kw):
     model, data, task, cf = ref
     res = discover(model, data, CLASSES, method, "resample", n_images=N_IMAGES, **kw)
@@ -77,3 +77,17 @@ def test_low_scores_hurt_kl_less_than_high_scores(ref, method, kw):
     low, high = kl_without(order[:q]), kl_without(order[-q:])
     print(f"{method}: KL without lowest 25% = {low:.4f}, without highest 25% = {high:.4f}")
     assert low < high
+
+
+def test_lrp_ranking_correlates_with_exact_patching_of_the_logit(ref):
+    """LRP decomposes the true-class logit rather than estimating patching effects, so its ranking is
+    compared with exact patching of that logit by magnitude. Measured on the shipped checkpoint: rho =
+    0.653 (EAP on the same metric: 0.926); chance is |rho| < 0.14."""
+    from vitcore.circuits.lrp import lrp_relevance
+
+    model, data, task, cf = ref
+    exact = exact_effects(model, task, "logit")
+    relevance = lrp_relevance(model, task.inputs, task.labels).components.abs().mean(0)
+    rho = spearman(relevance, exact.abs())
+    print(f"spearman(LRP mean |relevance|, |exact patching of the logit|) = {rho:.3f}")
+    assert rho > 0.3

@@ -99,10 +99,6 @@ def mix(clean: Tensor, mask: Tensor | None, counterfactual: Tensor | None) -> Te
     return counterfactual + mask * (clean - counterfactual)
 
 
-def _plain(norm: nn.LayerNorm, x: Tensor) -> Tensor:
-    return norm(x)
-
-
 class PatchEmbed(nn.Module):
     """Non-overlapping patches to tokens: ``[B, C, H, W]`` to ``[B, dim, H/p, W/p]``."""
 
@@ -174,14 +170,15 @@ class Block(nn.Module):
         self.drop_path = cfg.drop_path * layer / max(cfg.depth - 1, 1)
 
     def forward(self, x: Tensor, iv: LayerIntervention | None = None) -> Tensor:
-        norm = lrp_layer_norm if iv is not None and iv.lrp else _plain
-        x = self._add(x, self.attn(norm(self.norm1, x), iv))
-        return self._add(x, self.mlp(norm(self.norm2, x), iv))
+        lrp = iv is not None and iv.lrp
+        x = self._add(x, self.attn(lrp_layer_norm(self.norm1, x) if lrp else self.norm1(x), iv))
+        return self._add(x, self.mlp(lrp_layer_norm(self.norm2, x) if lrp else self.norm2(x), iv))
 
     def _add(self, x: Tensor, branch: Tensor) -> Tensor:
-        if branch.dim() == 1:  # an emptied branch adds only its bias, the same for every sample
-            return x + branch
-        return x + stochastic_depth(branch, self.drop_path, "row", self.training)
+        # an emptied branch is only its bias ([dim]), the same for every sample: no stochastic depth
+        if self.training and self.drop_path > 0 and branch.dim() > 1:
+            branch = stochastic_depth(branch, self.drop_path, "row", True)
+        return x + branch
 
 
 class VisionTransformer(nn.Module):
