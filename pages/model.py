@@ -42,7 +42,7 @@ pick = f1.multiselect("Classes", options=list(range(len(names))), format_func=la
 which = f2.selectbox("Show", ["all", "correct", "wrong"], key="gallery_filter")
 idx = torch.arange(len(eval_set))
 if pick:
-    idx = idx[torch.isin(eval_set.labels, torch.tensor(pick))]
+    idx = idx[eval_set.chosen([eval_set.wnids[i] for i in pick])]
 if which != "all":
     idx = idx[correct[idx] == (which == "correct")]
 st.caption(f"{len(idx)} images · top-1 {correct[idx].float().mean():.1%}" if len(idx) else "no images match")
