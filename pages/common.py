@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import tempfile
-from pathlib import Path
+import io
+import os
+import sys
 
 import streamlit as st
 import torch
 
 from vitcore import load_split
-from vitcore.checkpoint import Checkpoint, load_checkpoint, parse_checkpoint
+from vitcore.checkpoint import Checkpoint, load_checkpoint, parse_checkpoint, read_zip_parts
 from vitcore.data import ImageSet
 from vitcore.errors import VitcoreError
 from vitcore.playground import Playground
@@ -27,7 +28,7 @@ def shared_checkpoint(path: str | None) -> Checkpoint:
     return ckpt
 
 
-@st.cache_resource(show_spinner="Loading model…")
+@st.cache_resource(show_spinner="Loading model…", max_entries=4, ttl=3600)
 def shared_uploaded_checkpoint(digest: str, weights: bytes, config: bytes) -> Checkpoint:
     ckpt = parse_checkpoint(weights, config, "uploaded checkpoint")
     for p in ckpt.model.parameters():
@@ -57,14 +58,15 @@ def state_hash(model: torch.nn.Module) -> str:
 
 
 def _load_upload(upload) -> Checkpoint:
-    from vitcore.checkpoint import _read_parts
-
     data = upload.getvalue()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "upload.zip"
-        path.write_bytes(data)
-        weights, config = _read_parts(path)
+    weights, config = read_zip_parts(io.BytesIO(data), f"'{upload.name}'")
     return shared_uploaded_checkpoint(hashlib.sha256(data).hexdigest(), weights, config)
+
+
+def server_paths_allowed() -> bool:
+    """Loading files from the server's disk is off unless the operator starts the app with
+    ``streamlit run app.py -- --allow-server-paths`` or sets ``VITCORE_ALLOW_SERVER_PATHS=1``."""
+    return "--allow-server-paths" in sys.argv[1:] or os.environ.get("VITCORE_ALLOW_SERVER_PATHS") == "1"
 
 
 def sidebar() -> list[str]:
@@ -72,7 +74,10 @@ def sidebar() -> list[str]:
     problems: list[str] = []
     with st.sidebar:
         st.subheader("Model")
-        source = st.radio("Checkpoint", ["Shipped model", "Upload a zip", "Path on this machine"], key="model_source", label_visibility="collapsed")
+        sources = ["Shipped model", "Upload a zip"] + (["Path on this machine"] if server_paths_allowed() else [])
+        if st.session_state.get("model_source") not in sources:
+            st.session_state["model_source"] = "Shipped model"
+        source = st.radio("Checkpoint", sources, key="model_source", label_visibility="collapsed")
         ckpt = None
         try:
             if source == "Upload a zip":
@@ -89,7 +94,11 @@ def sidebar() -> list[str]:
             ckpt = shared_checkpoint(None)
         st.caption(f"{len(ckpt.model.components)} components · sha256 {ckpt.sha256[:12]}")
         st.subheader("Data")
-        data_path = st.text_input("Tiny ImageNet folder or zip (empty: bundled subsets)", key="data_path").strip() or None
+        if server_paths_allowed():
+            data_path = st.text_input("Tiny ImageNet folder or zip (empty: bundled subsets)", key="data_path").strip() or None
+        else:
+            data_path = None
+            st.caption("Bundled subsets. Paths on the server are off; the operator enables them with `-- --allow-server-paths`.")
         try:
             discovery, eval_set = shared_split(data_path, "train"), shared_split(data_path, "val")
         except VitcoreError as e:

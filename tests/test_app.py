@@ -172,7 +172,14 @@ def sidebar_app(**state) -> AppTest:
     return at
 
 
-def test_bad_checkpoints_and_data_keep_the_app_working(tmp_path):
+def test_server_paths_are_closed_by_default(tmp_path):
+    at = sidebar_app(model_source="Path on this machine", model_path=str(tmp_path / "x"), data_path=str(tmp_path / "missing"))
+    assert not at.exception and not at.error  # the preset path options are ignored: not offered at all
+    assert at.session_state["model_source"] == "Shipped model" and at.session_state["data_key"] == "bundled"
+
+
+def test_bad_checkpoints_and_data_keep_the_app_working(tmp_path, monkeypatch):
+    monkeypatch.setenv("VITCORE_ALLOW_SERVER_PATHS", "1")
     with zipfile.ZipFile(tmp_path / "pickle.zip", "w") as z:
         z.writestr("model.safetensors", b"\x80\x04pickle")
         z.writestr("config.json", json.dumps({"model": {"dim": 192, "heads": [12] * 9, "mlp_widths": [384] * 9, "num_classes": 200}}))

@@ -12,12 +12,14 @@ import pandas as pd
 
 def main(log_path: str, out: str) -> None:
     df = pd.DataFrame(json.load(open(log_path)))
+    if "val_top1" not in df:
+        df["val_top1"] = df["val_loss"] = float("nan")
     long = pd.concat([
         pd.DataFrame({"epoch": df.epoch, "value": df.train_loss, "series": "train loss"}),
-        pd.DataFrame({"epoch": df.epoch, "value": df.val_loss, "series": "val loss"}),
+        pd.DataFrame({"epoch": df.epoch, "value": df.val_loss, "series": "val loss"}).dropna(),
     ])
     loss = alt.Chart(long).mark_line(point=True).encode(x="epoch:O", y=alt.Y("value:Q", title="loss"), color="series:N").properties(width=300, height=220)
-    acc = alt.Chart(df).mark_line(point=True, color="green").encode(x="epoch:O", y=alt.Y("val_top1:Q", title="val top-1", axis=alt.Axis(format="%"))).properties(width=300, height=220)
+    acc = alt.Chart(df.dropna(subset=["val_top1"])).mark_line(point=True, color="green").encode(x="epoch:O", y=alt.Y("val_top1:Q", title="val top-1", axis=alt.Axis(format="%"))).properties(width=300, height=220)
     (loss | acc).save(out, scale_factor=2)
 
 

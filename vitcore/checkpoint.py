@@ -48,6 +48,42 @@ class Checkpoint:
         return list(self.info.get("classes", {}).get("names", self.wnids))
 
 
+# The most a checkpoint part may hold: far above this project's models (11 MB of weights), far
+# below what a crafted zip could make the process allocate.
+MAX_BYTES = {WEIGHTS: 512 * 2**20, CONFIG: 2**20}
+
+
+def _too_big(name: str, size: int, source: Path | str) -> CheckpointError:
+    return CheckpointError(f"{source}: {name} is {size:,} bytes, over the limit of {MAX_BYTES[name]:,}")
+
+
+def _read_member(z: zipfile.ZipFile, member: str, name: str, source: Path | str) -> bytes:
+    """A zip member, refusing it by its declared size and again by what it actually inflates to."""
+    info = z.getinfo(member)
+    if info.file_size > MAX_BYTES[name]:
+        raise _too_big(name, info.file_size, source)
+    with z.open(info) as f:
+        data = f.read(MAX_BYTES[name] + 1)
+    if len(data) > MAX_BYTES[name]:
+        raise CheckpointError(f"{source}: {name} inflates beyond its declared size and the limit of {MAX_BYTES[name]:,} bytes")
+    return data
+
+
+def read_zip_parts(source: Path | io.BytesIO, label: str) -> tuple[bytes, bytes]:
+    """``model.safetensors`` and ``config.json`` from a checkpoint zip (a path or bytes); errors name ``label``."""
+    try:
+        with zipfile.ZipFile(source) as z:
+            by_base = {Path(n).name: n for n in z.namelist() if n.count("/") <= 1}
+            missing = [n for n in (WEIGHTS, CONFIG) if n not in by_base]
+            if missing:
+                raise CheckpointError(f"checkpoint zip {label} lacks {', '.join(missing)}")
+            return _read_member(z, by_base[WEIGHTS], WEIGHTS, label), _read_member(z, by_base[CONFIG], CONFIG, label)
+    except (zipfile.BadZipFile, OSError) as e:
+        if label.endswith(".safetensors"):
+            raise CheckpointError(f"{label}: give the folder or zip holding {WEIGHTS} and {CONFIG}, not the weights alone") from e
+        raise CheckpointError(f"{label} is neither a checkpoint folder nor a zip ({e})") from e
+
+
 def _read_parts(path: Path) -> tuple[bytes, bytes]:
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -55,18 +91,11 @@ def _read_parts(path: Path) -> tuple[bytes, bytes]:
         missing = [n for n in (WEIGHTS, CONFIG) if not (path / n).is_file()]
         if missing:
             raise CheckpointError(f"checkpoint folder {path} lacks {', '.join(missing)}")
+        for name in (WEIGHTS, CONFIG):
+            if (size := (path / name).stat().st_size) > MAX_BYTES[name]:
+                raise _too_big(name, size, path)
         return (path / WEIGHTS).read_bytes(), (path / CONFIG).read_bytes()
-    try:
-        with zipfile.ZipFile(path) as z:
-            by_base = {Path(n).name: n for n in z.namelist() if n.count("/") <= 1}
-            missing = [n for n in (WEIGHTS, CONFIG) if n not in by_base]
-            if missing:
-                raise CheckpointError(f"checkpoint zip {path} lacks {', '.join(missing)}")
-            return z.read(by_base[WEIGHTS]), z.read(by_base[CONFIG])
-    except (zipfile.BadZipFile, OSError) as e:
-        if path.suffix == ".safetensors":
-            raise CheckpointError(f"{path}: give the folder or zip holding {WEIGHTS} and {CONFIG}, not the weights alone") from e
-        raise CheckpointError(f"{path} is neither a checkpoint folder nor a zip ({e})") from e
+    return read_zip_parts(path, str(path))
 
 
 def parse_checkpoint(weights: bytes, config: bytes, source: str = "checkpoint") -> Checkpoint:
@@ -75,6 +104,8 @@ def parse_checkpoint(weights: bytes, config: bytes, source: str = "checkpoint") 
         info = json.loads(config)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{source}: config.json is not valid JSON ({e})") from e
+    except RecursionError:
+        raise CheckpointError(f"{source}: config.json nests too deeply") from None
     if not isinstance(info, dict) or "model" not in info:
         raise CheckpointError(f"{source}: config.json has no 'model' section")
     try:

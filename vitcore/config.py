@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,38 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 class ConfigError(VitcoreError):
     """A config.json that is missing fields, has wrong types or inconsistent values."""
+
+
+# Bounds far above any model this project trains, far below what would exhaust memory: a config is
+# checked against them (and its weights' shapes against it) before anything is allocated.
+MAX_DEPTH, MAX_HEADS, MAX_MLP_WIDTH = 64, 256, 65_536
+INT_LIMITS: dict[str, tuple[int, int]] = {
+    "image_size": (1, 1024), "patch_size": (1, 256), "in_chans": (1, 16), "dim": (1, 8192),
+    "head_dim": (1, 1024), "num_classes": (1, 100_000), "chunk_size": (1, 65_536),
+}
+
+
+def _int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"invalid model config: {name} must be an integer, got {value!r}")
+    return value
+
+
+def _int_list(name: str, values: Any) -> list[int]:
+    if not isinstance(values, (list, tuple)) or len(values) > MAX_DEPTH:
+        raise ConfigError(f"invalid model config: {name} must be a list of at most {MAX_DEPTH} integers")
+    return [_int(f"{name}[{i}]", v) for i, v in enumerate(values)]
+
+
+def _float_tuple(name: str, values: Any) -> tuple[float, ...]:
+    if not isinstance(values, (list, tuple)) or len(values) > 16:
+        raise ConfigError(f"invalid model config: {name} must be a short list of numbers")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ConfigError(f"invalid model config: {name} must hold finite numbers, got {v!r}")
+        out.append(float(v))
+    return tuple(out)
 
 
 @dataclass
@@ -40,10 +73,12 @@ class ViTConfig:
     std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self) -> None:
-        self.heads = [int(h) for h in self.heads]
-        self.mlp_widths = [int(w) for w in self.mlp_widths]
-        self.mean = tuple(float(m) for m in self.mean)  # type: ignore[assignment]
-        self.std = tuple(float(s) for s in self.std)  # type: ignore[assignment]
+        self.heads = _int_list("heads", self.heads)
+        self.mlp_widths = _int_list("mlp_widths", self.mlp_widths)
+        for name in INT_LIMITS:
+            setattr(self, name, _int(name, getattr(self, name)))
+        self.mean = _float_tuple("mean", self.mean)  # type: ignore[assignment]
+        self.std = _float_tuple("std", self.std)  # type: ignore[assignment]
         self.validate()
 
     @property
@@ -62,17 +97,22 @@ class ViTConfig:
         problems = []
         if len(self.heads) != len(self.mlp_widths):
             problems.append(f"heads has {len(self.heads)} layers but mlp_widths has {len(self.mlp_widths)}")
-        if len(self.heads) == 0:
-            problems.append("depth must be at least 1")
-        if any(h < 0 for h in self.heads) or any(w < 0 for w in self.mlp_widths):
-            problems.append("heads and mlp_widths must be >= 0")
-        for name in ("image_size", "patch_size", "in_chans", "dim", "head_dim", "num_classes", "chunk_size"):
-            if getattr(self, name) <= 0:
-                problems.append(f"{name} must be positive")
+        if not 1 <= len(self.heads) <= MAX_DEPTH:
+            problems.append(f"depth must be 1..{MAX_DEPTH}, got {len(self.heads)}")
+        if any(not 0 <= h <= MAX_HEADS for h in self.heads) or any(not 0 <= w <= MAX_MLP_WIDTH for w in self.mlp_widths):
+            problems.append(f"heads per layer must be 0..{MAX_HEADS} and MLP widths 0..{MAX_MLP_WIDTH}")
+        for name, (low, high) in INT_LIMITS.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                problems.append(f"{name} must be {low}..{high}, got {value}")
         if self.patch_size > 0 and self.image_size % self.patch_size:
             problems.append(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
             problems.append("mean and std need one value per input channel")
+        if any(s <= 0 for s in self.std):
+            problems.append(f"std must be positive, got {list(self.std)}")
+        if not (isinstance(self.drop_path, (int, float)) and 0 <= self.drop_path < 1) or not (isinstance(self.norm_eps, (int, float)) and 0 < self.norm_eps < 1):
+            problems.append("drop_path must be in [0, 1) and norm_eps in (0, 1)")
         if problems:
             raise ConfigError("invalid model config: " + "; ".join(problems))
 
@@ -108,6 +148,8 @@ def read_json(path: Path) -> dict[str, Any]:
         data = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ConfigError(f"cannot read {path}: {e}") from e
+    except RecursionError:
+        raise ConfigError(f"{path} nests JSON too deeply") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a JSON object")
     return data

@@ -139,8 +139,15 @@ class _Source:
         return f"{self.path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
 
 
+def _text(src: _Source, rel: str) -> str:
+    try:
+        return src.read(rel).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{src.path}: {rel} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
 def _read_classes(src: _Source) -> tuple[list[str], list[str]]:
-    wnids = [w.strip() for w in src.read("wnids.txt").decode().splitlines() if w.strip()]
+    wnids = [w.strip() for w in _text(src, "wnids.txt").splitlines() if w.strip()]
     if not wnids or len(set(wnids)) != len(wnids):
         raise DataError(f"{src.path}: wnids.txt is empty or has duplicates")
     words: dict[str, str] = {}
@@ -162,7 +169,7 @@ def _list_split(src: _Source, split: str, wnids: list[str]) -> list[tuple[str, i
     elif split == "val":
         if not src.exists("val/val_annotations.txt"):
             raise DataError(f"{src.path}: missing val/val_annotations.txt")
-        for n, line in enumerate(src.read("val/val_annotations.txt").decode().splitlines(), 1):
+        for n, line in enumerate(_text(src, "val/val_annotations.txt").splitlines(), 1):
             if not line.strip():
                 continue
             parts = line.split("\t")

@@ -10,6 +10,7 @@ import warnings
 from PIL import Image, UnidentifiedImageError
 
 MAX_PIXELS = 40_000_000  # far above any photo a user would try, far below a decompression bomb
+MAX_ASPECT = 16  # a 100,000 x 1 strip would otherwise resize (shorter side to 64) to 6,400,000 x 64
 
 
 class ImageError(VitcoreError):
@@ -25,6 +26,8 @@ def load_rgb(data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS) ->
             w, h = img.size
             if w * h > max_pixels:
                 raise ImageError(f"{name}: {w}x{h} pixels is over the limit of {max_pixels:,} (possible decompression bomb)")
+            if min(w, h) < 1 or max(w, h) > MAX_ASPECT * min(w, h):
+                raise ImageError(f"{name}: {w}x{h} is too elongated (aspect ratio over {MAX_ASPECT}:1) to be a photo the model can use")
             img.load()
     except ImageError:
         raise
@@ -48,6 +51,8 @@ def load_rgb(data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS) ->
 def to_model_size(img: Image.Image, size: int = 64) -> Image.Image:
     """Resize the shorter side to ``size`` and center-crop, as the model sees an upload."""
     w, h = img.size
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise ImageError(f"{w}x{h} is too elongated (aspect ratio over {MAX_ASPECT}:1)")
     scale = size / min(w, h)
     img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
     left, top = (img.width - size) // 2, (img.height - size) // 2

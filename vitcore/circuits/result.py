@@ -96,6 +96,8 @@ class CircuitResult:
             d = json.loads(text)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ResultError(f"{source} is not valid JSON ({e})") from e
+        except RecursionError:
+            raise ResultError(f"{source} nests JSON too deeply to be a circuit result") from None
         if not isinstance(d, dict) or d.get("schema") != SCHEMA:
             raise ResultError(f"{source} is not a vitcore circuit result (schema field missing or foreign)")
         if d.get("version") != VERSION:
@@ -106,6 +108,9 @@ class CircuitResult:
             raise ResultError(f"{source}: component_names and scores must be lists of equal length")
         if not all(isinstance(s, (int, float)) and math.isfinite(s) for s in scores):
             raise ResultError(f"{source}: scores must be finite numbers")
+        unknown = sorted(set(d.get("kept") or []) - set(names)) if isinstance(d.get("kept"), list) else []
+        if unknown:
+            raise ResultError(f"{source}: kept names component(s) that are not among its component_names: {', '.join(map(str, unknown[:5]))}")
         try:
             [Component.parse(n) for n in names + list(d.get("kept") or [])]
             return cls(**d)
