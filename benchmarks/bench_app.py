@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +22,8 @@ import torch
 from vitcore import load_checkpoint, load_split
 from vitcore.appserver import app_server
 from vitcore.circuits import discover
+from vitcore.pruning import prune
+from vitcore.pruning.latency import measure_speedup
 from vitcore.playground import Playground
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +56,31 @@ def toggle_speed(flips: int) -> dict:
     return {"flips": len(fast), "fast_median_s": statistics.median(fast), "fast_max_s": max(fast), "all_figures_median_s": statistics.median(total), "all_figures_max_s": max(total)}
 
 
+def speedup_stability(repetitions: int, background_load: int) -> dict:
+    """The Prune page's batch-1 speed-up of one fixed pruned model (EAP, keep 0.5), measured
+    ``repetitions`` times as the page does (15 interleaved pairs each), optionally while
+    ``background_load`` busy-loop processes compete for the CPU."""
+    ckpt = load_checkpoint()
+    discovery = load_split(None, "train")
+    result = discover(ckpt.model, discovery, discovery.wnids[:3], "eap")
+    pruned = prune(ckpt.model, ckpt.model.components.mask_from_keep(result.kept))
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(background_load)]
+    try:
+        runs = [measure_speedup(ckpt.model, pruned, 1, 15) for _ in range(repetitions)]
+    finally:
+        for h in hogs:
+            h.kill()
+    shown = [r.ratio for r in runs if not r.busy]
+    med = statistics.median(shown) if shown else float("nan")
+    return {
+        "background_load_processes": background_load, "repetitions": repetitions, "flagged_busy": len(runs) - len(shown),
+        "shown_median_speedup": med,
+        "shown_range_over_median": (max(shown) - min(shown)) / med if shown else None,
+        "shown_p25_p75": statistics.quantiles(shown, n=4)[::2] if len(shown) > 1 else shown,
+        "all_ratios": [round(r.ratio, 3) for r in runs],
+    }
+
+
 def cold_start() -> float:
     from playwright.sync_api import sync_playwright
 
@@ -71,9 +100,13 @@ def main() -> None:
     p.add_argument("--flips", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-cold-start", action="store_true")
+    p.add_argument("--stability", type=int, default=20, help="repetitions of the fixed model's speed-up measurement (0: skip)")
+    p.add_argument("--background-load", type=int, default=1, help="busy-loop processes running during the stability measurement")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     out = {"threads": args.threads, **toggle_speed(args.flips)}
+    if args.stability:
+        out["speedup_stability"] = speedup_stability(args.stability, args.background_load)
     if not args.no_cold_start:
         out["cold_start_s"] = [round(cold_start(), 2) for _ in range(3)]
     print(json.dumps(out))

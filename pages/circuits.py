@@ -75,7 +75,7 @@ if results:
     m2.metric("KL (circuit)", f"{f['kl']:.4f}")
     m3.metric("Top-1 chosen (circuit)", f"{f['top1']:.1%}")
     m4.metric("Time", f"{r.wall_time_s:.1f} s")
-    m5.metric("Passes", f"{r.forward_passes:g} F + {r.backward_passes:g} B")
+    m5.metric("Passes", f"{r.forward_passes:.0f}F+{r.backward_passes:.0f}B", help=f"{r.forward_passes:g} forward and {r.backward_passes:g} backward pass equivalents over the images")
     heads, chunks = score_frames(r.component_names, r.scores, set(r.kept or []))
     h1, h2 = st.columns(2)
     h1.altair_chart(heatmap(heads, "Heads: layer x head"), width="stretch")
@@ -90,8 +90,9 @@ if results:
     if len(results) > 1:
         st.subheader("Compare results")
         a, b = st.columns(2)
-        ia = a.selectbox("Result A", range(len(results)), format_func=label, index=len(results) - 2, key="cmp_a")
-        ib = b.selectbox("Result B", range(len(results)), format_func=label, index=len(results) - 1, key="cmp_b")
+        # keys change with the number of results, so that a new run is compared by default
+        ia = a.selectbox("Result A", range(len(results)), format_func=label, index=len(results) - 2, key=f"cmp_a_{len(results)}")
+        ib = b.selectbox("Result B", range(len(results)), format_func=label, index=len(results) - 1, key=f"cmp_b_{len(results)}")
         ka, kb = set(results[ia].kept or []), set(results[ib].kept or [])
         jaccard = len(ka & kb) / max(1, len(ka | kb))
         st.metric("Overlap of kept sets (Jaccard)", f"{jaccard:.2f}", help=f"{len(ka & kb)} shared of {len(ka | kb)} kept by either")

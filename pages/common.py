@@ -49,6 +49,14 @@ def shared_eval_logits(_model, _eval_set: ImageSet, model_sha: str, data_key: st
     return predict_logits(_model, _eval_set.images)
 
 
+@st.cache_resource(show_spinner="Measuring this machine's latency…")
+def shared_latency_model(_model, model_sha: str):
+    """Batch-1 latency against MACs on this machine, fitted once per model and shared by every session."""
+    from vitcore.playground import fit_latency_model
+
+    return fit_latency_model(_model)
+
+
 def state_hash(model: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for k, v in sorted(model.state_dict().items()):
@@ -142,7 +150,7 @@ def playground() -> Playground:
     pg = st.session_state.get("playground")
     if pg is None or pg.base is not ckpt.model or pg.eval_set is not eval_set:
         logits = shared_eval_logits(ckpt.model, eval_set, ckpt.sha256, st.session_state["data_key"])
-        pg = Playground(ckpt.model, eval_set, chosen_classes(), base_logits=logits)
+        pg = Playground(ckpt.model, eval_set, chosen_classes(), base_logits=logits, latency_model=shared_latency_model(ckpt.model, ckpt.sha256))
         st.session_state["playground"] = pg
     elif pg.classes != chosen_classes():
         pg.set_classes(chosen_classes())

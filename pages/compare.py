@@ -36,7 +36,10 @@ else:
             try:
                 st.session_state["sweep_rows"] = read_csv(path)
             except (ValueError, KeyError, UnicodeDecodeError) as e:
-                st.error(f"Could not read that CSV: {e}")
+                st.error(f"Could not read '{upload.name}': {str(e).replace(str(path), repr(upload.name))}")
+            else:
+                if not st.session_state["sweep_rows"]:
+                    st.warning(f"'{upload.name}' has the sweep columns but no rows: nothing to show.")
 
 rows = st.session_state.get("sweep_rows")
 if rows:

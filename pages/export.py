@@ -20,16 +20,23 @@ results = st.session_state.get("results", [])
 result = results[st.session_state.get("active_result", len(results) - 1)] if results else None
 finetuned = st.session_state.get("finetuned") == playground().key(mask)
 kept = [space.names[i] for i in space.keep_from_mask(mask)]
+# the setting describes this exact keep-set only if it is the result's own; otherwise say it was edited
+own = result is not None and result.kept is not None and set(result.kept) == set(kept)
+setting = result.params if own else {"edited_on_prune_page": True, "kept_fraction": round(len(kept) / len(space), 4)}
 prov = provenance(
     ckpt.sha256,
     result.method if result else None,
     st.session_state.get("classes", []),
     result.corruption if result else None,
-    result.params if result else {},
+    setting,
     kept,
     finetuned,
 )
-info = {k: v for k, v in ckpt.info.items() if k not in ("model", "provenance")} | {"provenance": prov}
+fig = playground().slow(mask)  # this model's own figures, measured on the session's eval set
+eval_set = st.session_state["eval_set"]
+metrics = {"val_top1": fig.top1_all, "top1_chosen": fig.top1_chosen, "kl_chosen": fig.kl_chosen,
+           "eval_set": st.session_state["data_key"], "val_images": len(eval_set)}
+info = {k: v for k, v in ckpt.info.items() if k not in ("model", "provenance", "metrics")} | {"provenance": prov, "metrics": metrics}
 st.markdown(f"**{len(kept)}/{len(space)} components kept** · heads per layer {model.config.heads} · MLP widths {model.config.mlp_widths} · fine-tuned: {finetuned}")
 zip_data = export_zip(model, info)
 c1, c2 = st.columns(2)

@@ -54,6 +54,9 @@ def mask_from_grid() -> None:
 def apply_slider() -> None:
     if result is None:
         return
+    for k in ("tau_slider", "keep_slider"):  # widget state is dropped when the page is left: keep a copy
+        if k in st.session_state:
+            st.session_state[f"saved_{k}"] = st.session_state[k]
     if result.method == "acdc":
         st.session_state["keep"] = (result.score_tensor() >= st.session_state["tau_slider"]).float()
     else:
@@ -81,11 +84,14 @@ if st.session_state.get("prune_grid_sync") != id(st.session_state.get("keep")):
 
 @st.fragment
 def playground_panel() -> None:
+    for k, default in (("tau_slider", 0.05), ("keep_slider", 0.5)):
+        if k not in st.session_state:
+            st.session_state[k] = st.session_state.get(f"saved_{k}", default)
     if result is not None:
         if result.method == "acdc":
-            st.slider("tau (threshold on ACDC's visit scores; re-run ACDC for its exact greedy set)", 0.0, 0.2, 0.05, 0.005, key="tau_slider", on_change=apply_slider)
+            st.slider("tau (threshold on ACDC's visit scores; re-run ACDC for its exact greedy set)", 0.0, 0.2, step=0.005, key="tau_slider", on_change=apply_slider)
         else:
-            st.slider(f"Keep ratio from the {result.method} scores", 0.05, 1.0, 0.5, 0.05, key="keep_slider", on_change=apply_slider)
+            st.slider(f"Keep ratio from the {result.method} scores", 0.05, 1.0, step=0.05, key="keep_slider", on_change=apply_slider)
     else:
         st.info("Run a method on the Circuits page to drive the grid from scores; or toggle by hand.")
     r1, r2, r3, r4 = st.columns([3, 1, 1, 1])
@@ -94,13 +100,13 @@ def playground_panel() -> None:
     r3.button("Drop rows", on_click=set_rows, args=(0.0,), key="rows_off")
     r4.button("Keep all", on_click=reset_all, key="all_on")
     figures_box = st.container()  # figures go above the grid, filled once the grid is drawn
-    heads_tab, chunks_tab = st.columns([1, 1])
-    heads_tab.markdown("**Attention heads** (highlighted = kept)")
-    chunks_tab.markdown("**MLP neuron chunks** (highlighted = kept)")
+    # full-width rows: in half-width columns the 12th head and chunk wrapped out of sight at 1280-1500 px
+    st.markdown("**Attention heads** (highlighted = kept)")
     for layer in range(depth):
-        hk, ck = grid_keys(layer)
-        heads_tab.pills(f"L{layer}", [f"H{i}" for i in range(space.heads_per_layer[layer])], selection_mode="multi", key=hk, on_change=mask_from_grid)
-        chunks_tab.pills(f"L{layer} ", [f"C{i}" for i in range(space.chunks_per_layer[layer])], selection_mode="multi", key=ck, on_change=mask_from_grid)
+        st.pills(f"L{layer}", [f"H{i}" for i in range(space.heads_per_layer[layer])], selection_mode="multi", key=grid_keys(layer)[0], on_change=mask_from_grid)
+    st.markdown("**MLP neuron chunks** (highlighted = kept)")
+    for layer in range(depth):
+        st.pills(f"L{layer} ", [f"C{i}" for i in range(space.chunks_per_layer[layer])], selection_mode="multi", key=grid_keys(layer)[1], on_change=mask_from_grid)
     st.session_state["prune_grid_sync"] = id(st.session_state["keep"])
 
     pg = playground()
@@ -119,8 +125,19 @@ def playground_panel() -> None:
         m[1].metric("KL to full model", f"{fig.kl_chosen:.4f}", f"{fig.kl_chosen - base.kl_chosen:+.4f}", delta_color="inverse")
         m[2].metric("Parameters", f"{fig.params / 1e6:.3f} M", f"{(fig.params - base.params) / base.params:+.1%}", delta_color="inverse")
         m[3].metric("MACs / image", f"{fig.macs / 1e6:.1f} M", f"{(fig.macs - base.macs) / base.macs:+.1%}", delta_color="inverse")
-        m[4].metric("Batch-1 latency (measured)", f"{fig.latency_b1_ms:.2f} ms", f"{fig.latency_b1_ms - base.latency_b1_ms:+.2f} ms", delta_color="inverse")
-        st.caption(f"{fig.kept}/{len(space)} components kept · fast figures in {fast_s:.2f} s")
+        s = fig.speedup
+        if s is None:
+            m[4].metric("Batch-1 latency (measured)", f"{fig.latency_b1_ms:.2f} ms", help="the full model; pruned models show their speed-up measured against it")
+        elif s.busy:
+            m[4].metric("Batch-1 speed-up (measured)", "machine busy", help=f"paired ratios spread {s.p25:.2f}x-{s.p75:.2f}x: too wide to report")
+        else:
+            m[4].metric("Batch-1 speed-up (measured)", f"{s.ratio:.2f}x", f"p25-p75 {s.p25:.2f}-{s.p75:.2f}x", delta_color="off",
+                        help=f"{s.pairs} interleaved pairs (full model, this model): median {s.reference_ms:.2f} ms vs {s.model_ms:.2f} ms")
+        lm = pg.latency_model
+        predicted = f" · batch-1 predicted from MACs {fig.predicted_b1_ms:.2f} ms, measured {fig.latency_b1_ms:.2f} ms (cost model: {lm.intercept_ms:.2f} ms + {lm.slope_ms_per_mmac * 1e3:.2f} µs per M MACs)" if lm and fig.predicted_b1_ms else ""
+        st.caption(f"{fig.kept}/{len(space)} components kept · fast figures in {fast_s:.2f} s{predicted}")
+        if s is not None and s.busy:
+            st.warning(f"The machine was busy while timing (paired speed-ups spread from {s.p25:.2f}x to {s.p75:.2f}x), so no speed-up is shown. Toggle again later to re-measure.")
         slow_row = st.columns(2)
         p_all, p_thr = slow_row[0].empty(), slow_row[1].empty()
         if fig.top1_all is None:
@@ -153,7 +170,11 @@ def playground_panel() -> None:
         pg.replace_model(mask, model)
         after = pg.slow(mask)
         st.session_state["finetuned"] = key
-        f2.success(f"Top-1 chosen {before.top1_chosen:.1%} → {after.top1_chosen:.1%} · all classes {before.top1_all:.1%} → {after.top1_all:.1%}")
+        history.pop(key, None)  # the chart and the figures above now show the fine-tuned model
+        st.session_state["ft_message"] = f"Top-1 chosen {before.top1_chosen:.1%} → {after.top1_chosen:.1%} · all classes {before.top1_all:.1%} → {after.top1_all:.1%}"
+        st.rerun(scope="fragment")
+    if st.session_state.get("finetuned") == key and st.session_state.get("ft_message"):
+        f2.success(st.session_state["ft_message"])
 
 
 playground_panel()

@@ -159,6 +159,12 @@ def test_finetune_and_export_download_loads(app, tmp_path):
     assert ckpt.model.config.heads[8] == 0 and ckpt.model.config.mlp_widths[8] == 0
     assert ckpt.info["provenance"]["finetuned"] is True
     assert len(ckpt.info["provenance"]["kept_components"]) == 216 - 24
+    assert ckpt.info["provenance"]["setting"]["edited_on_prune_page"] is True  # made by hand, not by a method's setting
+    from vitcore.data import load_split
+    from vitcore.evaluate import evaluate
+
+    own = evaluate(ckpt.model, load_split(None, "val"))["top1"]  # the exported model's card carries its own accuracy
+    assert ckpt.info["metrics"]["val_top1"] == pytest.approx(own, abs=1e-6) and ckpt.info["metrics"]["eval_set"] == "bundled"
 
 
 def sidebar_app(**state) -> AppTest:

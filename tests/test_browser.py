@@ -63,7 +63,7 @@ def test_browser_walkthrough(server, tmp_path):
         page.get_by_role("link", name="Prune").click()
         expect(page.locator('[data-testid="stMetric"]', has_text="Top-1, all eval classes")).to_contain_text("%")
         expect(page.locator('[data-testid="stMetric"]', has_text="Top-1, all eval classes")).not_to_contain_text("updating")
-        before = {k: metric_text(page, k) for k in ("MACs / image", "Batch-1 latency", "KL to full model", "Top-1, all eval classes")}
+        before = {k: metric_text(page, k) for k in ("MACs / image", "KL to full model", "Top-1, all eval classes")}
         page.get_by_role("button", name="Keep all").click()  # every head on, then switch one off
         expect(page.locator('[data-testid="stMetric"]', has_text="MACs / image")).to_contain_text("189.5 M")
         wait_idle(page)
@@ -75,7 +75,8 @@ def test_browser_walkthrough(server, tmp_path):
         after = {k: metric_text(page, k) for k in before}
         assert after["MACs / image"] != full["MACs / image"]
         assert after["KL to full model"] != full["KL to full model"]  # the accuracy/KL figures moved
-        assert "ms" in after["Batch-1 latency"]  # a measurement is shown (its value is machine noise, not asserted)
+        speed = metric_text(page, "Batch-1 speed-up")  # paired against the full model; its value is machine noise, not asserted
+        assert "x" in speed or "machine busy" in speed
         page.screenshot(path=str(ARTIFACTS / "prune.png"), full_page=True)
 
         page.get_by_role("link", name="Compare").click()

@@ -122,3 +122,16 @@ def test_lrp_refuses_other_metrics():
 
     with pytest.raises(TaskError, match="logit"):
         discover(tiny_model(), tiny_imageset(), ["n00000001"], "lrp", metric="kl")
+
+
+def test_a_model_with_an_emptied_layer_is_explained():
+    from vitcore.pruning import prune
+
+    model, data = tiny_model(), tiny_imageset()
+    keep = model.components.ones()
+    keep[model.components.head_slices[1]] = 0  # layer 1 keeps no head
+    pruned = prune(model, keep)
+    for p in pruned.parameters():
+        p.requires_grad_(False)  # as the app's shared models are
+    rel = lrp_relevance(pruned, normalize(data.images[:4], model.config), data.labels[:4])
+    assert rel.components.shape == (4, len(pruned.components)) and torch.isfinite(rel.components).all()

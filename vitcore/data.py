@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,6 +231,10 @@ def load_split(path: str | Path | None = None, split: str = "val", use_cache: bo
         meta = json.dumps({"wnids": data.wnids, "names": data.names, "files": data.files})
         save_file({"images": data.images, "labels": data.labels}, tmp, metadata={"meta": meta})
         os.replace(tmp, cached)
+        if progress:
+            total = sum(f.stat().st_size for f in cache_dir().glob("*.safetensors"))
+            print(f"decoded {split} split cached at {cached} ({cached.stat().st_size / 1e6:.0f} MB; the cache holds {total / 1e6:.0f} MB; "
+                  "`python -m vitcore data clear-cache` empties it)", file=sys.stderr)
     return data
 
 

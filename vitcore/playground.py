@@ -22,7 +22,7 @@ from .errors import VitcoreError
 from .evaluate import predict_logits, predict_logits_timed
 from .model import VisionTransformer
 from .pruning.counts import count_macs, count_params
-from .pruning.latency import time_forward
+from .pruning.latency import LatencyModel, SpeedUp, measure_speedup, time_forward
 from .pruning.prune import prune
 
 
@@ -38,6 +38,8 @@ class KeepSetFigures:
     top1_chosen: float
     kl_chosen: float
     latency_b1_ms: float
+    speedup: SpeedUp | None = None  # batch-1, paired against the full model (None for the full model itself)
+    predicted_b1_ms: float | None = None  # from MACs, by the machine's fitted latency model
     top1_all: float | None = None
     throughput_b64: float | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -46,8 +48,11 @@ class KeepSetFigures:
 class Playground:
     """Per-session evaluation of keep-sets over a shared base model and eval set."""
 
-    def __init__(self, base: VisionTransformer, eval_set: ImageSet, classes: list[str], latency_repeats: int = 15, base_logits: Tensor | None = None):
+    def __init__(self, base: VisionTransformer, eval_set: ImageSet, classes: list[str], latency_repeats: int = 15, base_logits: Tensor | None = None,
+                 latency_model: LatencyModel | None = None):
         self.base = base
+        self.latency_model = latency_model
+        self._speed: dict[tuple, SpeedUp] = {}  # per architecture: a toggle back to a measured shape costs nothing
         self.eval_set = eval_set
         self.space = base.components
         self.latency_repeats = latency_repeats
@@ -87,8 +92,9 @@ class Playground:
     def fast(self, mask: Tensor) -> KeepSetFigures:
         """Chosen-class top-1 and KL, parameters, MACs and measured batch-1 latency."""
         k = self.key(mask)
-        if k in self._cache:
-            return self._cache[k]
+        cached = self._cache.get(k)
+        if cached is not None and not (cached.speedup and cached.speedup.busy):
+            return cached
         t0 = time.perf_counter()
         model = self.model_for(mask)
         t1 = time.perf_counter()
@@ -98,9 +104,18 @@ class Playground:
         top1 = float((logits.argmax(1) == labels).float().mean()) if len(labels) else float("nan")
         kl = float(kl_damage(logits, self._chosen_ref, labels).mean()) if len(labels) else float("nan")
         t2 = time.perf_counter()
-        latency = time_forward({"m": model}, 1, self.latency_repeats, warmup=2)["m"]["median_ms"]
+        speed = None
+        if model is self.base:
+            latency = time_forward({"m": model}, 1, self.latency_repeats, warmup=2)["m"]["median_ms"]
+        else:
+            arch = (tuple(model.config.heads), tuple(model.config.mlp_widths))
+            if arch not in self._speed or self._speed[arch].busy:  # a busy reading is measured again
+                self._speed[arch] = measure_speedup(self.base, model, 1, self.latency_repeats)
+            speed = self._speed[arch]
+            latency = speed.model_ms
         t3 = time.perf_counter()
-        figures = KeepSetFigures(int((mask > 0.5).sum()), count_params(model), count_macs(model.config), top1, kl, latency,
+        predicted = self.latency_model.predict_ms(model.config) if self.latency_model else None
+        figures = KeepSetFigures(int((mask > 0.5).sum()), count_params(model), count_macs(model.config), top1, kl, latency, speed, predicted,
                                  seconds={"prune": t1 - t0, "eval_chosen": t2 - t1, "latency_b1": t3 - t2})
         self._cache[k] = figures
         return figures
@@ -132,3 +147,17 @@ class Playground:
 
 def figures_dict(f: KeepSetFigures) -> dict[str, Any]:
     return {k: getattr(f, k) for k in ("kept", "params", "macs", "top1_chosen", "kl_chosen", "latency_b1_ms", "top1_all", "throughput_b64")}
+
+
+def fit_latency_model(base: VisionTransformer, repeats: int = 15) -> LatencyModel:
+    """This machine's batch-1 latency against MACs, from the full model and three evenly thinned copies."""
+    space = base.components
+    models = [base]
+    for fraction in (0.75, 0.5, 0.25):
+        keep = torch.zeros(len(space))
+        for layer in range(space.depth):
+            for sl in (space.head_slices[layer], space.chunk_slices[layer]):
+                n = sl.stop - sl.start
+                keep[sl.start : sl.start + max(1, round(fraction * n))] = 1.0
+        models.append(prune(base, keep))
+    return LatencyModel.fit(models, repeats)

@@ -38,8 +38,9 @@ def lrp_relevance(model: VisionTransformer, inputs: Tensor, targets: Tensor, rul
         logits = model.forward_from(model.embed(x), 0, record=record, lrp=rules)
         explained = logits.gather(1, targets[:, None]).squeeze(1)
         tensors = [x, *record.heads, *record.mlp, *record.resid]
-        grads = torch.autograd.grad(explained.sum(), tensors, allow_unused=True)
-    rel = [t.detach() * (g if g is not None else torch.zeros_like(t)) for t, g in zip(tensors, grads)]
+        live = [t for t in tensors if t.requires_grad]  # an emptied layer records a constant of zero width
+        grads = dict(zip(map(id, live), torch.autograd.grad(explained.sum(), live, allow_unused=True)))
+    rel = [t.detach() * g if (g := grads.get(id(t))) is not None else torch.zeros_like(t) for t in tensors]
     depth = model.config.depth
     heads, mlp, resid = rel[1 : 1 + depth], rel[1 + depth : 1 + 2 * depth], rel[1 + 2 * depth :]
     space = model.components

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -71,3 +72,60 @@ def compare(base: VisionTransformer, pruned: VisionTransformer, repeats: int = 3
         "speedup_over_mac_reduction_batch1": speed1 / mac_ratio,
         f"speedup_over_mac_reduction_batch{throughput_batch}": speedN / mac_ratio,
     }
+
+
+BUSY_SPREAD = 0.25  # (p75 - p25) / median of the paired ratios above this: the machine was too busy to trust
+
+
+@dataclass
+class SpeedUp:
+    """Batch latency of a model against a reference, from back-to-back pairs (reference, model)."""
+
+    ratio: float  # median over pairs of reference_ms / model_ms: > 1 is faster
+    p25: float
+    p75: float
+    reference_ms: float  # medians
+    model_ms: float
+    pairs: int
+
+    @property
+    def busy(self) -> bool:
+        """True when the spread is too wide to show the ratio as a fact."""
+        return (self.p75 - self.p25) / max(self.ratio, 1e-9) > BUSY_SPREAD
+
+
+def measure_speedup(reference: VisionTransformer, model: VisionTransformer, batch_size: int = 1, pairs: int = 15, warmup: int = 3) -> SpeedUp:
+    """Interleaved A/B timing: each pair times the reference and the model back to back, so that
+    load on the machine hits both; the ratio's median and quartiles come from the pairs."""
+    cfg = reference.config
+    x = torch.randn(batch_size, cfg.in_chans, cfg.image_size, cfg.image_size)
+    timers = [Timer("forward(x)", globals={"forward": _inference(m), "x": x}, num_threads=torch.get_num_threads()) for m in (reference, model)]
+    for t in timers:
+        t.timeit(warmup)
+    ref_ms, model_ms = [], []
+    for _ in range(pairs):
+        ref_ms.append(timers[0].timeit(1).median * 1e3)
+        model_ms.append(timers[1].timeit(1).median * 1e3)
+    ratios = [a / b for a, b in zip(ref_ms, model_ms)]
+    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    return SpeedUp(statistics.median(ratios), q[0], q[2], statistics.median(ref_ms), statistics.median(model_ms), pairs)
+
+
+@dataclass
+class LatencyModel:
+    """Batch-1 latency predicted from MACs, ``ms = intercept + slope * MMACs``, fitted on measured architectures."""
+
+    intercept_ms: float
+    slope_ms_per_mmac: float
+    points: list[tuple[float, float]]  # (MMACs, measured ms) it was fitted on
+
+    def predict_ms(self, config) -> float:
+        return self.intercept_ms + self.slope_ms_per_mmac * count_macs(config) / 1e6
+
+    @classmethod
+    def fit(cls, models: list[VisionTransformer], repeats: int = 15) -> "LatencyModel":
+        """Measure ``models`` side by side (interleaved, medians) and fit a least-squares line."""
+        timed = time_forward({str(i): m for i, m in enumerate(models)}, 1, repeats)
+        points = [(count_macs(m.config) / 1e6, timed[str(i)]["median_ms"]) for i, m in enumerate(models)]
+        slope, intercept = statistics.linear_regression([p[0] for p in points], [p[1] for p in points])
+        return cls(intercept, slope, points)
