@@ -57,6 +57,24 @@ def test_slow_figures_cover_every_eval_image_and_results_are_cached(pg):
     assert playground.model_for(model.components.ones()) is model  # keep-all is the base itself, never a copy
 
 
+def test_the_first_estimate_uses_a_stratified_sample_and_the_exact_figure_adds_the_rest(pg, monkeypatch):
+    import vitcore.playground as module
+
+    monkeypatch.setattr(module, "SAMPLE_SIZE", 10)
+    playground, model, data = pg
+    mask = model.components.ones()
+    mask[2] = 0
+    sample = playground.sample_index()
+    assert torch.bincount(data.labels[sample]).tolist() == [2] * 5  # 10 images, 2 of each of the 5 classes
+    est = playground.estimate(mask)
+    with torch.no_grad():
+        pred = model(normalize(data.images, model.config), mask=mask).argmax(1)
+    p = float((pred[sample] == data.labels[sample]).float().mean())
+    assert est.top1_all_estimate == pytest.approx(p) and est.top1_all_se == pytest.approx((p * (1 - p) / 10) ** 0.5)
+    assert est.top1_all is None
+    assert playground.slow(mask).top1_all == pytest.approx(float((pred == data.labels).float().mean()))
+
+
 def test_nothing_kept_is_refused_and_the_shared_model_is_untouched(pg):
     playground, model, data = pg
     before, mode = weights_hash(model), model.training

@@ -8,6 +8,7 @@ classes, KL, counts, batch-1 latency) and ``slow`` (all-class top-1, batch-64 th
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,9 @@ from .pruning.latency import LatencyModel, SpeedUp, measure_speedup, time_forwar
 from .pruning.prune import prune
 
 
+SAMPLE_SIZE = 400  # images of the stratified first estimate of all-class top-1
+
+
 class NothingKeptError(VitcoreError):
     """A keep-set with no component: there is no model left to run."""
 
@@ -42,6 +46,9 @@ class KeepSetFigures:
     predicted_b1_ms: float | None = None  # from MACs, by the machine's fitted latency model
     top1_all: float | None = None
     throughput_b64: float | None = None
+    top1_all_estimate: float | None = None  # on a stratified sample of the eval set, first
+    top1_all_se: float | None = None  # its binomial standard error
+    sample_correct: int | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -59,6 +66,7 @@ class Playground:
         self._cache: dict[bytes, KeepSetFigures] = {}
         self._models: dict[bytes, VisionTransformer] = {}
         self._base_logits = base_logits
+        self._sample: Tensor | None = None
         self.set_classes(classes)
 
     def set_classes(self, classes: list[str]) -> None:
@@ -120,17 +128,42 @@ class Playground:
         self._cache[k] = figures
         return figures
 
-    def slow(self, mask: Tensor) -> KeepSetFigures:
-        """Adds all-class top-1 on the eval set and batch-64 throughput to the fast figures."""
+    def sample_index(self) -> Tensor:
+        """A fixed stratified sample of the eval set: the same number of images from every class (about SAMPLE_SIZE in all)."""
+        if self._sample is None:
+            labels = self.eval_set.labels
+            classes = labels.unique()
+            per_class = max(1, -(-SAMPLE_SIZE // len(classes)))
+            self._sample = torch.cat([torch.nonzero(labels == c).flatten()[:per_class] for c in classes]).sort().values
+        return self._sample
+
+    def estimate(self, mask: Tensor) -> KeepSetFigures:
+        """Adds all-class top-1 on the stratified sample (with its standard error) and batch-64 throughput
+        from the same pass to the fast figures; :meth:`slow` then adds the rest of the eval set."""
         figures = self.fast(mask)
-        if figures.top1_all is None:
-            # one pass over the eval set in batches of 64 gives both figures: all-class top-1, and
-            # batch-64 throughput from the median time of the full batches
+        if figures.sample_correct is None:
             t0 = time.perf_counter()
-            logits, times = predict_logits_timed(self.model_for(mask), self.eval_set.images, 64)
-            figures.top1_all = float((logits.argmax(1) == self.eval_set.labels).float().mean())
+            sample = self.sample_index()
+            logits, times = predict_logits_timed(self.model_for(mask), self.eval_set.images[sample], 64)
+            correct = logits.argmax(1) == self.eval_set.labels[sample]
+            p = float(correct.float().mean())
+            figures.sample_correct = int(correct.sum())
+            figures.top1_all_estimate, figures.top1_all_se = p, math.sqrt(p * (1 - p) / len(sample))
             figures.throughput_b64 = 64 / statistics.median(times) if times else float("nan")
-            figures.seconds.update(eval_all_and_throughput=time.perf_counter() - t0)
+            figures.seconds.update(estimate_and_throughput=time.perf_counter() - t0)
+        return figures
+
+    def slow(self, mask: Tensor) -> KeepSetFigures:
+        """Adds the exact all-class top-1 on the whole eval set (the sample's images are not run again)."""
+        figures = self.estimate(mask)
+        if figures.top1_all is None:
+            t0 = time.perf_counter()
+            rest = torch.ones(len(self.eval_set), dtype=torch.bool)
+            rest[self.sample_index()] = False
+            logits = predict_logits(self.model_for(mask), self.eval_set.images[rest], 64)
+            correct = int((logits.argmax(1) == self.eval_set.labels[rest]).sum())
+            figures.top1_all = (figures.sample_correct + correct) / len(self.eval_set)
+            figures.seconds.update(eval_rest=time.perf_counter() - t0)
         return figures
 
     def forget(self, mask: Tensor) -> None:
