@@ -110,7 +110,7 @@ def test_speedup_flags_a_wide_spread_and_the_cost_model_fits_a_line(monkeypatch)
     models = [tiny_model(), tiny_model(heads=[1, 1, 1]), tiny_model(heads=[0, 1, 0], mlp_widths=[8, 8, 8])]
     mmacs = [count_macs(m.config) / 1e6 for m in models]
     fake = {str(i): {"median_ms": 2.0 + 30.0 * x} for i, x in enumerate(mmacs)}  # an exact line: 2 ms + 30 ms per M MACs
-    monkeypatch.setattr(latency, "time_forward", lambda named, batch, repeats: fake)
+    monkeypatch.setattr(latency, "time_forward", lambda named, batch, repeats, threads: fake)
     fitted = latency.LatencyModel.fit(models)
     assert fitted.intercept_ms == pytest.approx(2.0) and fitted.slope_ms_per_mmac == pytest.approx(30.0)
     assert fitted.predict_ms(models[1].config) == pytest.approx(2.0 + 30.0 * mmacs[1])

@@ -28,6 +28,7 @@ from .pruning.prune import prune
 
 
 SAMPLE_SIZE = 400  # images of the stratified first estimate of all-class top-1
+LATENCY_THREADS = 1  # live batch-1 timings use one thread: stable under load (see measure_speedup)
 
 
 class NothingKeptError(VitcoreError):
@@ -114,11 +115,11 @@ class Playground:
         t2 = time.perf_counter()
         speed = None
         if model is self.base:
-            latency = time_forward({"m": model}, 1, self.latency_repeats, warmup=2)["m"]["median_ms"]
+            latency = time_forward({"m": model}, 1, self.latency_repeats, warmup=2, threads=LATENCY_THREADS)["m"]["median_ms"]
         else:
             arch = (tuple(model.config.heads), tuple(model.config.mlp_widths))
             if arch not in self._speed or self._speed[arch].busy:  # a busy reading is measured again
-                self._speed[arch] = measure_speedup(self.base, model, 1, self.latency_repeats)
+                self._speed[arch] = measure_speedup(self.base, model, 1, self.latency_repeats, threads=LATENCY_THREADS)
             speed = self._speed[arch]
             latency = speed.model_ms
         t3 = time.perf_counter()
@@ -193,4 +194,4 @@ def fit_latency_model(base: VisionTransformer, repeats: int = 15) -> LatencyMode
                 n = sl.stop - sl.start
                 keep[sl.start : sl.start + max(1, round(fraction * n))] = 1.0
         models.append(prune(base, keep))
-    return LatencyModel.fit(models, repeats)
+    return LatencyModel.fit(models, repeats, threads=LATENCY_THREADS)

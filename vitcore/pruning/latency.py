@@ -31,11 +31,10 @@ def _inference(model: VisionTransformer) -> Callable[[Tensor], Tensor]:
 
 def time_forward(models: dict[str, VisionTransformer], batch_size: int, repeats: int = 30, warmup: int = 5, threads: int | None = None) -> dict[str, dict[str, float]]:
     """Per model: median, p25 and p75 of one forward's wall time (ms), interleaved across models."""
-    if threads:
-        torch.set_num_threads(threads)
+    threads = threads or torch.get_num_threads()  # Timer sets it for the timed calls only, then restores it
     cfg = next(iter(models.values())).config
     x = torch.randn(batch_size, cfg.in_chans, cfg.image_size, cfg.image_size)
-    timers = {name: Timer("forward(x)", globals={"forward": _inference(m), "x": x}, num_threads=torch.get_num_threads()) for name, m in models.items()}
+    timers = {name: Timer("forward(x)", globals={"forward": _inference(m), "x": x}, num_threads=threads) for name, m in models.items()}
     for timer in timers.values():
         timer.timeit(warmup)
     times: dict[str, list[float]] = {name: [] for name in models}
@@ -59,7 +58,7 @@ def compare(base: VisionTransformer, pruned: VisionTransformer, repeats: int = 3
     speed1 = b1["base"]["median_ms"] / b1["pruned"]["median_ms"]
     speedN = bN["base"]["median_ms"] / bN["pruned"]["median_ms"]
     return {
-        "threads": torch.get_num_threads(),
+        "threads": threads or torch.get_num_threads(),
         "params": {"base": count_params(base), "pruned": count_params(pruned)},
         "macs": {"base": base_macs, "pruned": pruned_macs},
         "mac_reduction": mac_ratio,
@@ -94,12 +93,16 @@ class SpeedUp:
         return (self.p75 - self.p25) / max(self.ratio, 1e-9) > BUSY_SPREAD
 
 
-def measure_speedup(reference: VisionTransformer, model: VisionTransformer, batch_size: int = 1, pairs: int = 15, warmup: int = 3) -> SpeedUp:
+def measure_speedup(reference: VisionTransformer, model: VisionTransformer, batch_size: int = 1, pairs: int = 15, warmup: int = 3, threads: int = 1) -> SpeedUp:
     """Interleaved A/B timing: each pair times the reference and the model back to back, so that
-    load on the machine hits both; the ratio's median and quartiles come from the pairs."""
+    load on the machine hits both; the ratio's median and quartiles come from the pairs.
+
+    One thread by default: with every core's thread in a parallel region, one competing process
+    stalls whole forwards and the ratio swings between runs (measured: 1.2x to 1.8x for one model
+    under one busy-loop process with 2 threads on 2 cores, 1.58x to 1.65x with 1 thread)."""
     cfg = reference.config
     x = torch.randn(batch_size, cfg.in_chans, cfg.image_size, cfg.image_size)
-    timers = [Timer("forward(x)", globals={"forward": _inference(m), "x": x}, num_threads=torch.get_num_threads()) for m in (reference, model)]
+    timers = [Timer("forward(x)", globals={"forward": _inference(m), "x": x}, num_threads=threads) for m in (reference, model)]
     for t in timers:
         t.timeit(warmup)
     ref_ms, model_ms = [], []
@@ -123,9 +126,9 @@ class LatencyModel:
         return self.intercept_ms + self.slope_ms_per_mmac * count_macs(config) / 1e6
 
     @classmethod
-    def fit(cls, models: list[VisionTransformer], repeats: int = 15) -> "LatencyModel":
+    def fit(cls, models: list[VisionTransformer], repeats: int = 15, threads: int = 1) -> "LatencyModel":
         """Measure ``models`` side by side (interleaved, medians) and fit a least-squares line."""
-        timed = time_forward({str(i): m for i, m in enumerate(models)}, 1, repeats)
+        timed = time_forward({str(i): m for i, m in enumerate(models)}, 1, repeats, threads=threads)
         points = [(count_macs(m.config) / 1e6, timed[str(i)]["median_ms"]) for i, m in enumerate(models)]
         slope, intercept = statistics.linear_regression([p[0] for p in points], [p[1] for p in points])
         return cls(intercept, slope, points)
