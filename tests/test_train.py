@@ -98,3 +98,20 @@ def test_ddp_two_processes_gloo(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = load_checkpoint(tmp_path)
     assert ckpt.info["training"]["world_size"] == 2
+
+
+def test_a_run_started_by_older_code_resumes(tmp_path):
+    """run.json written before a setting existed (here: norm_eps) and weights under the old
+    parameter names (patch_embed.weight) still resume; a changed setting is still refused."""
+    from vitcore.training.state import RunState
+
+    cfg = TrainConfig(epochs=2, batch_size=32, steps_per_epoch=2)
+    train(tmp_path, ViTConfig.uniform(**TINY), cfg, progress=False, stop_after_steps=1)
+    run_json = json.loads((tmp_path / "run.json").read_text())
+    del run_json["model"]["norm_eps"]
+    (tmp_path / "run.json").write_text(json.dumps(run_json))
+    state = RunState.load(tmp_path)
+    state.model = {("patch_embed.weight" if k == "patch_embed.proj.weight" else "patch_embed.bias" if k == "patch_embed.proj.bias" else k): v
+                   for k, v in state.model.items()}
+    state.save(tmp_path)
+    assert train(tmp_path, ViTConfig.uniform(**TINY), cfg, progress=False)["epoch"] == 2

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from ..checkpoint import save_checkpoint
+from ..checkpoint import save_checkpoint, upgrade_state_dict
 from ..config import ViTConfig
 from ..data import load_split
 from ..evaluate import evaluate
@@ -91,7 +91,10 @@ def _check_same_run(out: Path, cfg: TrainConfig, model_cfg: ViTConfig, rank: int
     path = out / RUN
     if path.exists():
         stored = json.loads(path.read_text())
-        diff = sorted(k for part in ("training", "model") for k in set(stored[part]) | set(wanted[part]) if stored[part].get(k) != wanted[part].get(k))
+        # a setting added to the code after the run started counts as its default
+        defaults = {"training": asdict(TrainConfig()), "model": ViTConfig().to_dict()}
+        diff = sorted(k for part in ("training", "model") for k in set(stored[part]) | set(wanted[part])
+                      if stored[part].get(k, defaults[part].get(k)) != wanted[part].get(k))
         if diff:
             raise TrainingError(f"{out} holds a run with other settings ({', '.join(diff)}); resume with the same command or use a new --out")
     elif rank == 0:
@@ -144,7 +147,7 @@ def train(
     _check_same_run(out, cfg, model_cfg, rank)
     run = RunState.load(out) or RunState()
     if run.model:
-        model.load_state_dict(run.model)
+        model.load_state_dict(upgrade_state_dict(run.model))  # runs started before the parameter rename
         opt.load_state_dict(run.optimizer)
         sched.load_state_dict(run.scheduler)
     log: list[dict[str, Any]] = json.loads((out / LOG).read_text()) if run.epoch and (out / LOG).exists() else []
