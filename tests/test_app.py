@@ -252,4 +252,7 @@ def test_compare_page_loads_a_sweep_csv_and_applies_a_point(tmp_path):
     at.button(key="apply_sweep").click().run()
     assert any("older sweep" in e.value for e in at.error) and not at.exception
     at.file_uploader(key="sweep_csv").clear().upload("bad.csv", b"a,b\n1,2\n").run()
-    assert any("Could not read that CSV" in e.value for e in at.error) and not at.exception
+    assert any("Could not read 'bad.csv'" in e.value for e in at.error) and not at.exception
+    header_only = ",".join(rows[0]) + "\n"
+    at.file_uploader(key="sweep_csv").clear().upload("empty.csv", header_only.encode()).run()
+    assert any("no rows" in w.value for w in at.warning) and not at.exception
