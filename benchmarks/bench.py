@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
 
 from vitcore import load_pretrained
 from vitcore.pruning.latency import time_forward

@@ -9,7 +9,6 @@ import io
 import json
 import resource
 import sys
-import zipfile
 from pathlib import Path
 
 

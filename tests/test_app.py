@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow
-from vitcore import load_checkpoint, load_pretrained
+from vitcore import load_checkpoint
 
 APP = str(ROOT / "app.py")
 GOLDFISH = "goldfish (n01443537)"

@@ -1,6 +1,5 @@
 import http.server
 import threading
-from functools import partial
 
 import pytest
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from conftest import tiny_model
-from vitcore import Activations, ComponentSpace, Component
+from vitcore import Activations, Component
 
 
 def test_components_canonical_order(model):

@@ -15,7 +15,6 @@ from __future__ import annotations
 from .errors import VitcoreError
 
 import hashlib
-import io
 import json
 import os
 import sys

@@ -11,7 +11,7 @@ from ..data import ImageSet
 from ..model import VisionTransformer
 from .corruptions import CORRUPTIONS, counterfactual
 from .method import Method, RunOptions
-from .methods import METHODS, get_method
+from .methods import get_method
 from .metrics import METRICS, faithfulness
 from .result import CircuitResult, keep_top
 from .task import Task, TaskError, build_task

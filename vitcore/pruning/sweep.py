@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-import torch
 
 from ..circuits import discover
 from ..circuits.methods import METHODS, get_method
