@@ -4,10 +4,12 @@ import time
 
 import pandas as pd
 import streamlit as st
+import torch
 
 from pages.charts import heatmap, pixel_heatmap, score_frames
 from pages.common import class_options, current_model
-from vitcore.circuits import CORRUPTIONS, METHODS, METRICS, discover
+from vitcore.circuits import CORRUPTIONS, METHODS, METRICS, RunOptions, discover
+from vitcore.data import normalize
 from vitcore.circuits.result import CircuitResult
 from vitcore.attribution import input_attribution, lrp_input_attribution
 from vitcore.errors import VitcoreError
@@ -38,16 +40,41 @@ OPTION_WIDGETS = {  # the run options a method may read (Method.options)
 }
 kwargs.update({name: OPTION_WIDGETS[name]() for name in entry.options})
 
-if st.button("Run", type="primary", key="run_circuit"):
+estimate = None
+if st.session_state["classes"]:
+    key = (tuple(st.session_state["classes"]), n_images, ckpt.sha256)
+    if st.session_state.get("forward_probe", (None,))[0] != key:  # one timed forward over the chosen images, once per choice
+        images = discovery.images[discovery.chosen(st.session_state["classes"])][:n_images]
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            ckpt.model(normalize(images, ckpt.model.config))
+        st.session_state["forward_probe"] = (key, time.perf_counter() - t0)
+    options = RunOptions(**{k: v for k, v in kwargs.items() if k in ("n_steps", "steps")})
+    estimate = entry.estimate_seconds(st.session_state["forward_probe"][1], options, len(ckpt.model.components))
+    if estimate > 60:
+        st.warning(f"This run will take about {estimate / 60:.0f} min on this machine. The Stop button cancels it.")
+    else:
+        st.caption(f"Expected time: about {estimate:.0f} s.")
+
+run_col, stop_col = st.columns([1, 5])
+stop_col.button("Stop", key="stop_circuit", help="cancels a running method (Streamlit stops the run at its next progress update)")
+if st.session_state.pop("circuit_running", False):  # the previous run did not finish: Stop (or another widget) ended it
+    st.info("The last run was stopped before it finished; nothing was saved.")
+if run_col.button("Run", type="primary", key="run_circuit"):
     bar = st.progress(0.0, text="starting…")
     start = time.perf_counter()
+    st.session_state["circuit_running"] = True
 
     def progress(fraction: float) -> None:
-        bar.progress(min(1.0, fraction), text=f"{method}: {fraction:.0%} · {time.perf_counter() - start:.1f} s")
+        elapsed = time.perf_counter() - start
+        left = f" · about {elapsed / fraction * (1 - fraction):.0f} s left" if 0.02 < fraction < 1 else ""
+        bar.progress(min(1.0, fraction), text=f"{method}: {fraction:.0%} · {elapsed:.1f} s{left}")
 
     try:
         result = discover(ckpt.model, discovery, st.session_state["classes"], method, corruption, metric, n_images, model_sha256=ckpt.sha256, progress=progress, **kwargs)
+        st.session_state["circuit_running"] = False
     except VitcoreError as e:
+        st.session_state["circuit_running"] = False
         bar.empty()
         st.error(str(e))
     else:

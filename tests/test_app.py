@@ -256,3 +256,15 @@ def test_compare_page_loads_a_sweep_csv_and_applies_a_point(tmp_path):
     header_only = ",".join(rows[0]) + "\n"
     at.file_uploader(key="sweep_csv").clear().upload("empty.csv", header_only.encode()).run()
     assert any("no rows" in w.value for w in at.warning) and not at.exception
+
+
+def test_circuits_page_estimates_the_time_and_reports_a_stopped_run():
+    at = goto(new_app(), "circuits")
+    at.multiselect(key="class_pick").select(GOLDFISH).run()
+    at.selectbox(key="method").set_value("learned").run()
+    at.slider(key="learned_steps").set_value(400).run()
+    texts = [c.value for c in at.caption] + [w.value for w in at.warning]
+    assert any("Expected time: about" in t or "will take about" in t for t in texts), texts
+    at.session_state["circuit_running"] = True  # as left behind by a run that Stop interrupted
+    at.run()
+    assert any("stopped before it finished" in i.value for i in at.info) and not at.exception

@@ -75,11 +75,18 @@ class Method:
     # "setting" bisects the parameter itself (geometrically, re-running the method at each probe)
     target_search: str = "keep"
     options: tuple[str, ...] = ()  # RunOptions fields this method reads ("n_steps", "steps")
+    # forward-pass equivalents (a backward counted as two) over the task images, to estimate time before a run
+    expected_passes: Callable[[RunOptions, int], float] = lambda options, n_components: 4.0
 
     @property
     def ranks(self) -> bool:
         """True when the circuit is the top fraction of the scores (the parameter is a keep ratio)."""
         return self.param.name == "keep"
+
+    def estimate_seconds(self, forward_s: float, options: RunOptions, n_components: int) -> float:
+        """Expected wall time from one measured forward over the task images (plus building the task,
+        the counterfactual and the faithfulness check: three forwards)."""
+        return forward_s * (3 + self.expected_passes(options, n_components))
 
     def setting_label(self, value: float) -> str:
         return f"{self.label} {self.param.name} {value:g}"
