@@ -24,6 +24,7 @@ from torchvision.ops import stochastic_depth
 
 from .components import ComponentSpace
 from .config import ViTConfig
+from .edges import EdgeSpace, EdgeStream
 from .lrp_rules import divide_gradient, identity_rule
 from .lrp_rules import layer_norm as lrp_layer_norm
 
@@ -80,6 +81,8 @@ class LayerIntervention:
     ``head_mask`` ``[B, 1, H, 1]`` with ``head_cf`` ``[B or 1, T, H, hd]``; ``neuron_mask``
     ``[B, 1, W]`` with ``mlp_cf`` ``[B or 1, T, W]``; ``record`` collects activations; ``lrp``
     applies AttnLRP's backward rules (:mod:`vitcore.lrp_rules`), leaving the forward values unchanged.
+    ``edges`` routes every head's q, k, v input and the MLP input through an edge mask
+    (:mod:`vitcore.edges`) instead of the node masks.
     """
 
     head_mask: Tensor | None = None
@@ -88,6 +91,7 @@ class LayerIntervention:
     mlp_cf: Tensor | None = None
     record: Activations | None = None
     lrp: bool = False
+    edges: EdgeStream | None = None
 
 
 def mix(clean: Tensor, mask: Tensor | None, counterfactual: Tensor | None) -> Tensor:
@@ -125,6 +129,19 @@ class Attention(nn.Module):
             q, k, v = divide_gradient(q, 4.0), divide_gradient(k, 4.0), divide_gradient(v, 2.0)
         return F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
 
+    def head_outputs_split(self, x: Tensor) -> Tensor:
+        """Per-head outputs ``[B, T, H, hd]`` when every head's query, key and value read their own
+        (normed) input: ``x`` is ``[B, T, 3H, dim]``, queries of all heads first, then keys, then values."""
+        B, T = x.shape[:2]
+        w = self.qkv.weight.view(3, self.num_heads, self.head_dim, -1)
+        qkv = torch.einsum("btshd,shed->sbhte", x.view(B, T, 3, self.num_heads, -1), w)
+        qkv = qkv + self.qkv.bias.view(3, 1, self.num_heads, 1, self.head_dim)
+        return F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2]).transpose(1, 2)
+
+    def head_residuals(self, heads: Tensor) -> Tensor:
+        """What each head writes into the residual stream, ``[B, T, H, dim]`` (the shared bias excluded)."""
+        return torch.einsum("bthe,dhe->bthd", heads, self.proj.weight.view(-1, self.num_heads, self.head_dim))
+
     def forward(self, x: Tensor, iv: LayerIntervention | None = None) -> Tensor:
         if not self.num_heads:  # every head pruned: the output projection's bias is all that remains
             if iv is not None and iv.record is not None:
@@ -157,6 +174,15 @@ class MLP(nn.Module):
             act = mix(act, iv.neuron_mask, iv.mlp_cf)
         return self.fc2(act)
 
+    def chunk_residuals(self, act: Tensor, chunk_size: int) -> Tensor:
+        """What each neuron chunk writes into the residual stream, ``[B, T, C, dim]`` (the bias excluded)."""
+        width = act.shape[-1]
+        chunks = -(-width // chunk_size)
+        pad = chunks * chunk_size - width
+        act = F.pad(act, (0, pad)).view(*act.shape[:2], chunks, chunk_size)
+        weight = F.pad(self.fc2.weight, (0, pad)).view(-1, chunks, chunk_size)
+        return torch.einsum("btce,dce->btcd", act, weight)
+
 
 class Block(nn.Module):
     def __init__(self, cfg: ViTConfig, layer: int):
@@ -168,11 +194,34 @@ class Block(nn.Module):
             self.attn = Attention(cfg.dim, cfg.heads[layer], cfg.head_dim)
             self.mlp = MLP(cfg.dim, cfg.mlp_widths[layer])
         self.drop_path = cfg.drop_path * layer / max(cfg.depth - 1, 1)
+        self.layer, self.chunk_size = layer, cfg.chunk_size
 
     def forward(self, x: Tensor, iv: LayerIntervention | None = None) -> Tensor:
+        if iv is not None and iv.edges is not None:
+            return self._forward_edges(x, iv.edges)
         lrp = iv is not None and iv.lrp
         x = self._add(x, self.attn(lrp_layer_norm(self.norm1, x) if lrp else self.norm1(x), iv))
         return self._add(x, self.mlp(lrp_layer_norm(self.norm2, x) if lrp else self.norm2(x), iv))
+
+    def _forward_edges(self, x: Tensor, edges: EdgeStream) -> Tensor:
+        """The block with each head's q, k, v and the MLP reading their own inputs through the edge mask."""
+        B, T, dim = x.shape
+        if self.attn.num_heads:
+            heads = self.attn.head_outputs_split(self.norm1(edges.read(x, edges.space.attn_group(self.layer))))
+            out = self.attn.head_residuals(heads)
+            edges.write(out)
+            x = x + out.sum(2)
+        else:
+            edges.write(x.new_zeros(B, T, 0, dim))
+        x = x + self.attn.proj.bias
+        if self.mlp.fc1.out_features:
+            act = self.mlp.act(self.mlp.fc1(self.norm2(edges.read(x, edges.space.mlp_group(self.layer))[:, :, 0])))
+            out = self.mlp.chunk_residuals(act, self.chunk_size)
+            edges.write(out)
+            x = x + out.sum(2)
+        else:
+            edges.write(x.new_zeros(B, T, 0, dim))
+        return x + self.mlp.fc2.bias
 
     def _add(self, x: Tensor, branch: Tensor) -> Tensor:
         # an emptied branch is only its bias ([dim]), the same for every sample: no stochastic depth
@@ -193,6 +242,7 @@ class VisionTransformer(nn.Module):
         super().__init__()
         self.config = config
         self.components = ComponentSpace(config)
+        self.edges = EdgeSpace(self.components)
         cfg = config
         self.patch_embed = PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim))
@@ -242,14 +292,15 @@ class VisionTransformer(nn.Module):
         patches = F.interpolate(patches, size=tuple(grid), mode="bicubic", align_corners=False, antialias=True)
         return torch.cat([self.pos_embed[:, :1], patches.flatten(2).transpose(1, 2)], dim=1)
 
-    def unembed(self, resid: Tensor, lrp: bool = False) -> Tensor:
-        cls = resid[:, 0]
+    def unembed(self, resid: Tensor, lrp: bool = False, edges: EdgeStream | None = None) -> Tensor:
+        cls = edges.read(resid, edges.space.logits_group, cls_only=True)[:, 0, 0] if edges is not None else resid[:, 0]
         return self.head(lrp_layer_norm(self.norm, cls) if lrp else self.norm(cls))
 
-    def _layer_intervention(self, layer: int, mask: Tensor | None, counterfactual: Activations | None, record: Activations | None, lrp: bool) -> LayerIntervention | None:
-        if mask is None and record is None and not lrp:
+    def _layer_intervention(self, layer: int, mask: Tensor | None, counterfactual: Activations | None, record: Activations | None, lrp: bool,
+                            edges: EdgeStream | None = None) -> LayerIntervention | None:
+        if mask is None and record is None and not lrp and edges is None:
             return None
-        iv = LayerIntervention(record=record, lrp=lrp)
+        iv = LayerIntervention(record=record, lrp=lrp, edges=edges)
         if mask is not None:
             space = self.components
             iv.head_mask = mask[:, space.head_slices[layer]][:, None, :, None]
@@ -266,11 +317,24 @@ class VisionTransformer(nn.Module):
         counterfactual: Activations | None = None,
         record: Activations | None = None,
         lrp: bool = False,
+        edges: EdgeStream | None = None,
     ) -> Tensor:
         """Run layers ``start_layer..depth-1`` on a residual stream and return logits.
 
         ``lrp=True`` gives the same logits with AttnLRP's modified backward (see :mod:`vitcore.lrp_rules`).
+        ``edges`` patches edges instead of nodes (node masks, counterfactual, recording and LRP do not apply);
+        a stream that has no cached deltas records ``resid`` as the embedding's output.
         """
+        if edges is not None:
+            if mask is not None or record is not None or lrp:
+                raise ValueError("an edge forward takes no node mask, recording or LRP")
+            if not edges.deltas:
+                if start_layer:
+                    raise ValueError("an edge forward from a later layer needs the cached outputs of the layers before it")
+                edges.write(resid.unsqueeze(2))
+            for layer in range(start_layer, len(self.blocks)):
+                resid = self.blocks[layer](resid, LayerIntervention(edges=edges))
+            return self.unembed(resid, edges=edges)
         if mask is not None:
             mask = mask.to(resid.dtype)
             if mask.shape[-1] != len(self.components):
@@ -282,8 +346,8 @@ class VisionTransformer(nn.Module):
             resid = self.blocks[layer](resid, self._layer_intervention(layer, mask, counterfactual, record, lrp))
         return self.unembed(resid, lrp)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None, counterfactual: Activations | None = None) -> Tensor:
-        return self.forward_from(self.embed(x), 0, mask, counterfactual)
+    def forward(self, x: Tensor, mask: Tensor | None = None, counterfactual: Activations | None = None, edges: EdgeStream | None = None) -> Tensor:
+        return self.forward_from(self.embed(x), 0, mask, counterfactual, edges=edges)
 
     def run_with_cache(
         self,
