@@ -28,6 +28,7 @@ from torch import Tensor
 from .components import ComponentSpace
 
 EMBED = "embed"
+SPARSE_READ = 0.02  # below this fraction of kept (or of removed) edges, a read sums over them one by one
 LOGITS = "logits"
 
 
@@ -123,8 +124,9 @@ class EdgeSpace:
                     owners.append([space.id(name.rsplit(".", 1)[0])])
         return owners
 
+    @cached_property
     def names(self) -> list[str]:
-        """Every edge's name, ``upstream->input`` (32k strings for the shipped model: built on demand)."""
+        """Every edge's name, ``upstream->input`` (32k strings for the shipped model: built on first use)."""
         nodes, inputs = self.nodes, self.inputs
         return [f"{nodes[u]}->{inputs[v]}" for u, v in zip(self.upstream_ids.tolist(), self.input_ids.tolist())]
 
@@ -147,6 +149,21 @@ class EdgeSpace:
 
     def ones(self) -> Tensor:
         return torch.ones(self.n_edges)
+
+    def mask_from_keep(self, keep: list[str] | list[int]) -> Tensor:
+        """0/1 edge mask from edge names or ids."""
+        mask = torch.zeros(self.n_edges)
+        ids = {name: i for i, name in enumerate(self.names)}
+        try:
+            mask[[k if isinstance(k, int) else ids[k] for k in keep]] = 1.0
+        except KeyError as e:
+            raise EdgeError(f"no edge {e.args[0]!r} in this model") from None
+        return mask
+
+    def keep_from_mask(self, mask: Tensor) -> list[int]:
+        if mask.shape != (self.n_edges,):
+            raise EdgeError(f"edge mask has shape {tuple(mask.shape)}, expected ({self.n_edges},)")
+        return [int(i) for i in torch.nonzero(mask > 0.5).flatten()]
 
     def group_view(self, mask: Tensor, group: DownstreamGroup) -> Tensor:
         """``[K, inputs, upstream]`` view of a ``[K, E]`` mask's edges into ``group``."""
@@ -192,58 +209,151 @@ class EdgeStream:
     """One forward pass's edge intervention: the mask, the corrupt outputs, and what each node wrote.
 
     ``mask`` is ``[E]`` or ``[K, E]``; a forward batch of ``B`` images holds ``K`` candidates of
-    ``N = B / K`` images each (candidate-major), candidate ``k`` using row ``k``. ``corrupt`` has
-    one entry per upstream group (the embedding, then each layer's heads and chunks): the outputs
-    ``[1 | N | B, T, n, dim]`` a removed edge carries instead, or None for zeros. ``written``
-    resumes from cached deltas (``out - corrupt`` as ``[1 | K, N, T, n, dim]``) of a prefix of
-    upstream groups, for a forward that starts at a later layer.
+    ``N = B / K`` images each (candidate-major), candidate ``k`` using row ``k``. Node outputs are
+    node-major, ``[n, batch, T, dim]``, so that reading an input is one matrix product per upstream
+    group with no copies kept for the backward. ``corrupt`` has one entry per upstream group (the
+    embedding, then each layer's heads and chunks): the outputs ``[n, 1 | N | B, T, dim]`` a removed
+    edge carries instead, or None for zeros. ``written`` resumes from cached deltas
+    (``out - corrupt`` as ``[n, 1 | K, N, T, dim]``) of a prefix of upstream groups, for a forward
+    that starts at a later layer.
     """
 
-    def __init__(self, space: EdgeSpace, mask: Tensor, corrupt: list[Tensor | None], written: list[Tensor] | None = None):
+    def __init__(self, space: EdgeSpace, mask: Tensor, corrupt: list[Tensor | None], written: list[Tensor] | None = None,
+                 written_sum: Tensor | None = None):
         if mask.shape[-1] != space.n_edges:
             raise EdgeError(f"edge mask has {mask.shape[-1]} entries, this model has {space.n_edges} edges")
         self.space = space
         self.mask = mask if mask.dim() == 2 else mask.unsqueeze(0)
         self.corrupt = corrupt
         self.deltas: list[Tensor] = list(written or [])
+        # the sum of the deltas written so far (for reading through the kept edges), and how many it covers
+        self._sum, self._summed = (written_sum, len(self.deltas)) if written_sum is not None else (None, 0)
+
+    def delta_sum(self) -> Tensor:
+        """Sum of every delta written so far, ``[1 | K, N, T, dim]``."""
+        for d in self.deltas[self._summed :]:
+            part = d.sum(0)
+            self._sum = part if self._sum is None else self._sum + part
+        self._summed = len(self.deltas)
+        return self._sum
 
     @property
     def candidates(self) -> int:
         return self.mask.shape[0]
 
     def _split(self, t: Tensor, batch: int) -> Tensor:
-        """``[b, ...]`` as ``[K | 1, N | 1, ...]`` for a forward batch of ``batch`` images."""
+        """``[n, b, ...]`` as ``[n, K | 1, N | 1, ...]`` for a forward batch of ``batch`` images."""
         K = self.candidates
         N = batch // K
-        if t.shape[0] == batch:
-            return t.view(K, N, *t.shape[1:])
-        if t.shape[0] in (N, 1):
-            return t.view(1, t.shape[0], *t.shape[1:])
-        raise EdgeError(f"corrupt outputs have batch {t.shape[0]}; the forward has {batch} images in {K} candidates")
+        b = t.shape[1]
+        if b == batch:
+            return t.view(t.shape[0], K, N, *t.shape[2:])
+        if b in (N, 1):
+            return t.view(t.shape[0], 1, b, *t.shape[2:])
+        raise EdgeError(f"corrupt outputs have batch {b}; the forward has {batch} images in {K} candidates")
 
     def write(self, out: Tensor) -> None:
-        """Record the next upstream group's outputs ``[B, T, n, dim]``."""
+        """Record the next upstream group's outputs ``[n, B, T, dim]``."""
         corrupt = self.corrupt[len(self.deltas)]
-        delta = self._split(out, out.shape[0])
+        delta = self._split(out.contiguous(), out.shape[1])
         if corrupt is not None:
-            delta = delta - self._split(corrupt, out.shape[0])
+            delta = delta - self._split(corrupt, out.shape[1])
         self.deltas.append(delta)
 
     def read(self, x: Tensor, group: DownstreamGroup, cls_only: bool = False) -> Tensor:
-        """The inputs of ``group``, ``[B, T, inputs, dim]`` (``T = 1`` with ``cls_only``), from residual ``x``."""
-        removed = 1 - self.space.group_view(self.mask.to(x.dtype), group)
+        """The inputs of ``group``, ``[inputs, B, T, dim]`` (``T = 1`` with ``cls_only``), from residual ``x``."""
+        mask = self.space.group_view(self.mask.to(x.dtype), group)
         xs = x[:, :1] if cls_only else x
+        pairs = [(sl, d[:, :, :, :1] if cls_only else d) for sl, d in zip(self.space.upstream_slices, self.deltas)
+                 if sl.start < group.n_upstream and sl.stop > sl.start]
+        if torch.is_grad_enabled() and (mask.requires_grad or x.requires_grad or any(d.requires_grad for _, d in pairs)):
+            return _ReadInputs.apply(xs, 1 - mask, [sl for sl, _ in pairs], *[d for _, d in pairs])
+        return self._read_sparse(xs, mask, pairs, cls_only)
+
+    def _read_sparse(self, x: Tensor, mask: Tensor, pairs: list[tuple[slice, Tensor]], cls_only: bool) -> Tensor:
+        """The same inputs without autograd, summing only over the rarer of kept and removed edges:
+        ``x_v = x - sum_u (1 - m_uv) delta_u = (x - sum_u delta_u) + sum_u m_uv delta_u``."""
+        K, V = mask.shape[:2]
+        kept, removed = int((mask != 0).sum()), int((mask != 1).sum())
+        if not removed:
+            return x.unsqueeze(0).expand(V, *x.shape)
+        if min(kept, removed) > SPARSE_READ * mask.numel():
+            return _ReadInputs.forward(None, x, 1 - mask, [sl for sl, _ in pairs], *[d for _, d in pairs])
+        N = x.shape[0] // K
+        if kept < removed:  # read what the kept edges carry on top of the fully patched input
+            total = self.delta_sum()
+            total = total[:, :, :1] if cls_only else total
+            base, coef = x - total.expand(K, N, *x.shape[1:]).reshape(x.shape), mask
+        else:
+            base, coef = x, mask - 1
+        out = base.view(1, K, N, *x.shape[1:]).repeat(V, 1, 1, 1, 1)  # [V, K, N, T, dim]
+        flat = out.view(V * K, N, *x.shape[1:])
+        for sl, d in pairs:
+            c = coef[:, :, sl]
+            nz = c.nonzero()
+            if not len(nz):
+                continue
+            k, v, n = nz.unbind(1)
+            rows = d[n, k if d.shape[1] > 1 else torch.zeros_like(k)]  # [nnz, N, T, dim]
+            values = c[k, v, n]
+            flat.index_add_(0, v * K + k, rows if bool((values == 1).all()) else rows * values.view(-1, 1, 1, 1))
+        return out.view(V, *x.shape)
+
+
+class _ReadInputs(torch.autograd.Function):
+    """``x_v = x - sum_u removed_vu delta_u`` for one downstream group, with a backward that keeps no
+    copies: forward and backward are one matrix product per upstream group, skipped where nothing is removed.
+
+    Shapes: ``x [B, T, dim]``, ``removed [K, V, U]``, each delta ``[n, 1 | K, N, T, dim]`` (``B = K N``).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, removed: Tensor, slices: list[slice], *deltas: Tensor) -> Tensor:
+        K, V = removed.shape[:2]
         total = None
-        for sl, delta in zip(self.space.upstream_slices, self.deltas):
-            if sl.start >= group.n_upstream or sl.stop == sl.start:
-                continue
+        for sl, d in zip(slices, deltas):
             w = removed[:, :, sl]
-            if not w.requires_grad and not bool(w.any()):
+            if not bool(w.any()):
                 continue
-            term = torch.einsum("kvn,kmtnd->kmtvd", w, delta[:, :, :1] if cls_only else delta)
-            total = term if total is None else total + term
+            n, kd = d.shape[:2]
+            flat = d.reshape(n, kd, -1)
+            if kd == 1:
+                term = (w.reshape(K * V, n) @ flat[:, 0]).view(K, V, -1)
+            else:
+                term = torch.bmm(w, flat.transpose(0, 1))
+            total = term if total is None else total.add_(term)
+        if ctx is not None:
+            ctx.save_for_backward(removed, *deltas)
+            ctx.slices = slices
         if total is None:
-            return xs.unsqueeze(2).expand(-1, -1, len(group.inputs), -1)
-        if total.shape[0] * total.shape[1] != x.shape[0]:  # a shared mask over a batch cached with one candidate
-            total = total.expand(self.candidates, x.shape[0] // self.candidates, *total.shape[2:])
-        return xs.unsqueeze(2) - total.reshape(x.shape[0], xs.shape[1], len(group.inputs), -1)
+            return x.unsqueeze(0).expand(V, *x.shape).clone()
+        total = total.view(K, V, -1, *x.shape[1:]).transpose(0, 1)  # [V, K, N | 1, T, dim]
+        return x.unsqueeze(0) - total.expand(V, K, x.shape[0] // K, *x.shape[1:]).reshape(V, *x.shape)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        removed, *deltas = ctx.saved_tensors
+        K, V = removed.shape[:2]
+        grad_x = grad.sum(0) if ctx.needs_input_grad[0] else None
+        # per candidate: [K, V, N * T * dim]
+        g = grad.reshape(V, K, -1).transpose(0, 1)
+        grad_removed = torch.zeros_like(removed) if ctx.needs_input_grad[1] else None
+        grad_deltas = []
+        for i, (sl, d) in enumerate(zip(ctx.slices, deltas)):
+            n, kd = d.shape[:2]
+            flat = d.reshape(n, kd, -1)
+            if grad_removed is not None:
+                if kd == 1:
+                    grad_removed[:, :, sl] = -(g.reshape(K * V, -1) @ flat[:, 0].T).view(K, V, n)
+                else:
+                    grad_removed[:, :, sl] = -torch.bmm(g, flat.transpose(0, 1).transpose(1, 2))
+            w = removed[:, :, sl]
+            if not ctx.needs_input_grad[3 + i] or not bool(w.any()):
+                grad_deltas.append(None)
+                continue
+            if kd == 1:
+                gd = -torch.einsum("kvn,kvm->nm", w, g).view(d.shape)
+            else:
+                gd = -torch.bmm(w.transpose(1, 2), g).transpose(0, 1).reshape(d.shape)
+            grad_deltas.append(gd)
+        return grad_x, grad_removed, None, *grad_deltas

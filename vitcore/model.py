@@ -131,16 +131,16 @@ class Attention(nn.Module):
 
     def head_outputs_split(self, x: Tensor) -> Tensor:
         """Per-head outputs ``[B, T, H, hd]`` when every head's query, key and value read their own
-        (normed) input: ``x`` is ``[B, T, 3H, dim]``, queries of all heads first, then keys, then values."""
-        B, T = x.shape[:2]
+        (normed) input: ``x`` is ``[3H, B, T, dim]``, queries of all heads first, then keys, then values."""
+        B, T = x.shape[1:3]
         w = self.qkv.weight.view(3, self.num_heads, self.head_dim, -1)
-        qkv = torch.einsum("btshd,shed->sbhte", x.view(B, T, 3, self.num_heads, -1), w)
+        qkv = torch.einsum("shbtd,shed->sbhte", x.view(3, self.num_heads, B, T, -1), w)
         qkv = qkv + self.qkv.bias.view(3, 1, self.num_heads, 1, self.head_dim)
         return F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2]).transpose(1, 2)
 
     def head_residuals(self, heads: Tensor) -> Tensor:
-        """What each head writes into the residual stream, ``[B, T, H, dim]`` (the shared bias excluded)."""
-        return torch.einsum("bthe,dhe->bthd", heads, self.proj.weight.view(-1, self.num_heads, self.head_dim))
+        """What each head writes into the residual stream, ``[H, B, T, dim]`` (the shared bias excluded)."""
+        return torch.einsum("bthe,dhe->hbtd", heads, self.proj.weight.view(-1, self.num_heads, self.head_dim))
 
     def forward(self, x: Tensor, iv: LayerIntervention | None = None) -> Tensor:
         if not self.num_heads:  # every head pruned: the output projection's bias is all that remains
@@ -175,13 +175,13 @@ class MLP(nn.Module):
         return self.fc2(act)
 
     def chunk_residuals(self, act: Tensor, chunk_size: int) -> Tensor:
-        """What each neuron chunk writes into the residual stream, ``[B, T, C, dim]`` (the bias excluded)."""
+        """What each neuron chunk writes into the residual stream, ``[C, B, T, dim]`` (the bias excluded)."""
         width = act.shape[-1]
         chunks = -(-width // chunk_size)
         pad = chunks * chunk_size - width
         act = F.pad(act, (0, pad)).view(*act.shape[:2], chunks, chunk_size)
         weight = F.pad(self.fc2.weight, (0, pad)).view(-1, chunks, chunk_size)
-        return torch.einsum("btce,dce->btcd", act, weight)
+        return torch.einsum("btce,dce->cbtd", act, weight)
 
 
 class Block(nn.Module):
@@ -210,17 +210,17 @@ class Block(nn.Module):
             heads = self.attn.head_outputs_split(self.norm1(edges.read(x, edges.space.attn_group(self.layer))))
             out = self.attn.head_residuals(heads)
             edges.write(out)
-            x = x + out.sum(2)
+            x = x + out.sum(0)
         else:
-            edges.write(x.new_zeros(B, T, 0, dim))
+            edges.write(x.new_zeros(0, B, T, dim))
         x = x + self.attn.proj.bias
         if self.mlp.fc1.out_features:
-            act = self.mlp.act(self.mlp.fc1(self.norm2(edges.read(x, edges.space.mlp_group(self.layer))[:, :, 0])))
+            act = self.mlp.act(self.mlp.fc1(self.norm2(edges.read(x, edges.space.mlp_group(self.layer))[0])))
             out = self.mlp.chunk_residuals(act, self.chunk_size)
             edges.write(out)
-            x = x + out.sum(2)
+            x = x + out.sum(0)
         else:
-            edges.write(x.new_zeros(B, T, 0, dim))
+            edges.write(x.new_zeros(0, B, T, dim))
         return x + self.mlp.fc2.bias
 
     def _add(self, x: Tensor, branch: Tensor) -> Tensor:
@@ -293,7 +293,7 @@ class VisionTransformer(nn.Module):
         return torch.cat([self.pos_embed[:, :1], patches.flatten(2).transpose(1, 2)], dim=1)
 
     def unembed(self, resid: Tensor, lrp: bool = False, edges: EdgeStream | None = None) -> Tensor:
-        cls = edges.read(resid, edges.space.logits_group, cls_only=True)[:, 0, 0] if edges is not None else resid[:, 0]
+        cls = edges.read(resid, edges.space.logits_group, cls_only=True)[0, :, 0] if edges is not None else resid[:, 0]
         return self.head(lrp_layer_norm(self.norm, cls) if lrp else self.norm(cls))
 
     def _layer_intervention(self, layer: int, mask: Tensor | None, counterfactual: Activations | None, record: Activations | None, lrp: bool,
@@ -331,7 +331,7 @@ class VisionTransformer(nn.Module):
             if not edges.deltas:
                 if start_layer:
                     raise ValueError("an edge forward from a later layer needs the cached outputs of the layers before it")
-                edges.write(resid.unsqueeze(2))
+                edges.write(resid.unsqueeze(0))
             for layer in range(start_layer, len(self.blocks)):
                 resid = self.blocks[layer](resid, LayerIntervention(edges=edges))
             return self.unembed(resid, edges=edges)

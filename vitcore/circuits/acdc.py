@@ -55,7 +55,6 @@ def acdc(
     mask = space.ones()
     scores = torch.zeros(len(space))
     layer_runs = 0.0  # image-layers run, divided by N * depth at the end
-    evaluations = 0
 
     def evaluate(masks: Tensor, layer: int) -> Tensor:
         """Mean damage of each candidate mask row, running layers ``layer..``."""
@@ -69,11 +68,38 @@ def acdc(
 
     current = float(evaluate(mask[None], depth - 1 if not naive else 0)[0])
     order = space.reverse_topological()
-    group_size = 1
-    done = 0
-    for layer in reversed(range(depth)):
-        pending = [c for c in order if space.components[c].layer == layer]
+    visits = [(layer, [c for c in order if space.components[c].layer == layer]) for layer in reversed(range(depth))]
+    current, evaluations = greedy_removal(mask, scores, visits, evaluate, current, tau, adaptive=not naive, max_group=max_group, progress=progress)
+    return ACDCOutcome(mask, scores, current, layer_runs / (N * depth), evaluations)
+
+
+def greedy_removal(
+    mask: Tensor,
+    scores: Tensor,
+    visits: list[tuple[int, list[int]]],
+    evaluate: Callable[[Tensor, int], Tensor],
+    current: float,
+    tau: float,
+    adaptive: bool = True,
+    max_group: int = 64,
+    progress: Callable[[float], None] | None = None,
+    skip: Callable[[int], bool] | None = None,
+) -> tuple[float, int]:
+    """ACDC's loop, shared by components and edges: visit candidates in order, remove one for good when
+    patching it raises the damage by less than ``tau``. ``visits`` lists (layer to start the forward
+    at, candidates in visiting order); ``evaluate(masks, layer)`` gives each mask row's damage.
+    ``skip(c)`` removes a candidate known to change nothing without a forward (score 0).
+    Updates ``mask`` and ``scores`` in place; returns the final damage and the number of evaluations."""
+    total = sum(len(c) for _, c in visits)
+    group_size, done, evaluations = 1, 0, 0
+    for layer, candidates in visits:
+        pending = list(candidates)
         while pending:
+            if skip is not None and skip(pending[0]):
+                c = pending.pop(0)
+                mask[c], scores[c] = 0.0, 0.0
+                done += 1
+                continue
             group = pending[:group_size]
             masks = mask.repeat(len(group), 1)
             masks[torch.arange(len(group)), torch.tensor(group)] = 0.0
@@ -90,11 +116,11 @@ def acdc(
                     current = float(values[i])
                     removed_at = i
                     break  # the remaining values were computed against the old circuit
-            if not naive:
+            if adaptive:
                 group_size = min(max_group, group_size * 2) if removed_at is None else max(1, removed_at)
             if progress:
-                progress(done / len(space))
-    return ACDCOutcome(mask, scores, current, layer_runs / (N * depth), evaluations)
+                progress(done / total)
+    return current, evaluations
 
 
 def _tile(cf: Activations | None, k: int) -> Activations | None:
@@ -104,5 +130,10 @@ def _tile(cf: Activations | None, k: int) -> Activations | None:
 
 def run(model: VisionTransformer, task: Task, cf: Activations | None, metric: str, tau: float, options: RunOptions) -> MethodOutput:
     """Registry entry point; the forward count includes the clean recording run."""
-    out = acdc(model, task, cf, tau, metric, progress=options.progress)
+    if options.granularity == "edge":
+        from .acdc_edges import acdc_edges  # acdc_edges builds on this module
+
+        out = acdc_edges(model, task, cf, tau, metric, progress=options.progress)
+    else:
+        out = acdc(model, task, cf, tau, metric, progress=options.progress)
     return MethodOutput(out.scores, out.kept_mask, out.forward_passes + 1, 0.0, {"tau": tau})

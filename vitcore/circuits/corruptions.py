@@ -66,12 +66,12 @@ def counterfactual(model: VisionTransformer, task: Task, corruption: str, refere
 @torch.no_grad()
 def corrupt_outputs(model: VisionTransformer, cf: Activations | None) -> list[Tensor | None]:
     """What each upstream group (the embedding, each layer's heads, its chunks) writes on the
-    counterfactual run, ``[b, T, n, dim]``, for :class:`vitcore.edges.EdgeStream`; None: zeros."""
+    counterfactual run, ``[n, b, T, dim]``, for :class:`vitcore.edges.EdgeStream`; None: zeros."""
     if cf is None:
         return [None] * len(model.edges.upstream_slices)
     if not cf.resid:
         raise TaskError("edge patching needs the counterfactual's embedding: build it with counterfactual(..., embed=True)")
-    out: list[Tensor | None] = [cf.resid[0].unsqueeze(2)]
+    out: list[Tensor | None] = [cf.resid[0].unsqueeze(0)]
     for layer, block in enumerate(model.blocks):
         out.append(block.attn.head_residuals(cf.heads[layer]))
         out.append(block.mlp.chunk_residuals(cf.mlp[layer], model.config.chunk_size))

@@ -13,11 +13,12 @@ from .corruptions import CORRUPTIONS, counterfactual
 from .method import Method, RunOptions
 from .methods import get_method
 from .metrics import METRICS, faithfulness
+from .patching import GRANULARITIES, Patcher
 from .result import CircuitResult, keep_top
 from .task import Task, TaskError, build_task
 
 
-def check_method_metric(method: str, metric: str) -> Method:
+def check_method_metric(method: str, metric: str, granularity: str = "node") -> Method:
     """The registered method, after refusing unknown names and combinations it cannot score."""
     entry = get_method(method)
     if metric not in METRICS:
@@ -25,13 +26,21 @@ def check_method_metric(method: str, metric: str) -> Method:
     reason = entry.refuse(metric)
     if reason:
         raise TaskError(reason)
+    if granularity not in GRANULARITIES:
+        raise TaskError(f"unknown granularity {granularity!r}; choose one of {', '.join(GRANULARITIES)}")
+    if granularity not in entry.granularities:
+        raise TaskError(f"{entry.label} scores {' and '.join(entry.granularities)}s only, not {granularity}s")
     return entry
 
 
 @torch.no_grad()
-def circuit_faithfulness(model: VisionTransformer, task: Task, keep: torch.Tensor, cf) -> dict[str, float]:
-    """Faithfulness of the circuit ``keep`` on the task, removed components patched with ``cf``."""
-    return faithfulness(model(task.inputs, mask=keep, counterfactual=cf), task.reference_logits, task.labels)
+def circuit_faithfulness(model: VisionTransformer, task: Task, keep: torch.Tensor, cf, granularity: str = "node", batch_size: int = 32) -> dict[str, float]:
+    """Faithfulness of the circuit ``keep`` (components, or edges) on the task, removed parts patched with ``cf``."""
+    if granularity == "node":
+        return faithfulness(model(task.inputs, mask=keep, counterfactual=cf), task.reference_logits, task.labels)
+    patcher = Patcher(model, task, cf, granularity)
+    logits = torch.cat([patcher.logits(slice(i, i + batch_size), keep) for i in range(0, len(task), batch_size)])
+    return faithfulness(logits, task.reference_logits, task.labels)
 
 
 def discover(
@@ -48,30 +57,31 @@ def discover(
     steps: int = 200,
     model_sha256: str = "",
     progress: Callable[[float], None] | None = None,
+    granularity: str = "node",
     **named_setting: float,
 ) -> CircuitResult:
-    """Score every component of ``model`` for ``classes`` of the discovery set ``data``.
+    """Score every component (``granularity="edge"``: every edge) of ``model`` for ``classes`` of the discovery set ``data``.
 
     The method's one parameter (``keep``, ``tau`` or ``sparsity``, see the registry) is given
     as ``setting`` or by its name; it defaults to the registry's default.
     """
     entry = get_method(method)
     metric = metric or entry.default_metric
-    check_method_metric(method, metric)
+    check_method_metric(method, metric, granularity)
     unknown = set(named_setting) - {entry.param.name}
     if unknown:
         raise TaskError(f"{method} takes {entry.param.name}, not {', '.join(sorted(unknown))}")
     value = named_setting.get(entry.param.name, setting)
-    value = entry.param.check(entry.param.default if value is None else value)
+    value = entry.param.check(entry.default(granularity) if value is None else value)
     if corruption not in CORRUPTIONS:
         raise TaskError(f"unknown corruption {corruption!r}; choose one of {', '.join(CORRUPTIONS)}")
     start = time.perf_counter()
     task = build_task(model, data, classes, n_images, seed)
-    cf = counterfactual(model, task, corruption)
+    cf = counterfactual(model, task, corruption, embed=granularity == "edge")
     cf_forwards = 0.0 if corruption == "zero" else 1.0
-    out = entry.run(model, task, cf, metric, value, RunOptions(n_steps=n_steps, steps=steps, seed=seed, progress=progress))
+    out = entry.run(model, task, cf, metric, value, RunOptions(n_steps=n_steps, steps=steps, seed=seed, progress=progress, granularity=granularity))
     keep_mask = out.kept_mask if out.kept_mask is not None else keep_top(out.scores, value)
-    space = model.components
+    space = model.edges if granularity == "edge" else model.components
     result = CircuitResult(
         method=method,
         metric=metric,
@@ -86,7 +96,8 @@ def discover(
         backward_passes=round(out.backward_passes, 3),
         params=out.params,
         model_sha256=model_sha256,
+        granularity=granularity,
     )
-    result.faithfulness = circuit_faithfulness(model, task, keep_mask, cf)
+    result.faithfulness = circuit_faithfulness(model, task, keep_mask, cf, granularity)
     result.wall_time_s = time.perf_counter() - start
     return result

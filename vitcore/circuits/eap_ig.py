@@ -10,6 +10,7 @@ so ``n_steps = 1`` is EAP exactly.
 
 score_c = -IG_c, averaged over images: the integrated estimate of the damage increase when
 c is patched. Completeness: sum_c score_c -> D(all patched) - D(clean) as n_steps grows.
+Over edges the mask is the edge mask (:mod:`vitcore.edges`) and the same holds per edge.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from captum.attr import InputXGradient, IntegratedGradients
 from torch import Tensor
 
 from ..model import Activations, VisionTransformer
-from .corruptions import batch_of
 from .metrics import damage_fn
 from .method import MethodOutput, RunOptions
+from .patching import Patcher
 from .task import Task, TaskError
 
 
@@ -33,29 +34,32 @@ def eap_ig_scores(
     n_steps: int = 5,
     batch_size: int = 32,
     method: str = "riemann_right",
+    granularity: str = "node",
 ) -> Tensor:
-    """Integrated-gradient damage estimate per component (higher = more important)."""
+    """Integrated-gradient damage estimate per component or edge (higher = more important)."""
     if n_steps < 1:
         raise TaskError(f"n_steps must be >= 1, got {n_steps}")
     damage = damage_fn(metric)
-    n = len(model.components)
+    patcher = Patcher(model, task, cf, granularity)
+    n = patcher.size
+    rows_per_forward = 32 if granularity == "edge" else 256  # an edge forward keeps what every node writes
+    batch_size = min(batch_size, rows_per_forward)
     total = torch.zeros(n)
     for start in range(0, len(task), batch_size):
         stop = min(start + batch_size, len(task))
-        x, ref, labels = task.inputs[start:stop], task.reference_logits[start:stop], task.labels[start:stop]
-        cf_b = batch_of(cf, start, stop)
+        ref, labels = task.reference_logits[start:stop], task.labels[start:stop]
         b = stop - start
 
         def forward(masks: Tensor) -> Tensor:  # masks: [k * b, n], step-major as captum expands
             k = masks.shape[0] // b
-            logits = model(x.repeat(k, 1, 1, 1), mask=masks, counterfactual=None if cf_b is None else cf_b.repeat(k))
-            return damage(logits, ref.repeat(k, 1), labels.repeat(k))
+            return damage(patcher.logits(slice(start, stop), masks), ref.repeat(k, 1), labels.repeat(k))
 
         if n_steps == 1:
             attr = InputXGradient(forward).attribute(torch.ones(b, n, requires_grad=True))
         else:
             ig = IntegratedGradients(forward)
-            attr = ig.attribute(torch.ones(b, n), baselines=torch.zeros(b, n), n_steps=n_steps, method=method, internal_batch_size=b * max(1, 256 // b))
+            attr = ig.attribute(torch.ones(b, n), baselines=torch.zeros(b, n), n_steps=n_steps, method=method,
+                                internal_batch_size=b * max(1, rows_per_forward // b))
         total -= attr.detach().sum(0)
     return total / len(task)
 
@@ -63,7 +67,7 @@ def eap_ig_scores(
 def run(model: VisionTransformer, task: Task, cf: Activations | None, metric: str, keep: float, options: RunOptions) -> MethodOutput:
     """Registry entry point."""
     with torch.enable_grad():
-        scores = eap_ig_scores(model, task, cf, metric, options.n_steps)
+        scores = eap_ig_scores(model, task, cf, metric, options.n_steps, granularity=options.granularity)
     if options.progress:
         options.progress(1.0)
     return MethodOutput(scores, None, float(options.n_steps), float(options.n_steps), {"keep": keep, "n_steps": options.n_steps})

@@ -1,6 +1,6 @@
-"""Learned masks (Edge Pruning, Bhaskar et al. 2024) at component level.
+"""Learned masks (Edge Pruning, Bhaskar et al. 2024) over components or edges.
 
-Each component has a hard-concrete gate (Louizos et al. 2018) with learnable ``log_alpha``,
+Each component (or edge) has a hard-concrete gate (Louizos et al. 2018) with learnable ``log_alpha``,
 temperature beta = 2/3, stretch (l, r) = (-0.1, 1.1), eps = 1e-6. A closed gate patches the
 component with its counterfactual. The loss is ``D + lambda1 (t - s) + lambda2 (t - s)^2``:
 D the damage metric (KL by default), s the expected sparsity, t a target raised linearly from 0
@@ -22,8 +22,9 @@ from torch import Tensor
 
 from ..model import Activations, VisionTransformer
 from .metrics import damage_fn
-from .result import keep_top
 from .method import MethodOutput, RunOptions
+from .patching import Patcher
+from .result import keep_top
 from .task import Task, TaskError
 
 BETA, LEFT, RIGHT, EPS = 2 / 3, -0.1, 1.1, 1e-6
@@ -65,6 +66,7 @@ def learn_masks(
     batch_size: int = 64,
     seed: int = 0,
     progress: Callable[[float], None] | None = None,
+    granularity: str = "node",
 ) -> LearnedOutcome:
     if not 0 <= sparsity < 1:
         raise TaskError(f"sparsity must be in [0, 1), got {sparsity}")
@@ -72,7 +74,10 @@ def learn_masks(
         raise TaskError("steps must be >= 1")
     damage = damage_fn(metric)
     gen = torch.Generator().manual_seed(seed)
-    n, N = len(model.components), len(task)
+    patcher = Patcher(model, task, cf, granularity)
+    if granularity == "edge":
+        batch_size = min(batch_size, 32)  # an edge forward keeps what every node writes
+    n, N = patcher.size, len(task)
     log_alpha = torch.full((n,), float(init), requires_grad=True)
     lambdas = torch.zeros(2, requires_grad=True)
     opt = torch.optim.Adam([log_alpha], lr=lr)
@@ -81,9 +86,8 @@ def learn_masks(
     images = 0
     for step in range(steps):
         idx = torch.randperm(N, generator=gen)[:batch_size].sort().values
-        cf_b = None if cf is None else cf.map(lambda t: t[idx])
         gates = sample_gates(log_alpha, gen)
-        logits = model(task.inputs[idx], mask=gates, counterfactual=cf_b)
+        logits = patcher.logits(idx, gates)
         d = damage(logits, task.reference_logits[idx], task.labels[idx]).mean()
         target = sparsity * min(1.0, (step + 1) / max(1, int(ramp * steps)))
         s = 1 - expected_density(log_alpha).mean()
@@ -106,6 +110,7 @@ def learn_masks(
 def run(model: VisionTransformer, task: Task, cf: Activations | None, metric: str, sparsity: float, options: RunOptions) -> MethodOutput:
     """Registry entry point."""
     with torch.enable_grad():
-        out = learn_masks(model, task, cf, sparsity, metric, steps=options.steps, seed=options.seed, progress=options.progress)
+        out = learn_masks(model, task, cf, sparsity, metric, steps=options.steps, seed=options.seed, progress=options.progress,
+                          granularity=options.granularity)
     params = {"sparsity": sparsity, "steps": options.steps, "expected_sparsity": round(out.expected_sparsity, 4)}
     return MethodOutput(out.log_alpha, out.kept_mask, out.forward_passes, out.backward_passes, params)

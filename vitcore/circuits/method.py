@@ -43,6 +43,7 @@ class RunOptions:
     steps: int = 200
     seed: int = 0
     progress: Callable[[float], None] | None = None
+    granularity: str = "node"  # "edge": masks over edges between components (vitcore.edges)
 
 
 @dataclass
@@ -77,6 +78,12 @@ class Method:
     options: tuple[str, ...] = ()  # RunOptions fields this method reads ("n_steps", "steps")
     # forward-pass equivalents (a backward counted as two) over the task images, to estimate time before a run
     expected_passes: Callable[[RunOptions, int], float] = lambda options, n_components: 4.0
+    granularities: tuple[str, ...] = ("node", "edge")
+    edge_default: float | None = None  # the parameter's default over edges (32k of them), when it differs
+
+    def default(self, granularity: str = "node") -> float:
+        """The parameter's default at a granularity."""
+        return self.edge_default if granularity == "edge" and self.edge_default is not None else self.param.default
 
     @property
     def ranks(self) -> bool:

@@ -52,7 +52,8 @@ def _registry() -> dict[str, Method]:
                options=("steps",), expected_passes=lambda o, n: 3.0 * o.steps),
         Method("lrp", "LRP", run_lrp, "logit", keep, (0.9, 0.8, 0.7, 0.6, 0.5), "1 forward + 1 backward (no counterfactual)",
                "LRP (AttnLRP rules) scores each component by the relevance that flows through it when the true class's logit is "
-               "explained in one modified backward pass; ranked by mean absolute relevance.", _refuse_all_but_logit),
+               "explained in one modified backward pass; ranked by mean absolute relevance.", _refuse_all_but_logit,
+               granularities=("node",)),
     )}
 
 

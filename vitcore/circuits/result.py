@@ -1,12 +1,16 @@
 """A circuit result: one score per component in canonical order, plus how it was obtained.
 
-JSON schema (``"schema": "vitcore.circuit-result"``, ``"version": 1``)::
+JSON schema (``"schema": "vitcore.circuit-result"``, ``"version": 2``)::
 
     method, metric, corruption: str     classes: [wnid, ...]      n_images, seed: int
     wall_time_s: float                  forward_passes, backward_passes: float (forward-pass equivalents)
     params: {str: number}               component_names: [name, ...] (canonical order)
     scores: [float, ...]                kept: [name, ...] or null  faithfulness: {str: float}
-    model_sha256: str
+    model_sha256: str                   granularity: "node" | "edge"
+
+Version 2 added ``granularity``: with ``"edge"``, ``component_names`` are edge names
+(``L0.H3->L2.H5.q``, in :mod:`vitcore.edges` order) and scores and ``kept`` are per edge.
+Version 1 files read as node results.
 
 Higher score always means "more important to keep". Sign conventions per method:
 - EAP: magnitude of the estimated change of the damage metric when the component is patched
@@ -29,10 +33,16 @@ from typing import Any
 
 import torch
 
+import re
+
 from ..components import Component, ComponentSpace
+from ..edges import EdgeSpace
 from .task import TaskError
 
-SCHEMA, VERSION = "vitcore.circuit-result", 1
+SCHEMA, VERSION = "vitcore.circuit-result", 2
+READABLE_VERSIONS = (1, 2)
+GRANULARITIES = ("node", "edge")
+_EDGE_NAME = re.compile(r"^(embed|L\d+\.[HC]\d+)->(L\d+\.H\d+\.[qkv]|L\d+\.mlp|logits)$")
 
 
 class ResultError(TaskError):
@@ -56,14 +66,22 @@ class CircuitResult:
     params: dict[str, Any] = field(default_factory=dict)
     faithfulness: dict[str, float] = field(default_factory=dict)
     model_sha256: str = ""
+    granularity: str = "node"
+
+    @property
+    def is_edge(self) -> bool:
+        return self.granularity == "edge"
 
     def score_tensor(self) -> torch.Tensor:
         return torch.tensor(self.scores, dtype=torch.float32)
 
-    def keep_mask(self, space: ComponentSpace, keep_ratio: float | None = None, threshold: float | None = None) -> torch.Tensor:
-        """Keep-set as a 0/1 mask: top ``keep_ratio`` of scores, scores >= ``threshold``, or ``kept``."""
+    def keep_mask(self, space: ComponentSpace | EdgeSpace, keep_ratio: float | None = None, threshold: float | None = None) -> torch.Tensor:
+        """Keep-set as a 0/1 mask over ``space`` (components, or edges for an edge result): top ``keep_ratio``
+        of scores, scores >= ``threshold``, or ``kept``."""
+        if isinstance(space, EdgeSpace) != self.is_edge:
+            raise ResultError(f"this is a {self.granularity}-level result; it gives a mask over {'edges' if self.is_edge else 'components'}")
         if space.names != self.component_names:
-            raise ResultError("this result was computed for a model with different components")
+            raise ResultError(f"this result was computed for a model with different {'edges' if self.is_edge else 'components'}")
         if keep_ratio is not None:
             return keep_top(self.score_tensor(), keep_ratio)
         if threshold is not None:
@@ -82,12 +100,17 @@ class CircuitResult:
     def to_csv(self) -> str:
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["rank", "component", "layer", "kind", "index", "score", "kept"])
+        w.writerow(["rank", "edge", "upstream", "input", "score", "kept"] if self.is_edge else ["rank", "component", "layer", "kind", "index", "score", "kept"])
         kept = set(self.kept or [])
         order = sorted(range(len(self.scores)), key=lambda i: -self.scores[i])
         for rank, i in enumerate(order, 1):
-            c = Component.parse(self.component_names[i])
-            w.writerow([rank, c.name, c.layer, c.kind, c.index, f"{self.scores[i]:.6g}", int(c.name in kept) if self.kept is not None else ""])
+            name = self.component_names[i]
+            flag = int(name in kept) if self.kept is not None else ""
+            if self.is_edge:
+                w.writerow([rank, name, *name.split("->"), f"{self.scores[i]:.6g}", flag])
+            else:
+                c = Component.parse(name)
+                w.writerow([rank, c.name, c.layer, c.kind, c.index, f"{self.scores[i]:.6g}", flag])
         return buf.getvalue()
 
     @classmethod
@@ -100,9 +123,11 @@ class CircuitResult:
             raise ResultError(f"{source} nests JSON too deeply to be a circuit result") from None
         if not isinstance(d, dict) or d.get("schema") != SCHEMA:
             raise ResultError(f"{source} is not a vitcore circuit result (schema field missing or foreign)")
-        if d.get("version") != VERSION:
-            raise ResultError(f"{source} has schema version {d.get('version')!r}; this vitcore reads version {VERSION}")
+        if d.get("version") not in READABLE_VERSIONS:
+            raise ResultError(f"{source} has schema version {d.get('version')!r}; this vitcore reads versions {', '.join(map(str, READABLE_VERSIONS))}")
         d.pop("schema"), d.pop("version")
+        if d.setdefault("granularity", "node") not in GRANULARITIES:
+            raise ResultError(f"{source}: granularity must be one of {', '.join(GRANULARITIES)}, got {d['granularity']!r}")
         names, scores = d.get("component_names"), d.get("scores")
         if not isinstance(names, list) or not isinstance(scores, list) or len(names) != len(scores):
             raise ResultError(f"{source}: component_names and scores must be lists of equal length")
@@ -112,7 +137,12 @@ class CircuitResult:
         if unknown:
             raise ResultError(f"{source}: kept names component(s) that are not among its component_names: {', '.join(map(str, unknown[:5]))}")
         try:
-            [Component.parse(n) for n in names + list(d.get("kept") or [])]
+            if d["granularity"] == "edge":
+                bad = [n for n in names if not isinstance(n, str) or not _EDGE_NAME.match(n)]
+                if bad:
+                    raise ValueError(f"not an edge name: {bad[0]!r} (expected like 'L0.H3->L2.H5.q')")
+            else:
+                [Component.parse(n) for n in names + list(d.get("kept") or [])]
             return cls(**d)
         except (TypeError, ValueError) as e:
             raise ResultError(f"{source}: {e}") from e

@@ -10,6 +10,7 @@ import torch
 
 from ..checkpoint import load_checkpoint
 from ..circuits import CORRUPTIONS, METHODS, METRICS, acdc, build_task, check_method_metric, circuit_faithfulness, counterfactual, discover
+from ..circuits.patching import GRANULARITIES
 from ..circuits.result import keep_top
 from ..data import load_split
 from ..evaluate import predict_logits
@@ -41,6 +42,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="discovery data (train split used; default: bundled subset)")
     p.add_argument("--eval-data", default=None, help="eval data (val split used; default: bundled subset)")
     p.add_argument("--method", choices=list(METHODS), required=True)
+    p.add_argument("--granularity", choices=GRANULARITIES, default="node",
+                   help="score components (node) or the edges between them (edge; " + ", ".join(m.name for m in METHODS.values() if "edge" in m.granularities) + ")")
     p.add_argument("--classes", required=True, help="comma-separated wnids")
     p.add_argument("--corruption", choices=CORRUPTIONS, default="resample")
     p.add_argument("--metric", choices=METRICS, default=None, help="default: " + ", ".join(f"{m.default_metric} for {m.name}" for m in METHODS.values()))
@@ -62,7 +65,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def run_circuits(args: argparse.Namespace) -> int:
-    entry = check_method_metric(args.method, args.metric or METHODS[args.method].default_metric)
+    entry = check_method_metric(args.method, args.metric or METHODS[args.method].default_metric, args.granularity)
     metric = args.metric or entry.default_metric
     ckpt = load_checkpoint(args.checkpoint)
     discovery = load_split(args.data, "train", progress=True)
@@ -72,22 +75,29 @@ def run_circuits(args: argparse.Namespace) -> int:
     try:
         result = discover(
             ckpt.model, discovery, classes, args.method, args.corruption, metric, args.images, args.seed,
-            n_steps=args.n_steps, steps=args.steps, model_sha256=ckpt.sha256, progress=update, **setting_from(args, args.method),
+            n_steps=args.n_steps, steps=args.steps, model_sha256=ckpt.sha256, progress=update, granularity=args.granularity,
+            **setting_from(args, args.method),
         )
     finally:
         bar.close()
     if args.out:
         result.save(args.out)
     order = sorted(range(len(result.scores)), key=lambda i: -result.scores[i])
-    print(f"{'rank':>4}  {'component':<8} {'score':>10}")
+    unit = "edges" if result.is_edge else "components"
+    width = max(len(result.component_names[i]) for i in order[: args.top]) if order else 8
+    print(f"{'rank':>4}  {unit[:-1]:<{width}} {'score':>10}")
     for rank, i in enumerate(order[: args.top], 1):
-        print(f"{rank:>4}  {result.component_names[i]:<8} {result.scores[i]:>10.4g}")
+        print(f"{rank:>4}  {result.component_names[i]:<{width}} {result.scores[i]:>10.4g}")
     f = result.faithfulness
-    print(f"kept {len(result.kept or [])}/{len(result.scores)} components | {result.n_images} images | {result.wall_time_s:.1f} s | "
+    print(f"kept {len(result.kept or [])}/{len(result.scores)} {unit} | {result.n_images} images | {result.wall_time_s:.1f} s | "
           f"{result.forward_passes:g} forward + {result.backward_passes:g} backward pass equivalents")
-    print(f"circuit on discovery images (removed components patched): KL {f['kl']:.4f}  top1 {f['top1']:.3f}  CE {f['ce']:.3f}  logit diff {f['logit_diff']:.3f}")
+    print(f"circuit on discovery images (removed {unit} patched): KL {f['kl']:.4f}  top1 {f['top1']:.3f}  CE {f['ce']:.3f}  logit diff {f['logit_diff']:.3f}")
     eval_set = load_split(args.eval_data, "val")
-    keep = ckpt.model.components.mask_from_keep(result.kept or [])
+    if result.is_edge:
+        keep = ckpt.model.edges.alive_components(ckpt.model.edges.mask_from_keep(result.kept or []))
+        print(f"{int(keep.sum())}/{len(keep)} components still reach the logits through kept edges; the other {len(keep) - int(keep.sum())} are cut out")
+    else:
+        keep = ckpt.model.components.mask_from_keep(result.kept or [])
     if keep.sum() == 0:
         print("the circuit keeps no component; nothing to prune")
         return 0
