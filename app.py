@@ -9,6 +9,7 @@ from pages.common import sidebar  # noqa: E402
 pages = [
     st.Page("pages/model.py", title="Model", default=True),
     st.Page("pages/circuits.py", title="Circuits"),
+    st.Page("pages/graph.py", title="Circuit graph"),
     st.Page("pages/prune.py", title="Prune"),
     st.Page("pages/compare.py", title="Compare"),
     st.Page("pages/export.py", title="Export"),

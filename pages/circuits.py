@@ -7,7 +7,7 @@ import streamlit as st
 import torch
 
 from pages.charts import heatmap, pixel_heatmap, score_frames
-from pages.common import class_options, current_model
+from pages.common import class_options, current_model, keep_of
 from vitcore.circuits import CORRUPTIONS, METHODS, METRICS, RunOptions, discover
 from vitcore.data import normalize
 from vitcore.circuits.result import CircuitResult
@@ -23,17 +23,21 @@ st.title("Circuits")
 chosen = st.multiselect("Classes (type to search)", list(options), default=[labels[w] for w in st.session_state.get("classes", []) if w in labels], key="class_pick")
 st.session_state["classes"] = [options[c] for c in chosen]
 
-c1, c2, c3 = st.columns(3)
+c1, c2, c3, c4 = st.columns(4)
 method = c1.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].label, key="method")
 entry = METHODS[method]
 corruption = c2.selectbox("Corruption", CORRUPTIONS, key="corruption")
 metric = c3.selectbox("Metric", METRICS, index=METRICS.index(entry.default_metric), key=f"metric_{method}")
-st.caption(f"{entry.description} Cost: {entry.cost}.")
+granularity = c4.radio("Score", entry.granularities, horizontal=True, key=f"granularity_{method}",
+                       format_func=lambda g: "components" if g == "node" else f"edges ({len(ckpt.model.edges):,})",
+                       help="components: heads and MLP chunks; edges: each connection from an earlier component (or the embedding) "
+                            "into a head's query, key or value, an MLP's input or the logits. The Circuit graph page draws edge circuits.")
+st.caption(f"{entry.description} Cost: {entry.cost}" + (", on an edge-instrumented forward (several times a plain one)." if granularity == "edge" else "."))
 n_available = int(sum(int((discovery.labels == discovery.class_index(w)).sum()) for w in st.session_state["classes"])) or 1
 p1, p2, p3 = st.columns(3)
 n_images = p1.slider("Number of discovery images", 1, max(2, n_available), n_available, key="n_images")
 param = entry.param
-kwargs = {param.name: p2.select_slider(param.label, list(param.choices), value=param.default, help=param.help, key=f"{param.name}_param")}
+kwargs = {param.name: p2.select_slider(param.label, list(param.choices), value=entry.default(granularity), help=param.help, key=f"{param.name}_param_{granularity}")}
 OPTION_WIDGETS = {  # the run options a method may read (Method.options)
     "n_steps": lambda: p3.slider("Integration steps", 1, 20, 5, key="n_steps"),
     "steps": lambda: p3.slider("Optimisation steps", 20, 400, 200, 20, key="learned_steps"),
@@ -50,7 +54,7 @@ if st.session_state["classes"]:
             ckpt.model(normalize(images, ckpt.model.config))
         st.session_state["forward_probe"] = (key, time.perf_counter() - t0)
     options = RunOptions(**{k: v for k, v in kwargs.items() if k in ("n_steps", "steps")})
-    estimate = entry.estimate_seconds(st.session_state["forward_probe"][1], options, len(ckpt.model.components))
+    estimate = entry.estimate_seconds(st.session_state["forward_probe"][1], options, len(ckpt.model.components), granularity)
     if estimate > 60:
         st.warning(f"This run will take about {estimate / 60:.0f} min on this machine. The Stop button cancels it.")
     else:
@@ -71,7 +75,8 @@ if run_col.button("Run", type="primary", key="run_circuit"):
         bar.progress(min(1.0, fraction), text=f"{method}: {fraction:.0%} · {elapsed:.1f} s{left}")
 
     try:
-        result = discover(ckpt.model, discovery, st.session_state["classes"], method, corruption, metric, n_images, model_sha256=ckpt.sha256, progress=progress, **kwargs)
+        result = discover(ckpt.model, discovery, st.session_state["classes"], method, corruption, metric, n_images, model_sha256=ckpt.sha256, progress=progress,
+                          granularity=granularity, **kwargs)
         st.session_state["circuit_running"] = False
     except VitcoreError as e:
         st.session_state["circuit_running"] = False
@@ -81,7 +86,7 @@ if run_col.button("Run", type="primary", key="run_circuit"):
         bar.progress(1.0, text=f"done in {result.wall_time_s:.1f} s")
         st.session_state.setdefault("results", []).append(result)
         st.session_state["active_result"] = len(st.session_state["results"]) - 1
-        st.session_state["keep"] = ckpt.model.components.mask_from_keep(result.kept or [])
+        st.session_state["keep"] = keep_of(result)
         st.session_state.pop("prune_grid_sync", None)
 
 results: list[CircuitResult] = st.session_state.get("results", [])
@@ -89,7 +94,7 @@ results: list[CircuitResult] = st.session_state.get("results", [])
 
 def label(i: int) -> str:
     r = results[i]
-    return f"#{i + 1} {r.method} · {len(r.classes)} class(es) · {r.corruption} · {r.metric}"
+    return f"#{i + 1} {r.method}{' (edges)' if r.is_edge else ''} · {len(r.classes)} class(es) · {r.corruption} · {r.metric}"
 
 
 if results:
@@ -98,11 +103,23 @@ if results:
     f = r.faithfulness
     st.subheader(label(i))
     m1, m2, m3, m4, m5 = st.columns(5)
-    m1.metric("Kept", f"{len(r.kept or [])}/{len(r.scores)}")
+    m1.metric("Kept edges" if r.is_edge else "Kept", f"{len(r.kept or [])}/{len(r.scores)}")
     m2.metric("KL (circuit)", f"{f['kl']:.4f}")
     m3.metric("Top-1 chosen (circuit)", f"{f['top1']:.1%}")
     m4.metric("Time", f"{r.wall_time_s:.1f} s")
     m5.metric("Passes", f"{r.forward_passes:.0f}F+{r.backward_passes:.0f}B", help=f"{r.forward_passes:g} forward and {r.backward_passes:g} backward pass equivalents over the images")
+if results and r.is_edge:
+    alive = keep_of(r)
+    st.caption(f"{int(alive.sum())} of {len(alive)} components still reach the logits through kept edges: the Prune page starts from them "
+               "(a pruned model keeps every edge between kept components). The Circuit graph page draws the edges.")
+    top = sorted(range(len(r.scores)), key=lambda j: -r.scores[j])[:200]
+    kept_set = set(r.kept or [])
+    st.dataframe(pd.DataFrame({"edge": [r.component_names[j] for j in top], "score": [r.scores[j] for j in top],
+                               "kept": [r.component_names[j] in kept_set for j in top]}), height=240)
+    d1, d2 = st.columns(2)
+    d1.download_button("Download scores (CSV)", r.to_csv(), file_name=f"circuit-{r.method}-edges.csv", mime="text/csv", key="dl_csv")
+    d2.download_button("Download result (JSON)", r.to_json(), file_name=f"circuit-{r.method}-edges.json", mime="application/json", key="dl_json")
+elif results:
     heads, chunks = score_frames(r.component_names, r.scores, set(r.kept or []))
     h1, h2 = st.columns(2)
     h1.altair_chart(heatmap(heads, "Heads: layer x head"), width="stretch")
@@ -114,12 +131,13 @@ if results:
     d1.download_button("Download scores (CSV)", r.to_csv(), file_name=f"circuit-{r.method}.csv", mime="text/csv", key="dl_csv")
     d2.download_button("Download result (JSON)", r.to_json(), file_name=f"circuit-{r.method}.json", mime="application/json", key="dl_json")
 
-    if len(results) > 1:
+    node_results = [j for j, x in enumerate(results) if not x.is_edge]
+    if len(node_results) > 1:
         st.subheader("Compare results")
         a, b = st.columns(2)
         # keys change with the number of results, so that a new run is compared by default
-        ia = a.selectbox("Result A", range(len(results)), format_func=label, index=len(results) - 2, key=f"cmp_a_{len(results)}")
-        ib = b.selectbox("Result B", range(len(results)), format_func=label, index=len(results) - 1, key=f"cmp_b_{len(results)}")
+        ia = a.selectbox("Result A", node_results, format_func=label, index=len(node_results) - 2, key=f"cmp_a_{len(results)}")
+        ib = b.selectbox("Result B", node_results, format_func=label, index=len(node_results) - 1, key=f"cmp_b_{len(results)}")
         ka, kb = set(results[ia].kept or []), set(results[ib].kept or [])
         jaccard = len(ka & kb) / max(1, len(ka | kb))
         st.metric("Overlap of kept sets (Jaccard)", f"{jaccard:.2f}", help=f"{len(ka & kb)} shared of {len(ka | kb)} kept by either")
@@ -127,8 +145,8 @@ if results:
             hh, cc = score_frames(results[idx].component_names, results[idx].scores, set(results[idx].kept or []))
             col.altair_chart(heatmap(hh, f"Heads #{idx + 1}"), width="stretch")
             col.altair_chart(heatmap(cc, f"Chunks #{idx + 1}"), width="stretch")
-else:
-    st.info("Pick one or more classes and press Run to score every attention head and MLP chunk.")
+if not results:
+    st.info("Pick one or more classes and press Run to score every attention head and MLP chunk (or every edge between them).")
 
 with st.expander("What does the model look at? (integrated gradients with captum, and LRP)", expanded="attribution" in st.session_state):
     eval_set = st.session_state["eval_set"]

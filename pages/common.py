@@ -157,6 +157,15 @@ def playground() -> Playground:
     return pg
 
 
+def keep_of(result) -> torch.Tensor:
+    """The component keep-set a result gives the Prune page: its kept components, or for an edge
+    result the components that still reach the logits through its kept edges."""
+    model = st.session_state["ckpt"].model
+    if result.is_edge:
+        return model.edges.alive_components(model.edges.mask_from_keep(result.kept or []))
+    return model.components.mask_from_keep(result.kept or [])
+
+
 def current_model():
     """The model the session currently has: pruned (and fine-tuned) or the full one."""
     mask = session_keep_mask()

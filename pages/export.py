@@ -4,7 +4,7 @@ import json
 
 import streamlit as st
 
-from pages.common import current_model, playground, session_keep_mask
+from pages.common import keep_of, current_model, playground, session_keep_mask
 from vitcore.pruning.export import export_zip, onnx_bytes, provenance
 
 ckpt = st.session_state["ckpt"]
@@ -21,8 +21,11 @@ result = results[st.session_state.get("active_result", len(results) - 1)] if res
 finetuned = st.session_state.get("finetuned") == playground().key(mask)
 kept = [space.names[i] for i in space.keep_from_mask(mask)]
 # the setting describes this exact keep-set only if it is the result's own; otherwise say it was edited
-own = result is not None and result.kept is not None and set(result.kept) == set(kept)
-setting = result.params if own else {"edited_on_prune_page": True, "kept_fraction": round(len(kept) / len(space), 4)}
+own = result is not None and result.kept is not None and (bool((keep_of(result) == (mask > 0.5).float()).all()) if result.is_edge else set(result.kept) == set(kept))
+if own:
+    setting = result.params | ({"granularity": "edge", "kept_edges": len(result.kept)} if result.is_edge else {})
+else:
+    setting = {"edited_on_prune_page": True, "kept_fraction": round(len(kept) / len(space), 4)}
 prov = provenance(
     ckpt.sha256,
     result.method if result else None,

@@ -8,6 +8,7 @@ import torch
 
 from pages.charts import pareto_chart
 from pages.common import playground, session_keep_mask
+from pages.figures import show_fast_figures
 from vitcore.circuits.result import keep_top
 from vitcore.playground import NothingKeptError
 from vitcore.pruning.finetune import finetune_steps
@@ -18,6 +19,9 @@ space = ckpt.model.components
 depth = space.depth
 results = st.session_state.get("results", [])
 result = results[st.session_state.get("active_result", len(results) - 1)] if results else None
+edge_result = result is not None and result.is_edge
+if edge_result:  # an edge circuit sets the grid to the components it keeps alive; its scores are per edge, not per component
+    result = None
 
 st.title("Prune")
 classes = st.session_state.get("classes", [])
@@ -92,6 +96,8 @@ def playground_panel() -> None:
             st.slider("tau (threshold on ACDC's visit scores; re-run ACDC for its exact greedy set)", 0.0, 0.2, step=0.005, key="tau_slider", on_change=apply_slider)
         else:
             st.slider(f"Keep ratio from the {result.method} scores", 0.05, 1.0, step=0.05, key="keep_slider", on_change=apply_slider)
+    elif edge_result:
+        st.info("The grid starts from the components the edge circuit keeps alive; the Circuit graph page edits the edges.")
     else:
         st.info("Run a method on the Circuits page to drive the grid from scores; or toggle by hand.")
     r1, r2, r3, r4 = st.columns([3, 1, 1, 1])
@@ -120,22 +126,7 @@ def playground_panel() -> None:
         except NothingKeptError as e:
             st.error(str(e))
             return
-        m = st.columns(5)
-        m[0].metric("Top-1, chosen classes", f"{fig.top1_chosen:.1%}", f"{fig.top1_chosen - base.top1_chosen:+.1%}")
-        m[1].metric("KL to full model", f"{fig.kl_chosen:.4f}", f"{fig.kl_chosen - base.kl_chosen:+.4f}", delta_color="inverse")
-        m[2].metric("Parameters", f"{fig.params / 1e6:.3f} M", f"{(fig.params - base.params) / base.params:+.1%}", delta_color="inverse")
-        m[3].metric("MACs / image", f"{fig.macs / 1e6:.1f} M", f"{(fig.macs - base.macs) / base.macs:+.1%}", delta_color="inverse")
-        s = fig.speedup
-        if s is None:
-            m[4].metric("Batch-1 latency", f"{fig.latency_b1_ms:.2f} ms", help="measured on 1 thread; pruned models show their speed-up measured against the full model")
-        elif s.busy:
-            m[4].metric("Batch-1 speed-up", "machine busy", help=f"paired ratios spread {s.p25:.2f}x-{s.p75:.2f}x: too wide to report")
-        else:
-            m[4].metric("Batch-1 speed-up", f"{s.ratio:.2f}x", f"p25-p75 {s.p25:.2f}-{s.p75:.2f}x", delta_color="off",
-                        help=f"1 thread, {s.pairs} interleaved pairs (full model, this model): median {s.reference_ms:.2f} ms vs {s.model_ms:.2f} ms")
-        lm = pg.latency_model
-        predicted = f" · batch-1 predicted from MACs {fig.predicted_b1_ms:.2f} ms, measured {fig.latency_b1_ms:.2f} ms (cost model: {lm.intercept_ms:.2f} ms + {lm.slope_ms_per_mmac * 1e3:.2f} µs per M MACs)" if lm and fig.predicted_b1_ms else ""
-        st.caption(f"{fig.kept}/{len(space)} components kept · fast figures in {fast_s:.2f} s{predicted}")
+        s = show_fast_figures(fig, base, pg, len(space), fast_s)
         if s is not None and s.busy:
             st.warning(f"The machine was busy while timing (paired speed-ups spread from {s.p25:.2f}x to {s.p75:.2f}x), so no speed-up is shown. Toggle again later to re-measure.")
         slow_row = st.columns(2)

@@ -268,3 +268,34 @@ def test_circuits_page_estimates_the_time_and_reports_a_stopped_run():
     at.session_state["circuit_running"] = True  # as left behind by a run that Stop interrupted
     at.run()
     assert any("stopped before it finished" in i.value for i in at.info) and not at.exception
+
+
+def test_edge_circuit_graph_toggles_components_and_feeds_the_prune_page(app):
+    at = goto(app, "circuits")
+    at.multiselect(key="class_pick").select(GOLDFISH)
+    at.run()
+    at.radio(key="granularity_eap").set_value("edge").run()
+    at.button(key="run_circuit").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    result = at.session_state["results"][-1]
+    n_edges = load_checkpoint().model.edges.n_edges
+    assert result.is_edge and len(result.scores) == n_edges
+    assert metric(at, "Kept edges") == f"{round(0.05 * n_edges)}/{n_edges}"
+    alive = at.session_state["keep"]
+    assert 0 < alive.sum() < 216  # the Prune page starts from the components the edges keep alive
+
+    goto(at, "graph")
+    charts = at.get("graphviz_chart")
+    assert len(charts) == 1 and "digraph" in charts[0].proto.spec
+    before = charts[0].proto.spec.count("penwidth")
+    name = at.multiselect(key="graph_off_0").options[0]
+    at.multiselect(key="graph_off_0").select(name).run()
+    assert not at.exception, [e.value for e in at.exception]
+    spec = at.get("graphviz_chart")[0].proto.spec
+    assert f'"{name}"' in spec or spec.count("penwidth") <= before  # drawn as switched off, or its edges gone
+    assert f"{name} ->" not in spec.replace('"', "")
+    at.button(key="graph_to_prune").click().run()
+    switched = at.session_state["keep"]
+    assert switched[load_checkpoint().model.components.id(name)] == 0 and switched.sum() < alive.sum() + 1
+    goto(at, "prune")
+    assert metric(at, "Top-1, chosen classes")

@@ -11,6 +11,12 @@ from ..model import Activations, VisionTransformer
 from .task import Task, TaskError
 
 
+# Measured on the shipped model, 30 images (docs/measurements/edges.md): an edge forward + backward costs about
+# this many plain forwards; edge ACDC evaluated about this many candidates (the rest skipped as dead).
+EDGE_PASS_COST = 12.0
+EDGE_ACDC_EVALUATIONS = 2000
+
+
 @dataclass(frozen=True)
 class Param:
     """A method's one user-facing parameter: a keep ratio, a threshold or a target sparsity."""
@@ -90,9 +96,13 @@ class Method:
         """True when the circuit is the top fraction of the scores (the parameter is a keep ratio)."""
         return self.param.name == "keep"
 
-    def estimate_seconds(self, forward_s: float, options: RunOptions, n_components: int) -> float:
+    def estimate_seconds(self, forward_s: float, options: RunOptions, n_components: int, granularity: str = "node") -> float:
         """Expected wall time from one measured forward over the task images (plus building the task,
-        the counterfactual and the faithfulness check: three forwards)."""
+        the counterfactual and the faithfulness check: three forwards). Over edges every pass runs the
+        edge-instrumented forward, about ``EDGE_PASS_COST`` plain ones; ACDC's count is its edge count."""
+        if granularity == "edge":
+            n = EDGE_ACDC_EVALUATIONS if self.target_search == "setting" else n_components
+            return forward_s * EDGE_PASS_COST * (3 + self.expected_passes(options, n))
         return forward_s * (3 + self.expected_passes(options, n_components))
 
     def setting_label(self, value: float) -> str:

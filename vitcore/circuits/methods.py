@@ -36,10 +36,10 @@ def _registry() -> dict[str, Method]:
     return {m.name: m for m in (
         Method("eap", "EAP", run_eap, "ce", keep, (0.9, 0.8, 0.7, 0.6, 0.5), "2 forwards + 1 backward",
                "EAP ranks by the gradient of the metric times the activation difference (default metric: cross-entropy "
-               "of the true label; KL is degenerate for EAP).", _refuse_kl_for_eap),
+               "of the true label; KL is degenerate for EAP).", _refuse_kl_for_eap, edge_default=0.05),
         Method("eap-ig", "EAP-IG", run_eap_ig, "kl", keep, (0.9, 0.8, 0.7, 0.6, 0.5), "n_steps forwards + backwards (+1 forward)",
                "EAP-IG integrates the gradient along the path from corrupt to clean (captum IntegratedGradients; default metric: KL).",
-               options=("n_steps",), expected_passes=lambda o, n: 3.0 * o.n_steps),
+               options=("n_steps",), expected_passes=lambda o, n: 3.0 * o.n_steps, edge_default=0.05),
         Method("acdc", "ACDC", run_acdc, "kl", Param("tau", "tau", 0.05, 0.0, float("inf"), help="KL threshold: a component is removed if patching it raises KL by less",
                                                    choices=(0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2)),
                (0.01, 0.05, 0.1, 0.15, 0.2), "cached residual per layer, candidates of a layer batched",
@@ -49,7 +49,7 @@ def _registry() -> dict[str, Method]:
                                                                 choices=tuple(round(0.05 * i, 2) for i in range(0, 20))),
                (0.1, 0.2, 0.3, 0.4, 0.5), "one forward + backward per step",
                "Learned masks optimise KL plus a Lagrangian sparsity penalty over hard-concrete gates (Edge Pruning's objective).",
-               options=("steps",), expected_passes=lambda o, n: 3.0 * o.steps),
+               options=("steps",), expected_passes=lambda o, n: 3.0 * o.steps, edge_default=0.95),
         Method("lrp", "LRP", run_lrp, "logit", keep, (0.9, 0.8, 0.7, 0.6, 0.5), "1 forward + 1 backward (no counterfactual)",
                "LRP (AttnLRP rules) scores each component by the relevance that flows through it when the true class's logit is "
                "explained in one modified backward pass; ranked by mean absolute relevance.", _refuse_all_but_logit,

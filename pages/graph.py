@@ -1,0 +1,70 @@
+"""Circuit graph page: an edge circuit drawn as a layered graph; switch components off and watch the figures."""
+
+import time
+
+import streamlit as st
+import torch
+
+from pages.common import playground
+from pages.figures import show_fast_figures
+from vitcore.circuits.graph import INPUT_COLOURS, circuit_dot, shown_edges
+from vitcore.playground import NothingKeptError
+
+ckpt = st.session_state["ckpt"]
+edges = ckpt.model.edges
+space = ckpt.model.components
+results = st.session_state.get("results", [])
+edge_results = [i for i, r in enumerate(results) if r.is_edge]
+
+st.title("Circuit graph")
+if not edge_results:
+    st.info(f"Run a method with Score = edges on the Circuits page: this model has {len(edges):,} edges between its "
+            f"{len(space)} components, the embedding and the logits.")
+    st.stop()
+
+pick = st.selectbox("Edge result", edge_results, index=len(edge_results) - 1,
+                    format_func=lambda i: f"#{i + 1} {results[i].method} · {len(results[i].kept or [])} kept edges · {len(results[i].classes)} class(es)", key="graph_result")
+r = results[pick]
+kept = edges.mask_from_keep(r.kept or [])
+scores = r.score_tensor()
+
+c1, c2, c3 = st.columns([2, 2, 3])
+limit = c1.slider("Edges drawn (best first)", 10, 300, 60, 10, key="graph_limit")
+kept_scores = scores[kept > 0.5]
+low, high = (float(kept_scores.min()), float(kept_scores.max())) if len(kept_scores) else (0.0, 1.0)
+min_score = c2.slider("Minimum score", low, max(high, low + 1e-9), low, (high - low) / 100 or 1e-3, format="%.4g", key=f"graph_min_{pick}")
+alive_before = edges.alive_components(kept)
+choices = [space.names[i] for i in torch.nonzero(alive_before).flatten().tolist()]
+off_key = f"graph_off_{pick}"
+off = set(c3.multiselect("Switch off components (and every edge into or out of them)", choices, key=off_key))
+
+mask = kept.clone()
+for name in off:
+    mask[edges.outgoing(name)] = 0
+    mask[edges.incoming_of_component(space.id(name))] = 0
+alive = edges.alive_components(mask)
+
+drawn = shown_edges(edges, mask, scores, min_score, limit, off)
+st.caption(f"{int(mask.sum())} of {len(edges):,} edges kept · {int(alive.sum())} of {len(space)} components reach the logits · "
+           f"drawing {len(drawn)} · colour = the input an edge feeds: " +
+           ", ".join(f"<span style='color:{c}'>{name}</span>" for name, c in INPUT_COLOURS.items()), unsafe_allow_html=True)
+
+pg = playground()
+try:
+    base = pg.fast(space.ones())
+    t0 = time.perf_counter()
+    fig = pg.fast(alive)
+    show_fast_figures(fig, base, pg, len(space), time.perf_counter() - t0)
+    st.caption("Figures of the physically pruned model that keeps these components (every edge between kept components stays).")
+except NothingKeptError:
+    st.error("Nothing reaches the logits any more: switch some components back on.")
+
+if drawn:
+    st.graphviz_chart(circuit_dot(edges, drawn, off), width="stretch")
+else:
+    st.warning("No kept edge passes the filters.")
+
+if st.button("Use these components on the Prune page", key="graph_to_prune"):
+    st.session_state["keep"] = alive
+    st.session_state.pop("prune_grid_sync", None)
+    st.success(f"The Prune page now starts from these {int(alive.sum())} components.")
