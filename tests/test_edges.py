@@ -198,3 +198,48 @@ def test_learned_edge_masks_reach_the_target_sparsity(setup):
     assert out.kept_mask.shape == (len(model.edges),)
     assert int(out.kept_mask.sum()) == round(0.2 * len(model.edges))
     assert out.expected_sparsity > 0.6
+
+
+@pytest.mark.slow
+def test_cli_edge_circuit_round_trips_and_refuses_lrp(tmp_path, capsys):
+    from vitcore import load_checkpoint
+    from vitcore.circuits.result import CircuitResult
+    from vitcore.cli import main
+
+    out = tmp_path / "edges.json"
+    assert main(["circuits", "--method", "eap", "--granularity", "edge", "--classes", "n01443537", "--images", "4", "--keep", "0.02", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    model = load_checkpoint().model
+    assert f"/{len(model.edges)} edges" in printed and "components still reach the logits" in printed
+    result = CircuitResult.load(out)
+    assert result.granularity == "edge" and len(result.kept) == round(0.02 * len(model.edges))
+    mask = result.keep_mask(model.edges)
+    assert int(mask.sum()) == len(result.kept)
+    with pytest.raises(Exception, match="node-level result|edge-level result"):
+        result.keep_mask(model.components)
+    assert main(["circuits", "--method", "lrp", "--granularity", "edge", "--classes", "n01443537"]) != 0
+    assert "LRP scores nodes only" in capsys.readouterr().err
+
+
+def test_result_schema_v2_reads_v1_and_refuses_bad_edge_files(setup):
+    import json
+
+    from vitcore.circuits import discover
+    from vitcore.circuits.result import CircuitResult, ResultError
+
+    model, task, cf, _ = setup
+    data = task.pool
+    node = discover(model, data, data.wnids[:2], "eap")
+    v1 = json.loads(node.to_json())
+    v1["version"] = 1
+    v1.pop("granularity")
+    assert CircuitResult.from_json(json.dumps(v1)).granularity == "node"
+    edge = json.loads(discover(model, data, data.wnids[:2], "eap", granularity="edge").to_json())
+    assert edge["version"] == 2 and edge["granularity"] == "edge" and len(edge["scores"]) == len(model.edges)
+    bad = dict(edge, component_names=["L0.H1->L0.H1.q"] + edge["component_names"][1:])  # an edge name that parses...
+    with pytest.raises(ResultError, match="different edges"):
+        CircuitResult.from_json(json.dumps(bad)).keep_mask(model.edges, 0.5)  # ...but is not this model's edge
+    with pytest.raises(ResultError, match="not an edge name"):
+        CircuitResult.from_json(json.dumps(dict(edge, component_names=["L0.H1"] + edge["component_names"][1:])))
+    with pytest.raises(ResultError, match="granularity"):
+        CircuitResult.from_json(json.dumps(dict(edge, granularity="pixel")))
