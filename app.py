@@ -12,6 +12,7 @@ pages = [
     st.Page("pages/graph.py", title="Circuit graph"),
     st.Page("pages/prune.py", title="Prune"),
     st.Page("pages/compare.py", title="Compare"),
+    st.Page("pages/atlas.py", title="Atlas"),
     st.Page("pages/export.py", title="Export"),
 ]
 page = st.navigation(pages)

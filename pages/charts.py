@@ -55,3 +55,20 @@ def pixel_heatmap(pixels, title: str) -> alt.Chart:
         )
         .properties(title=title, width=220, height=220)
     )
+
+
+def similarity_chart(sim, labels: list[str], title: str) -> alt.Chart:
+    """A class x class matrix in the given order (labels already ordered), with hover names."""
+    n = len(labels)
+    df = pd.DataFrame({"a": [labels[i // n] for i in range(n * n)], "b": [labels[i % n] for i in range(n * n)], "jaccard": sim.flatten().tolist()})
+    return (
+        alt.Chart(df)
+        .mark_rect()
+        .encode(
+            x=alt.X("b:N", sort=labels, axis=alt.Axis(labels=n <= 40, title=None)),
+            y=alt.Y("a:N", sort=labels, axis=alt.Axis(labels=n <= 40, title=None)),
+            color=alt.Color("jaccard:Q", scale=alt.Scale(scheme="viridis")),
+            tooltip=["a", "b", alt.Tooltip("jaccard:Q", format=".2f")],
+        )
+        .properties(title=title, height=560)
+    )

@@ -299,3 +299,14 @@ def test_edge_circuit_graph_toggles_components_and_feeds_the_prune_page(app):
     assert switched[load_checkpoint().model.components.id(name)] == 0 and switched.sum() < alive.sum() + 1
     goto(at, "prune")
     assert metric(at, "Top-1, chosen classes")
+
+
+def test_atlas_page_shows_the_shipped_atlas_and_measures_a_group(app):
+    at = goto(app, "atlas")
+    assert not at.warning  # the shipped atlas belongs to the shipped model
+    assert len(at.get("arrow_vega_lite_chart")) + len(at.get("vega_lite_chart")) >= 3  # two usage maps and the similarity matrix
+    assert metric(at, "KL to full model")
+    group = at.multiselect(key="atlas_group")
+    assert len(group.value) == 5
+    at.button(key="atlas_to_prune").click().run()
+    assert len(at.session_state["classes"]) == 5 and 0 < at.session_state["keep"].sum() <= 216

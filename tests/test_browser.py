@@ -95,6 +95,26 @@ def test_browser_walkthrough(server, tmp_path):
         dl.value.save_as(target)
         page.screenshot(path=str(ARTIFACTS / "export.png"), full_page=True)
 
+        page.get_by_role("link", name="Circuits").click()  # an edge circuit, drawn by Graphviz in the browser
+        expect(page.get_by_role("heading", name="Circuits")).to_be_visible()
+        page.get_by_text("edges (32,626)").first.click()
+        wait_idle(page)
+        page.get_by_role("button", name="Run", exact=True).click()
+        expect(page.locator('[data-testid="stMetric"]', has_text="Kept edges")).to_be_visible()
+        wait_idle(page)
+        page.get_by_role("link", name="Circuit graph").click()
+        expect(page.get_by_role("heading", name="Circuit graph")).to_be_visible()
+        expect(page.locator('[data-testid="stGraphVizChart"] svg').first).to_be_visible()
+        assert page.locator('[data-testid="stGraphVizChart"] svg g.edge').count() > 10
+        wait_idle(page)
+        page.screenshot(path=str(ARTIFACTS / "graph.png"), full_page=True)
+
+        page.get_by_role("link", name="Atlas").click()
+        expect(page.get_by_role("heading", name="Atlas")).to_be_visible()
+        expect(page.locator('[data-testid="stMetric"]', has_text="KL to full model")).to_be_visible()
+        wait_idle(page)
+        page.screenshot(path=str(ARTIFACTS / "atlas.png"), full_page=True)
+
         page.get_by_role("link", name="Model").click()
         page.get_by_text("Upload a zip").click()
         page.locator('[data-testid="stSidebar"] input[type="file"]').set_input_files(files=[{"name": "bad.zip", "mimeType": "application/zip", "buffer": b"PK\x03\x04 not a zip"}])

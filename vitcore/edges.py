@@ -28,7 +28,7 @@ from torch import Tensor
 from .components import ComponentSpace
 
 EMBED = "embed"
-SPARSE_READ = 0.02  # below this fraction of kept (or of removed) edges, a read sums over them one by one
+SPARSE_READ = 0.06  # below this fraction of kept (or of removed) edges, a read sums over them one by one
 LOGITS = "logits"
 
 

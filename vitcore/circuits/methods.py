@@ -44,7 +44,7 @@ def _registry() -> dict[str, Method]:
                                                    choices=(0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2)),
                (0.01, 0.05, 0.1, 0.15, 0.2), "cached residual per layer, candidates of a layer batched",
                "ACDC greedily removes components, in reverse topological order, whose patching raises KL by less than tau.",
-               target_search="setting", expected_passes=lambda o, n: 0.6 * n),  # 126.6 forward equivalents for 216 (bench-circuits)
+               target_search="setting", expected_passes=lambda o, n: 0.6 * n, edge_default=0.005),  # 126.6 forward equivalents for 216 (bench-circuits)
         Method("learned", "learned", run_learned, "kl", Param("sparsity", "Target sparsity", 0.5, 0.0, 1.0, high_inclusive=False, help="fraction of components removed",
                                                                 choices=tuple(round(0.05 * i, 2) for i in range(0, 20))),
                (0.1, 0.2, 0.3, 0.4, 0.5), "one forward + backward per step",

@@ -1,0 +1,84 @@
+"""Atlas page: every class's circuit at once, from the precomputed atlas of the shipped model."""
+
+import time
+
+import streamlit as st
+
+from pages.charts import heatmap, score_frames, similarity_chart
+from pages.common import playground
+from pages.figures import show_fast_figures
+from vitcore.assets import assets_dir
+from vitcore.atlas import cluster_order, load_atlas, similarity, union_circuit, usage
+from vitcore.atlas.analysis import AtlasDataError, check_components
+from vitcore.playground import NothingKeptError
+
+
+@st.cache_resource(show_spinner="Reading the atlas…")
+def shared_atlas(path: str):
+    return load_atlas(path)
+
+
+@st.cache_resource(show_spinner="Clustering the classes…")
+def shared_similarity(path: str, method: str):
+    atlas = shared_atlas(path)
+    sim = similarity(atlas, method)
+    return sim, cluster_order(sim)
+
+
+ckpt = st.session_state["ckpt"]
+space = ckpt.model.components
+eval_set = st.session_state["eval_set"]
+names = dict(zip(eval_set.wnids, eval_set.names))
+path = str(assets_dir() / "atlas")
+
+st.title("Atlas")
+try:
+    atlas = shared_atlas(path)
+    check_components(atlas, space.names)
+except AtlasDataError as e:
+    st.info(f"No atlas for this model ({e}). Compute one with `python -m vitcore atlas --out DIR`.")
+    st.stop()
+
+if atlas.model_sha256 and atlas.model_sha256 != ckpt.sha256:
+    st.warning("This atlas was computed for another checkpoint of the same architecture (the shipped one): its circuits describe that model.")
+method = st.selectbox("Method", atlas.methods, key="atlas_method")
+st.caption(f"{len(atlas.wnids)} classes, one circuit each ({method}, the method's default setting, each class's own discovery images). "
+           "Computed by `python -m vitcore atlas` and shipped precomputed: nothing runs here until you measure a group.")
+
+st.subheader("Which components do the classes share?")
+counts = usage(atlas, method)
+heads, chunks = score_frames(atlas.components, counts.tolist())
+u1, u2 = st.columns(2)
+u1.altair_chart(heatmap(heads, f"Heads: in how many of {len(atlas.wnids)} circuits"), width="stretch")
+u2.altair_chart(heatmap(chunks, f"Chunks: in how many of {len(atlas.wnids)} circuits"), width="stretch")
+always = int((counts == len(atlas.wnids)).sum())
+never = int((counts == 0).sum())
+st.caption(f"{always} components are in every class's circuit, {never} in none.")
+
+st.subheader("How similar are two classes' circuits?")
+sim, order = shared_similarity(path, method)
+labels = [f"{names.get(atlas.wnids[i], atlas.wnids[i])} ({atlas.wnids[i]})" for i in order]
+st.altair_chart(similarity_chart(sim[order][:, order], labels, "Jaccard overlap of kept sets, classes ordered by clustering"), width="stretch")
+
+st.subheader("A circuit for a group of classes")
+default = [labels[i] for i in range(min(5, len(labels)))]
+group = st.multiselect("Classes (the first five in cluster order by default; type to search)", labels, default=default, key="atlas_group")
+wnids = [g.rsplit("(", 1)[1].rstrip(")") for g in group]
+if wnids:
+    keep = union_circuit(atlas, method, wnids)
+    st.caption(f"Union of their circuits: {int(keep.sum())} of {len(space)} components.")
+    pg = playground()
+    if pg.classes != wnids:
+        pg.set_classes(wnids)
+    try:
+        base = pg.fast(space.ones())
+        t0 = time.perf_counter()
+        fig = pg.fast(keep)
+        show_fast_figures(fig, base, pg, len(space), time.perf_counter() - t0)
+    except NothingKeptError as e:
+        st.error(str(e))
+    if st.button("Open this group on the Prune page", key="atlas_to_prune"):
+        st.session_state["classes"] = wnids
+        st.session_state["keep"] = keep
+        st.session_state.pop("prune_grid_sync", None)
+        st.success(f"The Prune page now shows these {len(wnids)} classes and {int(keep.sum())} components.")

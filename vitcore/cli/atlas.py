@@ -1,0 +1,45 @@
+"""Command ``atlas``: per-class circuits of every class by each method, on Ray (local or a cluster) or in one process."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..atlas.analysis import write_table
+from ..atlas.run import BACKENDS, AtlasSettings, run_atlas
+from ..checkpoint import load_checkpoint
+from ..circuits import CORRUPTIONS
+from ..data import load_split
+from .common import parse_classes
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("atlas", help="per-class circuits of every class (Ray when installed; resumes)")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--data", default=None, help="discovery data (train split; default: bundled subset)")
+    p.add_argument("--methods", default="eap", help="comma-separated, e.g. eap,eap-ig,acdc,learned")
+    p.add_argument("--classes", default="all", help="comma-separated wnids, or all")
+    p.add_argument("--corruption", choices=CORRUPTIONS, default="resample")
+    p.add_argument("--images", type=int, default=None, help="discovery images per class (default: all of the class's)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: Ray if installed, else one process")
+    p.add_argument("--address", default=None, help="an existing Ray cluster (default: start Ray on this machine)")
+    p.add_argument("--workers", type=int, default=None, help="Ray workers on this machine (default: its cores)")
+    p.add_argument("--retries", type=int, default=2)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    ckpt = load_checkpoint(args.checkpoint)
+    data = load_split(args.data, "train", progress=True)
+    classes = list(data.wnids) if args.classes == "all" else parse_classes(args.classes, data.wnids)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    settings = AtlasSettings(corruption=args.corruption, images=args.images, model_sha256=ckpt.sha256)
+    result = run_atlas(ckpt.model, data, classes, methods, args.out, settings, args.backend, args.address, args.workers, args.retries)
+    table = write_table(args.out)
+    mean_task = sum(result.task_seconds) / len(result.task_seconds) if result.task_seconds else 0.0
+    print(f"{result.ran} task(s) run, {result.skipped} already done, backend {result.backend}, {result.seconds:.1f} s wall, "
+          f"{result.tasks_per_second:.2f} tasks/s, {mean_task:.2f} s per task inside its worker; table {table}")
+    print(json.dumps({"backend": result.backend, "ran": result.ran, "skipped": result.skipped, "wall_s": round(result.seconds, 2),
+                      "tasks_per_s": round(result.tasks_per_second, 3), "mean_task_s": round(mean_task, 3)}))
+    return 0
