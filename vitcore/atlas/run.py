@@ -8,6 +8,7 @@ store once and every task reads them from there; a task whose worker dies or tha
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import time
@@ -125,12 +126,7 @@ def run_atlas(
     tasks = [AtlasTask(m, w) for m in methods for w in classes]
     pending = [t for t in tasks if not t.path(out).exists()]
     if backend == "auto":
-        try:
-            import ray  # noqa: F401
-
-            backend = "ray"
-        except ImportError:
-            backend = "local"
+        backend = "ray" if importlib.util.find_spec("ray") is not None else "local"
     bar = tqdm(total=len(tasks), initial=len(tasks) - len(pending), desc=f"atlas ({backend})", unit="task", disable=not progress)
     start = time.perf_counter()
     try:

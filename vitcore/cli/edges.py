@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..circuits import METHODS, build_task, circuit_faithfulness, counterfactual, discover
+from ..circuits import build_task, circuit_faithfulness, counterfactual, discover
 from ..circuits.result import keep_top
 from ..data import load_split
 from ..evaluate import predict_logits
