@@ -9,10 +9,13 @@ import torch
 from pages.charts import pareto_chart
 from pages.common import playground, session_keep_mask
 from pages.figures import show_fast_figures
+from vitcore.circuits import METHODS
 from vitcore.circuits.result import keep_top
 from vitcore.playground import NothingKeptError
 from vitcore.pruning.finetune import finetune_steps
 from vitcore.pruning.pareto import pareto_frontier
+
+FT_STEPS, FT_LR = 40, 1e-4  # measured on the shipped model: README, "Fine-tuning on the Prune page" (benchmarks/finetune_defaults.py)
 
 ckpt = st.session_state["ckpt"]
 space = ckpt.model.components
@@ -88,7 +91,7 @@ if st.session_state.get("prune_grid_sync") != id(st.session_state.get("keep")):
 
 @st.fragment
 def playground_panel() -> None:
-    for k, default in (("tau_slider", 0.05), ("keep_slider", 0.5)):
+    for k, default in (("tau_slider", METHODS["acdc"].param.default), ("keep_slider", 0.5)):
         if k not in st.session_state:
             st.session_state[k] = st.session_state.get(f"saved_{k}", default)
     if result is not None:
@@ -156,22 +159,42 @@ def playground_panel() -> None:
 
     st.markdown("**Fine-tune to recover**")
     f1, f2 = st.columns([1, 3])
-    steps = f1.number_input("Steps", 5, 500, 40, 5, key="ft_steps")
+    steps = f1.number_input("Steps", 5, 500, FT_STEPS, 5, key="ft_steps")
     distill = f1.checkbox("Distil from the full model", value=True, key="ft_distill")
+    focus = f1.checkbox("Half of each batch from the chosen classes", value=True, key="ft_focus",
+                        help="the discovery set has 10 images per class: without this, a batch of 64 holds about 3 chosen-class images")
     if f2.button("Fine-tune the current pruned model", key="ft_run"):
         before = pg.slow(mask)
-        model = pg.model_for(mask).clone()  # never train the shared model or a cached copy in place
+        previous = pg.model_for(mask)
+        model = previous.clone()  # never train the shared model or a cached copy in place
         bar = f2.progress(0.0, text="fine-tuning…")
-        finetune_steps(model, st.session_state["discovery"], int(steps), teacher=ckpt.model if distill else None,
-                       progress=lambda s, loss: bar.progress(s / steps, text=f"step {s}/{steps} · loss {loss:.3f}"))
+        discovery = st.session_state["discovery"]
+        chosen = torch.nonzero(discovery.chosen(classes)).flatten() if classes and focus else None
+        losses = finetune_steps(model, discovery, int(steps), lr=FT_LR, teacher=ckpt.model if distill else None, focus=chosen,
+                                progress=lambda s, loss: bar.progress(s / steps, text=f"step {s}/{steps} · loss {loss:.3f}"))
         pg.replace_model(mask, model)
         after = pg.slow(mask)
         st.session_state["finetuned"] = key
+        st.session_state["ft_models"] = {"key": key, "before fine-tuning": previous, "fine-tuned": model, "losses": losses,
+                                         "figures": {"before fine-tuning": before, "fine-tuned": after}}
         history.pop(key, None)  # the chart and the figures above now show the fine-tuned model
         st.session_state["ft_message"] = f"Top-1 chosen {before.top1_chosen:.1%} → {after.top1_chosen:.1%} · all classes {before.top1_all:.1%} → {after.top1_all:.1%}"
+        st.session_state["ft_use"] = "fine-tuned" if after.top1_chosen >= before.top1_chosen else "before fine-tuning"
         st.rerun()
-    if st.session_state.get("finetuned") == key and st.session_state.get("ft_message"):
-        f2.success(st.session_state["ft_message"])
+    ft = st.session_state.get("ft_models")
+    if ft and ft["key"] == key:
+        figs = ft["figures"]
+        worse = figs["fine-tuned"].top1_chosen < figs["before fine-tuning"].top1_chosen
+        (f2.warning if worse else f2.success)(st.session_state.get("ft_message", "") + (
+            " — fine-tuning lowered the chosen-class accuracy on the eval images, so the model before fine-tuning is selected; "
+            "switch below to use the fine-tuned one anyway." if worse else ""))
+        f2.line_chart(pd.DataFrame({"training loss": ft["losses"]}), height=160, x_label="step", y_label="loss")
+        use = f2.radio("Use", ["fine-tuned", "before fine-tuning"], horizontal=True, key="ft_use")
+        if pg.model_for(mask) is not ft[use]:
+            pg.replace_model(mask, ft[use])
+            st.session_state["finetuned"] = key if use == "fine-tuned" else None
+            history.pop(key, None)
+            st.rerun()
 
 
 playground_panel()

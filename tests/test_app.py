@@ -151,7 +151,14 @@ def test_finetune_and_export_download_loads(app, tmp_path):
     at.button(key="rows_off").click().run()
     at.number_input(key="ft_steps").set_value(5).run()
     at.button(key="ft_run").click().run()
-    assert any("→" in s.value for s in at.success), [e.value for e in at.error]
+    assert any("→" in s.value for s in list(at.success) + list(at.warning)), [e.value for e in at.error]
+    assert at.get("arrow_line_chart") or at.get("vega_lite_chart") or at.get("arrow_vega_lite_chart")  # the loss curve
+    pg = at.session_state["playground"]
+    tuned = at.session_state["ft_models"]["fine-tuned"]
+    at.radio(key="ft_use").set_value("before fine-tuning").run()  # the pre-fine-tune model stays selectable
+    assert pg.model_for(at.session_state["keep"]) is at.session_state["ft_models"]["before fine-tuning"]
+    at.radio(key="ft_use").set_value("fine-tuned").run()
+    assert pg.model_for(at.session_state["keep"]) is tuned
     goto(at, "export")
     data = media_bytes(at.download_button(key="dl_zip").proto.url)
     (tmp_path / "m.zip").write_bytes(data)
@@ -205,22 +212,44 @@ def test_bad_checkpoints_and_data_keep_the_app_working(tmp_path, monkeypatch):
 
 
 def test_two_sessions_are_isolated_and_the_shared_model_is_untouched():
+    """Every page's actions, checked after each one: the shared model's mode, gradients and weights do not change."""
     from pages.common import shared_checkpoint, state_hash
 
     a, b = new_app(), new_app()
     shared = shared_checkpoint(None).model
     before = state_hash(shared)
+
+    def untouched(action: str) -> None:
+        assert not shared.training, f"{action} switched the shared model to training mode"
+        assert all(p.grad is None for p in shared.parameters()), f"{action} left gradients on the shared model"
+        assert state_hash(shared) == before, f"{action} changed the shared model's weights"
+
+    untouched("the Model page")
     run_eap(a)
+    untouched("an EAP run")
+    a.button(key="attr_run").click().run()
+    untouched("explaining an image")
+    a.selectbox(key="method").set_value("learned").run()
+    a.select_slider(key="sparsity_param_node").set_value(0.5).run()
+    a.slider(key="learned_steps").set_value(20).run()
+    a.button(key="run_circuit").click().run()
+    untouched("learned masks")
     goto(a, "prune")
     a.multiselect(key="row_pick").set_value([0, 1]).run()
     a.button(key="rows_off").click().run()
+    untouched("toggling rows")
     a.number_input(key="ft_steps").set_value(5).run()
     a.button(key="ft_run").click().run()
+    untouched("fine-tuning")
+    goto(a, "export")
+    untouched("the Export page")
+    goto(a, "atlas")
+    untouched("the Atlas page")
     goto(b, "prune")
     assert int(a.session_state["keep"].sum()) < 216
     assert int(b.session_state["keep"].sum()) == 216
     assert "results" not in b.session_state
-    assert state_hash(shared) == before
+    untouched("a second session")
 
 
 def test_compare_page_loads_a_sweep_csv_and_applies_a_point(tmp_path):

@@ -70,6 +70,30 @@ def test_finetune_lowers_training_loss():
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
 
 
+def test_finetune_is_reproducible_and_focus_draws_half_of_each_batch_from_the_chosen_images(monkeypatch):
+    import vitcore.pruning.finetune as ft
+
+    data = tiny_imageset(n_per_class=12)
+    runs = []
+    for _ in range(2):
+        _, pruned, _ = pruned_tiny()
+        finetune_steps(pruned, data, 3, batch_size=16, seed=7)
+        runs.append(pruned.state_dict())
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])  # the augmentation is seeded too
+    state = torch.get_rng_state()
+    _, pruned, _ = pruned_tiny()
+    torch.set_rng_state(state)
+    finetune_steps(pruned, data, 2, batch_size=16, seed=7)
+    assert torch.equal(torch.get_rng_state(), state)  # the global generator is restored afterwards
+    labels_seen = []
+    monkeypatch.setattr(ft.F, "cross_entropy", lambda logits, y, _real=ft.F.cross_entropy: (labels_seen.append(y.clone()), _real(logits, y))[1])
+    focus = torch.nonzero(data.labels == 3).flatten()
+    _, pruned, _ = pruned_tiny()
+    finetune_steps(pruned, data, 4, batch_size=16, focus=focus)
+    for y in labels_seen:
+        assert (y[:8] == 3).all() and len(y) == 16  # the first half of each batch is the focus class
+
+
 def test_pareto_frontier_on_hand_made_points():
     pts = [(1.0, 0.5), (2.0, 0.3), (1.5, 0.6), (3.0, 0.3), (0.5, 0.9), (2.5, 0.1)]
     assert pareto_frontier(pts) == [4, 0, 1, 5]

@@ -40,7 +40,8 @@ def _registry() -> dict[str, Method]:
         Method("eap-ig", "EAP-IG", run_eap_ig, "kl", keep, (0.9, 0.8, 0.7, 0.6, 0.5), "n_steps forwards + backwards (+1 forward)",
                "EAP-IG integrates the gradient along the path from corrupt to clean (captum IntegratedGradients; default metric: KL).",
                options=("n_steps",), expected_passes=lambda o, n: 3.0 * o.n_steps, edge_default=0.05),
-        Method("acdc", "ACDC", run_acdc, "kl", Param("tau", "tau", 0.05, 0.0, float("inf"), help="KL threshold: a component is removed if patching it raises KL by less",
+        # tau 0.01: in the README's sweep tau 0.05 kept 10 of 216 components (chosen-class top-1 0.133), 0.01 kept 65 (0.200)
+        Method("acdc", "ACDC", run_acdc, "kl", Param("tau", "tau", 0.01, 0.0, float("inf"), help="KL threshold: a component is removed if patching it raises KL by less",
                                                    choices=(0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2)),
                (0.01, 0.05, 0.1, 0.15, 0.2), "cached residual per layer, candidates of a layer batched",
                "ACDC greedily removes components, in reverse topological order, whose patching raises KL by less than tau.",

@@ -31,11 +31,14 @@ def finetune_steps(
     seed: int = 0,
     optimizer: torch.optim.Optimizer | None = None,
     progress: Callable[[int, float], None] | None = None,
+    focus: Tensor | None = None,
+    focus_fraction: float = 0.5,
 ) -> list[float]:
     """Train ``model`` in place for ``steps`` AdamW steps (crop+flip augmentation); returns losses.
 
-    With a ``teacher`` the loss is ``(1 - alpha) CE + alpha KD``. ``progress(step, loss)`` is
-    called after every step.
+    With a ``teacher`` the loss is ``(1 - alpha) CE + alpha KD``. ``focus`` (indices into ``data``,
+    e.g. the chosen classes' images) fills ``focus_fraction`` of every batch; the rest is drawn from
+    all of ``data``. ``progress(step, loss)`` is called after every step.
     """
     if steps < 1:
         raise ValueError("steps must be >= 1")
@@ -44,21 +47,28 @@ def finetune_steps(
     opt = optimizer or torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     model.train()
     losses = []
-    for step in range(steps):
-        idx = torch.randint(len(data), (min(batch_size, len(data)),), generator=gen)
-        x = normalize(torch.stack([augment(img) for img in data.images[idx]]), model.config)
-        y = data.labels[idx]
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
-        if teacher is not None:
-            with torch.no_grad():
-                target = teacher(x)
-            loss = (1 - alpha) * loss + alpha * distill_loss(logits, target, temperature)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-        if progress:
-            progress(step + 1, losses[-1])
+    with torch.random.fork_rng(devices=[]):  # the augmentation draws from torch's global generator: seed it here, restore it after
+        torch.manual_seed(seed)
+        for step in range(steps):
+            n = min(batch_size, len(data))
+            if focus is not None and len(focus):
+                k = max(1, round(focus_fraction * n))
+                idx = torch.cat([focus[torch.randint(len(focus), (k,), generator=gen)], torch.randint(len(data), (n - k,), generator=gen)])
+            else:
+                idx = torch.randint(len(data), (n,), generator=gen)
+            x = normalize(torch.stack([augment(img) for img in data.images[idx]]), model.config)
+            y = data.labels[idx]
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            if teacher is not None:
+                with torch.no_grad():
+                    target = teacher(x)
+                loss = (1 - alpha) * loss + alpha * distill_loss(logits, target, temperature)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            if progress:
+                progress(step + 1, losses[-1])
     model.eval()
     return losses
