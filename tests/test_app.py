@@ -4,6 +4,7 @@
 import gc
 import io
 import json
+import warnings
 import zipfile
 
 import pytest
@@ -38,7 +39,10 @@ def media_bytes(url: str) -> bytes:
     from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
     file_id = url.rsplit("/", 1)[-1].split(".")[0]
-    for storage in (o for o in gc.get_objects() if isinstance(o, MemoryMediaFileStorage)):
+    with warnings.catch_warnings():  # isinstance on every live object touches torch.distributed.reduce_op, which warns
+        warnings.simplefilter("ignore", FutureWarning)
+        storages = [o for o in gc.get_objects() if isinstance(o, MemoryMediaFileStorage)]
+    for storage in storages:
         if file_id in storage._files_by_id:
             return storage._files_by_id[file_id].content
     raise KeyError(url)

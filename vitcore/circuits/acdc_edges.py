@@ -8,7 +8,7 @@ edges latest upstream node first. An edge is removed for good when patching it r
 Speed, as at node level: while the inputs of layer l are visited, every edge into layers < l is
 intact, so what the nodes before l write and the residual entering l are those of the clean
 run; they are cached once and only layers l.. run, with a layer's candidates batched and the
-group size adapting (:func:`vitcore.circuits.acdc.greedy_removal`). An input whose readers no
+group size adapting (:func:`vitcore.circuits.greedy.greedy_removal`). An input whose readers no
 longer reach the logits through kept edges changes nothing: for tau > 0 its edges are removed
 without a forward. ``naive=True`` runs every candidate from the embedding, one at a time.
 """
@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ..edges import EdgeStream
 from ..model import Activations, LayerIntervention, VisionTransformer
-from .acdc import ACDCOutcome, greedy_removal
+from .greedy import ACDCOutcome, greedy_removal
 from .corruptions import corrupt_outputs
 from .metrics import damage_fn
 from .task import Task, TaskError
