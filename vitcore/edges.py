@@ -26,13 +26,14 @@ import torch
 from torch import Tensor
 
 from .components import ComponentSpace
+from .errors import VitcoreError
 
 EMBED = "embed"
 SPARSE_READ = 0.06  # below this fraction of kept (or of removed) edges, a read sums over them one by one
 LOGITS = "logits"
 
 
-class EdgeError(ValueError):
+class EdgeError(VitcoreError):
     """An edge name or mask that does not fit the model."""
 
 
