@@ -43,36 +43,42 @@ def shown_edges(space: EdgeSpace, kept: Tensor, scores: Tensor, min_score: float
 
 
 def circuit_dot(space: EdgeSpace, edges: list[DrawnEdge], switched_off: set[str] = frozenset()) -> str:
-    """DOT source of the drawn edges: only nodes that an edge touches, ranked by layer."""
-    g = graphviz.Digraph("circuit", graph_attr={"rankdir": "TB", "compound": "true", "nodesep": "0.15", "ranksep": "0.5", "bgcolor": "transparent"},
+    """DOT source of the drawn edges: one row per layer's heads and one per layer's MLP (its input node
+    "Ln MLP" and the chunks that write), top to bottom; only nodes that a drawn edge touches."""
+    g = graphviz.Digraph("circuit", graph_attr={"rankdir": "TB", "nodesep": "0.12", "ranksep": "0.45", "bgcolor": "transparent", "newrank": "true"},
                          node_attr={"shape": "box", "style": "rounded,filled", "fillcolor": "#eef3fb", "fontsize": "10", "height": "0.25"})
     top = max((abs(e.score) for e in edges), default=1.0) or 1.0
-    upstream = {e.upstream for e in edges}
-    heads_read = {e.input.rsplit(".", 1)[0] for e in edges if e.input.endswith((".q", ".k", ".v"))}
-    mlp_read = {int(e.input[1:].split(".")[0]) for e in edges if e.input.endswith(".mlp")}
-    if EMBED in upstream:
+    touched = {e.upstream for e in edges} | {e.input.rsplit(".", 1)[0] if e.input.endswith((".q", ".k", ".v")) else e.input for e in edges}
+    rows: list[str] = []  # the first node of each row, top to bottom, chained invisibly to keep the layers in order
+    if EMBED in touched:
         g.node(EMBED, "embedding", fillcolor="#dddddd")
+        rows.append(EMBED)
     for layer in range(space.components.depth):
-        heads = [n for n in space.nodes if n.startswith(f"L{layer}.H") and (n in upstream or n in heads_read)]
-        with g.subgraph(name=f"rank_heads_{layer}", graph_attr={"rank": "same"}) as s:
-            for n in heads:
-                s.node(n, n, fillcolor="#f8d7da" if n in switched_off else "#eef3fb")
-        chunks = [n for n in space.nodes if n.startswith(f"L{layer}.C") and n in upstream]
-        if chunks or layer in mlp_read:
-            with g.subgraph(name=f"cluster_mlp_{layer}", graph_attr={"label": f"L{layer} MLP", "fontsize": "9", "style": "rounded", "color": "#999999"}) as s:
-                for n in chunks or [f"L{layer}.mlp"]:
-                    s.node(n, n if n in space.nodes else "input", fillcolor="#f8d7da" if n in switched_off else "#e6f4ea")
+        heads = [n for n in space.nodes if n.startswith(f"L{layer}.H") and n in touched]
+        chunks = [n for n in space.nodes if n.startswith(f"L{layer}.C") and n in touched]
+        mlp_in = f"L{layer}.mlp"
+        for members, label, anchor in ((heads, f"layer {layer}", f"L{layer}.row"), (chunks + ([mlp_in] if mlp_in in touched else []), None, None)):
+            if not members:
+                continue
+            with g.subgraph(name=f"row_{members[0]}", graph_attr={"rank": "same"}) as row:
+                if anchor:
+                    row.node(anchor, label, shape="plaintext", style="", fontsize="9")
+                for n in members:
+                    if n == mlp_in:
+                        row.node(n, f"L{layer} MLP", fillcolor="#dddddd", shape="box")
+                    else:
+                        row.node(n, n, fillcolor="#f8d7da" if n in switched_off else ("#e6f4ea" if ".C" in n else "#eef3fb"))
+            rows.append(anchor or members[0])
     g.node(LOGITS, "logits", fillcolor="#dddddd")
+    rows.append(LOGITS)
+    for a, b in zip(rows, rows[1:]):
+        g.edge(a, b, style="invis", weight="10")
     for e in edges:
         width = f"{0.4 + 3.6 * abs(e.score) / top:.2f}"
-        if e.input == LOGITS:
-            g.edge(e.upstream, LOGITS, penwidth=width, color=INPUT_COLOURS[LOGITS])
-        elif e.input.endswith(".mlp"):
-            layer = int(e.input[1:].split(".")[0])
-            chunks = [n for n in space.nodes if n.startswith(f"L{layer}.C") and n in upstream]
-            g.edge(e.upstream, chunks[0] if chunks else e.input, lhead=f"cluster_mlp_{layer}", penwidth=width, color=INPUT_COLOURS["mlp"],
-                   tooltip=f"{e.upstream} -> {e.input} ({e.score:.3g})")
-        else:
+        tooltip = f"{e.upstream} -> {e.input} ({e.score:.3g})"
+        if e.input.endswith((".q", ".k", ".v")):
             head, which = e.input.rsplit(".", 1)
-            g.edge(e.upstream, head, penwidth=width, color=INPUT_COLOURS[which], tooltip=f"{e.upstream} -> {e.input} ({e.score:.3g})")
+            g.edge(e.upstream, head, penwidth=width, color=INPUT_COLOURS[which], tooltip=tooltip)
+        else:
+            g.edge(e.upstream, e.input, penwidth=width, color=INPUT_COLOURS["mlp" if e.input.endswith(".mlp") else LOGITS], tooltip=tooltip)
     return g.source
