@@ -1,8 +1,8 @@
 """An edge circuit as a layered graph (Graphviz DOT): layers top to bottom, heads and chunks as nodes.
 
 Edges into a head are drawn to the head and coloured by the input they feed (query, key, value);
-edges into a layer's MLP input end at the box holding that layer's chunks; edges into the logits
-end at the logits node. Line width grows with the edge's score.
+edges into a layer's MLP input end at that layer's "MLP" node, in the row of its chunks; edges into
+the logits end at the logits node. Line width grows with the edge's score.
 """
 
 from __future__ import annotations
