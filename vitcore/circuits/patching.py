@@ -52,14 +52,6 @@ class Patcher:
         corrupt = [None if c is None else _tile(c if c.shape[1] == 1 else c[:, rows], k_corrupt) for c in self.corrupt]
         return self.model(x, edges=EdgeStream(self.model.edges, mask, corrupt))
 
-    def names(self) -> list[str]:
-        return self.space.names
-
-    @property
-    def space(self):
-        """The mask's space: :class:`~vitcore.edges.EdgeSpace` or :class:`~vitcore.components.ComponentSpace`."""
-        return self.model.edges if self.granularity == "edge" else self.model.components
-
 
 def _tile(t: Tensor, k: int) -> Tensor:
     """Node-major outputs ``[n, b, ...]`` tiled to ``[n, k * b, ...]`` (candidate-major)."""
