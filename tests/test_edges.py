@@ -16,8 +16,7 @@ def setup():
     data = tiny_imageset()
     task = build_task(model, data, data.wnids[:2])
     cf = counterfactual(model, task, "resample", embed=True)
-    corrupt_x = torch.randn_like(task.inputs)  # only used where a test builds its own corrupt run
-    return model, task, cf, corrupt_x
+    return model, task, cf
 
 
 def edge_logits(model, x, mask, corrupt):
@@ -31,14 +30,14 @@ def test_edge_count_of_the_tiny_model_by_hand(model):
 
 
 def test_all_ones_is_the_clean_model(setup):
-    model, task, cf, _ = setup
+    model, task, cf = setup
     with torch.no_grad():
         out = edge_logits(model, task.inputs, model.edges.ones(), corrupt_outputs(model, cf))
     torch.testing.assert_close(out, model(task.inputs), atol=1e-5, rtol=1e-5)
 
 
 def test_zero_on_a_nodes_outgoing_edges_is_its_node_mask(setup):
-    model, task, cf, _ = setup
+    model, task, cf = setup
     corrupt = corrupt_outputs(model, cf)
     for name in ["L0.H1", "L1.C2", "L0.C0", "L2.H2"]:
         c = model.components.id(name)
@@ -54,7 +53,7 @@ def test_zero_on_a_nodes_outgoing_edges_is_its_node_mask(setup):
 
 @pytest.mark.parametrize("edge", ["L0.H1->L1.H0.q", "L0.C1->L1.H1.k", "embed->L2.H2.v", "L1.H0->L1.mlp", "L2.C0->logits", "embed->L1.H0.k", "L0.H2->L2.mlp"])
 def test_one_patched_edge_equals_the_hook_reference(setup, edge):
-    model, task, cf, _ = setup
+    model, task, cf = setup
     # (embed->logits is absent on purpose: the logits read the CLS token, whose embedding is the same for every image)
     from vitcore.circuits.corruptions import corrupted_inputs
 
@@ -70,7 +69,7 @@ def test_one_patched_edge_equals_the_hook_reference(setup, edge):
 
 
 def test_several_edges_into_different_inputs_equal_the_hook_reference(setup):
-    model, task, cf, _ = setup
+    model, task, cf = setup
     from vitcore.circuits.corruptions import corrupted_inputs
 
     edges = ["L0.H0->L2.H1.q", "L0.C0->L2.H1.q", "embed->L1.mlp", "L1.C1->logits"]  # upstream nodes untouched by the others
@@ -83,7 +82,7 @@ def test_several_edges_into_different_inputs_equal_the_hook_reference(setup):
 
 
 def test_batched_candidate_masks_equal_one_at_a_time(setup):
-    model, task, cf, _ = setup
+    model, task, cf = setup
     corrupt = corrupt_outputs(model, cf)
     gen = torch.Generator().manual_seed(0)
     masks = (torch.rand(3, len(model.edges), generator=gen) > 0.3).float()
@@ -122,7 +121,7 @@ def test_alive_components_by_hand(model):
 def test_edge_acdc_cached_equals_naive(setup, tau):
     from vitcore.circuits.acdc_edges import acdc_edges
 
-    model, task, cf, _ = setup
+    model, task, cf = setup
     fast = acdc_edges(model, task, cf, tau)
     naive = acdc_edges(model, task, cf, tau, naive=True)
     assert torch.equal(fast.kept_mask, naive.kept_mask)
@@ -154,7 +153,7 @@ def test_edge_eap_ranks_like_exact_edge_patching(setup):
     from test_reference_circuits import spearman
     from vitcore.circuits.eap import eap_scores
 
-    model, task, cf, _ = setup
+    model, task, cf = setup
     scores = eap_scores(model, task, cf, "ce", granularity="edge")
     exact = exact_edge_effects(model, task)
     live = exact.abs() > 1e-7  # edges into the CLS-only logits from the embedding's CLS row change nothing
@@ -167,7 +166,7 @@ def test_edge_eap_sums_to_node_eap(setup):
     """dD/dm_u = sum over u's outgoing edges of dD/dm_uv at the clean run: node EAP is the sum of its edges'."""
     from vitcore.circuits.eap import eap_scores
 
-    model, task, cf, _ = setup
+    model, task, cf = setup
     edges = eap_scores(model, task, cf, "ce", granularity="edge")
     nodes = eap_scores(model, task, cf, "ce")
     summed = torch.zeros(len(model.edges.nodes)).index_add_(0, model.edges.upstream_ids, edges)[1:]
@@ -178,7 +177,7 @@ def test_edge_eap_ig_with_one_step_is_edge_eap(setup):
     from vitcore.circuits.eap import eap_scores
     from vitcore.circuits.eap_ig import eap_ig_scores
 
-    model, task, cf, _ = setup
+    model, task, cf = setup
     torch.testing.assert_close(eap_ig_scores(model, task, cf, "ce", n_steps=1, granularity="edge"), eap_scores(model, task, cf, "ce", granularity="edge"),
                                atol=1e-5, rtol=1e-4)
     # more steps: completeness, the scores add up to the damage of patching every edge
@@ -193,7 +192,7 @@ def test_edge_eap_ig_with_one_step_is_edge_eap(setup):
 def test_learned_edge_masks_reach_the_target_sparsity(setup):
     from vitcore.circuits.learned import learn_masks
 
-    model, task, cf, _ = setup
+    model, task, cf = setup
     out = learn_masks(model, task, cf, 0.8, steps=200, granularity="edge")
     assert out.kept_mask.shape == (len(model.edges),)
     assert int(out.kept_mask.sum()) == round(0.2 * len(model.edges))
@@ -227,7 +226,7 @@ def test_result_schema_v2_reads_v1_and_refuses_bad_edge_files(setup):
     from vitcore.circuits import discover
     from vitcore.circuits.result import CircuitResult, ResultError
 
-    model, task, cf, _ = setup
+    model, task, cf = setup
     data = task.pool
     node = discover(model, data, data.wnids[:2], "eap")
     v1 = json.loads(node.to_json())

@@ -11,8 +11,9 @@ from ..model import Activations, VisionTransformer
 from .task import Task, TaskError
 
 
-# Measured on the shipped model, 30 images (docs/measurements/edges.md): an edge forward + backward costs about
-# this many plain forwards; edge ACDC evaluated about this many candidates (the rest skipped as dead).
+# Rough factors for the app's time estimate of edge runs, not fitted: edge EAP took 7.0 s against 0.90 s at node
+# level on the same 30 images (docs/measurements/bench_edges.txt, bench_circuits.txt); one edge ACDC run (tau 0.05,
+# 6 images) evaluated 1,076 candidates and skipped the rest as dead; smaller tau evaluates more.
 EDGE_PASS_COST = 12.0
 EDGE_ACDC_EVALUATIONS = 2000
 
