@@ -279,7 +279,7 @@ class EdgeStream:
         if not removed:
             return x.unsqueeze(0).expand(V, *x.shape)
         if min(kept, removed) > SPARSE_READ * mask.numel():
-            return _ReadInputs.forward(None, x, 1 - mask, [sl for sl, _ in pairs], *[d for _, d in pairs])
+            return _dense_read(x, 1 - mask, [sl for sl, _ in pairs], [d for _, d in pairs])
         N = x.shape[0] // K
         if kept < removed:  # read what the kept edges carry on top of the fully patched input
             total = self.delta_sum()
@@ -301,35 +301,38 @@ class EdgeStream:
         return out.view(V, *x.shape)
 
 
-class _ReadInputs(torch.autograd.Function):
-    """``x_v = x - sum_u removed_vu delta_u`` for one downstream group, with a backward that keeps no
-    copies: forward and backward are one matrix product per upstream group, skipped where nothing is removed.
+def _dense_read(x: Tensor, removed: Tensor, slices: list[slice], deltas: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
+    """``x_v = x - sum_u removed_vu delta_u``: one matrix product per upstream group, skipped where nothing is removed.
 
     Shapes: ``x [B, T, dim]``, ``removed [K, V, U]``, each delta ``[n, 1 | K, N, T, dim]`` (``B = K N``).
     """
+    K, V = removed.shape[:2]
+    total = None
+    for sl, d in zip(slices, deltas):
+        w = removed[:, :, sl]
+        if not bool(w.any()):
+            continue
+        n, kd = d.shape[:2]
+        flat = d.reshape(n, kd, -1)
+        if kd == 1:
+            term = (w.reshape(K * V, n) @ flat[:, 0]).view(K, V, -1)
+        else:
+            term = torch.bmm(w, flat.transpose(0, 1))
+        total = term if total is None else total.add_(term)
+    if total is None:
+        return x.unsqueeze(0).expand(V, *x.shape).clone()
+    total = total.view(K, V, -1, *x.shape[1:]).transpose(0, 1)  # [V, K, N | 1, T, dim]
+    return x.unsqueeze(0) - total.expand(V, K, x.shape[0] // K, *x.shape[1:]).reshape(V, *x.shape)
+
+
+class _ReadInputs(torch.autograd.Function):
+    """:func:`_dense_read` with a backward that keeps no copies: one matrix product per upstream group."""
 
     @staticmethod
     def forward(ctx, x: Tensor, removed: Tensor, slices: list[slice], *deltas: Tensor) -> Tensor:
-        K, V = removed.shape[:2]
-        total = None
-        for sl, d in zip(slices, deltas):
-            w = removed[:, :, sl]
-            if not bool(w.any()):
-                continue
-            n, kd = d.shape[:2]
-            flat = d.reshape(n, kd, -1)
-            if kd == 1:
-                term = (w.reshape(K * V, n) @ flat[:, 0]).view(K, V, -1)
-            else:
-                term = torch.bmm(w, flat.transpose(0, 1))
-            total = term if total is None else total.add_(term)
-        if ctx is not None:
-            ctx.save_for_backward(removed, *deltas)
-            ctx.slices = slices
-        if total is None:
-            return x.unsqueeze(0).expand(V, *x.shape).clone()
-        total = total.view(K, V, -1, *x.shape[1:]).transpose(0, 1)  # [V, K, N | 1, T, dim]
-        return x.unsqueeze(0) - total.expand(V, K, x.shape[0] // K, *x.shape[1:]).reshape(V, *x.shape)
+        ctx.save_for_backward(removed, *deltas)
+        ctx.slices = slices
+        return _dense_read(x, removed, slices, deltas)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
