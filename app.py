@@ -4,7 +4,7 @@ import streamlit as st
 
 st.set_page_config(page_title="ViT circuit pruning", layout="wide")
 
-from pages.common import sidebar  # noqa: E402
+from pages.common import apply_thread_share, sidebar  # noqa: E402
 
 pages = [
     st.Page("pages/model.py", title="Model", default=True),
@@ -16,6 +16,7 @@ pages = [
     st.Page("pages/export.py", title="Export"),
 ]
 page = st.navigation(pages)
+apply_thread_share()
 for problem in sidebar():
     st.error(problem)
 page.run()

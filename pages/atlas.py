@@ -1,12 +1,10 @@
 """Atlas page: every class's circuit at once, from the precomputed atlas of the shipped model."""
 
-import time
-
 import streamlit as st
 
 from pages.charts import heatmap, score_frames, similarity_chart
 from pages.common import playground
-from pages.figures import show_fast_figures
+from pages.figures import show_live_figures
 from vitcore.assets import assets_dir
 from vitcore.atlas import cluster_order, load_atlas, similarity, union_circuit, usage
 from vitcore.atlas.analysis import AtlasDataError, check_components
@@ -71,10 +69,7 @@ if wnids:
     if pg.classes != wnids:
         pg.set_classes(wnids)
     try:
-        base = pg.fast(space.ones())
-        t0 = time.perf_counter()
-        fig = pg.fast(keep)
-        show_fast_figures(fig, base, pg, len(space), time.perf_counter() - t0)
+        show_live_figures(pg, keep)
     except NothingKeptError as e:
         st.error(str(e))
     if st.button("Open this group on the Prune page", key="atlas_to_prune"):

@@ -8,6 +8,7 @@ import torch
 
 from pages.charts import heatmap, pixel_heatmap, score_frames
 from pages.common import class_options, current_model, keep_of
+from pages.longrun import announce, progress_bar, running, stop_button
 from vitcore.circuits import CORRUPTIONS, METHODS, METRICS, RunOptions, discover
 from vitcore.data import normalize
 from vitcore.circuits.result import CircuitResult
@@ -55,35 +56,21 @@ if st.session_state["classes"]:
         st.session_state["forward_probe"] = (key, time.perf_counter() - t0)
     options = RunOptions(**{k: v for k, v in kwargs.items() if k in ("n_steps", "steps")})
     estimate = entry.estimate_seconds(st.session_state["forward_probe"][1], options, len(ckpt.model.components), granularity)
-    if estimate > 60:
-        st.warning(f"This run will take about {estimate / 60:.0f} min on this machine. The Stop button cancels it.")
-    else:
-        st.caption(f"Expected time: about {estimate:.0f} s.")
+    announce(estimate, "This run")
 
 run_col, stop_col = st.columns([1, 5])
-stop_col.button("Stop", key="stop_circuit", help="cancels a running method (Streamlit stops the run at its next progress update)")
-if st.session_state.pop("circuit_running", False):  # the previous run did not finish: Stop (or another widget) ended it
-    st.info("The last run was stopped before it finished; nothing was saved.")
+stop_button("circuit", "circuit run", stop_col)
 if run_col.button("Run", type="primary", key="run_circuit"):
-    bar = st.progress(0.0, text="starting…")
-    start = time.perf_counter()
-    st.session_state["circuit_running"] = True
-
-    def progress(fraction: float) -> None:
-        elapsed = time.perf_counter() - start
-        left = f" · about {elapsed / fraction * (1 - fraction):.0f} s left" if 0.02 < fraction < 1 else ""
-        bar.progress(min(1.0, fraction), text=f"{method}: {fraction:.0%} · {elapsed:.1f} s{left}")
-
+    progress = progress_bar(method)
     try:
-        result = discover(ckpt.model, discovery, st.session_state["classes"], method, corruption, metric, n_images, model_sha256=ckpt.sha256, progress=progress,
-                          granularity=granularity, **kwargs)
-        st.session_state["circuit_running"] = False
+        with running("circuit"):
+            result = discover(ckpt.model, discovery, st.session_state["classes"], method, corruption, metric, n_images, model_sha256=ckpt.sha256,
+                              progress=progress, granularity=granularity, **kwargs)
     except VitcoreError as e:
         st.session_state["circuit_running"] = False
-        bar.empty()
         st.error(str(e))
     else:
-        bar.progress(1.0, text=f"done in {result.wall_time_s:.1f} s")
+        progress(1.0, f"done in {result.wall_time_s:.1f} s")
         st.session_state.setdefault("results", []).append(result)
         st.session_state["active_result"] = len(st.session_state["results"]) - 1
         st.session_state["keep"] = keep_of(result)

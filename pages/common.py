@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import sys
+import uuid
 
 import streamlit as st
 import torch
@@ -15,6 +16,7 @@ from vitcore.checkpoint import Checkpoint, load_checkpoint, parse_checkpoint, re
 from vitcore.data import ImageSet
 from vitcore.errors import VitcoreError
 from vitcore.playground import Playground
+from vitcore.threadshare import ThreadShare
 
 MAX_UPLOAD_MB = 200
 
@@ -55,6 +57,19 @@ def shared_latency_model(_model, model_sha: str):
     from vitcore.playground import fit_latency_model
 
     return fit_latency_model(_model)
+
+
+@st.cache_resource
+def shared_thread_share() -> ThreadShare:
+    """The process's cores, split among the active sessions (``VITCORE_APP_CORES`` overrides the count)."""
+    return ThreadShare(int(os.environ.get("VITCORE_APP_CORES", "0")) or None)
+
+
+def apply_thread_share() -> int:
+    """Limit this run's torch threads to the session's share of the cores, so one user cannot starve the others."""
+    session = st.session_state.setdefault("session_uid", uuid.uuid4().hex)
+    st.session_state["torch_threads"] = shared_thread_share().apply(session)
+    return st.session_state["torch_threads"]
 
 
 def state_hash(model: torch.nn.Module) -> str:
@@ -116,6 +131,8 @@ def sidebar() -> list[str]:
             problems.append("The model's classes differ from the data set's classes; using the bundled subsets.")
             data_path, discovery, eval_set = None, shared_split(None, "train"), shared_split(None, "val")
         st.caption(f"discovery {len(discovery)} images · eval {len(eval_set)} images")
+        share = shared_thread_share()
+        st.caption(f"torch threads for this session: {st.session_state.get('torch_threads', '?')} of {share.cores} cores ({share.active()} active session(s))")
     st.session_state["ckpt"] = ckpt
     st.session_state["discovery"] = discovery
     st.session_state["eval_set"] = eval_set
@@ -146,6 +163,7 @@ def session_keep_mask() -> torch.Tensor:
 
 def playground() -> Playground:
     """This session's engine over the shared model, rebuilt when the classes change."""
+    apply_thread_share()  # fragments rerun without app.py
     ckpt, eval_set = st.session_state["ckpt"], st.session_state["eval_set"]
     pg = st.session_state.get("playground")
     if pg is None or pg.base is not ckpt.model or pg.eval_set is not eval_set:

@@ -1,14 +1,20 @@
 """Compare page: the Pareto sweep over methods and settings, run here or loaded from a CSV."""
 
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
+import torch
 
+from pages.longrun import announce, progress_bar, running, stop_button
 from vitcore.circuits import METHODS
+from vitcore.data import normalize
 from vitcore.pruning.report import config_label, frontier_chart, read_csv
-from vitcore.pruning.sweep import default_settings, run_sweep
+from vitcore.pruning.sweep import default_settings, estimate_sweep_seconds, run_sweep
+
+LATENCY_REPEATS = 10
 
 ckpt = st.session_state["ckpt"]
 st.title("Compare")
@@ -22,11 +28,23 @@ if src == "Run it here":
     learned_steps = c2.number_input("Learned-mask steps", 20, 400, 100, 20, key="sweep_learned_steps")
     if not classes:
         st.warning("Choose classes on the Circuits page first.")
-    elif st.button("Run sweep", type="primary", key="run_sweep"):
-        bar = st.progress(0.0, text="sweeping…")
-        rows = run_sweep(ckpt.model, st.session_state["discovery"], st.session_state["eval_set"], classes, default_settings(methods),
-                         finetune=int(ft), latency_repeats=10, learned_steps=int(learned_steps), progress=lambda f, what: bar.progress(f, text=what))
-        st.session_state["sweep_rows"] = rows
+    else:
+        discovery, eval_set = st.session_state["discovery"], st.session_state["eval_set"]
+        settings = default_settings(methods)
+        images = discovery.images[discovery.chosen(classes)]
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            ckpt.model(normalize(images, ckpt.model.config))
+        forward_s = time.perf_counter() - t0
+        announce(estimate_sweep_seconds(settings, forward_s, len(images), len(eval_set), len(ckpt.model.components), int(ft), int(learned_steps), LATENCY_REPEATS),
+                 f"A sweep of {sum(len(v) for v in settings.values())} configurations")
+        run_col, stop_col = st.columns([1, 5])
+        stop_button("sweep", "sweep", stop_col)
+        if run_col.button("Run sweep", type="primary", key="run_sweep"):
+            with running("sweep"):
+                rows = run_sweep(ckpt.model, discovery, eval_set, classes, settings, finetune=int(ft), latency_repeats=LATENCY_REPEATS,
+                                 learned_steps=int(learned_steps), progress=progress_bar("sweep"))
+            st.session_state["sweep_rows"] = rows
 else:
     upload = st.file_uploader("Sweep CSV (from python -m vitcore sweep)", type=["csv"], key="sweep_csv")
     if upload is not None:

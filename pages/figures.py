@@ -1,26 +1,47 @@
-"""The fast figures of a keep-set (accuracy, KL, size, latency), as the Prune and Circuit graph pages show them."""
+"""The live figures of a keep-set (accuracy, KL, size, latency), as the Prune, Circuit graph and Atlas pages show them."""
+
+import time
 
 import streamlit as st
+import torch
 
 from vitcore.playground import KeepSetFigures, Playground
 
 
-def show_fast_figures(fig: KeepSetFigures, base: KeepSetFigures, pg: Playground, n_components: int, fast_s: float):
-    """One row of metrics against the full model, and a caption with the cost model; returns the speed-up."""
+def show_live_figures(pg: Playground, mask: torch.Tensor) -> KeepSetFigures:
+    """One row of metrics against the full model: the fast figures at once, then the measured batch-1
+    latency in place of the cost model's prediction. Raises ``NothingKeptError`` for an empty mask."""
+    n_components = len(mask)
+    t0 = time.perf_counter()
+    fig = pg.fast(mask)
+    fast_s = time.perf_counter() - t0
+    base = pg.fast(torch.ones(n_components))
     m = st.columns(5)
     m[0].metric("Top-1, chosen classes", f"{fig.top1_chosen:.1%}", f"{fig.top1_chosen - base.top1_chosen:+.1%}")
     m[1].metric("KL to full model", f"{fig.kl_chosen:.4f}", f"{fig.kl_chosen - base.kl_chosen:+.4f}", delta_color="inverse")
     m[2].metric("Parameters", f"{fig.params / 1e6:.3f} M", f"{(fig.params - base.params) / base.params:+.1%}", delta_color="inverse")
     m[3].metric("MACs / image", f"{fig.macs / 1e6:.1f} M", f"{(fig.macs - base.macs) / base.macs:+.1%}", delta_color="inverse")
+    latency, caption = m[4].empty(), st.empty()
+    lm = pg.latency_model
+    cost_model = f"cost model: {lm.intercept_ms:.2f} ms + {lm.slope_ms_per_mmac * 1e3:.2f} µs per M MACs" if lm else ""
+    if fig.latency_b1_ms is None:
+        if fig.predicted_b1_ms is not None:
+            latency.metric("Batch-1 latency", f"≈ {fig.predicted_b1_ms:.2f} ms", "predicted · measuring…", delta_color="off", help=cost_model)
+        else:
+            latency.metric("Batch-1 latency", "measuring…")
+    caption.caption(f"{fig.kept}/{n_components} components kept · fast figures in {fast_s:.2f} s")
+    t1 = time.perf_counter()
+    fig = pg.measure(mask)
+    measured_s = time.perf_counter() - t1
     s = fig.speedup
     if s is None:
-        m[4].metric("Batch-1 latency", f"{fig.latency_b1_ms:.2f} ms", help="measured on 1 thread; pruned models show their speed-up measured against the full model")
+        latency.metric("Batch-1 latency", f"{fig.latency_b1_ms:.2f} ms", help="measured on 1 thread; pruned models show their speed-up measured against the full model")
     elif s.busy:
-        m[4].metric("Batch-1 speed-up", "machine busy", help=f"paired ratios spread {s.p25:.2f}x-{s.p75:.2f}x: too wide to report")
+        latency.metric("Batch-1 speed-up", "machine busy", help=f"paired ratios spread {s.p25:.2f}x-{s.p75:.2f}x: too wide to report")
+        st.warning(f"The machine was busy while timing (paired speed-ups spread from {s.p25:.2f}x to {s.p75:.2f}x), so no speed-up is shown. Toggle again later to re-measure.")
     else:
-        m[4].metric("Batch-1 speed-up", f"{s.ratio:.2f}x", f"p25-p75 {s.p25:.2f}-{s.p75:.2f}x", delta_color="off",
-                    help=f"1 thread, {s.pairs} interleaved pairs (full model, this model): median {s.reference_ms:.2f} ms vs {s.model_ms:.2f} ms")
-    lm = pg.latency_model
-    predicted = f" · batch-1 predicted from MACs {fig.predicted_b1_ms:.2f} ms, measured {fig.latency_b1_ms:.2f} ms (cost model: {lm.intercept_ms:.2f} ms + {lm.slope_ms_per_mmac * 1e3:.2f} µs per M MACs)" if lm and fig.predicted_b1_ms else ""
-    st.caption(f"{fig.kept}/{n_components} components kept · fast figures in {fast_s:.2f} s{predicted}")
-    return s
+        latency.metric("Batch-1 speed-up", f"{s.ratio:.2f}x", f"p25-p75 {s.p25:.2f}-{s.p75:.2f}x", delta_color="off",
+                       help=f"1 thread, {s.pairs} interleaved pairs (full model, this model): median {s.reference_ms:.2f} ms vs {s.model_ms:.2f} ms")
+    predicted = f" · batch-1 predicted from MACs {fig.predicted_b1_ms:.2f} ms, measured {fig.latency_b1_ms:.2f} ms ({cost_model})" if lm and fig.predicted_b1_ms else ""
+    caption.caption(f"{fig.kept}/{n_components} components kept · fast figures in {fast_s:.2f} s, latency in {measured_s:.2f} s{predicted}")
+    return fig

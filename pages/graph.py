@@ -1,12 +1,10 @@
 """Circuit graph page: an edge circuit drawn as a layered graph; switch components off and watch the figures."""
 
-import time
-
 import streamlit as st
 import torch
 
 from pages.common import playground
-from pages.figures import show_fast_figures
+from pages.figures import show_live_figures
 from vitcore.circuits.graph import INPUT_COLOURS, circuit_dot, shown_edges
 from vitcore.playground import NothingKeptError
 
@@ -51,10 +49,7 @@ st.caption(f"{int(mask.sum())} of {len(edges):,} edges kept · {int(alive.sum())
 
 pg = playground()
 try:
-    base = pg.fast(space.ones())
-    t0 = time.perf_counter()
-    fig = pg.fast(alive)
-    show_fast_figures(fig, base, pg, len(space), time.perf_counter() - t0)
+    show_live_figures(pg, alive)
     st.caption("Figures of the physically pruned model that keeps these components (every edge between kept components stays).")
 except NothingKeptError:
     st.error("Nothing reaches the logits any more: switch some components back on.")

@@ -5,9 +5,9 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from pages.common import current_model, playground
+from pages.common import current_model, shared_eval_logits
 from vitcore.data import normalize
-from vitcore.evaluate import per_class_accuracy
+from vitcore.evaluate import per_class_accuracy, predict_logits
 from vitcore.images import ImageError, load_rgb, to_model_size
 from vitcore.pruning import count_macs, count_params
 
@@ -31,9 +31,10 @@ with st.expander("How it was trained"):
     if "provenance" in ckpt.info:
         st.json(ckpt.info["provenance"], expanded=False)
 
-logits = playground().base_logits()
-pred = logits.argmax(1)
-correct = pred == eval_set.labels
+
+def shared_logits() -> torch.Tensor:
+    return shared_eval_logits(model, eval_set, ckpt.sha256, st.session_state["data_key"])
+
 
 st.subheader("Gallery")
 names = eval_set.names
@@ -43,14 +44,24 @@ which = f2.selectbox("Show", ["all", "correct", "wrong"], key="gallery_filter")
 idx = torch.arange(len(eval_set))
 if pick:
     idx = idx[eval_set.chosen([eval_set.wnids[i] for i in pick])]
-if which != "all":
-    idx = idx[correct[idx] == (which == "correct")]
-st.caption(f"{len(idx)} images · top-1 {correct[idx].float().mean():.1%}" if len(idx) else "no images match")
-cols = st.columns(8)
-for n, i in enumerate(idx[:32].tolist()):
-    img = eval_set.images[i].permute(1, 2, 0).numpy()
-    mark = "✅" if correct[i] else "❌"
-    cols[n % 8].image(img, caption=f"{mark} {names[eval_set.labels[i]]} → {names[pred[i]]}", width="stretch")
+logits = None
+if which != "all":  # the filter needs every prediction; otherwise the gallery draws first and the rest follows
+    logits = shared_logits()
+    correct_all = logits.argmax(1) == eval_set.labels
+    idx = idx[correct_all[idx] == (which == "correct")]
+caption = st.empty()
+caption.caption(f"{len(idx)} images" if len(idx) else "no images match")
+shown = idx[:32]
+if len(shown):
+    pred = logits[shown].argmax(1) if logits is not None else predict_logits(model, eval_set.images[shown]).argmax(1)
+    cols = st.columns(8)
+    for n, (i, p) in enumerate(zip(shown.tolist(), pred.tolist())):
+        img = eval_set.images[i].permute(1, 2, 0).numpy()
+        mark = "✅" if p == eval_set.labels[i] else "❌"
+        cols[n % 8].image(img, caption=f"{mark} {names[eval_set.labels[i]]} → {names[p]}", width="stretch")
+logits = shared_logits()  # the whole eval set: computed once per model and data set, shared by every session
+if len(idx):
+    caption.caption(f"{len(idx)} images · top-1 {(logits[idx].argmax(1) == eval_set.labels[idx]).float().mean():.1%}")
 
 st.subheader("Per-class accuracy")
 acc = per_class_accuracy(logits, eval_set.labels, len(names))

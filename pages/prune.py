@@ -8,7 +8,8 @@ import torch
 
 from pages.charts import pareto_chart
 from pages.common import playground, session_keep_mask
-from pages.figures import show_fast_figures
+from pages.figures import show_live_figures
+from pages.longrun import announce, progress_bar, running, stop_button
 from vitcore.circuits import METHODS
 from vitcore.circuits.result import keep_top
 from vitcore.playground import NothingKeptError
@@ -31,7 +32,7 @@ classes = st.session_state.get("classes", [])
 if classes:
     st.caption("Chosen classes: " + ", ".join(st.session_state["eval_set"].names[st.session_state["eval_set"].class_index(w)] for w in classes))
 else:
-    st.warning("No classes chosen (Circuits page): chosen-class figures use every eval image.")
+    st.warning("No classes chosen (Circuits page): chosen-class figures use a stratified sample of every class's eval images.")
 
 
 def grid_keys(layer: int) -> tuple[str, str]:
@@ -121,17 +122,11 @@ def playground_panel() -> None:
     pg = playground()
     mask = session_keep_mask()
     with figures_box:
-        base = pg.fast(space.ones())
         try:
-            t0 = time.perf_counter()
-            fig = pg.fast(mask)
-            fast_s = time.perf_counter() - t0
+            fig = show_live_figures(pg, mask)
         except NothingKeptError as e:
             st.error(str(e))
             return
-        s = show_fast_figures(fig, base, pg, len(space), fast_s)
-        if s is not None and s.busy:
-            st.warning(f"The machine was busy while timing (paired speed-ups spread from {s.p25:.2f}x to {s.p75:.2f}x), so no speed-up is shown. Toggle again later to re-measure.")
         slow_row = st.columns(2)
         p_all, p_thr = slow_row[0].empty(), slow_row[1].empty()
         if fig.top1_all is None:
@@ -145,7 +140,10 @@ def playground_panel() -> None:
                          help=f"estimate on a stratified sample of {n_sample} eval images (± one binomial standard error); the exact figure follows")
         p_thr.metric("Batch-64 throughput (measured)", f"{fig.throughput_b64:.0f} img/s", f"{fig.throughput_b64 / base_est.throughput_b64:.2f}x")
         base_slow = pg.slow(space.ones())
-        fig = pg.slow(mask)
+        for fig in pg.refine(mask):  # chunk by chunk: a new toggle stops this at the next metric update
+            if fig.top1_all is None:
+                p_all.metric("Top-1, all eval classes", f"≈ {fig.top1_all_estimate:.1%} ± {fig.top1_all_se:.1%}", f"updating… {fig.top1_all_done}/{len(pg.eval_set)} images",
+                             delta_color="off", help=f"estimate on a stratified sample of {n_sample} eval images (± one binomial standard error); the exact figure follows")
         p_all.metric("Top-1, all eval classes", f"{fig.top1_all:.1%}", f"{fig.top1_all - base_slow.top1_all:+.1%}")
 
     history = st.session_state.setdefault("history", {})
@@ -163,15 +161,25 @@ def playground_panel() -> None:
     distill = f1.checkbox("Distil from the full model", value=True, key="ft_distill")
     focus = f1.checkbox("Half of each batch from the chosen classes", value=True, key="ft_focus",
                         help="the discovery set has 10 images per class: without this, a batch of 64 holds about 3 chosen-class images")
+    with f2:
+        # a measured rate once this session has fine-tuned; before that, from the batch-64 throughputs above:
+        # a step is a forward and a backward (about 3 forwards) of the pruned model on 64 images, plus the teacher's forward
+        seconds_per_step = st.session_state.get("ft_seconds_per_step") or 64 * (3 / fig.throughput_b64 + (1 / base_est.throughput_b64 if distill else 0))
+        announce(seconds_per_step * steps, f"{steps} fine-tuning steps")
+        stop_button("finetune", "fine-tuning")
     if f2.button("Fine-tune the current pruned model", key="ft_run"):
         before = pg.slow(mask)
         previous = pg.model_for(mask)
         model = previous.clone()  # never train the shared model or a cached copy in place
-        bar = f2.progress(0.0, text="fine-tuning…")
+        with f2:
+            progress = progress_bar("fine-tuning")
         discovery = st.session_state["discovery"]
         chosen = torch.nonzero(discovery.chosen(classes)).flatten() if classes and focus else None
-        losses = finetune_steps(model, discovery, int(steps), lr=FT_LR, teacher=ckpt.model if distill else None, focus=chosen,
-                                progress=lambda s, loss: bar.progress(s / steps, text=f"step {s}/{steps} · loss {loss:.3f}"))
+        t0 = time.perf_counter()
+        with running("finetune"):
+            losses = finetune_steps(model, discovery, int(steps), lr=FT_LR, teacher=ckpt.model if distill else None, focus=chosen,
+                                    progress=lambda s, loss: progress(s / steps, f"step {s}/{steps} · loss {loss:.3f}"))
+        st.session_state["ft_seconds_per_step"] = (time.perf_counter() - t0) / max(int(steps), 1)  # this machine's rate, for the next estimate
         pg.replace_model(mask, model)
         after = pg.slow(mask)
         st.session_state["finetuned"] = key

@@ -154,6 +154,7 @@ def test_finetune_and_export_download_loads(app, tmp_path):
     at.multiselect(key="row_pick").set_value([8]).run()
     at.button(key="rows_off").click().run()
     at.number_input(key="ft_steps").set_value(5).run()
+    assert any("5 fine-tuning steps: about" in c.value for c in at.caption)  # estimated from the measured throughputs
     at.button(key="ft_run").click().run()
     assert any("→" in s.value for s in list(at.success) + list(at.warning)), [e.value for e in at.error]
     assert at.get("arrow_line_chart") or at.get("vega_lite_chart") or at.get("arrow_vega_lite_chart")  # the loss curve
@@ -163,6 +164,10 @@ def test_finetune_and_export_download_loads(app, tmp_path):
     assert pg.model_for(at.session_state["keep"]) is at.session_state["ft_models"]["before fine-tuning"]
     at.radio(key="ft_use").set_value("fine-tuned").run()
     assert pg.model_for(at.session_state["keep"]) is tuned
+    assert at.session_state["ft_seconds_per_step"] > 0  # the next estimate uses this machine's measured rate
+    at.session_state["finetune_running"] = True  # as left behind by a fine-tuning run that Stop interrupted
+    at.run()
+    assert any("fine-tuning was stopped before it finished" in i.value for i in at.info) and not at.exception
     goto(at, "export")
     data = media_bytes(at.download_button(key="dl_zip").proto.url)
     (tmp_path / "m.zip").write_bytes(data)
@@ -297,7 +302,7 @@ def test_circuits_page_estimates_the_time_and_reports_a_stopped_run():
     at.selectbox(key="method").set_value("learned").run()
     at.slider(key="learned_steps").set_value(400).run()
     texts = [c.value for c in at.caption] + [w.value for w in at.warning]
-    assert any("Expected time: about" in t or "will take about" in t for t in texts), texts
+    assert any("s expected on this machine" in t or "will take about" in t for t in texts), texts
     at.session_state["circuit_running"] = True  # as left behind by a run that Stop interrupted
     at.run()
     assert any("stopped before it finished" in i.value for i in at.info) and not at.exception
@@ -343,3 +348,14 @@ def test_atlas_page_shows_the_shipped_atlas_and_measures_a_group(app):
     assert len(group.value) == 5
     at.button(key="atlas_to_prune").click().run()
     assert len(at.session_state["classes"]) == 5 and 0 < at.session_state["keep"].sum() <= 216
+
+
+def test_compare_page_estimates_a_sweep_and_reports_a_stopped_one():
+    at = run_eap(new_app())
+    goto(at, "compare")
+    at.multiselect(key="sweep_methods").set_value(["eap", "acdc", "learned"]).run()
+    texts = [c.value for c in at.caption] + [w.value for w in at.warning]
+    assert any("configurations" in t and ("s expected on this machine" in t or "will take about" in t) for t in texts), texts
+    at.session_state["sweep_running"] = True  # as left behind by a sweep that Stop interrupted
+    at.run()
+    assert any("sweep was stopped before it finished" in i.value for i in at.info) and not at.exception

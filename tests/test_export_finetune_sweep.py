@@ -161,3 +161,18 @@ def test_sweep_cli_target_only_reports_the_search_and_writes_no_table(tmp_path, 
     out = capsys.readouterr().out
     assert "target top-1 0.3: eap keeps" in out and "reached" in out
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_the_compare_chart_legend_has_every_configuration_of_every_method():
+    from vitcore.pruning.report import frontier_chart
+
+    def row(method, setting, ft=False):
+        return {"method": method, "setting": setting, "finetuned": ft, "kept_heads": 1, "kept_chunks": 1, "params": 1, "macs": 1,
+                "latency_b1_ms": 5.0 - setting, "throughput_b64_img_s": 1.0, "top1_chosen": setting / 2, "top1_all": 0.1, "kl": 0.1}
+
+    rows = [row("baseline", 1.0), row("eap", 0.5), row("eap", 0.7, True), row("lrp", 0.5), row("lrp", 0.9), row("acdc", 0.01), row("someday", 0.3)]
+    spec = frontier_chart(rows).to_dict()
+    scale = next(layer["encoding"]["color"]["scale"] for layer in spec["layer"] if "color" in layer["encoding"])
+    shown = {"baseline", "EAP keep 0.5", "EAP keep 0.7", "LRP keep 0.5", "LRP keep 0.9", "ACDC tau 0.01", "someday"}  # by hand
+    assert shown <= set(scale["domain"])  # a label outside an explicit domain gets no legend entry (LRP's were dropped)
+    assert len(scale["domain"]) == len(scale["range"]) == len(set(scale["domain"]))

@@ -39,7 +39,8 @@ def test_fast_figures_equal_a_masked_forward_of_the_full_model(pg):
     kl = F.kl_div(F.log_softmax(masked, -1), F.log_softmax(full, -1), log_target=True, reduction="none").sum(-1).mean()
     assert figures.kl_chosen == pytest.approx(float(kl), abs=1e-5)
     assert figures.params == sum(p.numel() for p in playground.model_for(mask).parameters()) < sum(p.numel() for p in model.parameters())
-    assert figures.latency_b1_ms > 0
+    assert figures.latency_b1_ms is None  # the fast tier times nothing
+    assert playground.measure(mask) is figures and figures.latency_b1_ms > 0
 
 
 def test_slow_figures_cover_every_eval_image_and_results_are_cached(pg):
@@ -122,8 +123,44 @@ def test_pruned_keep_sets_report_a_paired_speedup_cached_per_architecture(pg):
     a[0] = 0
     b = model.components.ones()
     b[1] = 0  # another head of the same layer: the same shapes
-    fa, fb = playground.fast(a), playground.fast(b)
+    fa, fb = playground.measure(a), playground.measure(b)
     assert fa.speedup is not None and fa.speedup.pairs == 3 and fa.speedup.ratio > 0
     if not fa.speedup.busy:
         assert fb.speedup is fa.speedup  # measured once per architecture
-    assert playground.fast(model.components.ones()).speedup is None  # the full model is the reference
+    assert playground.measure(model.components.ones()).speedup is None  # the full model is the reference
+
+
+def test_a_session_given_the_shared_base_logits_runs_no_full_model_pass_over_the_eval_set():
+    model, data = tiny_model(), tiny_imageset(n_per_class=40)  # 200 images: a full pass would show as batches of more than 128 images
+    with torch.no_grad():
+        shared = model(normalize(data.images, model.config))  # what the app computes once for every session
+    batches = []
+    handle = model.register_forward_pre_hook(lambda module, args: batches.append(len(args[0])))
+    try:
+        playground = Playground(model, data, ["n00000001"], latency_repeats=3, base_logits=shared)
+        full = playground.slow(model.components.ones())
+    finally:
+        handle.remove()
+    assert max(batches) <= 64 and sum(b for b in batches if b > 1) <= 128  # only the two timed throughput batches
+    chosen = data.labels == 1
+    assert full.top1_chosen == pytest.approx(float((shared[chosen].argmax(1) == 1).float().mean()))
+    assert full.top1_all == pytest.approx(float((shared.argmax(1) == data.labels).float().mean())) and full.kl_chosen == 0.0
+
+
+def test_refining_all_class_top1_can_stop_between_chunks_and_go_on_later(monkeypatch):
+    import vitcore.playground as module
+
+    monkeypatch.setattr(module, "SAMPLE_SIZE", 10)
+    model, data = tiny_model(), tiny_imageset(n_per_class=40)  # 200 images: a sample of 10, then 190 in chunks of 50
+    playground = Playground(model, data, ["n00000001"], latency_repeats=3)
+    mask = model.components.ones()
+    mask[1] = 0
+    steps = playground.refine(mask, chunk=50)
+    first = next(steps)
+    assert (first.top1_all_done, first.top1_all) == (60, None)
+    steps.close()  # the user toggled: this refinement stops here
+    done = [f.top1_all_done for f in playground.refine(mask, chunk=50)]
+    assert done == [110, 160, 200]  # went on from 60, not from the start
+    with torch.no_grad():
+        pred = model(normalize(data.images, model.config), mask=mask).argmax(1)
+    assert playground.slow(mask).top1_all == pytest.approx(float((pred == data.labels).float().mean()))

@@ -2,8 +2,12 @@
 
 A :class:`Playground` belongs to one user session. It reads the shared base model and eval
 set, caches the base model's logits once, and caches per-keep-set figures keyed by the set,
-so that flipping a component back costs nothing. Figures come in two tiers: ``fast`` (chosen
-classes, KL, counts, batch-1 latency) and ``slow`` (all-class top-1, batch-64 throughput).
+so that flipping a component back costs nothing. Figures come in tiers, each adding to the one
+before: :meth:`~Playground.fast` (chosen-class top-1 and KL, counts, the cost model's predicted
+latency), :meth:`~Playground.measure` (measured batch-1 latency, paired against the full model),
+:meth:`~Playground.estimate` (all-class top-1 on a stratified sample, batch-64 throughput) and
+:meth:`~Playground.slow` (exact all-class top-1). The full model's figures come from the shared
+base logits, so a new session runs no full-model evaluation of its own.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor
@@ -42,7 +46,7 @@ class KeepSetFigures:
     macs: int
     top1_chosen: float
     kl_chosen: float
-    latency_b1_ms: float
+    latency_b1_ms: float | None = None  # measured (:meth:`Playground.measure`)
     speedup: SpeedUp | None = None  # batch-1, paired against the full model (None for the full model itself)
     predicted_b1_ms: float | None = None  # from MACs, by the machine's fitted latency model
     top1_all: float | None = None
@@ -50,6 +54,8 @@ class KeepSetFigures:
     top1_all_estimate: float | None = None  # on a stratified sample of the eval set, first
     top1_all_se: float | None = None  # its binomial standard error
     sample_correct: int | None = None
+    top1_all_done: int | None = None  # eval images counted so far by :meth:`Playground.refine`
+    top1_all_correct: int | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -72,11 +78,23 @@ class Playground:
 
     def set_classes(self, classes: list[str]) -> None:
         self.classes = list(classes)
-        self.chosen = torch.nonzero(self.eval_set.chosen(classes)).flatten() if classes else torch.arange(len(self.eval_set))
-        self._chosen_inputs = normalize(self.eval_set.images[self.chosen], self.base.config)
-        with torch.inference_mode():
-            self._chosen_ref = self.base(self._chosen_inputs)
+        # no classes: the stratified sample stands in for "every class", so that the fast tier stays fast
+        self.chosen = torch.nonzero(self.eval_set.chosen(classes)).flatten() if classes else self.sample_index()
+        self._chosen_inputs_cache: Tensor | None = None
+        self._chosen_ref = self.base_logits()[self.chosen] if self._base_logits is not None else None
         self._cache.clear()
+
+    def _chosen_inputs(self) -> Tensor:
+        if self._chosen_inputs_cache is None:
+            self._chosen_inputs_cache = normalize(self.eval_set.images[self.chosen], self.base.config)
+        return self._chosen_inputs_cache
+
+    def _chosen_reference(self) -> Tensor:
+        """The full model's logits on the chosen images (from the shared base logits when given)."""
+        if self._chosen_ref is None:
+            with torch.inference_mode():
+                self._chosen_ref = self.base(self._chosen_inputs())
+        return self._chosen_ref
 
     def base_logits(self) -> Tensor:
         if self._base_logits is None:
@@ -99,34 +117,46 @@ class Playground:
         return self._models[k]
 
     def fast(self, mask: Tensor) -> KeepSetFigures:
-        """Chosen-class top-1 and KL, parameters, MACs and measured batch-1 latency."""
+        """Chosen-class top-1 and KL, parameters, MACs and the cost model's predicted batch-1 latency: no timing."""
         k = self.key(mask)
         cached = self._cache.get(k)
-        if cached is not None and not (cached.speedup and cached.speedup.busy):
+        if cached is not None:
             return cached
         t0 = time.perf_counter()
         model = self.model_for(mask)
         t1 = time.perf_counter()
-        with torch.inference_mode():
-            logits = model(self._chosen_inputs)
+        reference = self._chosen_reference()
+        if model is self.base:
+            logits = reference
+        else:
+            with torch.inference_mode():
+                logits = model(self._chosen_inputs())
         labels = self.eval_set.labels[self.chosen]
         top1 = float((logits.argmax(1) == labels).float().mean()) if len(labels) else float("nan")
-        kl = float(kl_damage(logits, self._chosen_ref, labels).mean()) if len(labels) else float("nan")
-        t2 = time.perf_counter()
-        speed = None
+        kl = float(kl_damage(logits, reference, labels).mean()) if len(labels) else float("nan")
+        predicted = self.latency_model.predict_ms(model.config) if self.latency_model else None
+        figures = KeepSetFigures(int((mask > 0.5).sum()), count_params(model), count_macs(model.config), top1, kl, predicted_b1_ms=predicted,
+                                 seconds={"prune": t1 - t0, "eval_chosen": time.perf_counter() - t1})
+        self._cache[k] = figures
+        return figures
+
+    def measure(self, mask: Tensor) -> KeepSetFigures:
+        """Adds measured batch-1 latency; for a pruned model, its speed-up from interleaved pairs with the
+        full model, measured once per architecture (a busy reading is measured again on the next call)."""
+        figures = self.fast(mask)
+        if figures.latency_b1_ms is not None and not (figures.speedup and figures.speedup.busy):
+            return figures
+        t0 = time.perf_counter()
+        model = self.model_for(mask)
         if model is self.base:
-            latency = time_forward({"m": model}, 1, self.latency_repeats, warmup=2, threads=LATENCY_THREADS)["m"]["median_ms"]
+            figures.latency_b1_ms = time_forward({"m": model}, 1, self.latency_repeats, warmup=2, threads=LATENCY_THREADS)["m"]["median_ms"]
         else:
             arch = (tuple(model.config.heads), tuple(model.config.mlp_widths))
-            if arch not in self._speed or self._speed[arch].busy:  # a busy reading is measured again
+            if arch not in self._speed or self._speed[arch].busy:
                 self._speed[arch] = measure_speedup(self.base, model, 1, self.latency_repeats, threads=LATENCY_THREADS)
-            speed = self._speed[arch]
-            latency = speed.model_ms
-        t3 = time.perf_counter()
-        predicted = self.latency_model.predict_ms(model.config) if self.latency_model else None
-        figures = KeepSetFigures(int((mask > 0.5).sum()), count_params(model), count_macs(model.config), top1, kl, latency, speed, predicted,
-                                 seconds={"prune": t1 - t0, "eval_chosen": t2 - t1, "latency_b1": t3 - t2})
-        self._cache[k] = figures
+            figures.speedup = self._speed[arch]
+            figures.latency_b1_ms = figures.speedup.model_ms
+        figures.seconds.update(latency_b1=time.perf_counter() - t0)
         return figures
 
     def sample_index(self) -> Tensor:
@@ -140,12 +170,17 @@ class Playground:
 
     def estimate(self, mask: Tensor) -> KeepSetFigures:
         """Adds all-class top-1 on the stratified sample (with its standard error) and batch-64 throughput
-        from the same pass to the fast figures; :meth:`slow` then adds the rest of the eval set."""
-        figures = self.fast(mask)
+        from the same pass to the measured figures; :meth:`slow` then adds the rest of the eval set."""
+        figures = self.measure(mask)
         if figures.sample_correct is None:
             t0 = time.perf_counter()
             sample = self.sample_index()
-            logits, times = predict_logits_timed(self.model_for(mask), self.eval_set.images[sample], 64)
+            model = self.model_for(mask)
+            if model is self.base:  # the shared logits give the accuracy; time two batches for the throughput
+                logits = self.base_logits()[sample]
+                _, times = predict_logits_timed(model, self.eval_set.images[sample[:128]], 64)
+            else:
+                logits, times = predict_logits_timed(model, self.eval_set.images[sample], 64)
             correct = logits.argmax(1) == self.eval_set.labels[sample]
             p = float(correct.float().mean())
             figures.sample_correct = int(correct.sum())
@@ -154,17 +189,37 @@ class Playground:
             figures.seconds.update(estimate_and_throughput=time.perf_counter() - t0)
         return figures
 
-    def slow(self, mask: Tensor) -> KeepSetFigures:
-        """Adds the exact all-class top-1 on the whole eval set (the sample's images are not run again)."""
+    def refine(self, mask: Tensor, chunk: int = 256) -> Iterator[KeepSetFigures]:
+        """Runs the eval images outside the sample, ``chunk`` at a time, yielding the figures after each
+        chunk (``top1_all_done`` of ``len(eval_set)`` images counted so far) until ``top1_all`` is exact.
+        Stopping between chunks loses nothing: the next call goes on from there."""
         figures = self.estimate(mask)
+        model = self.model_for(mask)
+        if figures.top1_all is None and model is self.base:
+            figures.top1_all = float((self.base_logits().argmax(1) == self.eval_set.labels).float().mean())
         if figures.top1_all is None:
-            t0 = time.perf_counter()
             rest = torch.ones(len(self.eval_set), dtype=torch.bool)
             rest[self.sample_index()] = False
-            logits = predict_logits(self.model_for(mask), self.eval_set.images[rest], 64)
-            correct = int((logits.argmax(1) == self.eval_set.labels[rest]).sum())
-            figures.top1_all = (figures.sample_correct + correct) / len(self.eval_set)
-            figures.seconds.update(eval_rest=time.perf_counter() - t0)
+            rest = torch.nonzero(rest).flatten()
+            if figures.top1_all_done is None:
+                figures.top1_all_done, figures.top1_all_correct = len(self.sample_index()), figures.sample_correct
+            start = figures.top1_all_done - len(self.sample_index())
+            for i in range(start, len(rest), chunk):
+                t0 = time.perf_counter()
+                index = rest[i : i + chunk]
+                logits = predict_logits(model, self.eval_set.images[index], 64)
+                figures.top1_all_correct += int((logits.argmax(1) == self.eval_set.labels[index]).sum())
+                figures.top1_all_done += len(index)
+                figures.seconds["eval_rest"] = figures.seconds.get("eval_rest", 0.0) + time.perf_counter() - t0
+                if figures.top1_all_done < len(self.eval_set):
+                    yield figures
+            figures.top1_all = figures.top1_all_correct / len(self.eval_set)
+        yield figures
+
+    def slow(self, mask: Tensor) -> KeepSetFigures:
+        """Adds the exact all-class top-1 on the whole eval set (the sample's images are not run again)."""
+        for figures in self.refine(mask):
+            pass
         return figures
 
     def forget(self, mask: Tensor) -> None:

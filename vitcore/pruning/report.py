@@ -50,7 +50,11 @@ RAMPS: dict[str, list[str]] = {
     "eap-ig": ["#c7e9c0", "#a1d99b", "#74c476", "#31a354", "#006d2c"],
     "acdc": ["#fdd0a2", "#fdae6b", "#fd8d3c", "#e6550d", "#a63603"],
     "learned": ["#dadaeb", "#bcbddc", "#9e9ac8", "#756bb1", "#54278f"],
+    "lrp": ["#fcbba1", "#fc9272", "#fb6a4a", "#de2d26", "#a50f15"],
 }
+OTHER_RAMP = ["#d9d9d9", "#bdbdbd", "#969696", "#636363", "#252525"]  # a method without a ramp of its own
+
+
 def config_label(method: str, setting: float) -> str:
     """'EAP keep 0.7', 'ACDC tau 0.05', 'baseline'."""
     if method not in METHODS:
@@ -61,7 +65,9 @@ def config_label(method: str, setting: float) -> str:
 def config_colours(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     """Colour-scale domain (config labels) and range: baseline black, each method a ramp over its settings."""
     domain, colours = ["baseline"], ["#000000"]
-    for method, ramp in RAMPS.items():
+    present = {r["method"] for r in rows} - {"baseline"}
+    for method in [m for m in RAMPS if m in present] + sorted(present - set(RAMPS)):  # every method in the rows gets a legend entry
+        ramp = RAMPS.get(method, OTHER_RAMP)
         values = sorted({r["setting"] for r in rows if r["method"] == method}, reverse=method in METHODS and METHODS[method].ranks)
         for i, v in enumerate(values):  # darker = more pruned
             domain.append(config_label(method, v))

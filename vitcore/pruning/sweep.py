@@ -6,7 +6,7 @@ import time
 from typing import Any, Callable
 
 
-from ..circuits import discover
+from ..circuits import RunOptions, discover
 from ..circuits.methods import METHODS, get_method
 from ..circuits.result import keep_top
 from ..data import ImageSet
@@ -39,6 +39,30 @@ def measure_latencies(models: list[VisionTransformer], repeats: int = 20) -> lis
     b1 = time_forward(named, 1, repeats)
     b64 = time_forward(named, 64, max(3, repeats // 3))
     return [(b1[k]["median_ms"], 64e3 / b64[k]["median_ms"]) for k in named]
+
+
+def _within(progress: Callable[[float, str], None] | None, done: int, total: int, what: str) -> Callable[[float], None] | None:
+    """A method's own progress (0..1) as a part of the sweep's: a long ACDC or learned-mask run reports as it goes."""
+    if progress is None:
+        return None
+    return lambda f: progress((done + min(max(f, 0.0), 1.0)) / total, what)
+
+
+def estimate_sweep_seconds(settings: dict[str, list[float]], forward_s: float, task_images: int, eval_images: int, n_components: int,
+                           finetune: int = 0, learned_steps: int = 200, latency_repeats: int = 20) -> float:
+    """Expected wall time of :func:`run_sweep` from one measured forward over ``task_images`` images: each
+    method's own estimate, a forward over the eval set per row, fine-tuning as batches of 64 (forward,
+    backward and the teacher's forward: about four forwards each), and the side-by-side latency runs."""
+    per_image = forward_s / max(task_images, 1)
+    rows = sum(len(v) for v in settings.values())
+    seconds = per_image * eval_images * (1 + rows * (2 if finetune else 1))
+    for method, values in settings.items():
+        entry = get_method(method)
+        one = entry.estimate_seconds(forward_s, RunOptions(steps=learned_steps), n_components)
+        seconds += one if entry.ranks else one * len(values)
+    seconds += rows * finetune * 4 * 64 * per_image
+    seconds += (rows + 1) * per_image * (latency_repeats + 5 + (max(3, latency_repeats // 3) + 5) * 64)  # measure_latencies, warm-up included
+    return seconds
 
 
 def run_sweep(
@@ -76,12 +100,13 @@ def run_sweep(
             t0 = time.perf_counter()
             if entry.ranks:
                 if ranked is None:  # scores do not depend on the keep ratio: compute once
-                    ranked = discover(base, discovery, classes, method, corruption, n_images=n_images)
+                    ranked = discover(base, discovery, classes, method, corruption, n_images=n_images, progress=_within(progress, done, total, f"{method} scores"))
                     first_s = time.perf_counter() - t0
                 keep = keep_top(ranked.score_tensor(), value)
                 disc_s = first_s
             else:
-                res = discover(base, discovery, classes, method, corruption, n_images=n_images, setting=value, steps=learned_steps)
+                res = discover(base, discovery, classes, method, corruption, n_images=n_images, setting=value, steps=learned_steps,
+                               progress=_within(progress, done, total, f"{method} {value}"))
                 keep = base.components.mask_from_keep(res.kept or [])
                 disc_s = time.perf_counter() - t0
             kept = [names[i] for i in base.components.keep_from_mask(keep)]

@@ -1,0 +1,36 @@
+"""Six users at once: `streamlit run app.py` on loopback, six headless Chromium sessions started together,
+each opening the Model page, running a method on its own class and toggling three heads on the Prune page.
+
+Reports per session and as medians: Model page usable (title and the 32 gallery images drawn), circuit
+run, Prune page, and each toggle's time from the click until the new fast figures are drawn; and any
+cross-talk found (see vitcore/loadtest.py).
+
+Run: python benchmarks/load_test.py [--sessions 6] [--out docs/measurements/load_test.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from vitcore.loadtest import DEFAULT_PLANS, run_load_test
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sessions", type=int, default=6, help=f"at most {len(DEFAULT_PLANS)}")
+    p.add_argument("--timeout", type=float, default=540.0, help="seconds for the whole run")
+    p.add_argument("--out", type=Path, help="also write the JSON here")
+    args = p.parse_args()
+    out = run_load_test(ROOT, DEFAULT_PLANS[: args.sessions], timeout_s=args.timeout)
+    text = json.dumps(out, indent=1)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Long computations on a page: a time estimate before, progress with time left during, and a Stop button.
+
+Stop works through Streamlit itself: pressing it asks for a rerun, which ends the running script at its
+next progress update. A run marks itself in the session while it works, so the next run of the page can
+say that the last one was stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import streamlit as st
+
+
+def announce(estimate_s: float, what: str) -> None:
+    """Say before a run how long it should take; runs over a minute get a warning."""
+    if estimate_s > 60:
+        st.warning(f"{what} will take about {estimate_s / 60:.0f} min on this machine. The Stop button cancels it.")
+    else:
+        st.caption(f"{what}: about {estimate_s:.0f} s expected on this machine.")
+
+
+def stop_button(name: str, what: str, column=None) -> None:
+    """The Stop button, and a note when the last run of ``name`` did not finish."""
+    (column or st).button("Stop", key=f"stop_{name}", help=f"cancels the running {what} (it ends at its next progress update)")
+    if st.session_state.pop(f"{name}_running", False):
+        st.info(f"The last {what} was stopped before it finished; nothing was saved.")
+
+
+@contextmanager
+def running(name: str) -> Iterator[None]:
+    """Mark ``name`` as running; an exception or a Stop leaves the mark for :func:`stop_button` to report."""
+    st.session_state[f"{name}_running"] = True
+    yield
+    st.session_state[f"{name}_running"] = False
+
+
+def progress_bar(label: str) -> Callable[[float, str], None]:
+    """A progress bar whose text shows the fraction done, elapsed time, time left and what is running."""
+    bar = st.progress(0.0, text=f"{label}: starting…")
+    start = time.perf_counter()
+
+    def update(fraction: float, what: str = "") -> None:
+        elapsed = time.perf_counter() - start
+        left = f" · about {elapsed / fraction * (1 - fraction):.0f} s left" if 0.02 < fraction < 1 else ""
+        bar.progress(min(1.0, max(0.0, fraction)), text=f"{label}: {fraction:.0%} · {elapsed:.1f} s{left}" + (f" · {what}" if what else ""))
+
+    return update

@@ -1,0 +1,24 @@
+"""Six users at once in headless Chromium: each session's classes, keep-set and figures stay its own."""
+
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from vitcore.loadtest import CHROMIUM, DEFAULT_PLANS, run_load_test
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (.ci/run installs it)")]
+
+
+def test_six_sessions_at_once_see_only_their_own_work():
+    out = run_load_test(ROOT, DEFAULT_PLANS, timeout_s=540)  # times are the benchmark's business (benchmarks/load_test.py)
+    print({k: v for k, v in out.items() if k != "reports"})
+    assert out["errors"] == []
+    reports = out["reports"]
+    assert len(reports) == 6 and len({r["plan"]["cls"] for r in reports}) == 6
+    for r in reports:
+        assert len(r["toggle_s"]) == len(r["plan"]["toggles"]) == 3
+        assert r["plan"]["cls"] in r["classes_caption"]
+        assert not any(other["plan"]["cls"] in r["classes_caption"] for other in reports if other is not r)  # no other session's class
+        steps = [b - a for a, b in zip(r["kept_seen"], r["kept_seen"][1:])]
+        assert all(abs(s) == 1 for s in steps)  # each toggle moved this session's own count by exactly one

@@ -1,0 +1,178 @@
+"""Several users at once in a real browser: each opens the app, runs a method on its own class and toggles.
+
+Every session is its own Chromium browser context (own cookies, own Streamlit session) in one headless
+Chromium, all started together against one ``streamlit run app.py`` on loopback. Each session records
+when its Model page became usable (title and the 32 gallery images drawn), its
+circuit run, and for every toggle the time from the click until the new fast figures are drawn. It also
+checks that what it sees is its own: its class on the Prune page and its own kept count after each toggle.
+
+Used by ``benchmarks/load_test.py`` (figures) and ``tests/test_load.py`` (no cross-talk). Needs
+``playwright`` and a Chromium binary; never imports streamlit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .appserver import app_server
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+KEPT = re.compile(r"(\d+)/(\d+) components kept")
+
+
+@dataclass
+class SessionPlan:
+    cls: str  # class name as the app lists it, e.g. "goldfish"
+    method: str  # method label in the Method box, e.g. "EAP-IG"
+    toggles: list[str]  # head pills to click on the Prune page, e.g. ["H0", "H3"] (layer 0)
+
+
+@dataclass
+class SessionReport:
+    plan: SessionPlan
+    model_page_s: float = float("nan")  # from the session's first request to a usable Model page
+    circuit_s: float = float("nan")  # Run pressed -> result shown
+    prune_page_s: float = float("nan")  # link clicked -> fast figures shown
+    toggle_s: list[float] = field(default_factory=list)  # click -> the new fast figures drawn
+    kept_seen: list[int] = field(default_factory=list)  # kept count after the run, then after each toggle
+    classes_caption: str = ""
+    errors: list[str] = field(default_factory=list)
+
+
+DEFAULT_PLANS = [
+    SessionPlan("goldfish", "EAP", ["H0", "H3", "H5"]),
+    SessionPlan("bullfrog", "EAP-IG", ["H1", "H4", "H6"]),
+    SessionPlan("lemon", "LRP", ["H2", "H7", "H0"]),
+    SessionPlan("espresso", "EAP", ["H8", "H1", "H9"]),
+    SessionPlan("volleyball", "EAP-IG", ["H10", "H2", "H11"]),
+    SessionPlan("German shepherd", "LRP", ["H11", "H5", "H3"]),
+]
+
+
+async def _wait_idle(page, timeout_ms: float) -> None:
+    await page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
+
+
+async def _kept(page, timeout_ms: float, not_equal: int | None = None) -> int:
+    """The kept count in the fast figures' caption (waiting until it differs from ``not_equal``)."""
+    caption = page.get_by_text(KEPT).first
+    deadline = time.perf_counter() + timeout_ms / 1e3
+    while True:
+        try:
+            m = KEPT.search(await caption.inner_text(timeout=timeout_ms))
+        except Exception:  # the caption is being redrawn
+            m = None
+        if m and int(m.group(1)) != not_equal:
+            return int(m.group(1))
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"kept count still {not_equal} after {timeout_ms / 1e3:.0f} s")
+        await asyncio.sleep(0.02)
+
+
+async def _session(browser, url: str, plan: SessionPlan, timeout_ms: float) -> SessionReport:
+    from playwright.async_api import expect
+
+    report = SessionReport(plan)
+    context = await browser.new_context(viewport={"width": 1500, "height": 1100})
+    page = await context.new_page()
+    page.set_default_timeout(timeout_ms)
+    try:
+        t0 = time.perf_counter()
+        await page.goto(url)
+        await expect(page.get_by_role("heading", name="Model")).to_be_visible(timeout=timeout_ms)
+        await expect(page.locator('[data-testid="stImage"] img').nth(31)).to_be_visible(timeout=timeout_ms)
+        report.model_page_s = time.perf_counter() - t0
+
+        await page.get_by_role("link", name="Circuits").click()
+        await expect(page.get_by_role("heading", name="Circuits")).to_be_visible(timeout=timeout_ms)
+        box = page.get_by_role("combobox").first
+        await box.click()
+        await box.type(plan.cls)
+        await page.get_by_role("option").filter(has_text=re.compile(rf"^{re.escape(plan.cls)} \(")).first.click()
+        await page.keyboard.press("Escape")
+        await _wait_idle(page, timeout_ms)
+        method_box = page.get_by_role("combobox", name="Method")
+        await method_box.click()
+        await page.get_by_role("option", name=plan.method, exact=True).click()
+        await expect(method_box).to_have_value(plan.method)
+        await _wait_idle(page, timeout_ms)
+        t0 = time.perf_counter()
+        await page.get_by_role("button", name="Run", exact=True).click()
+        await expect(page.locator('[data-testid="stMetric"]', has_text="Kept")).to_be_visible(timeout=timeout_ms)
+        report.circuit_s = time.perf_counter() - t0
+        kept_text = await page.locator('[data-testid="stMetric"]', has_text="Kept").first.inner_text()
+        expected = int(re.search(r"(\d+)/\d+", kept_text).group(1))
+
+        t0 = time.perf_counter()
+        await page.get_by_role("link", name="Prune").click()
+        report.kept_seen.append(await _kept(page, timeout_ms))
+        report.prune_page_s = time.perf_counter() - t0
+        report.classes_caption = await page.get_by_text("Chosen classes:").first.inner_text()
+        if report.kept_seen[-1] != expected:
+            report.errors.append(f"Prune page shows {report.kept_seen[-1]} kept, the session's run kept {expected}")
+        await _wait_idle(page, timeout_ms)
+
+        for name in plan.toggles:
+            pill = page.get_by_role("button", name=name, exact=True).first  # layer 0's head
+            was_on = (await pill.get_attribute("aria-pressed")) == "true"
+            before = report.kept_seen[-1]
+            t0 = time.perf_counter()
+            await pill.click()
+            now = await _kept(page, timeout_ms, not_equal=before)
+            report.toggle_s.append(time.perf_counter() - t0)
+            report.kept_seen.append(now)
+            if now != before + (-1 if was_on else 1):
+                report.errors.append(f"toggling {name} ({'on' if was_on else 'off'} before) moved kept from {before} to {now}")
+            await _wait_idle(page, timeout_ms)
+        if plan.cls not in report.classes_caption:
+            report.errors.append(f"the Prune page names {report.classes_caption!r}, not this session's class {plan.cls!r}")
+        final = await _kept(page, timeout_ms)
+        if final != report.kept_seen[-1]:
+            report.errors.append(f"kept count changed to {final} without this session touching it")
+    except Exception as e:  # noqa: BLE001 - a session's failure is part of the report
+        report.errors.append(f"{type(e).__name__}: {str(e).splitlines()[0][:300]}")
+    finally:
+        await context.close()
+    return report
+
+
+async def _run_all(url: str, plans: list[SessionPlan], timeout_s: float, chromium: str) -> list[SessionReport]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            return await asyncio.wait_for(asyncio.gather(*(_session(browser, url, p, timeout_s * 1e3) for p in plans)), timeout_s)
+        finally:
+            await browser.close()
+
+
+def run_load_test(root: str | Path, plans: list[SessionPlan] | None = None, timeout_s: float = 480.0, chromium: str = CHROMIUM,
+                  server_args: tuple[str, ...] = ()) -> dict:
+    """Start the app, run every plan's session at once, and summarise (medians over sessions and toggles)."""
+    plans = plans or DEFAULT_PLANS
+    with app_server(root, extra_args=server_args) as (url, start):
+        server_ready_s = time.perf_counter() - start
+        reports = asyncio.run(_run_all(url, plans, timeout_s, chromium))
+    toggles = [t for r in reports for t in r.toggle_s]
+
+    def med(xs):
+        xs = [x for x in xs if x == x]
+        return statistics.median(xs) if xs else float("nan")
+
+    return {
+        "sessions": len(reports), "server_ready_s": server_ready_s,
+        "model_page_s": {"median": med([r.model_page_s for r in reports]), "max": max(r.model_page_s for r in reports)},
+        "prune_page_s": {"median": med([r.prune_page_s for r in reports]), "max": max(r.prune_page_s for r in reports)},
+        "circuit_s": {"median": med([r.circuit_s for r in reports]), "max": max(r.circuit_s for r in reports)},
+        "toggle_fast_figures_s": {"median": med(toggles), "max": max(toggles) if toggles else float("nan"), "n": len(toggles)},
+        "errors": [e for r in reports for e in r.errors],
+        "reports": [asdict(r) for r in reports],
+    }
