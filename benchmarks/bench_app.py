@@ -99,9 +99,9 @@ def cold_start() -> dict:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
             page = browser.new_page()
             page.goto(url)
-            page.get_by_role("heading", name="Model").wait_for(timeout=120_000)
+            page.locator("h1", has_text="Model").wait_for(timeout=120_000)
             title = time.perf_counter() - start
-            page.locator('[data-testid="stImage"] img').nth(31).wait_for(timeout=120_000)
+            page.locator('img.gallery').nth(31).wait_for(timeout=120_000)
             elapsed = time.perf_counter() - start
             browser.close()
     return {"title_s": round(title, 2), "gallery_s": round(elapsed, 2)}

@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import sys
+import time
 import uuid
 
 import streamlit as st
@@ -70,6 +71,33 @@ def apply_thread_share() -> int:
     session = st.session_state.setdefault("session_uid", uuid.uuid4().hex)
     st.session_state["torch_threads"] = shared_thread_share().apply(session)
     return st.session_state["torch_threads"]
+
+
+def rerun_pending() -> bool:
+    """True when the user has acted since this run began and Streamlit holds a rerun for it.
+
+    A widget inside an ``st.fragment`` does not interrupt the fragment's run in progress (Streamlit
+    1.67 queues the rerun), so long work in a fragment checks this between steps and returns early.
+    Reads Streamlit's private request state (pinned version); answers False if that is not there."""
+    from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequestType
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    requests = getattr(ctx, "script_requests", None)
+    return getattr(requests, "_state", None) == ScriptRequestType.RERUN
+
+
+def user_moved_on(settle_s: float = 0.0) -> bool:
+    """Wait up to ``settle_s`` seconds for the user to act again; True as soon as a rerun is pending.
+
+    Before costly figures of a keep-set the user may already have left, so that quick toggling
+    starts no work that the next toggle would throw away."""
+    end = time.monotonic() + settle_s
+    while not rerun_pending():
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def state_hash(model: torch.nn.Module) -> str:

@@ -7,7 +7,7 @@ import streamlit as st
 import torch
 
 from pages.charts import pareto_chart
-from pages.common import playground, session_keep_mask
+from pages.common import playground, rerun_pending, session_keep_mask, user_moved_on
 from pages.figures import show_live_figures
 from pages.longrun import announce, progress_bar, running, stop_button
 from vitcore.circuits import METHODS
@@ -16,6 +16,7 @@ from vitcore.playground import NothingKeptError
 from vitcore.pruning.finetune import finetune_steps
 from vitcore.pruning.pareto import pareto_frontier
 
+SETTLE_S = 0.4  # after the fast figures, wait this long for another toggle before timing and evaluating (debounce)
 FT_STEPS, FT_LR = 40, 1e-4  # measured on the shipped model: README, "Fine-tuning on the Prune page" (benchmarks/finetune_defaults.py)
 
 ckpt = st.session_state["ckpt"]
@@ -123,9 +124,11 @@ def playground_panel() -> None:
     mask = session_keep_mask()
     with figures_box:
         try:
-            fig = show_live_figures(pg, mask)
+            fig = show_live_figures(pg, mask, moved_on=lambda: user_moved_on(SETTLE_S))
         except NothingKeptError as e:
             st.error(str(e))
+            return
+        if rerun_pending() or fig.latency_b1_ms is None:  # the user toggled again: leave the slower figures to the new run
             return
         slow_row = st.columns(2)
         p_all, p_thr = slow_row[0].empty(), slow_row[1].empty()
@@ -133,6 +136,8 @@ def playground_panel() -> None:
             p_all.metric("Top-1, all eval classes", "updating…")
             p_thr.metric("Batch-64 throughput (measured)", "updating…")
         base_est = pg.estimate(space.ones())
+        if rerun_pending():
+            return
         fig = pg.estimate(mask)  # first a stratified sample (with its standard error), then every eval image
         n_sample = len(pg.sample_index())
         if fig.top1_all is None:
@@ -140,7 +145,9 @@ def playground_panel() -> None:
                          help=f"estimate on a stratified sample of {n_sample} eval images (± one binomial standard error); the exact figure follows")
         p_thr.metric("Batch-64 throughput (measured)", f"{fig.throughput_b64:.0f} img/s", f"{fig.throughput_b64 / base_est.throughput_b64:.2f}x")
         base_slow = pg.slow(space.ones())
-        for fig in pg.refine(mask):  # chunk by chunk: a new toggle stops this at the next metric update
+        for fig in pg.refine(mask):  # chunk by chunk; a new toggle ends it between chunks (the work done is kept)
+            if rerun_pending():
+                return
             if fig.top1_all is None:
                 p_all.metric("Top-1, all eval classes", f"≈ {fig.top1_all_estimate:.1%} ± {fig.top1_all_se:.1%}", f"updating… {fig.top1_all_done}/{len(pg.eval_set)} images",
                              delta_color="off", help=f"estimate on a stratified sample of {n_sample} eval images (± one binomial standard error); the exact figure follows")

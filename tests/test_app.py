@@ -1,12 +1,15 @@
 """The Streamlit app through streamlit.testing.v1.AppTest: every page, bad input, two sessions."""
 
 
+import base64
 import gc
 import io
 import json
+import re
 import warnings
 import zipfile
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -79,6 +82,13 @@ def test_model_page_widgets_and_uploads(app):
     labels = [m.label for m in at.metric]
     assert {"Parameters", "MACs / image", "Val top-1 (card)"} <= set(labels)
     assert at.multiselect(key="gallery_classes") and at.selectbox(key="gallery_filter")
+    gallery = next(m.value for m in at.markdown if 'class="gallery"' in m.value)
+    uris = re.findall(r'src="data:image/png;base64,([^"]+)"', gallery)
+    assert len(uris) == 32
+    from vitcore.data import load_split
+
+    first = Image.open(io.BytesIO(base64.b64decode(uris[0])))  # the first eval image, pixel for pixel
+    assert torch.equal(torch.from_numpy(np.asarray(first)).permute(2, 0, 1), load_split(None, "val").images[0])
     uploader = at.get("file_uploader")
     assert uploader
     good = [image_bytes("RGB"), image_bytes("RGBA"), image_bytes("CMYK", "JPEG"), image_bytes("I;16"), image_bytes("L", "JPEG")]

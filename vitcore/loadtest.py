@@ -3,7 +3,9 @@
 Every session is its own Chromium browser context (own cookies, own Streamlit session) in one headless
 Chromium, all started together against one ``streamlit run app.py`` on loopback. Each session records
 when its Model page became usable (title and the 32 gallery images drawn), its
-circuit run, and for every toggle the time from the click until the new fast figures are drawn. It also
+circuit run, and for every toggle (one second apart, as a user reads the fast figures and clicks again,
+while the slower figures of the last toggle may still be computing) the time from the click until the
+new fast figures are drawn; at the end it waits for the exact figures. It also
 checks that what it sees is its own: its class on the Prune page and its own kept count after each toggle.
 
 Used by ``benchmarks/load_test.py`` (figures) and ``tests/test_load.py`` (no cross-talk). Needs
@@ -25,6 +27,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 KEPT = re.compile(r"(\d+)/(\d+) components kept")
+FAST = re.compile(r"fast figures in ([\d.]+) s")
 
 
 @dataclass
@@ -41,6 +44,7 @@ class SessionReport:
     circuit_s: float = float("nan")  # Run pressed -> result shown
     prune_page_s: float = float("nan")  # link clicked -> fast figures shown
     toggle_s: list[float] = field(default_factory=list)  # click -> the new fast figures drawn
+    toggle_server_s: list[float] = field(default_factory=list)  # of which the server computed the fast figures (the page's caption)
     kept_seen: list[int] = field(default_factory=list)  # kept count after the run, then after each toggle
     classes_caption: str = ""
     errors: list[str] = field(default_factory=list)
@@ -60,23 +64,24 @@ async def _wait_idle(page, timeout_ms: float) -> None:
     await page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
 
 
-async def _kept(page, timeout_ms: float, not_equal: int | None = None) -> int:
-    """The kept count in the fast figures' caption (waiting until it differs from ``not_equal``)."""
+async def _kept(page, timeout_ms: float, not_equal: int | None = None) -> tuple[int, str]:
+    """The kept count in the fast figures' caption (waiting until it differs from ``not_equal``), and the caption."""
     caption = page.get_by_text(KEPT).first
     deadline = time.perf_counter() + timeout_ms / 1e3
     while True:
         try:
-            m = KEPT.search(await caption.inner_text(timeout=timeout_ms))
+            text = await caption.inner_text(timeout=timeout_ms)
+            m = KEPT.search(text)
         except Exception:  # the caption is being redrawn
             m = None
         if m and int(m.group(1)) != not_equal:
-            return int(m.group(1))
+            return int(m.group(1)), text
         if time.perf_counter() > deadline:
             raise TimeoutError(f"kept count still {not_equal} after {timeout_ms / 1e3:.0f} s")
         await asyncio.sleep(0.02)
 
 
-async def _session(browser, url: str, plan: SessionPlan, timeout_ms: float) -> SessionReport:
+async def _session(browser, url: str, plan: SessionPlan, timeout_ms: float, think_s: float = 1.0) -> SessionReport:
     from playwright.async_api import expect
 
     report = SessionReport(plan)
@@ -86,8 +91,8 @@ async def _session(browser, url: str, plan: SessionPlan, timeout_ms: float) -> S
     try:
         t0 = time.perf_counter()
         await page.goto(url)
-        await expect(page.get_by_role("heading", name="Model")).to_be_visible(timeout=timeout_ms)
-        await expect(page.locator('[data-testid="stImage"] img').nth(31)).to_be_visible(timeout=timeout_ms)
+        await expect(page.locator("h1", has_text="Model")).to_be_visible(timeout=timeout_ms)
+        await expect(page.locator('img.gallery').nth(31)).to_be_visible(timeout=timeout_ms)
         report.model_page_s = time.perf_counter() - t0
 
         await page.get_by_role("link", name="Circuits").click()
@@ -112,7 +117,7 @@ async def _session(browser, url: str, plan: SessionPlan, timeout_ms: float) -> S
 
         t0 = time.perf_counter()
         await page.get_by_role("link", name="Prune").click()
-        report.kept_seen.append(await _kept(page, timeout_ms))
+        report.kept_seen.append((await _kept(page, timeout_ms))[0])
         report.prune_page_s = time.perf_counter() - t0
         report.classes_caption = await page.get_by_text("Chosen classes:").first.inner_text()
         if report.kept_seen[-1] != expected:
@@ -125,15 +130,21 @@ async def _session(browser, url: str, plan: SessionPlan, timeout_ms: float) -> S
             before = report.kept_seen[-1]
             t0 = time.perf_counter()
             await pill.click()
-            now = await _kept(page, timeout_ms, not_equal=before)
+            now, caption = await _kept(page, timeout_ms, not_equal=before)
             report.toggle_s.append(time.perf_counter() - t0)
+            fast = FAST.search(caption)
+            report.toggle_server_s.append(float(fast.group(1)) if fast else float("nan"))
             report.kept_seen.append(now)
             if now != before + (-1 if was_on else 1):
                 report.errors.append(f"toggling {name} ({'on' if was_on else 'off'} before) moved kept from {before} to {now}")
-            await _wait_idle(page, timeout_ms)
+            await asyncio.sleep(think_s)  # a user looks at the fast figures, then toggles again: the slower ones may still be running
+        await _wait_idle(page, timeout_ms)
+        all_classes = await page.locator('[data-testid="stMetric"]', has_text="Top-1, all eval classes").first.inner_text()
+        if "updating" in all_classes or "%" not in all_classes:
+            report.errors.append(f"the exact all-class top-1 never arrived: {all_classes!r}")
         if plan.cls not in report.classes_caption:
             report.errors.append(f"the Prune page names {report.classes_caption!r}, not this session's class {plan.cls!r}")
-        final = await _kept(page, timeout_ms)
+        final = (await _kept(page, timeout_ms))[0]
         if final != report.kept_seen[-1]:
             report.errors.append(f"kept count changed to {final} without this session touching it")
     except Exception as e:  # noqa: BLE001 - a session's failure is part of the report
@@ -173,6 +184,7 @@ def run_load_test(root: str | Path, plans: list[SessionPlan] | None = None, time
         "prune_page_s": {"median": med([r.prune_page_s for r in reports]), "max": max(r.prune_page_s for r in reports)},
         "circuit_s": {"median": med([r.circuit_s for r in reports]), "max": max(r.circuit_s for r in reports)},
         "toggle_fast_figures_s": {"median": med(toggles), "max": max(toggles) if toggles else float("nan"), "n": len(toggles)},
+        "toggle_fast_figures_server_s": {"median": med([t for r in reports for t in r.toggle_server_s])},
         "errors": [e for r in reports for e in r.errors],
         "reports": [asdict(r) for r in reports],
     }
