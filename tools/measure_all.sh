@@ -12,6 +12,8 @@ python -m vitcore prune --classes $W --method eap --keep 0.5 --out runs/eap50.zi
 python -m vitcore bench-latency --checkpoint runs/eap50.zip > "$out/bench_latency_eap50.txt"
 python -m vitcore bench-circuits --classes $W 2>/dev/null > "$out/bench_circuits.txt"
 python benchmarks/bench_app.py > "$out/bench_app.json"
+python benchmarks/load_test.py --out "$out/load_test.json" > /dev/null
+python benchmarks/finetune_defaults.py > "$out/finetune_defaults.txt"
 python -m vitcore sweep --classes $W --finetune-steps 20 --learned-steps 100 --target-accuracy 0.4 --out docs/sweep 2>/dev/null > "$out/sweep.txt"
 python -m vitcore sweep --classes $W --finetune-steps 20 --learned-steps 100 --eval-data ../shared/data/tiny-imagenet-200.zip --out docs/sweep_full_val 2>/dev/null > "$out/sweep_full_val.txt"
 python -m vitcore sweep --classes $W --methods acdc --finetune-steps 0 --target-accuracy 0.4 --out runs/acdc_target 2>/dev/null > "$out/sweep_acdc_target.txt"
@@ -19,3 +21,5 @@ python -m vitcore sweep --classes $W --eval-data ../shared/data/tiny-imagenet-20
 python -m vitcore bench-train --data ../shared/data/tiny-imagenet-200.zip --json "$out/bench_train.json" 2>/dev/null > "$out/bench_train.txt"
 python -m vitcore sweep --classes $W --methods lrp --finetune-steps 20 --eval-data ../shared/data/tiny-imagenet-200.zip --out docs/sweep_full_val_lrp 2>/dev/null > "$out/sweep_full_val_lrp.txt"
 python -m pytest -q -s tests/test_lrp.py tests/test_reference_circuits.py > "$out/lrp_and_reference_tests.txt"
+python -m vitcore bench-edges --classes $W --images 30 --acdc-images 3 2>/dev/null > "$out/bench_edges.txt"
+rm -rf atlas/shipped && python -m vitcore atlas --methods eap --backend local --out atlas/shipped 2>/dev/null && cp atlas/shipped/table.csv.gz atlas/shipped/atlas.json assets/atlas/
