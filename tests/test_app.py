@@ -88,7 +88,7 @@ def test_model_page_widgets_and_uploads(app):
     from vitcore.data import load_split
 
     first = Image.open(io.BytesIO(base64.b64decode(uris[0])))  # the first eval image, pixel for pixel
-    assert torch.equal(torch.from_numpy(np.asarray(first)).permute(2, 0, 1), load_split(None, "val").images[0])
+    assert torch.equal(torch.from_numpy(np.array(first)).permute(2, 0, 1), load_split(None, "val").images[0])
     uploader = at.get("file_uploader")
     assert uploader
     good = [image_bytes("RGB"), image_bytes("RGBA"), image_bytes("CMYK", "JPEG"), image_bytes("I;16"), image_bytes("L", "JPEG")]
