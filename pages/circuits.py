@@ -1,16 +1,12 @@
 """Circuits page: choose classes and a method, score every head and MLP chunk, compare results."""
 
-import time
-
 import pandas as pd
 import streamlit as st
-import torch
 
 from pages.charts import heatmap, pixel_heatmap, score_frames
 from pages.common import class_options, current_model, keep_of
-from pages.longrun import announce, progress_bar, running, stop_button
+from pages.longrun import announce, forward_seconds, progress_bar, running, stop_button
 from vitcore.circuits import CORRUPTIONS, METHODS, METRICS, RunOptions, discover
-from vitcore.data import normalize
 from vitcore.circuits.result import CircuitResult
 from vitcore.attribution import input_attribution, lrp_input_attribution
 from vitcore.errors import VitcoreError
@@ -47,15 +43,10 @@ kwargs.update({name: OPTION_WIDGETS[name]() for name in entry.options})
 
 estimate = None
 if st.session_state["classes"]:
-    key = (tuple(st.session_state["classes"]), n_images, ckpt.sha256)
-    if st.session_state.get("forward_probe", (None,))[0] != key:  # one timed forward over the chosen images, once per choice
-        images = discovery.images[discovery.chosen(st.session_state["classes"])][:n_images]
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            ckpt.model(normalize(images, ckpt.model.config))
-        st.session_state["forward_probe"] = (key, time.perf_counter() - t0)
+    images = discovery.images[discovery.chosen(st.session_state["classes"])][:n_images]
+    forward_s = forward_seconds(ckpt.model, images, (tuple(st.session_state["classes"]), n_images, ckpt.sha256))
     options = RunOptions(**{k: v for k, v in kwargs.items() if k in ("n_steps", "steps")})
-    estimate = entry.estimate_seconds(st.session_state["forward_probe"][1], options, len(ckpt.model.components), granularity)
+    estimate = entry.estimate_seconds(forward_s, options, len(ckpt.model.components), granularity)
     announce(estimate, "This run")
 
 run_col, stop_col = st.columns([1, 5])
@@ -67,7 +58,6 @@ if run_col.button("Run", type="primary", key="run_circuit"):
             result = discover(ckpt.model, discovery, st.session_state["classes"], method, corruption, metric, n_images, model_sha256=ckpt.sha256,
                               progress=progress, granularity=granularity, **kwargs)
     except VitcoreError as e:
-        st.session_state["circuit_running"] = False
         st.error(str(e))
     else:
         progress(1.0, f"done in {result.wall_time_s:.1f} s")

@@ -1,16 +1,13 @@
 """Compare page: the Pareto sweep over methods and settings, run here or loaded from a CSV."""
 
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-import torch
 
-from pages.longrun import announce, progress_bar, running, stop_button
+from pages.longrun import announce, forward_seconds, progress_bar, running, stop_button
 from vitcore.circuits import METHODS
-from vitcore.data import normalize
 from vitcore.pruning.report import config_label, frontier_chart, read_csv
 from vitcore.pruning.sweep import default_settings, estimate_sweep_seconds, run_sweep
 
@@ -32,10 +29,7 @@ if src == "Run it here":
         discovery, eval_set = st.session_state["discovery"], st.session_state["eval_set"]
         settings = default_settings(methods)
         images = discovery.images[discovery.chosen(classes)]
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            ckpt.model(normalize(images, ckpt.model.config))
-        forward_s = time.perf_counter() - t0
+        forward_s = forward_seconds(ckpt.model, images, (tuple(classes), len(images), ckpt.sha256))
         announce(estimate_sweep_seconds(settings, forward_s, len(images), len(eval_set), len(ckpt.model.components), int(ft), int(learned_steps), LATENCY_REPEATS),
                  f"A sweep of {sum(len(v) for v in settings.values())} configurations")
         run_col, stop_col = st.columns([1, 5])

@@ -12,6 +12,9 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import streamlit as st
+import torch
+
+from vitcore.data import normalize
 
 
 def announce(estimate_s: float, what: str) -> None:
@@ -31,10 +34,27 @@ def stop_button(name: str, what: str, column=None) -> None:
 
 @contextmanager
 def running(name: str) -> Iterator[None]:
-    """Mark ``name`` as running; an exception or a Stop leaves the mark for :func:`stop_button` to report."""
+    """Mark ``name`` as running. Only a Stop (or another interruption of the script by Streamlit, which
+    raises a ``BaseException``) leaves the mark for :func:`stop_button` to report; an error clears it."""
     st.session_state[f"{name}_running"] = True
-    yield
+    try:
+        yield
+    except Exception:
+        st.session_state[f"{name}_running"] = False
+        raise
     st.session_state[f"{name}_running"] = False
+
+
+def forward_seconds(model, images: torch.Tensor, key: tuple) -> float:
+    """One timed forward of ``model`` over uint8 ``images``: the base of the time estimates. Measured once
+    per session and ``key`` (say, the chosen classes, the number of images and the model's hash)."""
+    probe = st.session_state.get("forward_probe")
+    if probe is None or probe[0] != key:
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            model(normalize(images, model.config))
+        st.session_state["forward_probe"] = probe = (key, time.perf_counter() - t0)
+    return probe[1]
 
 
 def progress_bar(label: str) -> Callable[[float, str], None]:
