@@ -72,7 +72,7 @@ if len(shown):
         cells.append(f'<figure style="margin:0"><img class="gallery" alt="eval image {i}" src="{png_data_uri(eval_set.images[i])}" '
                      f'style="width:100%;image-rendering:pixelated"><figcaption style="font-size:0.8em">{mark} '
                      f'{html.escape(names[eval_set.labels[i]])} → {html.escape(names[p])}</figcaption></figure>')
-    # one element with the images inline: 32 separate image elements cost 32 requests each, which under
+    # one element with the images inline: 32 separate image elements cost one request each, which under
     # six sessions at once doubled the time to a usable page (docs/measurements/load_test.json)
     st.markdown('<div style="display:grid;grid-template-columns:repeat(8,1fr);gap:10px">' + "".join(cells) + "</div>", unsafe_allow_html=True)
 logits = shared_logits()  # the whole eval set: computed once per model and data set, shared by every session
