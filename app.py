@@ -4,7 +4,7 @@ import streamlit as st
 
 st.set_page_config(page_title="ViT circuit pruning", layout="wide")
 
-from pages.common import apply_thread_share, sidebar  # noqa: E402
+from pages.common import apply_thread_share, sidebar, trace_event  # noqa: E402
 
 pages = [
     st.Page("pages/model.py", title="Model", default=True),
@@ -17,6 +17,9 @@ pages = [
 ]
 page = st.navigation(pages)
 apply_thread_share()
+trace_event("run", page=page.title)
 for problem in sidebar():
     st.error(problem)
+trace_event("sidebar")
 page.run()
+trace_event("done", page=page.title)

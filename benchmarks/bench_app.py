@@ -5,7 +5,7 @@ the Prune page does (Playground.fast, .measure, .estimate on a stratified sample
 Cold start: `streamlit run app.py` until a headless Chromium shows the Model page with its gallery
 (its title and the 32 gallery images drawn).
 
-Run: python benchmarks/bench_app.py [--flips 20] [--threads 2] [--no-cold-start]
+Run: python benchmarks/bench_app.py [--flips 20] [--threads 2] [--no-cold-start | --cold-start-only] [--script serve.py|app.py]
 """
 
 from __future__ import annotations
@@ -91,10 +91,10 @@ def speedup_stability(repetitions: int, background_load: int) -> dict:
     }
 
 
-def cold_start() -> dict:
+def cold_start(script: str) -> dict:
     from playwright.sync_api import sync_playwright
 
-    with app_server(ROOT) as (url, start):
+    with app_server(ROOT, script=script) as (url, start):
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
             page = browser.new_page()
@@ -112,15 +112,20 @@ def main() -> None:
     p.add_argument("--flips", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-cold-start", action="store_true")
+    p.add_argument("--cold-start-only", action="store_true")
+    p.add_argument("--script", default="serve.py", choices=["serve.py", "app.py"], help="what the cold start runs (serve.py: the README's command)")
     p.add_argument("--stability", type=int, default=20, help="repetitions of the fixed model's speed-up measurement (0: skip)")
     p.add_argument("--background-load", type=int, default=1, help="busy-loop processes running during the stability measurement")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    out = {"threads": args.threads, **toggle_speed(args.flips)}
-    if args.stability:
+    out = {"threads": args.threads}
+    if not args.cold_start_only:
+        out.update(toggle_speed(args.flips))
+    if args.stability and not args.cold_start_only:
         out["speedup_stability"] = speedup_stability(args.stability, args.background_load)
     if not args.no_cold_start:
-        out["cold_start"] = [cold_start() for _ in range(3)]
+        out["cold_start_script"] = args.script
+        out["cold_start"] = [cold_start(args.script) for _ in range(3)]
     print(json.dumps(out))
 
 

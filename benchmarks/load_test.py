@@ -5,7 +5,7 @@ Reports per session and as medians: Model page usable (title and the 32 gallery 
 run, Prune page, and each toggle's time from the click until the new fast figures are drawn; and any
 cross-talk found (see vitcore/loadtest.py).
 
-Run: python benchmarks/load_test.py [--sessions 6] [--out docs/measurements/load_test.json]
+Run: python benchmarks/load_test.py [--sessions 6] [--browser-nice 19] [--script serve.py|app.py] [--out docs/measurements/load_test.json]
 """
 
 from __future__ import annotations
@@ -23,9 +23,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sessions", type=int, default=6, help=f"at most {len(DEFAULT_PLANS)}")
     p.add_argument("--timeout", type=float, default=540.0, help="seconds for the whole run")
+    p.add_argument("--browser-nice", type=int, default=0,
+                   help="run the browsers at this niceness (e.g. 19: the server gets the CPU first, as when the browsers run on the users' own machines)")
+    p.add_argument("--script", default="serve.py", choices=["serve.py", "app.py"],
+                   help="serve.py (the README's command): sessions start after its start-up warm-up; app.py: no warm-up, sessions start at once")
     p.add_argument("--out", type=Path, help="also write the JSON here")
     args = p.parse_args()
-    out = run_load_test(ROOT, DEFAULT_PLANS[: args.sessions], timeout_s=args.timeout)
+    out = run_load_test(ROOT, DEFAULT_PLANS[: args.sessions], timeout_s=args.timeout, browser_nice=args.browser_nice, script=args.script)
     text = json.dumps(out, indent=1)
     if args.out:
         args.out.write_text(text + "\n")

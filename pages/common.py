@@ -17,6 +17,7 @@ from vitcore.checkpoint import Checkpoint, load_checkpoint, parse_checkpoint, re
 from vitcore.data import ImageSet
 from vitcore.errors import VitcoreError
 from vitcore.playground import Playground
+from vitcore.runtrace import trace
 from vitcore.threadshare import ThreadShare
 
 MAX_UPLOAD_MB = 200
@@ -66,11 +67,32 @@ def shared_thread_share() -> ThreadShare:
     return ThreadShare(int(os.environ.get("VITCORE_APP_CORES", "0")) or None)
 
 
+def warm_shared_resources() -> None:
+    """Load what every session's first page needs (the shipped model, the bundled data, the full
+    model's eval logits, the default gallery, the latency cost model) into the shared caches, so that
+    the first users do not wait for it. Run once at server start by ``serve.py`` (in a background thread)."""
+    from pages.gallery import GALLERY_SIZE, gallery_html
+
+    trace("server", "warm_start")
+    ckpt = shared_checkpoint(None)
+    shared_split(None, "train")
+    eval_set = shared_split(None, "val")
+    gallery_html(ckpt.model, eval_set, ckpt.sha256, "bundled", tuple(range(min(GALLERY_SIZE, len(eval_set)))))
+    shared_eval_logits(ckpt.model, eval_set, ckpt.sha256, "bundled")
+    shared_latency_model(ckpt.model, ckpt.sha256)
+    trace("server", "warm_done")
+
+
 def apply_thread_share() -> int:
     """Limit this run's torch threads to the session's share of the cores, so one user cannot starve the others."""
     session = st.session_state.setdefault("session_uid", uuid.uuid4().hex)
     st.session_state["torch_threads"] = shared_thread_share().apply(session)
     return st.session_state["torch_threads"]
+
+
+def trace_event(event: str, **fields: object) -> None:
+    """Record a timing event of this session's run (only when ``VITCORE_TRACE`` is set: load tests)."""
+    trace(st.session_state.get("session_uid", "?"), event, **fields)
 
 
 def rerun_pending() -> bool:

@@ -6,13 +6,16 @@ from typing import Callable
 import streamlit as st
 import torch
 
+from pages.common import trace_event
 from vitcore.playground import KeepSetFigures, Playground
 
 
-def show_live_figures(pg: Playground, mask: torch.Tensor, moved_on: Callable[[], bool] | None = None) -> KeepSetFigures:
+def show_live_figures(pg: Playground, mask: torch.Tensor, moved_on: Callable[[], bool] | None = None,
+                      stop: Callable[[], bool] | None = None) -> KeepSetFigures:
     """One row of metrics against the full model: the fast figures at once, then the measured batch-1
     latency in place of the cost model's prediction, unless ``moved_on()`` says the user has already
-    acted again. Raises ``NothingKeptError`` for an empty mask."""
+    acted again (before the timing) or ``stop()`` does (during it: the figures come back without
+    ``latency_b1_ms``). Raises ``NothingKeptError`` for an empty mask."""
     n_components = len(mask)
     t0 = time.perf_counter()
     fig = pg.fast(mask)
@@ -32,11 +35,14 @@ def show_live_figures(pg: Playground, mask: torch.Tensor, moved_on: Callable[[],
         else:
             latency.metric("Batch-1 latency", "measuring…")
     caption.caption(f"{fig.kept}/{n_components} components kept · fast figures in {fast_s:.2f} s")
+    trace_event("fast_drawn", kept=fig.kept, fast_s=round(fast_s, 3))
     if moved_on is not None and fig.latency_b1_ms is None and moved_on():
         return fig
     t1 = time.perf_counter()
-    fig = pg.measure(mask)
+    fig = pg.measure(mask, stop)
     measured_s = time.perf_counter() - t1
+    if fig.latency_b1_ms is None:  # stopped: the next run measures it
+        return fig
     s = fig.speedup
     if s is None:
         latency.metric("Batch-1 latency", f"{fig.latency_b1_ms:.2f} ms", help="measured on 1 thread; pruned models show their speed-up measured against the full model")

@@ -1,18 +1,14 @@
 """Model page: the model card, a gallery of eval images, per-class accuracy, and "try your own image"."""
 
-import base64
-import html
-import io
-
 import altair as alt
 import pandas as pd
 import streamlit as st
 import torch
-from PIL import Image
 
-from pages.common import current_model, shared_eval_logits
+from pages.common import current_model, shared_eval_logits, trace_event
+from pages.gallery import GALLERY_SIZE, gallery_html
 from vitcore.data import normalize
-from vitcore.evaluate import per_class_accuracy, predict_logits
+from vitcore.evaluate import per_class_accuracy
 from vitcore.images import ImageError, load_rgb, to_model_size
 from vitcore.pruning import count_macs, count_params
 
@@ -37,13 +33,6 @@ with st.expander("How it was trained"):
         st.json(ckpt.info["provenance"], expanded=False)
 
 
-def png_data_uri(image: torch.Tensor) -> str:
-    """A uint8 [3, H, W] image as an inline PNG."""
-    buf = io.BytesIO()
-    Image.fromarray(image.permute(1, 2, 0).numpy()).save(buf, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
 def shared_logits() -> torch.Tensor:
     return shared_eval_logits(model, eval_set, ckpt.sha256, st.session_state["data_key"])
 
@@ -63,18 +52,12 @@ if which != "all":  # the filter needs every prediction; otherwise the gallery d
     idx = idx[correct_all[idx] == (which == "correct")]
 caption = st.empty()
 caption.caption(f"{len(idx)} images" if len(idx) else "no images match")
-shown = idx[:32]
+shown = idx[:GALLERY_SIZE]
 if len(shown):
-    pred = logits[shown].argmax(1) if logits is not None else predict_logits(model, eval_set.images[shown]).argmax(1)
-    cells = []
-    for i, p in zip(shown.tolist(), pred.tolist()):
-        mark = "✅" if p == eval_set.labels[i] else "❌"
-        cells.append(f'<figure style="margin:0"><img class="gallery" alt="eval image {i}" src="{png_data_uri(eval_set.images[i])}" '
-                     f'style="width:100%;image-rendering:pixelated"><figcaption style="font-size:0.8em">{mark} '
-                     f'{html.escape(names[eval_set.labels[i]])} → {html.escape(names[p])}</figcaption></figure>')
     # one element with the images inline: 32 separate image elements cost one request each, which under
     # six sessions at once doubled the time to a usable page (docs/measurements/load_test.json)
-    st.markdown('<div style="display:grid;grid-template-columns:repeat(8,1fr);gap:10px">' + "".join(cells) + "</div>", unsafe_allow_html=True)
+    st.markdown(gallery_html(model, eval_set, ckpt.sha256, st.session_state["data_key"], tuple(shown.tolist()), logits), unsafe_allow_html=True)
+    trace_event("gallery")
 logits = shared_logits()  # the whole eval set: computed once per model and data set, shared by every session
 if len(idx):
     caption.caption(f"{len(idx)} images · top-1 {(logits[idx].argmax(1) == eval_set.labels[idx]).float().mean():.1%}")

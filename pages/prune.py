@@ -7,7 +7,7 @@ import streamlit as st
 import torch
 
 from pages.charts import pareto_chart
-from pages.common import playground, rerun_pending, session_keep_mask, user_moved_on
+from pages.common import playground, rerun_pending, session_keep_mask, trace_event, user_moved_on
 from pages.figures import show_live_figures
 from pages.longrun import announce, progress_bar, running, stop_button
 from vitcore.circuits import METHODS
@@ -93,6 +93,7 @@ if st.session_state.get("prune_grid_sync") != id(st.session_state.get("keep")):
 
 @st.fragment
 def playground_panel() -> None:
+    trace_event("prune_run", kept=int((session_keep_mask() > 0.5).sum()))
     for k, default in (("tau_slider", METHODS["acdc"].param.default), ("keep_slider", 0.5)):
         if k not in st.session_state:
             st.session_state[k] = st.session_state.get(f"saved_{k}", default)
@@ -124,7 +125,7 @@ def playground_panel() -> None:
     mask = session_keep_mask()
     with figures_box:
         try:
-            fig = show_live_figures(pg, mask, moved_on=lambda: user_moved_on(SETTLE_S))
+            fig = show_live_figures(pg, mask, moved_on=lambda: user_moved_on(SETTLE_S), stop=rerun_pending)
         except NothingKeptError as e:
             st.error(str(e))
             return
@@ -135,10 +136,10 @@ def playground_panel() -> None:
         if fig.top1_all is None:
             p_all.metric("Top-1, all eval classes", "updating…")
             p_thr.metric("Batch-64 throughput (measured)", "updating…")
-        base_est = pg.estimate(space.ones())
-        if rerun_pending():
+        base_est = pg.estimate(space.ones(), stop=rerun_pending)
+        fig = pg.estimate(mask, stop=rerun_pending)  # first a stratified sample (with its standard error), then every eval image
+        if base_est.sample_correct is None or fig.sample_correct is None:  # the user toggled again (checked between batches)
             return
-        fig = pg.estimate(mask)  # first a stratified sample (with its standard error), then every eval image
         n_sample = len(pg.sample_index())
         if fig.top1_all is None:
             p_all.metric("Top-1, all eval classes", f"≈ {fig.top1_all_estimate:.1%} ± {fig.top1_all_se:.1%}", "updating…", delta_color="off",
@@ -159,6 +160,7 @@ def playground_panel() -> None:
                     "config": "full model" if fig.kept == len(space) else f"{fig.kept} kept"}
     df = pd.DataFrame(list(history.values()))
     front = pareto_frontier(list(zip(df["latency_b1_ms"], df["error"])))
+    trace_event("prune_slow_done", kept=fig.kept)
     st.markdown("**Configurations tried in this session** (dashed: Pareto frontier)")
     st.altair_chart(pareto_chart(df, "latency_b1_ms", "error", "config", front, ["config", "kept", "error", "latency_b1_ms", "top1_all", "macs"]), width="stretch")
 

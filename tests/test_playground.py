@@ -164,3 +164,45 @@ def test_refining_all_class_top1_can_stop_between_chunks_and_go_on_later(monkeyp
     with torch.no_grad():
         pred = model(normalize(data.images, model.config), mask=mask).argmax(1)
     assert playground.slow(mask).top1_all == pytest.approx(float((pred == data.labels).float().mean()))
+
+
+def test_a_stopped_estimate_keeps_its_batches_and_the_next_call_goes_on_from_there(monkeypatch):
+    import vitcore.playground as module
+
+    monkeypatch.setattr(module, "SAMPLE_SIZE", 50)
+    model, data = tiny_model(), tiny_imageset(n_per_class=40)  # a sample of 50 images: batches of 16 -> 16, 16, 16, 2
+    playground = Playground(model, data, ["n00000001"], latency_repeats=3)
+    mask = model.components.ones()
+    mask[1] = 0
+    pruned = playground.model_for(mask)
+    batches = []
+    handle = pruned.register_forward_pre_hook(lambda module, args: batches.append(len(args[0])) if len(args[0]) > 1 else None)
+    playground.measure(mask)  # the tier before: timed here, so that only the estimate's batches ask stop()
+    asked = []
+    try:
+        first = playground.estimate(mask, stop=lambda: len(asked.append(0) or asked) > 2, batch=16)  # stops before the third batch
+        assert first.sample_correct is None and first.top1_all_estimate is None and first.throughput_b64 is None
+        ran_first = sum(b for b in batches if b != len(playground.chosen))
+        rest = playground.estimate(mask, batch=16)
+    finally:
+        handle.remove()
+    sample = playground.sample_index()
+    ran = [b for b in batches if b != len(playground.chosen)]  # leave out the fast tier's chosen-class forward
+    assert ran_first < len(sample) and sum(ran) == len(sample)  # every sample image ran exactly once over the two calls
+    with torch.no_grad():
+        pred = model(normalize(data.images[sample], model.config), mask=mask).argmax(1)
+    assert rest.sample_correct == int((pred == data.labels[sample]).sum()) and rest.throughput_b64 > 0
+
+
+def test_speedup_timing_stops_when_asked_and_the_next_call_measures_it():
+    model = tiny_model()
+    space = model.components
+    mask = space.ones()
+    mask[0] = 0
+    data = tiny_imageset()
+    playground = Playground(model, data, ["n00000001"], latency_repeats=5)
+    calls = []
+    stopped = playground.measure(mask, stop=lambda: len(calls.append(0) or calls) > 2)  # two pairs, then stop
+    assert len(calls) == 3 and stopped.latency_b1_ms is None and stopped.speedup is None
+    measured = playground.measure(mask, stop=lambda: False)
+    assert measured.speedup is not None and measured.speedup.pairs == 5 and measured.latency_b1_ms == measured.speedup.model_ms

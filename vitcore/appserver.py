@@ -1,6 +1,6 @@
-"""Start ``streamlit run app.py`` as a subprocess on loopback and wait until it is healthy.
+"""Start ``streamlit run serve.py`` (or ``app.py``) as a subprocess on loopback and wait until it is healthy.
 
-Used by the browser tests and the app benchmark; it starts a process and never imports streamlit.
+Used by the browser tests, the load test and the app benchmark; it starts a process and never imports streamlit.
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def app_server(root: str | Path, timeout_s: float = 120.0, extra_args: tuple[str, ...] = ()) -> Iterator[tuple[str, float]]:
-    """Yield (url, start time from ``time.perf_counter``) of a healthy server; stop it afterwards."""
+def app_server(root: str | Path, timeout_s: float = 120.0, extra_args: tuple[str, ...] = (), script: str = "serve.py") -> Iterator[tuple[str, float]]:
+    """Yield (url, start time from ``time.perf_counter``) of a healthy server running ``script``
+    (``app.py``, or ``serve.py``: the same app with its shared resources loaded first); stop it afterwards."""
     port = free_port()
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+        [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", *extra_args],
         cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )

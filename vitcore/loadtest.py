@@ -15,13 +15,16 @@ Used by ``benchmarks/load_test.py`` (figures) and ``tests/test_load.py`` (no cro
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import statistics
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .appserver import app_server
+from .runtrace import read_trace
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -157,6 +160,14 @@ async def _session(browser, url: str, plan: SessionPlan, timeout_ms: float, thin
     return report
 
 
+def niced_executable(executable: str, niceness: int, folder: Path) -> str:
+    """A launcher that runs ``executable`` (and so every process it starts) at ``niceness``."""
+    launcher = folder / "chromium-niced"
+    launcher.write_text(f'#!/bin/sh\nexec nice -n {int(niceness)} "{executable}" "$@"\n')
+    launcher.chmod(0o755)
+    return str(launcher)
+
+
 async def _run_all(url: str, plans: list[SessionPlan], timeout_s: float, chromium: str) -> list[SessionReport]:
     from playwright.async_api import async_playwright
 
@@ -168,13 +179,62 @@ async def _run_all(url: str, plans: list[SessionPlan], timeout_s: float, chromiu
             await browser.close()
 
 
+def _wait_for_event(trace_file: Path, event: str, timeout_s: float) -> None:
+    deadline = time.perf_counter() + timeout_s
+    while not (trace_file.exists() and any(e["event"] == event for e in read_trace(str(trace_file)))):
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"the server traced no {event!r} in {timeout_s:.0f} s")
+        time.sleep(0.2)
+
+
+def server_times(events: list[dict]) -> dict:
+    """From the server's trace: per session, its first run's start to the gallery drawn; and for every
+    Prune fragment run, its start to the fast figures drawn (medians and maxima, seconds)."""
+    first_run: dict[str, float] = {}
+    gallery, fast = [], []
+    prune_start: dict[str, float] = {}
+    for e in events:
+        s = e["session"]
+        if e["event"] == "run":
+            first_run.setdefault(s, e["t"])
+        elif e["event"] == "gallery" and s in first_run:
+            gallery.append(e["t"] - first_run[s])
+            first_run[s] = float("inf")  # only the first gallery counts
+        elif e["event"] == "prune_run":
+            prune_start[s] = e["t"]
+        elif e["event"] == "fast_drawn" and s in prune_start:
+            fast.append(e["t"] - prune_start.pop(s))
+
+    def summary(xs: list[float]) -> dict:
+        xs = [x for x in xs if x >= 0]
+        return {"median": statistics.median(xs), "max": max(xs), "n": len(xs)} if xs else {"n": 0}
+
+    return {"first_run_to_gallery_s": summary(gallery), "prune_run_to_fast_figures_s": summary(fast)}
+
+
 def run_load_test(root: str | Path, plans: list[SessionPlan] | None = None, timeout_s: float = 480.0, chromium: str = CHROMIUM,
-                  server_args: tuple[str, ...] = ()) -> dict:
-    """Start the app, run every plan's session at once, and summarise (medians over sessions and toggles)."""
+                  server_args: tuple[str, ...] = (), browser_nice: int = 0, script: str = "serve.py") -> dict:
+    """Start the app, run every plan's session at once, and summarise (medians over sessions and toggles).
+
+    ``browser_nice`` > 0 runs the browsers at that niceness, so that the server has the CPU first, as it
+    would when the users' browsers run on their own machines; 0 lets them compete with the server.
+    With ``serve.py`` (the README's command) the sessions start once the server's start-up warm-up is
+    done, as in a class that opens the app after the teacher has started it; ``app.py`` starts them at once."""
     plans = plans or DEFAULT_PLANS
-    with app_server(root, extra_args=server_args) as (url, start):
-        server_ready_s = time.perf_counter() - start
-        reports = asyncio.run(_run_all(url, plans, timeout_s, chromium))
+    with tempfile.TemporaryDirectory() as tmp:
+        trace_file = Path(tmp) / "trace.jsonl"
+        os.environ["VITCORE_TRACE"] = str(trace_file)  # the server's own timings (vitcore/runtrace.py)
+        try:
+            with app_server(root, extra_args=server_args, script=script) as (url, start):
+                server_ready_s = time.perf_counter() - start
+                if script == "serve.py":
+                    _wait_for_event(trace_file, "warm_done", timeout_s=180.0)
+                warm_s = time.perf_counter() - start
+                executable = niced_executable(chromium, browser_nice, Path(tmp)) if browser_nice else chromium
+                reports = asyncio.run(_run_all(url, plans, timeout_s, executable))
+        finally:
+            os.environ.pop("VITCORE_TRACE", None)
+        events = read_trace(str(trace_file)) if trace_file.exists() else []
     toggles = [t for r in reports for t in r.toggle_s]
 
     def med(xs):
@@ -182,12 +242,15 @@ def run_load_test(root: str | Path, plans: list[SessionPlan] | None = None, time
         return statistics.median(xs) if xs else float("nan")
 
     return {
-        "sessions": len(reports), "server_ready_s": server_ready_s,
+        "sessions": len(reports), "script": script, "browser_nice": browser_nice, "server_ready_s": server_ready_s,
+        "server_warm_s": warm_s,
         "model_page_s": {"median": med([r.model_page_s for r in reports]), "max": max(r.model_page_s for r in reports)},
         "prune_page_s": {"median": med([r.prune_page_s for r in reports]), "max": max(r.prune_page_s for r in reports)},
         "circuit_s": {"median": med([r.circuit_s for r in reports]), "max": max(r.circuit_s for r in reports)},
         "toggle_fast_figures_s": {"median": med(toggles), "max": max(toggles) if toggles else float("nan"), "n": len(toggles)},
         "toggle_fast_figures_server_s": {"median": med([t for r in reports for t in r.toggle_server_s])},
+        "server": server_times(events),
         "errors": [e for r in reports for e in r.errors],
         "reports": [asdict(r) for r in reports],
+        "trace": events,
     }

@@ -16,7 +16,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -74,6 +74,7 @@ class Playground:
         self._models: dict[bytes, VisionTransformer] = {}
         self._base_logits = base_logits
         self._sample: Tensor | None = None
+        self._sample_partial: dict[bytes, dict[str, Any]] = {}  # the sample's batches run so far, per keep-set (estimate can stop)
         self.set_classes(classes)
 
     def set_classes(self, classes: list[str]) -> None:
@@ -140,9 +141,10 @@ class Playground:
         self._cache[k] = figures
         return figures
 
-    def measure(self, mask: Tensor) -> KeepSetFigures:
+    def measure(self, mask: Tensor, stop: Callable[[], bool] | None = None) -> KeepSetFigures:
         """Adds measured batch-1 latency; for a pruned model, its speed-up from interleaved pairs with the
-        full model, measured once per architecture (a busy reading is measured again on the next call)."""
+        full model, measured once per architecture (a busy reading is measured again on the next call).
+        When ``stop()`` answers True between pairs, the timing is dropped and ``latency_b1_ms`` stays None."""
         figures = self.fast(mask)
         if figures.latency_b1_ms is not None and not (figures.speedup and figures.speedup.busy):
             return figures
@@ -153,7 +155,10 @@ class Playground:
         else:
             arch = (tuple(model.config.heads), tuple(model.config.mlp_widths))
             if arch not in self._speed or self._speed[arch].busy:
-                self._speed[arch] = measure_speedup(self.base, model, 1, self.latency_repeats, threads=LATENCY_THREADS)
+                speedup = measure_speedup(self.base, model, 1, self.latency_repeats, threads=LATENCY_THREADS, stop=stop)
+                if speedup is None:
+                    return figures
+                self._speed[arch] = speedup
             figures.speedup = self._speed[arch]
             figures.latency_b1_ms = figures.speedup.model_ms
         figures.seconds.update(latency_b1=time.perf_counter() - t0)
@@ -168,25 +173,41 @@ class Playground:
             self._sample = torch.cat([torch.nonzero(labels == c).flatten()[:per_class] for c in classes]).sort().values
         return self._sample
 
-    def estimate(self, mask: Tensor) -> KeepSetFigures:
+    def estimate(self, mask: Tensor, stop: Callable[[], bool] | None = None, batch: int = 64) -> KeepSetFigures:
         """Adds all-class top-1 on the stratified sample (with its standard error) and batch-64 throughput
-        from the same pass to the measured figures; :meth:`slow` then adds the rest of the eval set."""
-        figures = self.measure(mask)
-        if figures.sample_correct is None:
+        from the same pass to the measured figures; :meth:`slow` then adds the rest of the eval set.
+        ``stop()`` is asked before each batch: when it answers True the figures come back without the
+        estimate (``sample_correct`` None), and the next call goes on from the batches already run."""
+        figures = self.measure(mask, stop)
+        if figures.latency_b1_ms is None or figures.sample_correct is not None:
+            return figures
+        sample = self.sample_index()
+        model = self.model_for(mask)
+        if model is self.base:  # the shared logits give the accuracy; time two batches for the throughput
+            sample_logits = self.base_logits()[sample]
+            timed = sample[: 2 * batch]
+        else:
+            sample_logits, timed = None, sample
+        if self.key(mask) not in self._sample_partial and len(self._sample_partial) >= 16:
+            self._sample_partial.pop(next(iter(self._sample_partial)))
+        done = self._sample_partial.setdefault(self.key(mask), {"logits": [], "seconds": [], "wall": 0.0})
+        for i in range(sum(len(x) for x in done["logits"]), len(timed), batch):
+            if stop is not None and stop():
+                return figures
             t0 = time.perf_counter()
-            sample = self.sample_index()
-            model = self.model_for(mask)
-            if model is self.base:  # the shared logits give the accuracy; time two batches for the throughput
-                logits = self.base_logits()[sample]
-                _, times = predict_logits_timed(model, self.eval_set.images[sample[:128]], 64)
-            else:
-                logits, times = predict_logits_timed(model, self.eval_set.images[sample], 64)
-            correct = logits.argmax(1) == self.eval_set.labels[sample]
-            p = float(correct.float().mean())
-            figures.sample_correct = int(correct.sum())
-            figures.top1_all_estimate, figures.top1_all_se = p, math.sqrt(p * (1 - p) / len(sample))
-            figures.throughput_b64 = 64 / statistics.median(times) if times else float("nan")
-            figures.seconds.update(estimate_and_throughput=time.perf_counter() - t0)
+            logits, seconds = predict_logits_timed(model, self.eval_set.images[timed[i : i + batch]], batch)
+            done["logits"].append(logits)
+            done["seconds"] += seconds
+            done["wall"] += time.perf_counter() - t0
+        del self._sample_partial[self.key(mask)]
+        if sample_logits is None:
+            sample_logits = torch.cat(done["logits"])
+        correct = sample_logits.argmax(1) == self.eval_set.labels[sample]
+        p = float(correct.float().mean())
+        figures.sample_correct = int(correct.sum())
+        figures.top1_all_estimate, figures.top1_all_se = p, math.sqrt(p * (1 - p) / len(sample))
+        figures.throughput_b64 = batch / statistics.median(done["seconds"]) if done["seconds"] else float("nan")
+        figures.seconds.update(estimate_and_throughput=done["wall"])
         return figures
 
     def refine(self, mask: Tensor, chunk: int = 256) -> Iterator[KeepSetFigures]:
@@ -227,6 +248,7 @@ class Playground:
         k = self.key(mask)
         self._cache.pop(k, None)
         self._models.pop(k, None)
+        self._sample_partial.pop(k, None)
 
     def replace_model(self, mask: Tensor, model: VisionTransformer) -> None:
         """Use ``model`` (e.g. fine-tuned) for ``mask`` from now on."""

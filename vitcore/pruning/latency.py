@@ -93,9 +93,11 @@ class SpeedUp:
         return (self.p75 - self.p25) / max(self.ratio, 1e-9) > BUSY_SPREAD
 
 
-def measure_speedup(reference: VisionTransformer, model: VisionTransformer, batch_size: int = 1, pairs: int = 15, warmup: int = 3, threads: int = 1) -> SpeedUp:
+def measure_speedup(reference: VisionTransformer, model: VisionTransformer, batch_size: int = 1, pairs: int = 15, warmup: int = 3, threads: int = 1,
+                    stop: Callable[[], bool] | None = None) -> SpeedUp | None:
     """Interleaved A/B timing: each pair times the reference and the model back to back, so that
     load on the machine hits both; the ratio's median and quartiles come from the pairs.
+    ``stop`` is asked before every pair; when it answers True the timing ends and None is returned.
 
     One thread by default: with every core's thread in a parallel region, one competing process
     stalls whole forwards and the ratio swings between runs (measured: 1.2x to 1.8x for one model
@@ -107,6 +109,8 @@ def measure_speedup(reference: VisionTransformer, model: VisionTransformer, batc
         t.timeit(warmup)
     ref_ms, model_ms = [], []
     for _ in range(pairs):
+        if stop is not None and stop():
+            return None
         ref_ms.append(timers[0].timeit(1).median * 1e3)
         model_ms.append(timers[1].timeit(1).median * 1e3)
     ratios = [a / b for a, b in zip(ref_ms, model_ms)]

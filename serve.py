@@ -1,0 +1,27 @@
+"""Serve the app and warm its shared caches at start-up: ``streamlit run serve.py``.
+
+The server accepts connections at once; a background thread loads what every session's first page
+needs (torch, the shipped model, the bundled data, the full model's eval logits, the default gallery,
+the latency cost model) into the caches all sessions share. A session that arrives earlier waits for
+the same computation instead of repeating it. ``streamlit run app.py`` runs the same app without the
+warm-up."""
+
+import threading
+from contextlib import asynccontextmanager
+
+import streamlit as st
+
+
+def _warm() -> None:
+    from pages.common import warm_shared_resources
+
+    warm_shared_resources()
+
+
+@asynccontextmanager
+async def warm_up(app):
+    threading.Thread(target=_warm, name="vitcore-warm-up", daemon=True).start()
+    yield
+
+
+app = st.App("app.py", lifespan=warm_up)
