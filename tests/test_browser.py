@@ -1,4 +1,4 @@
-"""A real browser drives `streamlit run app.py`: pick a class, run EAP, switch off a head, download."""
+"""A real browser drives `streamlit run serve.py` (the README command): pick a class, run EAP, switch off a head, download."""
 
 import time
 from pathlib import Path
