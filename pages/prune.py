@@ -93,7 +93,7 @@ if st.session_state.get("prune_grid_sync") != id(st.session_state.get("keep")):
 
 @st.fragment
 def playground_panel() -> None:
-    trace_event("prune_run", kept=int((session_keep_mask() > 0.5).sum()))
+    trace_event("prune_run", kept=int((session_keep_mask() > 0.5).sum()), classes=st.session_state.get("classes", []))
     for k, default in (("tau_slider", METHODS["acdc"].param.default), ("keep_slider", 0.5)):
         if k not in st.session_state:
             st.session_state[k] = st.session_state.get(f"saved_{k}", default)

@@ -49,3 +49,22 @@ def test_trace_writes_only_when_asked_and_server_times_pairs_each_sessions_event
     out = server_times(json.loads(json.dumps(events)))
     assert out["first_run_to_gallery_s"] == {"median": 1.75, "max": 2.0, "n": 2}
     assert out["prune_run_to_fast_figures_s"] == {"median": 0.375, "max": 0.5, "n": 2}
+
+
+def test_toggle_breakdown_splits_each_click_between_waiting_server_and_browser():
+    from vitcore.loadtest import SessionPlan, SessionReport, toggle_breakdown
+
+    report = SessionReport(SessionPlan("goldfish", "EAP", ["H0", "H1"]))
+    report.toggle_clicked_at, report.toggle_s = [100.0, 105.0], [2.0, 1.0]
+    events = [  # by hand: "a" is goldfish's session, "b" another class's, with runs at the same moments
+        {"t": 100.5, "session": "b", "event": "prune_run", "classes": ["n02"]}, {"t": 100.6, "session": "b", "event": "fast_drawn"},
+        {"t": 100.25, "session": "a", "event": "prune_run", "classes": ["n01"]}, {"t": 101.0, "session": "a", "event": "fast_drawn"},
+        {"t": 105.5, "session": "a", "event": "prune_run", "classes": ["n01"]}, {"t": 105.75, "session": "a", "event": "fast_drawn"},
+    ]
+    events.sort(key=lambda e: e["t"])
+    out = toggle_breakdown([report], events, {"goldfish": "n01"})
+    # click 1: run starts 0.25 s later, fast figures 0.75 s into it, the browser shows them 1.0 s after that
+    # click 2: 0.5 s, 0.25 s, 0.25 s
+    assert out["click_to_server_run_s"] == {"median": 0.375, "max": 0.5, "n": 2}
+    assert out["server_run_to_fast_drawn_s"] == {"median": 0.5, "max": 0.75, "n": 2}
+    assert out["fast_drawn_to_browser_s"] == {"median": 0.625, "max": 1.0, "n": 2}

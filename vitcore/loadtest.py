@@ -48,6 +48,7 @@ class SessionReport:
     prune_page_s: float = float("nan")  # link clicked -> fast figures shown
     toggle_s: list[float] = field(default_factory=list)  # click -> the new fast figures drawn
     toggle_server_s: list[float] = field(default_factory=list)  # of which the server computed the fast figures (the page's caption)
+    toggle_clicked_at: list[float] = field(default_factory=list)  # wall clock (time.time) of each click, to align with the server's trace
     kept_seen: list[int] = field(default_factory=list)  # kept count after the run, then after each toggle
     classes_caption: str = ""
     errors: list[str] = field(default_factory=list)
@@ -132,6 +133,7 @@ async def _session(browser, url: str, plan: SessionPlan, timeout_ms: float, thin
             was_on = (await pill.get_attribute("aria-pressed")) == "true"
             before = report.kept_seen[-1]
             t0 = time.perf_counter()
+            report.toggle_clicked_at.append(time.time())
             await pill.click()
             now, caption = await _kept(page, timeout_ms, not_equal=before)
             report.toggle_s.append(time.perf_counter() - t0)
@@ -205,11 +207,41 @@ def server_times(events: list[dict]) -> dict:
         elif e["event"] == "fast_drawn" and s in prune_start:
             fast.append(e["t"] - prune_start.pop(s))
 
-    def summary(xs: list[float]) -> dict:
-        xs = [x for x in xs if x >= 0]
-        return {"median": statistics.median(xs), "max": max(xs), "n": len(xs)} if xs else {"n": 0}
+    return {"first_run_to_gallery_s": _summary(gallery), "prune_run_to_fast_figures_s": _summary(fast)}
 
-    return {"first_run_to_gallery_s": summary(gallery), "prune_run_to_fast_figures_s": summary(fast)}
+
+def _summary(xs: list[float]) -> dict:
+    xs = [x for x in xs if x >= 0]
+    return {"median": statistics.median(xs), "max": max(xs), "n": len(xs)} if xs else {"n": 0}
+
+
+def toggle_breakdown(reports: list[SessionReport], events: list[dict], wnid_of: dict[str, str]) -> dict:
+    """Each toggle split in three from the click's wall time and the server's trace: until the session's
+    Prune fragment starts its run, that run until the fast figures are drawn, and from there until the
+    browser shows them. A browser session is matched to its server session by its class."""
+    waits, server, browser = [], [], []
+    for r in reports:
+        wnid = wnid_of.get(r.plan.cls)
+        mine = [e for e in events if e["event"] in ("prune_run", "fast_drawn")]
+        sessions = {e["session"] for e in mine if e["event"] == "prune_run" and wnid in e.get("classes", [])}
+        mine = [e for e in mine if e["session"] in sessions]
+        for clicked, took in zip(r.toggle_clicked_at, r.toggle_s):
+            run = next((e for e in mine if e["event"] == "prune_run" and e["t"] >= clicked), None)
+            drawn = next((e for e in mine if e["event"] == "fast_drawn" and run and e["t"] >= run["t"]), None)
+            if run is None or drawn is None:
+                continue
+            waits.append(run["t"] - clicked)
+            server.append(drawn["t"] - run["t"])
+            browser.append(clicked + took - drawn["t"])
+    return {"click_to_server_run_s": _summary(waits), "server_run_to_fast_drawn_s": _summary(server), "fast_drawn_to_browser_s": _summary(browser)}
+
+
+def _wnids_by_name(root: str | Path) -> dict[str, str]:
+    """Class name as the app lists it -> wnid, for the bundled data set."""
+    from .data import load_split
+
+    data = load_split(None, "val")
+    return {name: wnid for wnid, name in zip(data.wnids, data.names)}
 
 
 def run_load_test(root: str | Path, plans: list[SessionPlan] | None = None, timeout_s: float = 480.0, chromium: str = CHROMIUM,
@@ -250,6 +282,7 @@ def run_load_test(root: str | Path, plans: list[SessionPlan] | None = None, time
         "toggle_fast_figures_s": {"median": med(toggles), "max": max(toggles) if toggles else float("nan"), "n": len(toggles)},
         "toggle_fast_figures_server_s": {"median": med([t for r in reports for t in r.toggle_server_s])},
         "server": server_times(events),
+        "toggle_breakdown": toggle_breakdown(reports, events, _wnids_by_name(root)),
         "errors": [e for r in reports for e in r.errors],
         "reports": [asdict(r) for r in reports],
         "trace": events,
