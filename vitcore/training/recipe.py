@@ -69,6 +69,13 @@ RECIPES: dict[str, dict[str, Any]] = {
         epochs=30, batch_size=256, lr=1.5e-3, warmup_epochs=2.0, augment="none", mixup=0.0, cutmix=0.0, erasing=0.0,
         drop_path=0.1, low_res=32, low_res_epochs=24, low_res_patch_keep=0.5, patch_keep=0.5, val_every=3,
     ),
+    # fast-cpu's levers with the regularisation of Lee et al. 2021 (AutoAugment, MixUp 0.8 /
+    # CutMix 1.0, random erasing 0.25): fast-cpu without it overfits (90 epochs: train 81%,
+    # val 35%, val loss rising from epoch 33). AutoAugment adds ~0.04 s per batch of 256.
+    "regularized-cpu": dict(
+        epochs=100, batch_size=256, lr=1.5e-3, warmup_epochs=5.0, drop_path=0.1,
+        low_res=32, low_res_epochs=55, low_res_patch_keep=0.5, patch_keep=0.5, val_every=3,
+    ),
 }
 
 
