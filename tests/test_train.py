@@ -115,3 +115,23 @@ def test_a_run_started_by_older_code_resumes(tmp_path):
                    for k, v in state.model.items()}
     state.save(tmp_path)
     assert train(tmp_path, ViTConfig.uniform(**TINY), cfg, progress=False)["epoch"] == 2
+
+
+def test_bench_train_runs_each_recipes_stages_and_averages_them_by_time():
+    from vitcore.data import ImageSet
+    from vitcore.training.bench import RECIPE_STAGES, VARIANTS, bench_train, named_recipe_throughput, recipe_throughput
+
+    # 100 images/s for one epoch then 50 images/s for one: 2 epochs in 1/100 + 1/50 time units
+    assert recipe_throughput({"a": 100.0, "b": 50.0}, [("a", 1), ("b", 1)]) == pytest.approx(2 / (1 / 100 + 1 / 50))
+    names = {v.name for v in VARIANTS}
+    assert all(low in names and high in names for low, high in RECIPE_STAGES.values())
+    wnids = [f"n{i:08d}" for i in range(200)]
+    data = ImageSet(torch.randint(0, 256, (160, 3, 64, 64), dtype=torch.uint8), torch.randint(0, 200, (160,)), wnids, wnids, [""] * 160)
+    tiny = ViTConfig.uniform(**TINY)
+    regularized = [v for v in VARIANTS if v.augmentation == "regularized-cpu"]
+    rows = bench_train(data, tiny, [VARIANTS[0]] + regularized, steps=1, rounds=2, progress=False)
+    assert [r["variant"] for r in rows] == [VARIANTS[0].name] + [v.name for v in regularized]
+    assert all(r["images_per_s"] > 0 and r["p25"] <= r["p75"] for r in rows) and rows[0]["vs_today"] == 1.0
+    rates = {r["variant"]: r["images_per_s"] for r in rows}
+    whole, stages = named_recipe_throughput(rates, "regularized-cpu")
+    assert [e for _, e in stages] == [55, 45] and min(rates.values()) <= whole <= max(rates.values())

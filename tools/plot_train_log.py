@@ -18,8 +18,8 @@ def main(log_path: str, out: str) -> None:
         pd.DataFrame({"epoch": df.epoch, "value": df.train_loss, "series": "train loss"}),
         pd.DataFrame({"epoch": df.epoch, "value": df.val_loss, "series": "val loss"}).dropna(),
     ])
-    loss = alt.Chart(long).mark_line(point=True).encode(x="epoch:O", y=alt.Y("value:Q", title="loss"), color="series:N").properties(width=300, height=220)
-    acc = alt.Chart(df.dropna(subset=["val_top1"])).mark_line(point=True, color="green").encode(x="epoch:O", y=alt.Y("val_top1:Q", title="val top-1", axis=alt.Axis(format="%"))).properties(width=300, height=220)
+    loss = alt.Chart(long).mark_line(point=True).encode(x="epoch:Q", y=alt.Y("value:Q", title="loss"), color="series:N").properties(width=300, height=220)
+    acc = alt.Chart(df.dropna(subset=["val_top1"])).mark_line(point=True, color="green").encode(x="epoch:Q", y=alt.Y("val_top1:Q", title="val top-1", axis=alt.Axis(format="%"))).properties(width=300, height=220)
     (loss | acc).save(out, scale_factor=2)
 
 

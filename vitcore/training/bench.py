@@ -29,6 +29,7 @@ class Variant:
     patch_keep: float = 1.0
     per_sample_loader: bool = False  # the shipped checkpoint's input path: DataLoader over per-image transforms
     compile: bool = False
+    augmentation: str = "baseline"  # the recipe whose augmentation the step runs (crop + flip, or regularized-cpu's)
 
 
 VARIANTS = [
@@ -38,7 +39,12 @@ VARIANTS = [
     Variant("64px, patch keep 0.5, batch 256", 256, 64, 0.5),
     Variant("32px, batch 256", 256, 32),
     Variant("32px, patch keep 0.5, batch 256", 256, 32, 0.5),
+    Variant("32px, patch keep 0.5, batch 256, AutoAugment + MixUp/CutMix + erasing", 256, 32, 0.5, augmentation="regularized-cpu"),
+    Variant("64px, patch keep 0.5, batch 256, AutoAugment + MixUp/CutMix + erasing", 256, 64, 0.5, augmentation="regularized-cpu"),
 ]
+
+# each recipe's (low-resolution stage, full-resolution stage) as measured variants
+RECIPE_STAGES = {"fast-cpu": (VARIANTS[5].name, VARIANTS[3].name), "regularized-cpu": (VARIANTS[6].name, VARIANTS[7].name)}
 
 
 class _PerImage(Dataset):
@@ -64,7 +70,7 @@ def _step_fn(variant: Variant, data: ImageSet, model_cfg: ViTConfig, cfg: TrainC
     if variant.compile:
         net = torch.compile(net)
     opt = make_optimizer(model, cfg)
-    augment = BatchAugment(cfg, model_cfg)
+    augment = BatchAugment(TrainConfig(**RECIPES[variant.augmentation]), model_cfg)
     loader_iter = None
     if variant.per_sample_loader:
         loader = DataLoader(_PerImage(data, model_cfg, cfg.crop_padding), variant.batch_size, shuffle=True, drop_last=True)
@@ -134,3 +140,11 @@ def recipe_throughput(rows: dict[str, float], stages: list[tuple[str, float]]) -
     """Images per second over a whole recipe: stages are (variant name, epochs)."""
     epochs = sum(e for _, e in stages)
     return epochs / sum(e / rows[name] for name, e in stages)
+
+
+def named_recipe_throughput(rows: dict[str, float], recipe: str) -> tuple[float, list[tuple[str, float]]]:
+    """Images per second over the named recipe's two stages, and the stages (variant name, epochs)."""
+    r = RECIPES[recipe]
+    low, high = RECIPE_STAGES[recipe]
+    stages = [(low, r["low_res_epochs"]), (high, r["epochs"] - r["low_res_epochs"])]
+    return recipe_throughput(rows, stages), stages
