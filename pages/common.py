@@ -96,17 +96,20 @@ def trace_event(event: str, **fields: object) -> None:
 
 
 def rerun_pending() -> bool:
-    """True when the user has acted since this run began and Streamlit holds a rerun for it.
+    """True when this run should end early: the user has acted since it began, or it was told to stop.
 
     A widget inside an ``st.fragment`` does not interrupt the fragment's run in progress (Streamlit
     1.67 queues the rerun), so long work in a fragment checks this between steps and returns early.
-    Reads Streamlit's private request state (pinned version); answers False if that is not there."""
+    A page link or a widget outside the fragment instead stops this run and, with
+    ``runner.fastReruns`` (the default), starts the next run at once in a new script thread: until
+    this one returns, both run, so it must notice the stop too. Reads Streamlit's private request
+    state (pinned version); answers False if that is not there."""
     from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequestType
     from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
     ctx = get_script_run_ctx()
     requests = getattr(ctx, "script_requests", None)
-    return getattr(requests, "_state", None) == ScriptRequestType.RERUN
+    return getattr(requests, "_state", None) in (ScriptRequestType.RERUN, ScriptRequestType.STOP)
 
 
 def user_moved_on(settle_s: float = 0.0) -> bool:

@@ -206,3 +206,53 @@ def test_speedup_timing_stops_when_asked_and_the_next_call_measures_it():
     assert len(calls) == 3 and stopped.latency_b1_ms is None and stopped.speedup is None
     measured = playground.measure(mask, stop=lambda: False)
     assert measured.speedup is not None and measured.speedup.pairs == 5 and measured.latency_b1_ms == measured.speedup.model_ms
+
+
+def test_two_threads_of_one_session_take_turns_and_count_every_image_once(monkeypatch):
+    """A Streamlit session briefly runs two script threads (the stopped run and the next one): one thread's
+    estimate is held inside its first batch while the other asks for the exact figures of the same keep-set."""
+    import threading
+
+    import vitcore.playground as module
+
+    monkeypatch.setattr(module, "SAMPLE_SIZE", 50)
+    model, data = tiny_model(), tiny_imageset(n_per_class=40)
+    playground = Playground(model, data, ["n00000001"], latency_repeats=3)
+    mask = model.components.ones()
+    mask[1] = 0
+    playground.measure(mask)
+    inside, release = threading.Event(), threading.Event()
+    timed = module.predict_logits_timed
+
+    def first_batch_waits(*args, **kwargs):
+        if threading.current_thread().name == "old run" and not inside.is_set():
+            inside.set()
+            release.wait(10)
+        return timed(*args, **kwargs)
+
+    monkeypatch.setattr(module, "predict_logits_timed", first_batch_waits)
+    out, errors = {}, []
+
+    def run(name, work):
+        try:
+            out[name] = work()
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    old = threading.Thread(target=run, args=("old", lambda: playground.estimate(mask, batch=16)), name="old run")
+    new = threading.Thread(target=run, args=("new", lambda: playground.slow(mask)), name="new run")
+    old.start()
+    assert inside.wait(10)
+    new.start()
+    new.join(0.5)
+    assert new.is_alive()  # it waits for the old run's estimate instead of running the sample beside it
+    release.set()
+    old.join(10)
+    new.join(10)
+    assert not errors and not old.is_alive() and not new.is_alive()
+    sample = playground.sample_index()
+    with torch.no_grad():
+        pred = model(normalize(data.images, model.config), mask=mask).argmax(1)
+    assert out["old"].sample_correct == int((pred[sample] == data.labels[sample]).sum())
+    assert out["new"].top1_all == pytest.approx(float((pred == data.labels).float().mean()))
+    assert out["new"].top1_all_done == len(data)

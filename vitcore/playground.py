@@ -8,12 +8,18 @@ latency), :meth:`~Playground.measure` (measured batch-1 latency, paired against 
 :meth:`~Playground.estimate` (all-class top-1 on a stratified sample, batch-64 throughput) and
 :meth:`~Playground.slow` (exact all-class top-1). The full model's figures come from the shared
 base logits, so a new session runs no full-model evaluation of its own.
+
+Its methods are safe to call from two threads at once (a Streamlit session can briefly run two
+script threads: the stopped run and the next one): each takes the playground's lock, and
+:meth:`~Playground.refine` takes it per chunk, so the threads take turns on the same state.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -33,6 +39,17 @@ from .pruning.prune import prune
 
 SAMPLE_SIZE = 400  # images of the stratified first estimate of all-class top-1
 LATENCY_THREADS = 1  # live batch-1 timings use one thread: stable under load (see measure_speedup)
+
+
+def _serialized(method: Callable) -> Callable:
+    """Run ``method`` holding the playground's (re-entrant) lock."""
+
+    @functools.wraps(method)
+    def locked(self: "Playground", *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 class NothingKeptError(VitcoreError):
@@ -75,8 +92,10 @@ class Playground:
         self._base_logits = base_logits
         self._sample: Tensor | None = None
         self._sample_partial: dict[bytes, dict[str, Any]] = {}  # the sample's batches run so far, per keep-set (estimate can stop)
+        self._lock = threading.RLock()
         self.set_classes(classes)
 
+    @_serialized
     def set_classes(self, classes: list[str]) -> None:
         self.classes = list(classes)
         # no classes: the stratified sample stands in for "every class", so that the fast tier stays fast
@@ -106,6 +125,7 @@ class Playground:
     def key(mask: Tensor) -> bytes:
         return (mask > 0.5).to(torch.uint8).numpy().tobytes()
 
+    @_serialized
     def model_for(self, mask: Tensor) -> VisionTransformer:
         """The physically pruned model of ``mask`` (cached; the base itself for keep-all)."""
         if mask.sum() == 0:
@@ -117,6 +137,7 @@ class Playground:
             self._models[k] = self.base if bool((mask > 0.5).all()) else prune(self.base, mask)
         return self._models[k]
 
+    @_serialized
     def fast(self, mask: Tensor) -> KeepSetFigures:
         """Chosen-class top-1 and KL, parameters, MACs and the cost model's predicted batch-1 latency: no timing."""
         k = self.key(mask)
@@ -141,6 +162,7 @@ class Playground:
         self._cache[k] = figures
         return figures
 
+    @_serialized
     def measure(self, mask: Tensor, stop: Callable[[], bool] | None = None) -> KeepSetFigures:
         """Adds measured batch-1 latency; for a pruned model, its speed-up from interleaved pairs with the
         full model, measured once per architecture (a busy reading is measured again on the next call).
@@ -173,6 +195,7 @@ class Playground:
             self._sample = torch.cat([torch.nonzero(labels == c).flatten()[:per_class] for c in classes]).sort().values
         return self._sample
 
+    @_serialized
     def estimate(self, mask: Tensor, stop: Callable[[], bool] | None = None, batch: int = 64) -> KeepSetFigures:
         """Adds all-class top-1 on the stratified sample (with its standard error) and batch-64 throughput
         from the same pass to the measured figures; :meth:`slow` then adds the rest of the eval set.
@@ -215,27 +238,35 @@ class Playground:
         chunk (``top1_all_done`` of ``len(eval_set)`` images counted so far) until ``top1_all`` is exact.
         Stopping between chunks loses nothing: the next call goes on from there."""
         figures = self.estimate(mask)
+        while True:
+            with self._lock:  # per chunk, and the next chunk read from the figures: another thread may have counted some
+                if figures.top1_all is None:
+                    self._count_next_chunk(mask, figures, chunk)
+            yield figures
+            if figures.top1_all is not None:
+                return
+
+    def _count_next_chunk(self, mask: Tensor, figures: KeepSetFigures, chunk: int) -> None:
+        """Count the next chunk of eval images outside the sample into ``figures``; set ``top1_all`` after the last."""
         model = self.model_for(mask)
-        if figures.top1_all is None and model is self.base:
+        if model is self.base:
             figures.top1_all = float((self.base_logits().argmax(1) == self.eval_set.labels).float().mean())
-        if figures.top1_all is None:
-            rest = torch.ones(len(self.eval_set), dtype=torch.bool)
-            rest[self.sample_index()] = False
-            rest = torch.nonzero(rest).flatten()
-            if figures.top1_all_done is None:
-                figures.top1_all_done, figures.top1_all_correct = len(self.sample_index()), figures.sample_correct
-            start = figures.top1_all_done - len(self.sample_index())
-            for i in range(start, len(rest), chunk):
-                t0 = time.perf_counter()
-                index = rest[i : i + chunk]
-                logits = predict_logits(model, self.eval_set.images[index], 64)
-                figures.top1_all_correct += int((logits.argmax(1) == self.eval_set.labels[index]).sum())
-                figures.top1_all_done += len(index)
-                figures.seconds["eval_rest"] = figures.seconds.get("eval_rest", 0.0) + time.perf_counter() - t0
-                if figures.top1_all_done < len(self.eval_set):
-                    yield figures
+            return
+        sample = self.sample_index()
+        if figures.top1_all_done is None:
+            figures.top1_all_done, figures.top1_all_correct = len(sample), figures.sample_correct
+        rest = torch.ones(len(self.eval_set), dtype=torch.bool)
+        rest[sample] = False
+        start = figures.top1_all_done - len(sample)
+        index = torch.nonzero(rest).flatten()[start : start + chunk]
+        if len(index):
+            t0 = time.perf_counter()
+            logits = predict_logits(model, self.eval_set.images[index], 64)
+            figures.top1_all_correct += int((logits.argmax(1) == self.eval_set.labels[index]).sum())
+            figures.top1_all_done += len(index)
+            figures.seconds["eval_rest"] = figures.seconds.get("eval_rest", 0.0) + time.perf_counter() - t0
+        if figures.top1_all_done >= len(self.eval_set):
             figures.top1_all = figures.top1_all_correct / len(self.eval_set)
-        yield figures
 
     def slow(self, mask: Tensor) -> KeepSetFigures:
         """Adds the exact all-class top-1 on the whole eval set (the sample's images are not run again)."""
@@ -243,6 +274,7 @@ class Playground:
             pass
         return figures
 
+    @_serialized
     def forget(self, mask: Tensor) -> None:
         """Drop cached figures and model of ``mask`` (after it was fine-tuned)."""
         k = self.key(mask)
@@ -250,6 +282,7 @@ class Playground:
         self._models.pop(k, None)
         self._sample_partial.pop(k, None)
 
+    @_serialized
     def replace_model(self, mask: Tensor, model: VisionTransformer) -> None:
         """Use ``model`` (e.g. fine-tuned) for ``mask`` from now on."""
         self.forget(mask)
