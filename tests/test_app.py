@@ -351,7 +351,7 @@ def test_edge_circuit_graph_toggles_components_and_feeds_the_prune_page(app):
 
 def test_atlas_page_shows_the_shipped_atlas_and_measures_a_group(app):
     at = goto(app, "atlas")
-    assert not at.warning  # the shipped atlas belongs to the shipped model
+    assert not [w for w in at.warning if "another checkpoint" in w.value]  # the shipped atlas belongs to the shipped model (a 'machine busy' timing warning may show)
     assert len(at.get("arrow_vega_lite_chart")) + len(at.get("vega_lite_chart")) >= 3  # two usage maps and the similarity matrix
     assert metric(at, "KL to full model")
     group = at.multiselect(key="atlas_group")
