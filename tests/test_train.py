@@ -33,6 +33,12 @@ def test_train_saves_and_resumes(tmp_path):
     after = load_checkpoint(tmp_path)
     assert after.info["training"]["epochs_done"] == 2 and len(after.wnids) == 200
     assert any(not torch.equal(before[k], v) for k, v in after.model.state_dict().items())
+    best = load_checkpoint(tmp_path / "best")  # the epoch with the highest val top-1, re-evaluated here
+    assert best.info["metrics"]["val_top1"] == max(e["val_top1"] for e in log)
+    from vitcore.data import load_split
+    from vitcore.evaluate import evaluate
+
+    assert evaluate(best.model, load_split(None, "val", progress=False))["top1"] == pytest.approx(best.info["metrics"]["val_top1"])
 
 
 def _weights(path):

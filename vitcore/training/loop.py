@@ -25,6 +25,7 @@ from .recipe import TrainConfig, TrainingError, lr_factor
 from .state import RunState
 
 LOG = "train_log.json"
+BEST = "best"  # the checkpoint of the epoch with the highest val top-1 so far
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -230,6 +231,8 @@ def train(
                 info["metrics"] = {k: v for k, v in entry.items() if k.startswith("val_")}
                 info["training"].update(epochs_done=epoch + 1, world_size=world)
                 save_checkpoint(model, out, info)
+                if "val_top1" in entry and entry["val_top1"] >= max(e.get("val_top1", 0.0) for e in log):
+                    save_checkpoint(model, out / BEST, info)  # a run that overfits keeps its best epoch
                 (out / LOG).write_text(json.dumps(log, indent=1))
                 save_state(epoch + 1, 0, {})
                 if progress:
