@@ -1,0 +1,57 @@
+"""Ship a training run's best checkpoint as assets/model/ if it beats the shipped one on the full val split.
+
+Writes the model card, the training plot and docs/measurements/evaluate_full_val.json; the previous
+model can be kept loadable in a checkpoints/ folder. What depends on the model (the shipped atlas, the
+README's figures) is then re-measured with tools/measure_all.sh.
+
+Run: python tools/ship_model.py runs/NAME --command "python -m vitcore train ... --out runs/NAME"
+     [--data ../shared/data/tiny-imagenet-200.zip] [--keep-previous checkpoints/NAME]
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from vitcore import load_checkpoint
+from vitcore.data import load_split
+from vitcore.evaluate import evaluate
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = ROOT / "assets" / "model"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path, help="a run folder of `python -m vitcore train` (its best/ checkpoint is used when present)")
+    p.add_argument("--command", required=True, help="the training command, as run (goes into the model card)")
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "tiny-imagenet-200.zip"))
+    p.add_argument("--keep-previous", type=Path, default=None, help="copy the shipped model here first")
+    args = p.parse_args()
+    source = args.run / "best" if (args.run / "best").is_dir() else args.run
+    val = load_split(args.data, "val", progress=False)
+    new = evaluate(load_checkpoint(source).model, val)
+    old = evaluate(load_checkpoint(MODEL).model, val)
+    print(f"{source}: top-1 {new['top1']:.4f}; shipped: {old['top1']:.4f} ({new['n_images']} val images)")
+    if new["top1"] <= old["top1"]:
+        print("not shipped: it does not beat the shipped model")
+        return 1
+    if args.keep_previous:
+        shutil.copytree(MODEL, args.keep_previous)
+    for name in ("model.safetensors", "config.json"):
+        shutil.copy2(source / name, MODEL / name)
+    epochs = json.loads((source / "config.json").read_text())["training"]["epochs_done"]
+    log = [e for e in json.loads((args.run / "train_log.json").read_text()) if e["epoch"] <= epochs]
+    (MODEL / "train_log.json").write_text(json.dumps(log, indent=1))
+    evaluation = ROOT / "docs" / "measurements" / "evaluate_full_val.json"
+    evaluation.write_text(json.dumps(new | {"split": "val", "data": args.data, "checkpoint": "shipped"}))
+    subprocess.run([sys.executable, str(ROOT / "tools" / "model_card.py"), str(evaluation), "--command", args.command], check=True)
+    subprocess.run([sys.executable, str(ROOT / "tools" / "plot_train_log.py"), str(MODEL / "train_log.json"), str(ROOT / "docs" / "train_log.png")], check=True)
+    print(f"shipped epoch {epochs} of {args.run}; next: bash tools/measure_all.sh (README figures and the shipped atlas)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
