@@ -65,10 +65,15 @@ if len(idx):
 st.subheader("Per-class accuracy")
 acc = per_class_accuracy(logits, eval_set.labels, len(names))
 df = pd.DataFrame({"class": names, "top1": acc.numpy()}).sort_values("top1", ascending=False)
-st.altair_chart(
-    alt.Chart(df).mark_bar().encode(x=alt.X("class:N", sort=None, axis=alt.Axis(labels=False, ticks=False)), y="top1:Q", tooltip=["class", alt.Tooltip("top1:Q", format=".0%")]).properties(height=220),
-    width="stretch",
-)
+listed = lambda rows: ", ".join(f"{r['class']} {r['top1']:.0%}" for _, r in rows.iterrows())  # noqa: E731
+st.markdown(f"**Best:** {listed(df.head(5))}  \n**Worst:** {listed(df.tail(5).iloc[::-1])}")
+# the 200-bar chart on demand: drawn on every visit it made the page slower to become usable for six
+# browsers at once (median 12-14 s with it, 9-10 s without; docs/measurements/load_test_*.json)
+if st.toggle(f"Chart of all {len(names)} classes", key="per_class_chart"):
+    st.altair_chart(
+        alt.Chart(df).mark_bar().encode(x=alt.X("class:N", sort=None, axis=alt.Axis(labels=False, ticks=False)), y="top1:Q", tooltip=["class", alt.Tooltip("top1:Q", format=".0%")]).properties(height=220),
+        width="stretch",
+    )
 
 st.subheader("Try your own image")
 upload = st.file_uploader("An image (any size; it is resized to 64x64 as the model sees it)", key="try_image")

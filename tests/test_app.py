@@ -19,6 +19,7 @@ from conftest import ROOT
 
 pytestmark = pytest.mark.slow
 from vitcore import load_checkpoint
+from vitcore.data import normalize
 
 APP = str(ROOT / "app.py")
 GOLDFISH = "goldfish (n01443537)"
@@ -88,7 +89,18 @@ def test_model_page_widgets_and_uploads(app):
     from vitcore.data import load_split
 
     first = Image.open(io.BytesIO(base64.b64decode(uris[0])))  # the first eval image, pixel for pixel
-    assert torch.equal(torch.from_numpy(np.array(first)).permute(2, 0, 1), load_split(None, "val").images[0])
+    val = load_split(None, "val")
+    assert torch.equal(torch.from_numpy(np.array(first)).permute(2, 0, 1), val.images[0])
+    model = load_checkpoint().model
+    with torch.no_grad():  # per-class accuracy by hand, from a plain forward of the shipped model
+        pred = model(normalize(val.images, model.config)).argmax(1)
+    accs = [float((pred[val.labels == c] == c).float().mean()) for c in range(len(val.wnids))]
+    line = next(m.value for m in at.markdown if m.value.startswith("**Best:**"))
+    assert any(line.startswith(f"**Best:** {val.names[c]} {max(accs):.0%}") for c in range(len(accs)) if accs[c] == max(accs)), line
+    assert any(f"**Worst:** {val.names[c]} {min(accs):.0%}" in line for c in range(len(accs)) if accs[c] == min(accs)), line
+    charts = len(at.get("arrow_vega_lite_chart")) + len(at.get("vega_lite_chart"))
+    at.toggle(key="per_class_chart").set_value(True).run()
+    assert len(at.get("arrow_vega_lite_chart")) + len(at.get("vega_lite_chart")) == charts + 1  # the 200-class chart, on demand
     uploader = at.get("file_uploader")
     assert uploader
     good = [image_bytes("RGB"), image_bytes("RGBA"), image_bytes("CMYK", "JPEG"), image_bytes("I;16"), image_bytes("L", "JPEG")]
