@@ -12,7 +12,7 @@ python -m vitcore prune --classes $W --method eap --keep 0.5 --out runs/eap50.zi
 python -m vitcore bench-latency --checkpoint runs/eap50.zip > "$out/bench_latency_eap50.txt"
 python -m vitcore bench-circuits --classes $W 2>/dev/null > "$out/bench_circuits.txt"
 python benchmarks/bench_app.py > "$out/bench_app.json"
-python benchmarks/load_test.py --out "$out/load_test.json" > /dev/null
+python benchmarks/load_test.py --out "$out/load_test_chart_on_demand_run1.json" > /dev/null
 python benchmarks/finetune_defaults.py > "$out/finetune_defaults.txt"
 python -m vitcore sweep --classes $W --finetune-steps 20 --learned-steps 100 --target-accuracy 0.4 --out docs/sweep 2>/dev/null > "$out/sweep.txt"
 python -m vitcore sweep --classes $W --finetune-steps 20 --learned-steps 100 --eval-data ../shared/data/tiny-imagenet-200.zip --out docs/sweep_full_val 2>/dev/null > "$out/sweep_full_val.txt"
