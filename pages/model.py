@@ -65,10 +65,15 @@ if len(idx):
 st.subheader("Per-class accuracy")
 acc = per_class_accuracy(logits, eval_set.labels, len(names))
 df = pd.DataFrame({"class": names, "top1": acc.numpy()}).sort_values("top1", ascending=False)
-listed = lambda rows: ", ".join(f"{r['class']} {r['top1']:.0%}" for _, r in rows.iterrows())  # noqa: E731
-st.markdown(f"**Best:** {listed(df.head(5))}  \n**Worst:** {listed(df.tail(5).iloc[::-1])}")
+
+
+def class_list(rows: pd.DataFrame) -> str:
+    return ", ".join(f"{r['class']} {r['top1']:.0%}" for _, r in rows.iterrows())
+
+
+st.markdown(f"**Best:** {class_list(df.head(5))}  \n**Worst:** {class_list(df.tail(5).iloc[::-1])}")
 # the 200-bar chart on demand: drawn on every visit it made the page slower to become usable for six
-# browsers at once (median 12-14 s with it, 9-10 s without; docs/measurements/load_test_*.json)
+# browsers at once (load-test medians 11.7-14.0 s with it, 8.7-9.9 s without; docs/measurements/load_test*.json)
 if st.toggle(f"Chart of all {len(names)} classes", key="per_class_chart"):
     st.altair_chart(
         alt.Chart(df).mark_bar().encode(x=alt.X("class:N", sort=None, axis=alt.Axis(labels=False, ticks=False)), y="top1:Q", tooltip=["class", alt.Tooltip("top1:Q", format=".0%")]).properties(height=220),

@@ -236,7 +236,7 @@ def toggle_breakdown(reports: list[SessionReport], events: list[dict], wnid_of: 
     return {"click_to_server_run_s": _summary(waits), "server_run_to_fast_drawn_s": _summary(server), "fast_drawn_to_browser_s": _summary(browser)}
 
 
-def _wnids_by_name(root: str | Path) -> dict[str, str]:
+def _wnids_by_name() -> dict[str, str]:
     """Class name as the app lists it -> wnid, for the bundled data set."""
     from .data import load_split
 
@@ -282,7 +282,7 @@ def run_load_test(root: str | Path, plans: list[SessionPlan] | None = None, time
         "toggle_fast_figures_s": {"median": med(toggles), "max": max(toggles) if toggles else float("nan"), "n": len(toggles)},
         "toggle_fast_figures_server_s": {"median": med([t for r in reports for t in r.toggle_server_s])},
         "server": server_times(events),
-        "toggle_breakdown": toggle_breakdown(reports, events, _wnids_by_name(root)),
+        "toggle_breakdown": toggle_breakdown(reports, events, _wnids_by_name()),
         "errors": [e for r in reports for e in r.errors],
         "reports": [asdict(r) for r in reports],
         "trace": events,
