@@ -19,7 +19,9 @@ python -m vitcore sweep --classes $W --finetune-steps 20 --learned-steps 100 --e
 python -m vitcore sweep --classes $W --methods acdc --finetune-steps 0 --target-accuracy 0.4 --out runs/acdc_target 2>/dev/null > "$out/sweep_acdc_target.txt"
 python -m vitcore sweep --classes $W --eval-data ../shared/data/tiny-imagenet-200.zip --target-only --target-accuracy 0.45 --learned-steps 100 --out runs/target_full_val 2>/dev/null > "$out/target_full_val.txt"
 python -m vitcore bench-train --data ../shared/data/tiny-imagenet-200.zip --json "$out/bench_train.json" 2>/dev/null > "$out/bench_train.txt"
-python -m vitcore sweep --classes $W --methods lrp --finetune-steps 20 --eval-data ../shared/data/tiny-imagenet-200.zip --out docs/sweep_full_val_lrp 2>/dev/null > "$out/sweep_full_val_lrp.txt"
 python -m pytest -q -s tests/test_lrp.py tests/test_reference_circuits.py > "$out/lrp_and_reference_tests.txt"
 python -m vitcore bench-edges --classes $W --images 30 --acdc-images 3 2>/dev/null > "$out/bench_edges.txt"
 rm -rf atlas/shipped && python -m vitcore atlas --methods eap --backend local --out atlas/shipped 2>/dev/null && cp atlas/shipped/table.csv.gz atlas/shipped/atlas.json assets/atlas/
+# App screenshots: the browser test saves one per page; the emoji font draws the gallery's right/wrong marks.
+command -v apt-get >/dev/null && apt-get install -y -q fonts-noto-color-emoji >/dev/null || true
+python -m pytest -q tests/test_browser.py && cp test-artifacts/{model,circuits,graph,prune,compare,atlas,export}.png docs/screenshots/
