@@ -7,6 +7,9 @@ import argparse
 import json
 from pathlib import Path
 
+from vitcore import load_checkpoint
+from vitcore.pruning.counts import count_macs, count_params
+
 MODEL = Path(__file__).resolve().parent.parent / "assets" / "model"
 
 
@@ -25,6 +28,10 @@ def main() -> None:
     log = json.loads((model / "train_log.json").read_text())
     ev = json.loads(Path(args.eval_json).read_text())
     m, t = cfg["model"], cfg["training"]
+    net = load_checkpoint(model).model
+    done, planned = t.get("epochs_done", len(log)), t["epochs"]
+    partial = (f" This checkpoint is epoch {done} of a planned {planned}-epoch schedule (the run's best val epoch"
+               f" so far); the learning rate had not finished its decay." if done < planned else "")
     hours = sum(e["seconds"] for e in log) / 3600
     rows = "\n".join(
         f"| {e['epoch']} | {e.get('side', m['image_size'])} | {e.get('patch_keep', 1.0):g} | {e['train_loss']:.3f} | "
@@ -46,11 +53,11 @@ work; per-epoch evaluation not included). The anchor for this architecture, Lee 
 
 ## Architecture
 Pre-norm ViT: patch {m['patch_size']}, dim {m['dim']}, depth {len(m['heads'])}, heads {m['heads'][0]} x {m['head_dim']},
-MLP {m['mlp_widths'][0]}, {m['num_classes']} classes, 2,761,928 parameters, 189.5 M MACs per image.
+MLP {m['mlp_widths'][0]}, {m['num_classes']} classes, {count_params(net):,} parameters, {count_macs(net.config) / 1e6:.1f} M MACs per image.
 Normalization mean {m['mean']}, std {m['std']}.
 
 ## Recipe (as run)
-{stages}. AdamW lr {t['lr']}, weight decay {t['weight_decay']}, batch {t['batch_size']}, warm-up {t['warmup_epochs']} epoch(s)
+{stages}.{partial} AdamW lr {t['lr']}, weight decay {t['weight_decay']}, batch {t['batch_size']}, warm-up {t['warmup_epochs']} epoch(s)
 then cosine to {t['min_lr']}, label smoothing {t['label_smoothing']}, gradient clipping 1.0, random crop (pad {t['crop_padding']})
 + flip on uint8 batches in the main process (augment={t['augment']}, mixup={t['mixup']}, cutmix={t['cutmix']},
 erasing={t['erasing']}), drop path {t['drop_path']}. Seed {t['seed']}. Command:

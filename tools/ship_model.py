@@ -31,6 +31,8 @@ def main() -> int:
     p.add_argument("--keep-previous", type=Path, default=None, help="copy the shipped model here first")
     args = p.parse_args()
     source = args.run / "best" if (args.run / "best").is_dir() else args.run
+    if args.keep_previous and args.keep_previous.exists():
+        p.error(f"--keep-previous {args.keep_previous} already exists; name a new folder")
     val = load_split(args.data, "val", progress=False)
     new = evaluate(load_checkpoint(source).model, val)
     old = evaluate(load_checkpoint(MODEL).model, val)

@@ -1,0 +1,66 @@
+"""tools/ship_model.py in a scratch copy of the repository: a better run ships with its card, plot and log; an equal one does not."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import ROOT
+from vitcore import load_checkpoint
+from vitcore.data import load_split
+from vitcore.evaluate import evaluate
+
+BUNDLED = ROOT / "assets" / "tiny-imagenet-subset.zip"
+INTERIM = ROOT / "checkpoints" / "interim-4epoch"
+pytestmark = pytest.mark.skipif(not INTERIM.is_dir(), reason="the 4-epoch checkpoint is not in this checkout")
+
+
+def _ship(root, run, *extra):
+    cmd = [sys.executable, str(root / "tools" / "ship_model.py"), str(run), "--command", "python -m vitcore train --recipe test",
+           "--data", str(BUNDLED), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=root, timeout=600)
+
+
+def test_a_better_run_ships_and_an_equal_one_does_not(tmp_path):
+    root, run = tmp_path / "repo", tmp_path / "run"
+    shutil.copytree(ROOT / "tools", root / "tools")
+    shutil.copytree(INTERIM, root / "assets" / "model")  # the 'shipped' model here: the 4-epoch one
+    (root / "docs" / "measurements").mkdir(parents=True)
+    (run / "best").mkdir(parents=True)  # a run folder whose best epoch is today's shipped model
+    for name in ("model.safetensors", "config.json"):
+        shutil.copy2(ROOT / "assets" / "model" / name, run / "best" / name)
+    config = json.loads((run / "best" / "config.json").read_text())
+    done = config["training"]["epochs_done"]
+    config["training"]["epochs"] = done + 10  # as if the best epoch came before the end of the schedule
+    (run / "best" / "config.json").write_text(json.dumps(config))
+    full_log = json.loads((ROOT / "assets" / "model" / "train_log.json").read_text())
+    full_log.append(dict(full_log[-1], epoch=done + 1))  # an epoch after the best one: must not reach the card
+    (run / "train_log.json").write_text(json.dumps(full_log))
+
+    first = _ship(root, run, "--keep-previous", str(root / "checkpoints" / "previous"))
+    assert first.returncode == 0, first.stdout + first.stderr
+    shipped = root / "assets" / "model"
+    assert (shipped / "model.safetensors").read_bytes() == (ROOT / "assets" / "model" / "model.safetensors").read_bytes()
+    assert (root / "checkpoints" / "previous" / "model.safetensors").read_bytes() == (INTERIM / "model.safetensors").read_bytes()
+    assert [e["epoch"] for e in json.loads((shipped / "train_log.json").read_text())] == list(range(1, done + 1))
+    assert (root / "docs" / "train_log.png").stat().st_size > 10_000
+
+    val = load_split(BUNDLED, "val")
+    expected = evaluate(load_checkpoint(ROOT / "assets" / "model").model, val)
+    recorded = json.loads((root / "docs" / "measurements" / "evaluate_full_val.json").read_text())
+    assert recorded["top1"] == pytest.approx(expected["top1"]) and recorded["n_images"] == len(val.labels)
+    card = (shipped / "README.md").read_text()
+    n_params = sum(t.numel() for t in load_file(shipped / "model.safetensors").values())  # counted from the file, not the model
+    assert f"Top-1 {expected['top1']:.4f}" in card and f"{n_params:,} parameters" in card
+    assert f"epoch {done} of a planned {done + 10}-epoch schedule" in card
+    assert "python -m vitcore train --recipe test" in card and f"| {done} |" in card and f"| {done + 1} |" not in card
+
+    again = _ship(root, run)  # now the run's best is the shipped model: refused, nothing touched
+    assert again.returncode == 1 and "not shipped" in again.stdout
+    assert (shipped / "README.md").read_text() == card
+
+    clash = _ship(root, run, "--keep-previous", str(root / "checkpoints" / "previous"))
+    assert clash.returncode == 2 and "already exists" in clash.stderr
