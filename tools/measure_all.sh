@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Re-runs every measurement the README quotes; outputs land in docs/measurements/.
+# Timings assume an idle machine: pause a training run first (kill -STOP PID, then kill -CONT PID).
+# The longest steps here: full-val sweep 28 min, bundled sweep 15, bench-edges 16, full-val target search 12.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=docs/measurements
