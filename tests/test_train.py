@@ -141,3 +141,26 @@ def test_bench_train_runs_each_recipes_stages_and_averages_them_by_time():
     rates = {r["variant"]: r["images_per_s"] for r in rows}
     whole, stages = named_recipe_throughput(rates, "regularized-cpu")
     assert [e for _, e in stages] == [55, 45] and min(rates.values()) <= whole <= max(rates.values())
+
+
+def test_init_from_starts_at_the_checkpoints_weights_and_refuses_a_mismatch(tmp_path):
+    cfg = dict(epochs=1, batch_size=16, steps_per_epoch=1, warmup_epochs=0, lr=1e-3, augment="none", mixup=0.0, cutmix=0.0, erasing=0.0)
+    train(tmp_path / "a", ViTConfig.uniform(**TINY), TrainConfig(**cfg, seed=1), progress=False)
+    start = _weights(tmp_path / "a")
+    train(tmp_path / "b", ViTConfig.uniform(**TINY), TrainConfig(**cfg, init_from=str(tmp_path / "a")), progress=False)
+    train(tmp_path / "c", ViTConfig.uniform(**TINY), TrainConfig(**cfg), progress=False)
+    warm, cold = _weights(tmp_path / "b"), _weights(tmp_path / "c")
+    # one AdamW step moves each weight by at most about lr (plus lr * weight decay): b starts at a, c does not
+    assert max((warm[k] - start[k]).abs().max().item() for k in start) < 2e-3
+    assert max((cold[k] - start[k]).abs().max().item() for k in start) > 0.05
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["training"]["init_from"] == str(tmp_path / "a")
+
+    with pytest.raises(TrainingError, match="dim: 32 in the checkpoint, 48 in this run"):
+        train(tmp_path / "d", ViTConfig.uniform(**dict(TINY, dim=48)), TrainConfig(**cfg, init_from=str(tmp_path / "a")), progress=False)
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    config["classes"]["wnids"] = config["classes"]["wnids"][::-1]
+    (tmp_path / "a" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(TrainingError, match="other classes"):
+        train(tmp_path / "e", ViTConfig.uniform(**TINY), TrainConfig(**cfg, init_from=str(tmp_path / "a")), progress=False)
+    with pytest.raises(TrainingError, match="does not exist"):
+        train(tmp_path / "f", ViTConfig.uniform(**TINY), TrainConfig(**cfg, init_from=str(tmp_path / "nowhere")), progress=False)

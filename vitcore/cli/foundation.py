@@ -45,7 +45,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         if f.type in ("bool", bool):
             p.add_argument(flag, action="store_true", default=None)
         else:
-            p.add_argument(flag, type=type(f.default), default=None, help=f"default {f.default}")
+            p.add_argument(flag, type=type(f.default), default=None, help=f"default {f.default!r}")
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("bench-train", help="training throughput of the recipe's levers, side by side")

@@ -23,6 +23,7 @@ from .augment import BatchAugment
 from .forward import TrainingForward
 from .recipe import TrainConfig, TrainingError, lr_factor
 from .state import RunState
+from .warm_start import initial_weights
 
 LOG = "train_log.json"
 BEST = "best"  # the checkpoint of the epoch with the highest val top-1 so far
@@ -151,6 +152,8 @@ def train(
         model.load_state_dict(upgrade_state_dict(run.model))  # runs started before the parameter rename
         opt.load_state_dict(run.optimizer)
         sched.load_state_dict(run.scheduler)
+    elif cfg.init_from:
+        model.load_state_dict(initial_weights(cfg.init_from, model_cfg, train_set.wnids))
     log: list[dict[str, Any]] = json.loads((out / LOG).read_text()) if run.epoch and (out / LOG).exists() else []
 
     net: torch.nn.Module = TrainingForward(model)

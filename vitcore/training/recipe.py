@@ -37,6 +37,7 @@ class TrainConfig:
     low_res_patch_keep: float = 1.0  # fraction of patch tokens kept per image in the low-resolution stage
     patch_keep: float = 1.0  # the same in the full-resolution stage
     checkpoint_minutes: float = 5.0  # resumable state is saved at least this often, and at each epoch
+    init_from: str = ""  # checkpoint folder or zip whose weights start the run ("": random initialisation)
 
     def stage(self, epoch: int, image_size: int) -> tuple[int, float]:
         """Input side and kept patch fraction for ``epoch`` (0-based)."""
