@@ -164,3 +164,31 @@ def test_init_from_starts_at_the_checkpoints_weights_and_refuses_a_mismatch(tmp_
         train(tmp_path / "e", ViTConfig.uniform(**TINY), TrainConfig(**cfg, init_from=str(tmp_path / "a")), progress=False)
     with pytest.raises(TrainingError, match="does not exist"):
         train(tmp_path / "f", ViTConfig.uniform(**TINY), TrainConfig(**cfg, init_from=str(tmp_path / "nowhere")), progress=False)
+
+
+def test_grouped_augmentation_shares_one_draw_per_group_and_keeps_each_image_in_place():
+    from torchvision.transforms import v2
+
+    from vitcore.training.augment import per_group
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8)
+    assert torch.equal(per_group(v2.RandomHorizontalFlip(p=1.0), images, 4), images.flip(-1))
+    same = images[:1].expand(32, -1, -1, -1).contiguous()
+    crop = v2.RandomCrop(16, padding=4)
+    distinct = lambda x: len({tuple(img.flatten().tolist()) for img in x})  # noqa: E731
+    assert distinct(per_group(crop, same, 4)) <= 4 < distinct(per_group(crop, same, 0))
+    flipped = torch.stack([(per_group(v2.RandomHorizontalFlip(), same, 8) != same).flatten(1).any(1) for _ in range(100)])
+    assert 0.4 < flipped.float().mean().item() < 0.6  # each image flipped with probability 1/2, as per image
+
+
+def test_grouped_augmentation_runs_resume_bit_identically(tmp_path):
+    cfg = dict(epochs=2, batch_size=16, steps_per_epoch=3, warmup_epochs=1, augment="autoaugment", mixup=0.8, cutmix=1.0,
+               erasing=0.25, augment_groups=4, patch_keep=0.75)
+    train(tmp_path / "straight", ViTConfig.uniform(**TINY), TrainConfig(**cfg), progress=False)
+    train(tmp_path / "broken", ViTConfig.uniform(**TINY), TrainConfig(**cfg), progress=False, stop_after_steps=4)
+    train(tmp_path / "broken", ViTConfig.uniform(**TINY), TrainConfig(**cfg), progress=False)
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "broken")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(TrainingError, match="augment_groups"):
+        train(tmp_path / "bad", ViTConfig.uniform(**TINY), TrainConfig(**dict(cfg, augment_groups=17)), progress=False)

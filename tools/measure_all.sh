@@ -21,6 +21,7 @@ python -m vitcore sweep --classes $W --finetune-steps 20 --learned-steps 100 --e
 python -m vitcore sweep --classes $W --eval-data ../shared/data/tiny-imagenet-200.zip --target-only --target-accuracy 0.45 --learned-steps 100 --out runs/target_full_val 2>/dev/null > "$out/target_full_val.txt"
 python -m vitcore bench-train --data ../shared/data/tiny-imagenet-200.zip --json "$out/bench_train.json" 2>/dev/null > "$out/bench_train.txt"
 python benchmarks/bench_learned_target.py > "$out/bench_learned_target.txt"
+python benchmarks/bench_augment_groups.py > "$out/bench_augment_groups.txt"
 python -m pytest -q -s tests/test_lrp.py tests/test_reference_circuits.py > "$out/lrp_and_reference_tests.txt"
 python -m vitcore bench-edges --classes $W --images 30 --acdc-images 3 2>/dev/null > "$out/bench_edges.txt"
 rm -rf atlas/shipped && python -m vitcore atlas --methods eap --backend local --out atlas/shipped 2>/dev/null && cp atlas/shipped/table.csv.gz atlas/shipped/atlas.json assets/atlas/

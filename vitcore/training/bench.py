@@ -30,6 +30,7 @@ class Variant:
     per_sample_loader: bool = False  # the shipped checkpoint's input path: DataLoader over per-image transforms
     compile: bool = False
     augmentation: str = "baseline"  # the recipe whose augmentation the step runs (crop + flip, or regularized-cpu's)
+    augment_groups: int = 0  # 0: augmentation per image; N: per random group of images (TrainConfig.augment_groups)
 
 
 VARIANTS = [
@@ -70,7 +71,7 @@ def _step_fn(variant: Variant, data: ImageSet, model_cfg: ViTConfig, cfg: TrainC
     if variant.compile:
         net = torch.compile(net)
     opt = make_optimizer(model, cfg)
-    augment = BatchAugment(TrainConfig(**RECIPES[variant.augmentation]), model_cfg)
+    augment = BatchAugment(TrainConfig(**{**RECIPES[variant.augmentation], "augment_groups": variant.augment_groups}), model_cfg)
     loader_iter = None
     if variant.per_sample_loader:
         loader = DataLoader(_PerImage(data, model_cfg, cfg.crop_padding), variant.batch_size, shuffle=True, drop_last=True)

@@ -188,7 +188,10 @@ def train(
                 torch.manual_seed(step_seed(cfg.seed, epoch * steps_per_epoch + step, rank))
                 idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
                 y = train_set.labels[idx]
-                x, target = augment(train_set.images[idx], y, side)
+                images = train_set.images[idx]
+                if cfg.augment_groups:  # augmentation on the training device
+                    images, y = images.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+                x, target = augment(images, y, side)
                 x, target = x.to(dev, non_blocking=True), target.to(dev, non_blocking=True)
                 with autocast:
                     logits = net(x, keep)

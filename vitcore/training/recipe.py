@@ -27,6 +27,7 @@ class TrainConfig:
     cutmix: float = 1.0  # alpha; 0 disables
     erasing: float = 0.25
     crop_padding: int = 4
+    augment_groups: int = 0  # 0: per-image augmentation on the CPU; N: N random groups per batch, on the training device
     drop_path: float = 0.1
     seed: int = 0
     compile: bool = False
@@ -54,6 +55,8 @@ class TrainConfig:
         for name in ("patch_keep", "low_res_patch_keep"):
             if not 0 < getattr(self, name) <= 1:
                 problems.append(f"{name} must be in (0, 1]")
+        if self.augment_groups < 0 or self.augment_groups > self.batch_size:
+            problems.append(f"augment_groups must be between 0 and the batch size {self.batch_size}")
         if self.augment not in ("autoaugment", "randaugment", "none"):
             problems.append(f"unknown augment {self.augment!r}; use autoaugment, randaugment or none")
         if problems:
