@@ -80,21 +80,40 @@ def _chain(rel):
     return torch.cat([rel.pixels.sum((1, 2))[None], rel.resid, rel.logits[None]]).sum(1)
 
 
+def _bias_relevance_per_layer(model, inputs, targets):
+    """Relevance held by each layer's bias terms (LayerNorm, QKV, projection, MLP): bias x modified gradient."""
+    from vitcore.model import Activations
+
+    biases = {n: p for n, p in model.named_parameters() if n.startswith("blocks.") and n.endswith("bias")}
+    with torch.enable_grad():
+        logits = model.forward_from(model.embed(inputs), 0, record=Activations(want=()), lrp=True)
+        grads = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), list(biases.values()), allow_unused=True)
+    held = torch.zeros(model.config.depth)
+    for (name, bias), grad in zip(biases.items(), grads):
+        if grad is not None:
+            held[int(name.split(".")[1])] += float((bias.detach() * grad).sum())
+    return held
+
+
 @pytest.mark.slow
 def test_relevance_is_nearly_conserved_layer_by_layer_and_plain_gradients_are_not(shipped):
-    """Stated tolerance: through each transformer layer (and from the last residual to the logit) the
-    summed relevance changes by at most 20%, and at least 35% of the logit reaches the pixels. Biases
-    and the softmax rule's bias term absorb the rest. The embedding step (pixels to the first residual)
-    is not held to the per-layer bound: its additive terms (position embeddings, CLS token, projection
-    bias) keep relevance that does not reach the pixels. Measured on the 4-epoch model: 3-13% per layer,
-    48% of the logit at the pixels; on the 30-epoch model: 2-15% per layer, the embedding step keeps
-    32%, 42% at the pixels. Plain gradient x input breaks the chain."""
+    """Stated tolerance: through each transformer layer the relevance entering it plus what its bias
+    terms hold differs from what leaves it by at most 20% (ratio within 0.8-1.25; what leaves the last layer
+    is the logit, through the final LayerNorm and head); at least 35% of the logit reaches the pixels. The
+    softmax rule's bias term absorbs the rest. The embedding step (pixels to the first residual) is not
+    held to the per-layer bound: its additive terms (position embeddings, CLS token, projection bias)
+    keep relevance that does not reach the pixels. Without the bias terms, layer 0 of the epoch-69
+    model loses 21% (12.2 of its 22.5 lost units sit in its biases); with them every layer is within
+    10%. On the 30-epoch model: layer 0 loses 13% without, 14% with its biases, 42% reach the pixels;
+    epoch 69: 36%. Plain gradient x input breaks the chain."""
     model, task = shipped
     chain = _chain(lrp_relevance(model, task.inputs, task.labels))
-    ratios = chain[1:] / chain[:-1]
     print("LRP relevance chain (pixels, layers 0..8, logit):", [round(float(c), 2) for c in chain])
-    assert ((ratios[1:] > 0.8) & (ratios[1:] < 1.25)).all(), ratios
-    assert 1.0 <= ratios[0] < 2.0, ratios  # the embedding step only loses relevance, and not most of it
+    held = _bias_relevance_per_layer(model, task.inputs, task.labels)
+    print("relevance held by each layer's biases:", [round(float(h), 2) for h in held])
+    layer_ratios = chain[2:] / (chain[1:-1] + held)  # the last layer's output is the logit (through the unembedding)
+    assert ((layer_ratios > 0.8) & (layer_ratios < 1.25)).all(), layer_ratios
+    assert 1.0 <= chain[1] / chain[0] < 2.0, chain  # the embedding step only loses relevance, and not most of it
     assert chain[0] / chain[-1] > 0.35
     plain = _chain(lrp_relevance(model, task.inputs, task.labels, rules=False))
     plain_ratios = plain[1:] / plain[:-1]
