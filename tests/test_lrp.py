@@ -80,31 +80,30 @@ def _chain(rel):
     return torch.cat([rel.pixels.sum((1, 2))[None], rel.resid, rel.logits[None]]).sum(1)
 
 
-def _bias_relevance_per_layer(model, inputs, targets):
-    """Relevance held by each layer's bias terms (LayerNorm, QKV, projection, MLP): bias x modified gradient."""
+EMBEDDING_TERMS = ("pos_embed", "cls_token", "patch_embed.proj.bias")
+
+
+def _additive_relevance(model, inputs, targets):
+    """Relevance held by additive parameters, as parameter x modified gradient from one LRP backward:
+    ``(per layer [depth]`` for each block's biases (LayerNorm, QKV, projection, MLP), ``embedding)`` for
+    the embedding's additive terms (position embeddings, CLS token, patch-projection bias)."""
     from vitcore.model import Activations
 
-    biases = {n: p for n, p in model.named_parameters() if n.startswith("blocks.") and n.endswith("bias")}
+    params = {n: p for n, p in model.named_parameters()
+              if n in EMBEDDING_TERMS or (n.startswith("blocks.") and n.endswith("bias"))}
     with torch.enable_grad():
         logits = model.forward_from(model.embed(inputs), 0, record=Activations(want=()), lrp=True)
-        grads = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), list(biases.values()), allow_unused=True)
-    held = torch.zeros(model.config.depth)
-    for (name, bias), grad in zip(biases.items(), grads):
-        if grad is not None:
-            held[int(name.split(".")[1])] += float((bias.detach() * grad).sum())
-    return held
-
-
-def _embedding_relevance(model, inputs, targets):
-    """Relevance held by the embedding's additive terms (position embeddings, CLS token, patch-projection
-    bias): parameter x modified gradient."""
-    from vitcore.model import Activations
-
-    params = [model.pos_embed, model.cls_token, model.patch_embed.proj.bias]
-    with torch.enable_grad():
-        logits = model.forward_from(model.embed(inputs), 0, record=Activations(want=()), lrp=True)
-        grads = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), params)
-    return sum(float((p.detach() * g).sum()) for p, g in zip(params, grads))
+        grads = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), list(params.values()), allow_unused=True)
+    per_layer, embedding = torch.zeros(model.config.depth), 0.0
+    for (name, param), grad in zip(params.items(), grads):
+        if grad is None:
+            continue
+        held = float((param.detach() * grad).sum())
+        if name in EMBEDDING_TERMS:
+            embedding += held
+        else:
+            per_layer[int(name.split(".")[1])] += held
+    return per_layer, embedding
 
 
 @pytest.mark.slow
@@ -115,18 +114,17 @@ def test_relevance_is_nearly_conserved_layer_by_layer_and_plain_gradients_are_no
     The embedding is linear, so there relevance is conserved exactly: the pixels plus the embedding's
     additive terms (position embeddings, CLS token, projection bias) hold what enters layer 0, and the
     pixels hold at least half of it. At least 50% of the logit reaches the input (pixels and embedding).
-    Measured (pixels / input / logit share of the input): 4-epoch model 48% / 54%, 30-epoch 42% / 61%,
+    Measured (share of the logit reaching the pixels / the input): 4-epoch model 48% / 54%, 30-epoch 42% / 61%,
     epoch 69 36% / 61%, epoch 75 34% / 59%, epoch 99 33% / 59%: the better trained, the more the position embeddings hold.
     Without the bias terms, layer 0 of the epoch-69 model loses 21% (12.2 of its 22.5 lost units sit in
     its biases); with them every layer is within 10%. Plain gradient x input breaks the chain."""
     model, task = shipped
     chain = _chain(lrp_relevance(model, task.inputs, task.labels))
     print("LRP relevance chain (pixels, layers 0..8, logit):", [round(float(c), 2) for c in chain])
-    held = _bias_relevance_per_layer(model, task.inputs, task.labels)
+    held, embedding = _additive_relevance(model, task.inputs, task.labels)
     print("relevance held by each layer's biases:", [round(float(h), 2) for h in held])
     layer_ratios = chain[2:] / (chain[1:-1] + held)  # the last layer's output is the logit (through the unembedding)
     assert ((layer_ratios > 0.8) & (layer_ratios < 1.25)).all(), layer_ratios
-    embedding = _embedding_relevance(model, task.inputs, task.labels)
     print(f"embedding terms hold {embedding:.2f}; pixels get {float(chain[0] / chain[-1]):.1%} of the logit")
     assert float(chain[0]) + embedding == pytest.approx(float(chain[1]), rel=1e-4)  # exact for a linear step
     assert 1.0 <= chain[1] / chain[0] < 2.0, chain  # the pixels hold most of what enters layer 0
