@@ -64,3 +64,44 @@ def test_a_better_run_ships_and_an_equal_one_does_not(tmp_path):
 
     clash = _ship(root, run, "--keep-previous", str(root / "checkpoints" / "previous"))
     assert clash.returncode == 2 and "already exists" in clash.stderr
+
+
+def test_a_warm_started_run_ships_with_the_stages_before_it(tmp_path):
+    """A run started from the shipped model (--init-from) carries that model's recipe, command and log as stage 1."""
+    root, run = tmp_path / "repo", tmp_path / "run"
+    shutil.copytree(ROOT / "tools", root / "tools")
+    shipped = root / "assets" / "model"
+    shutil.copytree(INTERIM, shipped)  # stage 1: the 4-epoch model, with the command it was trained with
+    stage1 = json.loads((INTERIM / "config.json").read_text())
+    stage1["training"]["command"] = "python -m vitcore train --recipe baseline --epochs 4"
+    (shipped / "config.json").write_text(json.dumps(stage1))
+    (root / "docs" / "measurements").mkdir(parents=True)
+    (run / "best").mkdir(parents=True)  # stage 2: a run from stage 1's weights whose best epoch is today's shipped model
+    shutil.copy2(ROOT / "assets" / "model" / "model.safetensors", run / "best" / "model.safetensors")
+    config = json.loads((ROOT / "assets" / "model" / "config.json").read_text())
+    config["training"] = dict(config["training"], init_from=str(shipped), epochs=3, epochs_done=3, low_res=0, patch_keep=1.0)
+    config["training"].pop("command", None)
+    (run / "best" / "config.json").write_text(json.dumps(config))
+    stage2_log = [dict(e, epoch=i) for i, e in enumerate(json.loads((ROOT / "assets" / "model" / "train_log.json").read_text())[-3:], 1)]
+    (run / "train_log.json").write_text(json.dumps(stage2_log))
+
+    result = _ship(root, run, "--keep-previous", str(root / "checkpoints" / "stage1"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = json.loads((shipped / "train_log.json").read_text())
+    stage1_log = json.loads((INTERIM / "train_log.json").read_text())
+    assert [(e["stage"], e["epoch"]) for e in log] == [(1, e["epoch"]) for e in stage1_log] + [(2, 1), (2, 2), (2, 3)]
+    assert [e["train_loss"] for e in log] == [e["train_loss"] for e in stage1_log + stage2_log]
+    training = json.loads((shipped / "config.json").read_text())["training"]
+    assert training["earlier_stages"] == [stage1["training"]]
+    assert training["init_from"] == "checkpoints/stage1" and training["command"] == "python -m vitcore train --recipe test"
+    assert load_checkpoint(root / training["init_from"]).model.config.dim == load_checkpoint(INTERIM).model.config.dim
+
+    card = (shipped / "README.md").read_text()
+    hours = sum(e["seconds"] for e in stage1_log + stage2_log) / 3600
+    assert f"{len(stage1_log) + 3} epochs in 2 stages" in card and f"({hours:.2f} h of training step time" in card
+    one, two = card.index("**Stage 1.**"), card.index("**Stage 2.**")
+    assert one < card.index("--recipe baseline --epochs 4") < two < card.index("--recipe test")
+    assert "starting from the weights of checkpoints/stage1" in card[two:]
+    assert "| stage | epoch |" in card and f"| 1 | {len(stage1_log)} |" in card
+    last = stage2_log[-1]
+    assert f"| 2 | 3 | {last['side']} | {last['patch_keep']:g} | {last['train_loss']:.3f} | {last['val_top1']:.4f} |" in card

@@ -17,6 +17,27 @@ def fmt(entry: dict, key: str, spec: str) -> str:
     return format(entry[key], spec) if key in entry else "-"
 
 
+def stage_recipe(t: dict, m: dict, command: str = "") -> str:
+    """One training stage's recipe, as run, from its config's training section."""
+    done, planned = t.get("epochs_done", t["epochs"]), t["epochs"]
+    partial = (f" This checkpoint is epoch {done} of a planned {planned}-epoch schedule (the run's best val epoch"
+               f" so far); the learning rate had not finished its decay." if done < planned else "")
+    side = m["image_size"]
+    resolution = (f"{t['low_res_epochs']:g} epochs at {t['low_res']}x{t['low_res']} (position embeddings resampled bicubically), keeping "
+                  f"{t['low_res_patch_keep']:.0%} of the patch tokens per image, then {t['epochs'] - t['low_res_epochs']:g} epochs at "
+                  f"{side}x{side} keeping {t['patch_keep']:.0%}" if t.get("low_res") else
+                  f"{t['epochs']} epochs at {side}x{side} keeping {t.get('patch_keep', 1.0):.0%} of the patch tokens")
+    start = f", starting from the weights of {t['init_from']} (the stage before)" if t.get("init_from") else ""
+    return f"""{resolution}{start}.{partial} AdamW lr {t['lr']}, weight decay {t['weight_decay']}, batch {t['batch_size']}, warm-up {t['warmup_epochs']} epoch(s)
+then cosine to {t['min_lr']}, label smoothing {t['label_smoothing']}, gradient clipping 1.0, random crop (pad {t['crop_padding']})
++ flip on uint8 batches in the main process (augment={t['augment']}, mixup={t['mixup']}, cutmix={t['cutmix']},
+erasing={t['erasing']}), drop path {t['drop_path']}. Seed {t['seed']}. Command:
+
+    {command or t.get('command') or '(not recorded)'}
+
+The same command resumes the run from its last saved state (every {t.get('checkpoint_minutes', 5):g} minutes and each epoch)."""
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("eval_json")
@@ -29,25 +50,25 @@ def main() -> None:
     ev = json.loads(Path(args.eval_json).read_text())
     m, t = cfg["model"], cfg["training"]
     net = load_checkpoint(model).model
-    done, planned = t.get("epochs_done", len(log)), t["epochs"]
-    partial = (f" This checkpoint is epoch {done} of a planned {planned}-epoch schedule (the run's best val epoch"
-               f" so far); the learning rate had not finished its decay." if done < planned else "")
+    stages = [*t.get("earlier_stages", []), t]
     hours = sum(e["seconds"] for e in log) / 3600
+    staged = len(stages) > 1
     rows = "\n".join(
+        (f"| {e.get('stage', 1)} " if staged else "") +
         f"| {e['epoch']} | {e.get('side', m['image_size'])} | {e.get('patch_keep', 1.0):g} | {e['train_loss']:.3f} | "
         f"{fmt(e, 'val_top1', '.4f')} | {fmt(e, 'val_top5', '.4f')} | {e['images_per_s']:.0f} |" for e in log
     )
-    stages = (f"{t['low_res_epochs']:g} epochs at {t['low_res']}x{t['low_res']} (position embeddings resampled bicubically), keeping "
-              f"{t['low_res_patch_keep']:.0%} of the patch tokens per image, then {t['epochs'] - t['low_res_epochs']:g} epochs at "
-              f"{m['image_size']}x{m['image_size']} keeping {t['patch_keep']:.0%}" if t.get("low_res") else
-              f"{t['epochs']} epochs at {m['image_size']}x{m['image_size']}")
+    header = ("| stage " if staged else "") + "| epoch | side | patch keep | train loss | val top-1 | val top-5 | train img/s |"
+    rule = "|---" * (header.count("|") - 1) + "|"
+    recipes = "\n\n".join((f"**Stage {i}.** " if staged else "") + stage_recipe(stage, m, args.command if stage is t else "")
+                           for i, stage in enumerate(stages, 1))
     text = f"""# Shipped checkpoint: ViT for Tiny ImageNet, trained on a 2-core CPU
 
 **Top-1 {ev['top1']:.4f}, top-5 {ev['top5']:.4f} on the full Tiny ImageNet val split ({ev['n_images']:,} images)**, measured with
 
     python -m vitcore evaluate --data ../shared/data/tiny-imagenet-200.zip --split val --json
 
-{len(log)} epochs on this project's 2-core CPU ({hours:.2f} h of training step time, shared with development
+{len(log)} epochs{f" in {len(stages)} stages" if staged else ""} on this project's 2-core CPU ({hours:.2f} h of training step time, shared with development
 work; per-epoch evaluation not included). The anchor for this architecture, Lee et al. (2021), reports
 57.1% after 100 GPU epochs.
 
@@ -57,19 +78,12 @@ MLP {m['mlp_widths'][0]}, {m['num_classes']} classes, {count_params(net):,} para
 Normalization mean {m['mean']}, std {m['std']}.
 
 ## Recipe (as run)
-{stages}.{partial} AdamW lr {t['lr']}, weight decay {t['weight_decay']}, batch {t['batch_size']}, warm-up {t['warmup_epochs']} epoch(s)
-then cosine to {t['min_lr']}, label smoothing {t['label_smoothing']}, gradient clipping 1.0, random crop (pad {t['crop_padding']})
-+ flip on uint8 batches in the main process (augment={t['augment']}, mixup={t['mixup']}, cutmix={t['cutmix']},
-erasing={t['erasing']}), drop path {t['drop_path']}. Seed {t['seed']}. Command:
-
-    {args.command or '(not recorded)'}
-
-The same command resumes the run from its last saved state (every {t.get('checkpoint_minutes', 5):g} minutes and each epoch).
+{recipes}
 
 ## Training log (`train_log.json`, plotted in `docs/train_log.png`)
 
-| epoch | side | patch keep | train loss | val top-1 | val top-5 | train img/s |
-|---|---|---|---|---|---|---|
+{header}
+{rule}
 {rows}
 """
     (model / "README.md").write_text(text)

@@ -1,7 +1,10 @@
 """Ship a training run's best checkpoint as assets/model/ if it beats the shipped one on the full val split.
 
 Writes the model card, the training plot and docs/measurements/evaluate_full_val.json; the previous
-model can be kept loadable in a checkpoints/ folder. What depends on the model (the shipped atlas, the
+model can be kept loadable in a checkpoints/ folder. The shipped config.json records the training
+command; a run warm-started (--init-from) from a checkpoint folder ships with that checkpoint's stages
+before its own: their recipes and commands in "training.earlier_stages", their epochs in
+train_log.json (each entry marked by "stage"). What depends on the model (the shipped atlas, the
 README's figures) is then re-measured with tools/measure_all.sh.
 
 Run: python tools/ship_model.py runs/NAME --command "python -m vitcore train ... --out runs/NAME"
@@ -23,6 +26,20 @@ ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "assets" / "model"
 
 
+def stage_history(training: dict, keep_previous: Path | None) -> tuple[list[dict], list[dict]]:
+    """The earlier stages (recipes, commands) and their log entries of a run warm-started from a checkpoint folder."""
+    start = Path(training.get("init_from") or "")
+    if not training.get("init_from") or not (start / "config.json").is_file():
+        return [], []
+    before = json.loads((start / "config.json").read_text())["training"]
+    stages = before.pop("earlier_stages", []) + [before]
+    log = json.loads((start / "train_log.json").read_text()) if (start / "train_log.json").is_file() else []
+    log = [e if "stage" in e else dict(e, stage=len(stages)) for e in log]
+    if keep_previous and start.resolve() == MODEL.resolve():  # the shipped model it started from moves there
+        training["init_from"] = str(keep_previous.resolve().relative_to(ROOT.resolve()))
+    return stages, log
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="a run folder of `python -m vitcore train` (its best/ checkpoint is used when present)")
@@ -40,12 +57,17 @@ def main() -> int:
     if new["top1"] <= old["top1"]:
         print("not shipped: it does not beat the shipped model")
         return 1
+    config = json.loads((source / "config.json").read_text())
+    training = config["training"]
+    earlier, log = stage_history(training, args.keep_previous)  # read before the shipped model is replaced
     if args.keep_previous:
         shutil.copytree(MODEL, args.keep_previous)
-    for name in ("model.safetensors", "config.json"):
-        shutil.copy2(source / name, MODEL / name)
-    epochs = json.loads((source / "config.json").read_text())["training"]["epochs_done"]
-    log = [e for e in json.loads((args.run / "train_log.json").read_text()) if e["epoch"] <= epochs]
+    shutil.copy2(source / "model.safetensors", MODEL / "model.safetensors")
+    epochs = training["epochs_done"]
+    log += [dict(e, stage=len(earlier) + 1) if earlier else e
+            for e in json.loads((args.run / "train_log.json").read_text()) if e["epoch"] <= epochs]
+    training.update(command=args.command, **({"earlier_stages": earlier} if earlier else {}))
+    (MODEL / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (MODEL / "train_log.json").write_text(json.dumps(log, indent=1))
     evaluation = ROOT / "docs" / "measurements" / "evaluate_full_val.json"
     evaluation.write_text(json.dumps(new | {"split": "val", "data": args.data, "checkpoint": "shipped"}))
