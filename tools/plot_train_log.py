@@ -1,4 +1,4 @@
-"""Plot a training log (train_log.json) as PNG: loss and val top-1 per epoch.
+"""Plot a training log (train_log.json) as PNG: loss and val top-1 per epoch, stages one after another.
 
 Run: python tools/plot_train_log.py assets/model/train_log.json docs/train_log.png
 """
@@ -12,6 +12,8 @@ import pandas as pd
 
 def main(log_path: str, out: str) -> None:
     df = pd.DataFrame(json.load(open(log_path)))
+    if "stage" in df:  # epochs count on across stages; a rule marks where each later stage starts
+        df["epoch"] = range(1, len(df) + 1)
     if "val_top1" not in df:
         df["val_top1"] = df["val_loss"] = float("nan")
     long = pd.concat([
@@ -20,7 +22,9 @@ def main(log_path: str, out: str) -> None:
     ])
     loss = alt.Chart(long).mark_line(point=True).encode(x="epoch:Q", y=alt.Y("value:Q", title="loss"), color="series:N").properties(width=300, height=220)
     acc = alt.Chart(df.dropna(subset=["val_top1"])).mark_line(point=True, color="green").encode(x="epoch:Q", y=alt.Y("val_top1:Q", title="val top-1", axis=alt.Axis(format="%"))).properties(width=300, height=220)
-    (loss | acc).save(out, scale_factor=2)
+    starts = df[df.stage.diff() > 0] if "stage" in df else df.iloc[:0]
+    rule = alt.Chart(starts).mark_rule(strokeDash=[4, 4], color="gray").encode(x="epoch:Q")
+    (alt.layer(loss, rule) | alt.layer(acc, rule)).save(out, scale_factor=2)
 
 
 if __name__ == "__main__":
