@@ -33,10 +33,14 @@ def test_a_better_run_ships_and_an_equal_one_does_not(tmp_path):
     for name in ("model.safetensors", "config.json"):
         shutil.copy2(ROOT / "assets" / "model" / name, run / "best" / name)
     config = json.loads((run / "best" / "config.json").read_text())
+    for key in ("init_from", "earlier_stages"):  # a one-stage run: the shipped model's last stage alone
+        config["training"].pop(key, None)
     done = config["training"]["epochs_done"]
     config["training"]["epochs"] = done + 10  # as if the best epoch came before the end of the schedule
     (run / "best" / "config.json").write_text(json.dumps(config))
-    full_log = json.loads((ROOT / "assets" / "model" / "train_log.json").read_text())
+    shipped_log = json.loads((ROOT / "assets" / "model" / "train_log.json").read_text())
+    last_stage = shipped_log[-1].get("stage")
+    full_log = [{k: v for k, v in e.items() if k != "stage"} for e in shipped_log if e.get("stage") == last_stage]
     full_log.append(dict(full_log[-1], epoch=done + 1))  # an epoch after the best one: must not reach the card
     (run / "train_log.json").write_text(json.dumps(full_log))
 
