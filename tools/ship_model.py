@@ -28,10 +28,12 @@ MODEL = ROOT / "assets" / "model"
 
 def stage_history(training: dict, keep_previous: Path | None) -> tuple[list[dict], list[dict]]:
     """The earlier stages (recipes, commands) and their log entries of a run warm-started from a checkpoint folder."""
-    start = Path(training.get("init_from") or "")
+    if not training.get("init_from"):
+        return [], []
+    start = Path(training["init_from"])
     if not start.is_absolute() and not start.exists():  # recorded relative to the repository
         start = ROOT / start
-    if not training.get("init_from") or not (start / "config.json").is_file():
+    if not (start / "config.json").is_file():
         return [], []
     before = json.loads((start / "config.json").read_text())["training"]
     stages = before.pop("earlier_stages", []) + [before]
