@@ -70,8 +70,9 @@ def test_a_better_run_ships_and_an_equal_one_does_not(tmp_path):
     assert clash.returncode == 2 and "already exists" in clash.stderr
 
 
-def test_a_warm_started_run_ships_with_the_stages_before_it(tmp_path):
-    """A run started from the shipped model (--init-from) carries that model's recipe, command and log as stage 1."""
+@pytest.mark.parametrize("start", ["shipped", "copy"])
+def test_a_warm_started_run_ships_with_the_stages_before_it(tmp_path, start):
+    """A run started from the shipped model (--init-from), or from a copy of it, carries its recipe, command and log as stage 1."""
     root, run = tmp_path / "repo", tmp_path / "run"
     shutil.copytree(ROOT / "tools", root / "tools")
     shipped = root / "assets" / "model"
@@ -79,11 +80,15 @@ def test_a_warm_started_run_ships_with_the_stages_before_it(tmp_path):
     stage1 = json.loads((INTERIM / "config.json").read_text())
     stage1["training"]["command"] = "python -m vitcore train --recipe baseline --epochs 4"
     (shipped / "config.json").write_text(json.dumps(stage1))
+    init = shipped
+    if start == "copy":  # outside the repository, e.g. under runs/: identical weights, so it too names the kept folder
+        init = tmp_path / "copy-of-shipped"
+        shutil.copytree(shipped, init)
     (root / "docs" / "measurements").mkdir(parents=True)
     (run / "best").mkdir(parents=True)  # stage 2: a run from stage 1's weights whose best epoch is today's shipped model
     shutil.copy2(ROOT / "assets" / "model" / "model.safetensors", run / "best" / "model.safetensors")
     config = json.loads((ROOT / "assets" / "model" / "config.json").read_text())
-    config["training"] = dict(config["training"], init_from=str(shipped), epochs=3, epochs_done=3, low_res=0, patch_keep=1.0)
+    config["training"] = dict(config["training"], init_from=str(init), epochs=3, epochs_done=3, low_res=0, patch_keep=1.0)
     config["training"].pop("command", None)
     (run / "best" / "config.json").write_text(json.dumps(config))
     stage2_log = [dict(e, epoch=i) for i, e in enumerate(json.loads((ROOT / "assets" / "model" / "train_log.json").read_text())[-3:], 1)]

@@ -12,6 +12,7 @@ Run: python tools/ship_model.py runs/NAME --command "python -m vitcore train ...
 """
 
 import argparse
+import filecmp
 import json
 import shutil
 import subprocess
@@ -24,6 +25,12 @@ from vitcore.evaluate import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "assets" / "model"
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    """Whether two checkpoint folders hold byte-identical weights (a run may start from a copy of the shipped model)."""
+    fa, fb = a / "model.safetensors", b / "model.safetensors"
+    return fa.is_file() and fb.is_file() and filecmp.cmp(fa, fb, shallow=False)
 
 
 def stage_history(training: dict, keep_previous: Path | None) -> tuple[list[dict], list[dict]]:
@@ -39,7 +46,7 @@ def stage_history(training: dict, keep_previous: Path | None) -> tuple[list[dict
     stages = before.pop("earlier_stages", []) + [before]
     log = json.loads((start / "train_log.json").read_text()) if (start / "train_log.json").is_file() else []
     log = [e if "stage" in e else dict(e, stage=len(stages)) for e in log]
-    if keep_previous and start.resolve() == MODEL.resolve():  # the shipped model it started from moves there
+    if keep_previous and same_weights(start, MODEL):  # the shipped model it started from moves there
         training["init_from"] = str(keep_previous.resolve().relative_to(ROOT.resolve()))
     return stages, log
 
