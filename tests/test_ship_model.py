@@ -114,3 +114,55 @@ def test_a_warm_started_run_ships_with_the_stages_before_it(tmp_path, start):
     assert "| stage | epoch |" in card and f"| 1 | {len(stage1_log)} |" in card
     last = stage2_log[-1]
     assert f"| 2 | 3 | {last['side']} | {last['patch_keep']:g} | {last['train_loss']:.3f} | {last['val_top1']:.4f} |" in card
+
+
+def test_a_run_started_from_an_unshipped_run_ships_with_every_stage(tmp_path):
+    """shipped (stage 1) -> run A, never shipped, its best epoch 2 of 3 (stage 2) -> run B (stage 3): B ships with all three."""
+    root = tmp_path / "repo"
+    shutil.copytree(ROOT / "tools", root / "tools")
+    shipped = root / "assets" / "model"
+    shutil.copytree(INTERIM, shipped)
+    stage1 = json.loads((INTERIM / "config.json").read_text())
+    stage1["training"]["command"] = "python -m vitcore train --recipe baseline --epochs 4"
+    (shipped / "config.json").write_text(json.dumps(stage1))
+    (root / "docs" / "measurements").mkdir(parents=True)
+    current = json.loads((ROOT / "assets" / "model" / "config.json").read_text())
+    entries = [{k: v for k, v in e.items() if k != "stage"} for e in json.loads((ROOT / "assets" / "model" / "train_log.json").read_text())[-3:]]
+
+    def make_run(name, init, weights, command, epochs_done):
+        run = tmp_path / name
+        (run / "best").mkdir(parents=True)
+        shutil.copy2(weights, run / "best" / "model.safetensors")
+        training = {k: v for k, v in current["training"].items() if k not in ("earlier_stages", "command")}
+        training.update(init_from=str(init), epochs=3, epochs_done=epochs_done, low_res=0, command=command)
+        (run / "best" / "config.json").write_text(json.dumps(dict(current, training=training)))
+        (run / "train_log.json").write_text(json.dumps([dict(e, epoch=i) for i, e in enumerate(entries, 1)]))
+        return run
+
+    run_a = make_run("a", shipped, ROOT / "checkpoints" / "two-stage-42" / "model.safetensors", "python -m vitcore train --out runs/a", 2)
+    run_b = make_run("b", run_a / "best", ROOT / "assets" / "model" / "model.safetensors", "python -m vitcore train --out runs/b", 3)
+    cmd = [sys.executable, str(root / "tools" / "ship_model.py"), str(run_b), "--data", str(BUNDLED),
+           "--keep-previous", str(root / "checkpoints" / "stage1")]  # no --command: the recorded one is used
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=root, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    training = json.loads((shipped / "config.json").read_text())["training"]
+    assert [s["command"] for s in training["earlier_stages"]] == [stage1["training"]["command"], "python -m vitcore train --out runs/a"]
+    assert training["earlier_stages"][1]["init_from"] == "checkpoints/stage1"  # run A's start moved with the old model
+    assert training["init_from"] == str(run_a / "best") and training["command"] == "python -m vitcore train --out runs/b"
+    log = json.loads((shipped / "train_log.json").read_text())
+    stage1_log = json.loads((INTERIM / "train_log.json").read_text())
+    assert [(e["stage"], e["epoch"]) for e in log] == [(1, e["epoch"]) for e in stage1_log] + [(2, 1), (2, 2), (3, 1), (3, 2), (3, 3)]
+    card = (shipped / "README.md").read_text()
+    assert card.index("**Stage 2.**") < card.index("--out runs/a") < card.index("**Stage 3.**") < card.index("--out runs/b")
+
+
+def test_a_run_without_a_recorded_command_needs_one(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    config = json.loads((ROOT / "assets" / "model" / "config.json").read_text())
+    config["training"].pop("command")
+    (run / "config.json").write_text(json.dumps(config))
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "ship_model.py"), str(run), "--data", str(BUNDLED)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "did not record its command" in result.stderr

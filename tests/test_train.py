@@ -192,3 +192,14 @@ def test_grouped_augmentation_runs_resume_bit_identically(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(TrainingError, match="augment_groups"):
         train(tmp_path / "bad", ViTConfig.uniform(**TINY), TrainConfig(**dict(cfg, augment_groups=17)), progress=False)
+
+
+def test_the_train_command_records_itself_in_the_checkpoint(tmp_path, capsys):
+    from vitcore.cli import main
+
+    argv = ["train", "--out", str(tmp_path / "run"), "--depth", "1", "--heads", "2", "--head-dim", "16", "--dim", "32",
+            "--mlp", "32", "--patch", "16", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "32", "--lr", "1e-3"]
+    assert main(argv) == 0
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["training"]["command"]
+    assert recorded.split() == ["python", "-m", "vitcore", *argv]
+    assert json.loads((tmp_path / "run" / "best" / "config.json").read_text())["training"]["command"] == recorded

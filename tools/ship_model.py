@@ -7,7 +7,7 @@ before its own: their recipes and commands in "training.earlier_stages", their e
 train_log.json (each entry marked by "stage"). What depends on the model (the shipped atlas, the
 README's figures) is then re-measured with tools/measure_all.sh.
 
-Run: python tools/ship_model.py runs/NAME --command "python -m vitcore train ... --out runs/NAME"
+Run: python tools/ship_model.py runs/NAME [--command "python -m vitcore train ... --out runs/NAME"]
      [--data ../shared/data/tiny-imagenet-200.zip] [--keep-previous checkpoints/NAME]
 """
 
@@ -34,7 +34,10 @@ def same_weights(a: Path, b: Path) -> bool:
 
 
 def stage_history(training: dict, keep_previous: Path | None) -> tuple[list[dict], list[dict]]:
-    """The earlier stages (recipes, commands) and their log entries of a run warm-started from a checkpoint folder."""
+    """The earlier stages (recipes, commands) and their log entries of a run warm-started from a checkpoint folder.
+
+    The folder may be a shipped model (its stages are in its config) or an unshipped run's folder or
+    its best/ (its own warm start is followed in turn, its log read from the run folder)."""
     if not training.get("init_from"):
         return [], []
     start = Path(training["init_from"])
@@ -43,9 +46,17 @@ def stage_history(training: dict, keep_previous: Path | None) -> tuple[list[dict
     if not (start / "config.json").is_file():
         return [], []
     before = json.loads((start / "config.json").read_text())["training"]
-    stages = before.pop("earlier_stages", []) + [before]
-    log = json.loads((start / "train_log.json").read_text()) if (start / "train_log.json").is_file() else []
-    log = [e if "stage" in e else dict(e, stage=len(stages)) for e in log]
+    if "earlier_stages" in before or not before.get("init_from"):
+        stages, log = before.pop("earlier_stages", []), []
+    else:
+        stages, log = stage_history(before, keep_previous)
+    own = start / "train_log.json"
+    if not own.is_file() and start.name == "best":
+        own = start.parent / "train_log.json"
+    entries = json.loads(own.read_text()) if own.is_file() else []
+    if "stage" not in (entries[:1] or [{}])[0]:  # a run's own log: its epochs up to the checkpoint, as one stage
+        entries = [dict(e, stage=len(stages) + 1) for e in entries if e["epoch"] <= before.get("epochs_done", e["epoch"])]
+    stages, log = stages + [before], log + entries
     if keep_previous and same_weights(start, MODEL):  # the shipped model it started from moves there
         training["init_from"] = str(keep_previous.resolve().relative_to(ROOT.resolve()))
     return stages, log
@@ -54,13 +65,19 @@ def stage_history(training: dict, keep_previous: Path | None) -> tuple[list[dict
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="a run folder of `python -m vitcore train` (its best/ checkpoint is used when present)")
-    p.add_argument("--command", required=True, help="the training command, as run (goes into the model card)")
+    p.add_argument("--command", default="", help="the training command, as run (goes into the model card); "
+                   "default: the one the run recorded")
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "tiny-imagenet-200.zip"))
     p.add_argument("--keep-previous", type=Path, default=None, help="copy the shipped model here first")
     args = p.parse_args()
     source = args.run / "best" if (args.run / "best").is_dir() else args.run
     if args.keep_previous and args.keep_previous.exists():
         p.error(f"--keep-previous {args.keep_previous} already exists; name a new folder")
+    config = json.loads((source / "config.json").read_text())
+    training = config["training"]
+    command = args.command or training.get("command", "")
+    if not command:
+        p.error("this run did not record its command; give it with --command")
     val = load_split(args.data, "val", progress=False)
     new = evaluate(load_checkpoint(source).model, val)
     old = evaluate(load_checkpoint(MODEL).model, val)
@@ -68,8 +85,6 @@ def main() -> int:
     if new["top1"] <= old["top1"]:
         print("not shipped: it does not beat the shipped model")
         return 1
-    config = json.loads((source / "config.json").read_text())
-    training = config["training"]
     earlier, log = stage_history(training, args.keep_previous)  # read before the shipped model is replaced
     if args.keep_previous:
         shutil.copytree(MODEL, args.keep_previous)
@@ -77,12 +92,12 @@ def main() -> int:
     epochs = training["epochs_done"]
     log += [dict(e, stage=len(earlier) + 1) if earlier else e
             for e in json.loads((args.run / "train_log.json").read_text()) if e["epoch"] <= epochs]
-    training.update(command=args.command, **({"earlier_stages": earlier} if earlier else {}))
+    training.update(command=command, **({"earlier_stages": earlier} if earlier else {}))
     (MODEL / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (MODEL / "train_log.json").write_text(json.dumps(log, indent=1))
     evaluation = ROOT / "docs" / "measurements" / "evaluate_full_val.json"
     evaluation.write_text(json.dumps(new | {"split": "val", "data": args.data, "checkpoint": "shipped"}))
-    subprocess.run([sys.executable, str(ROOT / "tools" / "model_card.py"), str(evaluation), "--command", args.command], check=True)
+    subprocess.run([sys.executable, str(ROOT / "tools" / "model_card.py"), str(evaluation), "--command", command], check=True)
     subprocess.run([sys.executable, str(ROOT / "tools" / "plot_train_log.py"), str(MODEL / "train_log.json"), str(ROOT / "docs" / "train_log.png")], check=True)
     print(f"shipped epoch {epochs} of {args.run}; next: bash tools/measure_all.sh (README figures and the shipped atlas)")
     return 0

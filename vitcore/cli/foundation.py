@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from dataclasses import fields
 from pathlib import Path
 
@@ -92,7 +93,8 @@ def run_train(args: argparse.Namespace) -> int:
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
     cfg = TrainConfig(**{**RECIPES[args.recipe], **given})
     model_cfg = ViTConfig.uniform(args.depth, args.heads, args.mlp, dim=args.dim, head_dim=args.head_dim, patch_size=args.patch)
-    final = train(args.out, model_cfg, cfg, args.data, args.val_data, args.device)
+    command = shlex.join(["python", "-m", "vitcore", *getattr(args, "argv", [])])
+    final = train(args.out, model_cfg, cfg, args.data, args.val_data, args.device, command=command)
     print(json.dumps(final))
     return 0
 

@@ -112,12 +112,14 @@ def train(
     device: str | None = None,
     progress: bool = True,
     stop_after_steps: int | None = None,
+    command: str = "",
 ) -> dict[str, Any]:
     """Train, or continue the run in ``out_dir``; return the last epoch's log entry.
 
     The schedule is fixed by ``cfg.epochs`` at the start, data order and every random draw are
     functions of (seed, step), so a run stopped at any step and resumed follows the same curve.
     ``stop_after_steps`` stops (with state saved) after that many steps of this call.
+    ``command``, when given, is recorded in the checkpoints' config (``training.command``).
     """
     cfg = cfg or TrainConfig()
     model_cfg = model_cfg or ViTConfig()
@@ -164,6 +166,8 @@ def train(
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
     augment = BatchAugment(cfg, model_cfg)
     info = {"classes": {"wnids": train_set.wnids, "names": train_set.names}, "training": asdict(cfg)}
+    if command:
+        info["training"]["command"] = command
 
     def save_state(epoch: int, step: int, sums: dict[str, float]) -> None:
         if rank == 0:
