@@ -194,7 +194,7 @@ def test_grouped_augmentation_runs_resume_bit_identically(tmp_path):
         train(tmp_path / "bad", ViTConfig.uniform(**TINY), TrainConfig(**dict(cfg, augment_groups=17)), progress=False)
 
 
-def test_the_train_command_records_itself_in_the_checkpoint(tmp_path, capsys):
+def test_the_train_command_records_itself_in_the_checkpoint(tmp_path):
     from vitcore.cli import main
 
     argv = ["train", "--out", str(tmp_path / "run"), "--depth", "1", "--heads", "2", "--head-dim", "16", "--dim", "32",
