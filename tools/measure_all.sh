@@ -37,6 +37,7 @@ step target_full_val 'python -m vitcore sweep --classes $W --eval-data ../shared
 step bench_train 'python -m vitcore bench-train --data ../shared/data/tiny-imagenet-200.zip --json "$out/bench_train.json" 2>/dev/null > "$out/bench_train.txt"'
 step bench_learned_target 'python benchmarks/bench_learned_target.py > "$out/bench_learned_target.txt"'
 step bench_augment_groups 'python benchmarks/bench_augment_groups.py > "$out/bench_augment_groups.txt"'
+step bench_mkl_amd 'python benchmarks/bench_mkl_amd.py --rounds 4 --out "$out/bench_mkl_amd.txt" > /dev/null'
 step lrp_and_reference_tests 'python -m pytest -q -s tests/test_lrp.py tests/test_reference_circuits.py > "$out/lrp_and_reference_tests.txt"'
 step bench_edges 'python -m vitcore bench-edges --classes $W --images 30 --acdc-images 3 2>/dev/null > "$out/bench_edges.txt"'
 step atlas 'rm -rf atlas/shipped && python -m vitcore atlas --methods eap --backend local --out atlas/shipped 2>/dev/null && cp atlas/shipped/table.csv.gz atlas/shipped/atlas.json assets/atlas/'
