@@ -59,9 +59,7 @@ def worker(steps: int) -> dict[str, float]:
 
 
 def run_worker(shim: Path | None, steps: int) -> dict[str, float]:
-    env = dict(os.environ)
-    if shim is not None:
-        env["LD_PRELOAD"] = " ".join(p for p in (str(shim), env.get("LD_PRELOAD", "")) if p)
+    env = mkl_amd.with_preload(dict(os.environ), shim) if shim is not None else dict(os.environ)
     done = subprocess.run([sys.executable, __file__, "--worker", "--steps", str(steps)], env=env, cwd=ROOT,
                           capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])

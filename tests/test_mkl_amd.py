@@ -76,3 +76,10 @@ def test_the_wrapper_runs_the_command_with_its_exit_code(tmp_path):
         assert "libmkl_intel_cpu_true.so" in done.stdout
     else:
         assert "unchanged" in done.stderr
+
+
+def test_a_command_that_does_not_exist_gets_a_clear_error(tmp_path):
+    env = {**os.environ, "VITCORE_CACHE": str(tmp_path)}
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "mkl_amd.py"), "no-such-command-xyz"], env=env, capture_output=True, text=True)
+    assert done.returncode == 127
+    assert "cannot run 'no-such-command-xyz'" in done.stderr and "Traceback" not in done.stderr

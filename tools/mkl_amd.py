@@ -60,8 +60,12 @@ def shim_environment(env: dict[str, str], cpuinfo: str, directory: Path = CACHE)
     shim = build_shim(directory)
     if shim is None:
         return dict(env), "mkl_amd: no C compiler (cc or gcc) to build the shim; running unchanged"
-    preload = " ".join(p for p in (str(shim), env.get("LD_PRELOAD", "")) if p)
-    return {**env, "LD_PRELOAD": preload}, f"mkl_amd: preloading {shim}"
+    return with_preload(env, shim), f"mkl_amd: preloading {shim}"
+
+
+def with_preload(env: dict[str, str], shim: Path) -> dict[str, str]:
+    """``env`` with ``shim`` first in ``LD_PRELOAD``, any library already there kept behind it."""
+    return {**env, "LD_PRELOAD": " ".join(p for p in (str(shim), env.get("LD_PRELOAD", "")) if p)}
 
 
 def main(argv: list[str]) -> int:
@@ -71,7 +75,11 @@ def main(argv: list[str]) -> int:
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     env, said = shim_environment(dict(os.environ), cpuinfo)
     print(said, file=sys.stderr, flush=True)
-    os.execvpe(argv[0], argv, env)
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as err:
+        print(f"mkl_amd: cannot run {argv[0]!r}: {err.strerror}", file=sys.stderr)
+        return 127
 
 
 if __name__ == "__main__":
