@@ -166,3 +166,35 @@ def test_a_run_without_a_recorded_command_needs_one(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "ship_model.py"), str(run), "--data", str(BUNDLED)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "did not record its command" in result.stderr
+
+
+def test_a_weight_average_ships_with_its_sources_on_the_card(tmp_path):
+    """An average that includes the shipped model names the folder the shipped model moves to; the log comes from --log."""
+    root, run = tmp_path / "repo", tmp_path / "run"
+    shutil.copytree(ROOT / "tools", root / "tools")
+    shipped = root / "assets" / "model"
+    shutil.copytree(INTERIM, shipped)
+    (root / "docs" / "measurements").mkdir(parents=True)
+    (run / "epoch3").mkdir(parents=True)  # the run's last epoch: today's shipped weights, as a one-stage run
+    shutil.copy2(ROOT / "assets" / "model" / "model.safetensors", run / "epoch3" / "model.safetensors")
+    config = json.loads((ROOT / "assets" / "model" / "config.json").read_text())
+    for key in ("init_from", "earlier_stages"):
+        config["training"].pop(key, None)
+    config["training"].update(epochs=3, epochs_done=3)
+    (run / "epoch3" / "config.json").write_text(json.dumps(config))
+    log = [{k: v for k, v in e.items() if k != "stage"} for e in json.loads((ROOT / "assets" / "model" / "train_log.json").read_text())[-3:]]
+    (run / "train_log.json").write_text(json.dumps([dict(e, epoch=i) for i, e in enumerate(log, 1)]))
+    soup = tmp_path / "soup"
+    made = subprocess.run([sys.executable, "-m", "vitcore", "average", "--out", str(soup), f"{shipped}=0", str(run / "epoch3")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert made.returncode == 0, made.stderr
+
+    result = _ship(root, soup, "--log", str(run / "train_log.json"), "--keep-previous", str(root / "checkpoints" / "previous"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (shipped / "model.safetensors").read_bytes() == (soup / "model.safetensors").read_bytes()
+    sources = json.loads((shipped / "config.json").read_text())["averaged_from"]
+    assert [s["checkpoint"] for s in sources] == ["checkpoints/previous", str(run / "epoch3")]
+    assert [e["epoch"] for e in json.loads((shipped / "train_log.json").read_text())] == [1, 2, 3]
+    card = (shipped / "README.md").read_text()
+    assert "## Weight averaging" in card and "| checkpoints/previous | 0.000 |" in card and f"| {run / 'epoch3'} | 1.000 |" in card
+    assert "python -m vitcore average --out" in card

@@ -38,6 +38,27 @@ erasing={t['erasing']}), drop path {t['drop_path']}. Seed {t['seed']}. Command:
 The same command resumes the run from its last saved state (every {t.get('checkpoint_minutes', 5):g} minutes and each epoch)."""
 
 
+def averaging(cfg: dict) -> str:
+    """The card's section on weight averaging, when the checkpoint is an average of others."""
+    sources = cfg.get("averaged_from")
+    if not sources:
+        return ""
+    total = sum(s["weight"] for s in sources)
+    rows = "\n".join(f"| {s['checkpoint']} | {s['weight'] / total:.3f} | `{s['sha256'][:12]}` |" for s in sources)
+    return f"""
+## Weight averaging
+These weights are the weighted mean of {len(sources)} checkpoints' weights (SWA / model soup), made with
+
+    {cfg.get('averaged_command', '(command not recorded)')}
+
+| checkpoint | weight | SHA-256 of its weights |
+|---|---|---|
+{rows}
+
+The recipe and log below are the training that produced those checkpoints.
+"""
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("eval_json")
@@ -71,7 +92,7 @@ def main() -> None:
 {len(log)} epochs{f" in {len(stages)} stages" if staged else ""} on this project's 2-core CPU ({hours:.2f} h of training step time, shared with development
 work; per-epoch evaluation not included). The anchor for this architecture, Lee et al. (2021), reports
 57.1% after 100 GPU epochs.
-
+{averaging(cfg)}
 ## Architecture
 Pre-norm ViT: patch {m['patch_size']}, dim {m['dim']}, depth {len(m['heads'])}, heads {m['heads'][0]} x {m['head_dim']},
 MLP {m['mlp_widths'][0]}, {m['num_classes']} classes, {count_params(net):,} parameters, {count_macs(net.config) / 1e6:.1f} M MACs per image.

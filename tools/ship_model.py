@@ -7,12 +7,16 @@ before its own: their recipes and commands in "training.earlier_stages", their e
 train_log.json (each entry marked by "stage"). What depends on the model (the shipped atlas, the
 README's figures) is then re-measured with tools/measure_all.sh.
 
+A weight average of a run's epochs (``python -m vitcore average``) ships the same way: give its folder
+and the run's log with --log; the card lists what was averaged.
+
 Run: python tools/ship_model.py runs/NAME [--command "python -m vitcore train ... --out runs/NAME"]
-     [--data ../shared/data/tiny-imagenet-200.zip] [--keep-previous checkpoints/NAME]
+     [--data ../shared/data/tiny-imagenet-200.zip] [--keep-previous checkpoints/NAME] [--log runs/NAME/train_log.json]
 """
 
 import argparse
 import filecmp
+import hashlib
 import json
 import shutil
 import subprocess
@@ -69,6 +73,8 @@ def main() -> int:
                    "default: the one the run recorded")
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "tiny-imagenet-200.zip"))
     p.add_argument("--keep-previous", type=Path, default=None, help="copy the shipped model here first")
+    p.add_argument("--log", type=Path, default=None, help="the run's train_log.json (default: RUN/train_log.json; "
+                   "for a weight average, the log of the run it averages)")
     args = p.parse_args()
     source = args.run / "best" if (args.run / "best").is_dir() else args.run
     if args.keep_previous and args.keep_previous.exists():
@@ -86,12 +92,16 @@ def main() -> int:
         print("not shipped: it does not beat the shipped model")
         return 1
     earlier, log = stage_history(training, args.keep_previous)  # read before the shipped model is replaced
+    shipped_sha = hashlib.sha256((MODEL / "model.safetensors").read_bytes()).hexdigest()
+    for ingredient in config.get("averaged_from", []):  # an average that includes the shipped model names where it moves
+        if args.keep_previous and ingredient["sha256"] == shipped_sha:
+            ingredient["checkpoint"] = str(args.keep_previous.resolve().relative_to(ROOT.resolve()))
     if args.keep_previous:
         shutil.copytree(MODEL, args.keep_previous)
     shutil.copy2(source / "model.safetensors", MODEL / "model.safetensors")
     epochs = training["epochs_done"]
     log += [dict(e, stage=len(earlier) + 1) if earlier else e
-            for e in json.loads((args.run / "train_log.json").read_text()) if e["epoch"] <= epochs]
+            for e in json.loads((args.log or args.run / "train_log.json").read_text()) if e["epoch"] <= epochs]
     training.update(command=command, **({"earlier_stages": earlier} if earlier else {}))
     (MODEL / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (MODEL / "train_log.json").write_text(json.dumps(log, indent=1))

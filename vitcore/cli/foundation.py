@@ -1,4 +1,4 @@
-"""Commands ``evaluate``, ``train``, ``bench-train`` and ``data``."""
+"""Commands ``evaluate``, ``train``, ``average``, ``bench-train`` and ``data``."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import torch
 
 from .. import data as datasets
 from .. import download
-from ..checkpoint import load_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import ViTConfig
 from ..evaluate import evaluate
 from ..training import RECIPES, TrainConfig, train
+from ..training.averaging import average_checkpoints
 from ..training.bench import RECIPE_STAGES, bench_train, named_recipe_throughput
 from .common import add_checkpoint
 from .errors import UserError
@@ -48,6 +49,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         else:
             p.add_argument(flag, type=type(f.default), default=None, help=f"default {f.default!r}")
     p.set_defaults(func=run_train)
+
+    p = sub.add_parser("average", help="average the weights of checkpoints of one lineage (a run's epochs, a model soup)")
+    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT[=WEIGHT]", help="checkpoint folders or zips, each with an optional weight (default 1)")
+    p.add_argument("--out", required=True, help="folder (or .zip) to write; the config keeps the last checkpoint's training record")
+    p.set_defaults(func=run_average)
 
     p = sub.add_parser("bench-train", help="training throughput of the recipe's levers, side by side")
     p.add_argument("--data", default=None, help="train split source (default: the bundled subset)")
@@ -96,6 +102,25 @@ def run_train(args: argparse.Namespace) -> int:
     command = shlex.join(["python", "-m", "vitcore", *getattr(args, "argv", [])])
     final = train(args.out, model_cfg, cfg, args.data, args.val_data, args.device, command=command)
     print(json.dumps(final))
+    return 0
+
+
+def _path_and_weight(arg: str) -> tuple[str, float]:
+    path, sep, tail = arg.rpartition("=")
+    if not sep:
+        return arg, 1.0
+    try:
+        return path, float(tail)
+    except ValueError:
+        raise UserError(f"{arg!r}: the part after '=' must be a number (the checkpoint's weight)") from None
+
+
+def run_average(args: argparse.Namespace) -> int:
+    paths, weights = zip(*(_path_and_weight(a) for a in args.checkpoints))
+    ckpt = average_checkpoints(list(paths), list(weights))
+    ckpt.info["averaged_command"] = shlex.join(["python", "-m", "vitcore", *getattr(args, "argv", [])])
+    out = save_checkpoint(ckpt.model, args.out, ckpt.info)
+    print(f"wrote {out}: weighted mean of {len(paths)} checkpoints (weights {', '.join(f'{w:g}' for w in weights)})")
     return 0
 
 
