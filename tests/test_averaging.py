@@ -43,6 +43,14 @@ def test_averaging_a_checkpoint_with_itself_keeps_its_outputs(tmp_path):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_checkpoints_trained_with_different_drop_path_average(tmp_path):
+    """Drop path acts in training only: stages of one lineage differ in it and still average."""
+    a = _save(_constant(tiny_model(drop_path=0.1), 1.0), tmp_path / "a")
+    b = _save(_constant(tiny_model(drop_path=0.0), 3.0), tmp_path / "b")
+    values = torch.cat([p.flatten() for p in average_checkpoints([a, b]).model.parameters()])
+    assert torch.equal(values, torch.full_like(values, 2.0))
+
+
 def test_cli_writes_a_loadable_checkpoint_that_records_its_sources(tmp_path, capsys):
     a = _save(tiny_model(seed=1), tmp_path / "a", training={"epochs_done": 1}, metrics={"val_top1": 0.1})
     b = _save(tiny_model(seed=2), tmp_path / "b", training={"epochs_done": 2}, metrics={"val_top1": 0.2})

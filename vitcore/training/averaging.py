@@ -17,6 +17,8 @@ from torch import Tensor
 from ..checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from ..model import VisionTransformer
 
+TRAINING_ONLY = ("drop_path",)  # config fields that do not change the trained function
+
 
 def average_state_dicts(states: Sequence[dict[str, Tensor]], weights: Sequence[float] | None = None) -> dict[str, Tensor]:
     """The weighted mean of state dicts with the same keys and shapes (uniform when ``weights`` is None)."""
@@ -57,7 +59,7 @@ def average_checkpoints(paths: Sequence[str | Path], weights: Sequence[float] | 
     first = ckpts[0].model.config.to_dict()
     for path, ckpt in zip(paths[1:], ckpts[1:]):
         other = ckpt.model.config.to_dict()
-        differ = [k for k in first if first[k] != other.get(k)]
+        differ = [k for k in first if k not in TRAINING_ONLY and first[k] != other.get(k)]
         if differ:
             raise CheckpointError(f"{path}: architecture differs from {paths[0]} in {', '.join(differ)}")
         if ckpt.wnids != ckpts[0].wnids:
