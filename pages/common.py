@@ -20,9 +20,6 @@ from vitcore.playground import Playground
 from vitcore.runtrace import trace
 from vitcore.threadshare import ThreadShare
 
-MAX_UPLOAD_MB = 200
-
-
 @st.cache_resource(show_spinner="Loading model…")
 def shared_checkpoint(path: str | None) -> Checkpoint:
     """One model per path, shared by every session: read-only by contract."""

@@ -17,7 +17,7 @@ CASES = {
     "zip_bomb": "over the limit", "heads_20000": "heads per layer", "dim_1e6": "dim must be", "classes_1e10": "num_classes must be",
     "dim_fraction": "dim must be an integer", "dim_nan": "dim must be an integer", "head_dim_fraction": "head_dim must be an integer",
     "std_zero": "std must be positive", "png_100000x1": "too elongated", "png_1000000x1": "too elongated",
-    "nested_config": "nests too deeply", "nested_scores": "nests JSON too deeply", "scores_unknown_kept": "L5.H7",
+    "nested_config": "nests JSON too deeply", "nested_scores": "nests JSON too deeply", "scores_unknown_kept": "L5.H7",
     "wnids_not_utf8": "wnids.txt is not UTF-8", "annotations_not_utf8": "val_annotations.txt is not UTF-8",
     "config_rejects_direct": "dim must be an integer",
 }

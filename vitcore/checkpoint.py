@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import VitcoreError
+from .errors import VitcoreError, parse_json
 
 import hashlib
 import io
@@ -100,12 +100,7 @@ def _read_parts(path: Path) -> tuple[bytes, bytes]:
 
 def parse_checkpoint(weights: bytes, config: bytes, source: str = "checkpoint") -> Checkpoint:
     """Build a model from raw ``model.safetensors`` and ``config.json`` bytes, with clear errors."""
-    try:
-        info = json.loads(config)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{source}: config.json is not valid JSON ({e})") from e
-    except RecursionError:
-        raise CheckpointError(f"{source}: config.json nests too deeply") from None
+    info = parse_json(config, f"{source}: config.json", CheckpointError)
     if not isinstance(info, dict) or "model" not in info:
         raise CheckpointError(f"{source}: config.json has no 'model' section")
     try:

@@ -118,9 +118,3 @@ class ComponentSpace:
         if mask.shape != (len(self),):
             raise ValueError(f"mask has shape {tuple(mask.shape)}, expected ({len(self)},)")
         return [int(i) for i in torch.nonzero(mask > 0.5).flatten()]
-
-    def layer_grid(self, values: torch.Tensor | Sequence[float], kind: Kind) -> list[list[float]]:
-        """Per-layer lists of the values of heads or chunks (rows may differ in length)."""
-        values = torch.as_tensor(values, dtype=torch.float32)
-        slices = self.head_slices if kind == "head" else self.chunk_slices
-        return [values[s].tolist() for s in slices]

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .errors import VitcoreError
@@ -141,15 +139,3 @@ class ViTConfig:
         except (TypeError, ValueError) as e:
             raise ConfigError(f"invalid model config: {e}") from e
 
-
-def read_json(path: Path) -> dict[str, Any]:
-    """Read a JSON object from ``path`` with an error that names the file."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"cannot read {path}: {e}") from e
-    except RecursionError:
-        raise ConfigError(f"{path} nests JSON too deeply") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a JSON object")
-    return data

@@ -289,10 +289,6 @@ class Playground:
         self._models[self.key(mask)] = model
 
 
-def figures_dict(f: KeepSetFigures) -> dict[str, Any]:
-    return {k: getattr(f, k) for k in ("kept", "params", "macs", "top1_chosen", "kl_chosen", "latency_b1_ms", "top1_all", "throughput_b64")}
-
-
 def fit_latency_model(base: VisionTransformer, repeats: int = 15) -> LatencyModel:
     """This machine's batch-1 latency against MACs, from the full model and three evenly thinned copies."""
     space = base.components

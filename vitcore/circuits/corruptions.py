@@ -77,7 +77,3 @@ def corrupt_outputs(model: VisionTransformer, cf: Activations | None) -> list[Te
         out.append(block.mlp.chunk_residuals(cf.mlp[layer], model.config.chunk_size))
     return out
 
-
-def batch_of(cf: Activations | None, start: int, stop: int) -> Activations | None:
-    """Rows ``start:stop`` of a counterfactual (None stays None: zeros)."""
-    return None if cf is None else cf.map(lambda t: t[start:stop])

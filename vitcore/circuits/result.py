@@ -37,6 +37,7 @@ import re
 
 from ..components import Component, ComponentSpace
 from ..edges import EdgeSpace
+from ..errors import parse_json
 from .task import TaskError
 
 SCHEMA, VERSION = "vitcore.circuit-result", 2
@@ -115,12 +116,7 @@ class CircuitResult:
 
     @classmethod
     def from_json(cls, text: str | bytes, source: str = "scores file") -> "CircuitResult":
-        try:
-            d = json.loads(text)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ResultError(f"{source} is not valid JSON ({e})") from e
-        except RecursionError:
-            raise ResultError(f"{source} nests JSON too deeply to be a circuit result") from None
+        d = parse_json(text, source, ResultError)
         if not isinstance(d, dict) or d.get("schema") != SCHEMA:
             raise ResultError(f"{source} is not a vitcore circuit result (schema field missing or foreign)")
         if d.get("version") not in READABLE_VERSIONS:
