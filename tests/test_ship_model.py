@@ -198,3 +198,36 @@ def test_a_weight_average_ships_with_its_sources_on_the_card(tmp_path):
     card = (shipped / "README.md").read_text()
     assert "## Weight averaging" in card and "| checkpoints/previous | 0.000 |" in card and f"| {run / 'epoch3'} | 1.000 |" in card
     assert "python -m vitcore average --out" in card
+
+
+def test_a_run_started_from_a_shipped_average_names_its_sources_in_that_stage(tmp_path):
+    """The shipped model is a weight average; a run warm-started from it ships with that average listed under stage 1."""
+    root, run = tmp_path / "repo", tmp_path / "run"
+    shutil.copytree(ROOT / "tools", root / "tools")
+    shipped = root / "assets" / "model"
+    shutil.copytree(INTERIM, shipped)
+    stage1 = json.loads((INTERIM / "config.json").read_text())
+    stage1["training"]["command"] = "python -m vitcore train --recipe baseline --epochs 4"
+    sources = [{"checkpoint": "checkpoints/epoch-a", "weight": 1.0, "sha256": "a" * 64},
+               {"checkpoint": "runs/epoch-b", "weight": 2.0, "sha256": "b" * 64}]
+    (shipped / "config.json").write_text(json.dumps(dict(stage1, averaged_from=sources)))
+    (root / "docs" / "measurements").mkdir(parents=True)
+    (run / "best").mkdir(parents=True)
+    shutil.copy2(ROOT / "assets" / "model" / "model.safetensors", run / "best" / "model.safetensors")
+    config = json.loads((ROOT / "assets" / "model" / "config.json").read_text())
+    config["training"] = dict(config["training"], init_from=str(shipped), epochs=3, epochs_done=3)
+    config.pop("averaged_from", None)
+    (run / "best" / "config.json").write_text(json.dumps(config))
+    log = [{k: v for k, v in e.items() if k != "stage"} for e in json.loads((ROOT / "assets" / "model" / "train_log.json").read_text())[-3:]]
+    (run / "train_log.json").write_text(json.dumps([dict(e, epoch=i) for i, e in enumerate(log, 1)]))
+
+    result = _ship(root, run, "--keep-previous", str(root / "checkpoints" / "stage1"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    shipped_config = json.loads((shipped / "config.json").read_text())
+    assert shipped_config["training"]["earlier_stages"][0]["averaged_from"] == sources
+    assert "averaged_from" not in shipped_config  # the new model itself is not an average
+    card = (shipped / "README.md").read_text()
+    one, two = card.index("**Stage 1.**"), card.index("**Stage 2.**")
+    named = card.index("weighted mean of the weights of 2 checkpoints (weights 1, 2;")
+    assert one < named < card.index("checkpoints/epoch-a, runs/epoch-b") < two
+    assert "## Weight averaging" not in card

@@ -28,6 +28,11 @@ def stage_recipe(t: dict, m: dict, command: str = "") -> str:
                   f"{side}x{side} keeping {t['patch_keep']:.0%}" if t.get("low_res") else
                   f"{t['epochs']} epochs at {side}x{side} keeping {t.get('patch_keep', 1.0):.0%} of the patch tokens")
     start = f", starting from the weights of {t['init_from']} (the stage before)" if t.get("init_from") else ""
+    sources = t.get("averaged_from", [])
+    weights = ", ".join(format(source["weight"], "g") for source in sources)
+    names = ", ".join(source["checkpoint"] for source in sources)
+    averaged = (f" The stage ended in a weighted mean of the weights of {len(sources)} checkpoints (weights {weights};"
+                f" SHA-256 in config.json), the start of the next stage: {names}." if sources else "")
     return f"""{resolution}{start}.{partial} AdamW lr {t['lr']}, weight decay {t['weight_decay']}, batch {t['batch_size']}, warm-up {t['warmup_epochs']} epoch(s)
 then cosine to {t['min_lr']}, label smoothing {t['label_smoothing']}, gradient clipping 1.0, random crop (pad {t['crop_padding']})
 + flip on uint8 batches in the main process (augment={t['augment']}, mixup={t['mixup']}, cutmix={t['cutmix']},
@@ -35,7 +40,7 @@ erasing={t['erasing']}), drop path {t['drop_path']}. Seed {t['seed']}. Command:
 
     {command or t.get('command') or '(not recorded)'}
 
-The same command resumes the run from its last saved state (every {t.get('checkpoint_minutes', 5):g} minutes and each epoch)."""
+The same command resumes the run from its last saved state (every {t.get('checkpoint_minutes', 5):g} minutes and each epoch).{averaged}"""
 
 
 def averaging(cfg: dict) -> str:

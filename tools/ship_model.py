@@ -49,7 +49,10 @@ def stage_history(training: dict, keep_previous: Path | None) -> tuple[list[dict
         start = ROOT / start
     if not (start / "config.json").is_file():
         return [], []
-    before = json.loads((start / "config.json").read_text())["training"]
+    start_config = json.loads((start / "config.json").read_text())
+    before = start_config["training"]
+    if start_config.get("averaged_from"):  # the stage ended in a weight average: the next stage started from that
+        before["averaged_from"] = start_config["averaged_from"]
     if "earlier_stages" in before or not before.get("init_from"):
         stages, log = before.pop("earlier_stages", []), []
     else:
