@@ -12,8 +12,9 @@ from .task import Task, TaskError
 
 
 # Rough factors for the app's time estimate of edge runs, not fitted: edge EAP took 7.0 s against 0.90 s at node
-# level on the same 30 images (docs/measurements/bench_edges.txt, bench_circuits.txt); one edge ACDC run (tau 0.05,
-# 6 images) evaluated 1,076 candidates and skipped the rest as dead; smaller tau evaluates more.
+# level on the same 30 images when first measured, 2.8 s in the latest docs/measurements/bench_edges.txt (node
+# EAP not timed there), so 12 probably errs long; one edge ACDC run (tau 0.05, 6 images) evaluated 1,076
+# candidates and skipped the rest as dead; smaller tau evaluates more.
 EDGE_PASS_COST = 12.0
 EDGE_ACDC_EVALUATIONS = 2000
 
