@@ -76,6 +76,9 @@ def walk_through(page, expect, url: str, started: float, tmp_path: Path) -> None
     page.get_by_role("button", name="Run", exact=True).click()
     expect(page.locator('[data-testid="stMetric"]', has_text="Kept")).to_be_visible()
     wait_idle(page)
+    drawn_heatmaps = "document.querySelectorAll('[data-testid=\"stVegaLiteChart\"] canvas, [data-testid=\"stVegaLiteChart\"] svg').length"
+    page.wait_for_function(f"() => {drawn_heatmaps} >= 2")  # heads and chunks drawn, not just their placeholders
+    expect(page.get_by_role("button", name="Download scores (CSV)")).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "circuits.png"), full_page=True)
 
     page.get_by_role("link", name="Prune").click()
