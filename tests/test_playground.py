@@ -256,3 +256,49 @@ def test_two_threads_of_one_session_take_turns_and_count_every_image_once(monkey
     assert out["old"].sample_correct == int((pred[sample] == data.labels[sample]).sum())
     assert out["new"].top1_all == pytest.approx(float((pred == data.labels).float().mean()))
     assert out["new"].top1_all_done == len(data)
+
+
+def test_a_cost_model_far_from_the_measured_full_model_is_refit_for_this_session_only(monkeypatch):
+    """A fit taken while the server was busy (here: 1 s per forward) is replaced by this session's refit
+    after the first paired measurement; the shared fit object is left as it was."""
+    from vitcore import playground as pg_module
+    from vitcore.pruning.latency import LatencyModel, SpeedUp
+
+    model, data = tiny_model(), tiny_imageset()
+    shared = LatencyModel(intercept_ms=1000.0, slope_ms_per_mmac=0.0, points=[])
+    playground = Playground(model, data, ["n00000001"], latency_repeats=3, latency_model=shared)
+    # a quiet reading (the tiny model's own pairs are too short to be reliably unflagged); the refit itself times for real
+    monkeypatch.setattr(pg_module, "measure_speedup", lambda base, m, batch, repeats, threads, stop: SpeedUp(1.1, 1.05, 1.15, 2.0, 1.8, 3))
+    mask = model.components.ones()
+    mask[0] = 0
+    assert playground.fast(mask).predicted_b1_ms == pytest.approx(1000.0)
+    figures = playground.measure(mask)
+    assert shared.intercept_ms == 1000.0 and playground.latency_model is not shared
+    full_ms = pg_module.time_forward({"m": model}, 1, 5, threads=1)["m"]["median_ms"]  # an independent timing of the tiny model
+    assert playground.latency_model.predict_ms(model.config) < 100 * max(full_ms, 1.0)  # 1000 ms was far off
+    assert figures.predicted_b1_ms == pytest.approx(playground.latency_model.predict_ms(playground.model_for(mask).config))
+
+    refit = playground.latency_model
+    other = model.components.ones()
+    other[model.components.id("L1.C0")] = 0
+    monkeypatch.setattr(pg_module, "fit_latency_model", lambda base: pytest.fail("refit twice within a minute"))
+    playground._cost_model_refit_at = pg_module.time.monotonic()  # as if the refit had just been taken, whatever it predicts
+    playground.measure(other)
+    assert playground.latency_model is refit
+
+
+@pytest.mark.parametrize("measured_full_ms", [5.5, 12.0])  # 10% slower than predicted; 2.4x slower (a loaded machine)
+def test_a_cost_model_is_kept_when_the_full_model_measures_close_to_or_slower_than_predicted(monkeypatch, measured_full_ms):
+    from vitcore import playground as pg_module
+    from vitcore.pruning.latency import LatencyModel, SpeedUp
+
+    model, data = tiny_model(), tiny_imageset()
+    shared = LatencyModel(intercept_ms=5.0, slope_ms_per_mmac=0.0, points=[])
+    playground = Playground(model, data, ["n00000001"], latency_repeats=3, latency_model=shared)
+    reading = SpeedUp(1.2, 1.15, 1.25, measured_full_ms, measured_full_ms / 1.2, 3)
+    monkeypatch.setattr(pg_module, "measure_speedup", lambda base, m, batch, repeats, threads, stop: reading)
+    monkeypatch.setattr(pg_module, "fit_latency_model", lambda base: pytest.fail("refit although the fit was not too slow"))
+    mask = model.components.ones()
+    mask[0] = 0
+    assert playground.measure(mask).speedup.reference_ms == measured_full_ms
+    assert playground.latency_model is shared
