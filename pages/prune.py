@@ -144,7 +144,8 @@ def playground_panel() -> None:
         if fig.top1_all is None:
             p_all.metric("Top-1, all eval classes", f"≈ {fig.top1_all_estimate:.1%} ± {fig.top1_all_se:.1%}", "updating…", delta_color="off",
                          help=f"estimate on a stratified sample of {n_sample} eval images (± one binomial standard error); the exact figure follows")
-        p_thr.metric("Batch-64 throughput (measured)", f"{fig.throughput_b64:.0f} img/s", f"{fig.throughput_b64 / base_est.throughput_b64:.2f}x",
+        ratio = fig.throughput_b64 / base_est.throughput_b64  # the sign leads, so that a slow-down gets a down arrow
+        p_thr.metric("Batch-64 throughput (measured)", f"{fig.throughput_b64:.0f} img/s", f"{ratio - 1:+.0%} ({ratio:.2f}x)",
                      help="median over the sample's batches, against the full model's rate timed earlier in this session: not side by "
                           "side, so a few percent either way is machine noise (the batch-1 speed-up above is paired)")
         base_slow = pg.slow(space.ones())
