@@ -189,7 +189,6 @@ class Playground:
         full_ms = figures.latency_b1_ms if model is self.base else None if figures.speedup.busy else figures.speedup.reference_ms
         if full_ms is not None:
             self._check_cost_model(full_ms)
-            figures.predicted_b1_ms = self.latency_model.predict_ms(model.config) if self.latency_model else None
         figures.seconds.update(latency_b1=time.perf_counter() - t0)
         return figures
 
