@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Re-runs every measurement the README quotes; outputs land in docs/measurements/.
 # Timings assume an idle machine: pause a training run first (kill -STOP PID, then kill -CONT PID).
-# The longest steps here: full-val sweep 28 min, bundled sweep 15, bench-edges 16, full-val target search 12.
+# The longest steps (2-core Intel Xeon, 2026-12-03; 78 min for all): bench-edges 19 min, full-val sweep 18, bundled sweep 13,
+# full-val target search 8.
 # Resumable: a step that finished after the shipped weights last changed is skipped on the next
 # call (marks in runs/measure_all/); FRESH=1 re-runs everything.
 set -euo pipefail
