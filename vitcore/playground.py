@@ -193,8 +193,8 @@ class Playground:
         return figures
 
     def _check_cost_model(self, full_ms: float) -> None:
-        """Refit this session's cost model when the full model's measured batch-1 latency is more than
-        ``COST_MODEL_TOLERANCE`` below its prediction, at most once per ``COST_MODEL_REFIT_S``. Contention
+        """Refit this session's cost model when its prediction for the full model exceeds the measured batch-1
+        latency by more than ``COST_MODEL_TOLERANCE`` of the measurement, at most once per ``COST_MODEL_REFIT_S``. Contention
         only slows timings down, so a fit that is too slow was taken on a busy machine (while the server was
         starting, say); a measurement above the prediction is today's load, which the paired speed-up already
         accounts for. The shared fit is left as it is; cached predictions are updated."""
