@@ -6,7 +6,7 @@ import streamlit as st
 from pages.charts import heatmap, pixel_heatmap, score_frames
 from pages.common import class_options, current_model, keep_of
 from pages.longrun import announce, forward_seconds, progress_bar, running, stop_button
-from vitcore.circuits import CORRUPTIONS, METHODS, METRICS, RunOptions, discover
+from vitcore.circuits import CORRUPTIONS, METHODS, METRICS, discover
 from vitcore.circuits.result import CircuitResult
 from vitcore.attribution import input_attribution, lrp_input_attribution
 from vitcore.errors import VitcoreError
@@ -35,17 +35,14 @@ p1, p2, p3 = st.columns(3)
 n_images = p1.slider("Number of discovery images", 1, max(2, n_available), n_available, key="n_images")
 param = entry.param
 kwargs = {param.name: p2.select_slider(param.label, list(param.choices), value=entry.default(granularity), help=param.help, key=f"{param.name}_param_{granularity}")}
-OPTION_WIDGETS = {  # the run options a method may read (Method.options)
-    "n_steps": lambda: p3.slider("Integration steps", 1, 20, 5, key="n_steps"),
-    "steps": lambda: p3.slider("Optimisation steps", 20, 400, 200, 20, key="learned_steps"),
-}
-kwargs.update({name: OPTION_WIDGETS[name]() for name in entry.options})
+for o in entry.options:  # the run options this method reads, as the registry declares them
+    kwargs[o.field] = p3.slider(o.label, o.low, o.high, o.default, o.step, help=o.help, key=o.field)
 
 estimate = None
 if st.session_state["classes"]:
     images = discovery.images[discovery.chosen(st.session_state["classes"])][:n_images]
     forward_s = forward_seconds(ckpt.model, images, (tuple(st.session_state["classes"]), n_images, ckpt.sha256))
-    options = RunOptions(**{k: v for k, v in kwargs.items() if k in ("n_steps", "steps")})
+    options = entry.run_options(kwargs)
     estimate = entry.estimate_seconds(forward_s, options, len(ckpt.model.components), granularity)
     announce(estimate, "This run")
 

@@ -8,6 +8,7 @@ import streamlit as st
 
 from pages.longrun import announce, forward_seconds, progress_bar, running, stop_button
 from vitcore.circuits import METHODS
+from vitcore.circuits.methods import DEFAULT_METHOD
 from vitcore.pruning.report import config_label, frontier_chart, read_csv
 from vitcore.pruning.sweep import default_settings, estimate_sweep_seconds, run_sweep
 
@@ -19,10 +20,14 @@ classes = st.session_state.get("classes", [])
 
 src = st.radio("Sweep", ["Run it here", "Load a saved CSV"], horizontal=True, key="sweep_source")
 if src == "Run it here":
-    methods = st.multiselect("Methods", list(METHODS), default=["eap", "acdc"], format_func=lambda m: METHODS[m].label, key="sweep_methods")
-    c1, c2 = st.columns(2)
-    ft = c1.number_input("Fine-tune steps per configuration (0: none)", 0, 200, 0, 10, key="sweep_ft")
-    learned_steps = c2.number_input("Learned-mask steps", 20, 400, 100, 20, key="sweep_learned_steps")
+    # the default method against the first that picks its own circuit by a threshold
+    default = [DEFAULT_METHOD] + [m.name for m in METHODS.values() if m.threshold_scores][:1]
+    methods = st.multiselect("Methods", list(METHODS), default=default, format_func=lambda m: METHODS[m].label, key="sweep_methods")
+    read = {o.field: o for m in methods for o in METHODS[m].options}  # the run options the chosen methods read
+    cols = st.columns(1 + len(read))
+    ft = cols[0].number_input("Fine-tune steps per configuration (0: none)", 0, 200, 0, 10, key="sweep_ft")
+    options = {o.field: int(col.number_input(o.label, o.low, o.high, o.default, o.step, help=o.help, key=f"sweep_{o.field}"))
+               for col, o in zip(cols[1:], read.values())}
     if not classes:
         st.warning("Choose classes on the Circuits page first.")
     else:
@@ -30,14 +35,14 @@ if src == "Run it here":
         settings = default_settings(methods)
         images = discovery.images[discovery.chosen(classes)]
         forward_s = forward_seconds(ckpt.model, images, (tuple(classes), len(images), ckpt.sha256))
-        announce(estimate_sweep_seconds(settings, forward_s, len(images), len(eval_set), len(ckpt.model.components), int(ft), int(learned_steps), LATENCY_REPEATS),
+        announce(estimate_sweep_seconds(settings, forward_s, len(images), len(eval_set), len(ckpt.model.components), int(ft), options, LATENCY_REPEATS),
                  f"A sweep of {sum(len(v) for v in settings.values())} configurations")
         run_col, stop_col = st.columns([1, 5])
         stop_button("sweep", "sweep", stop_col)
         if run_col.button("Run sweep", type="primary", key="run_sweep"):
             with running("sweep"):
                 rows = run_sweep(ckpt.model, discovery, eval_set, classes, settings, finetune=int(ft), latency_repeats=LATENCY_REPEATS,
-                                 learned_steps=int(learned_steps), progress=progress_bar("sweep"))
+                                 options=options, progress=progress_bar("sweep"))
             st.session_state["sweep_rows"] = rows
 else:
     upload = st.file_uploader("Sweep CSV (from python -m vitcore sweep)", type=["csv"], key="sweep_csv")

@@ -63,11 +63,11 @@ def mask_from_grid() -> None:
 def apply_slider() -> None:
     if result is None:
         return
-    for k in ("tau_slider", "keep_slider"):  # widget state is dropped when the page is left: keep a copy
+    for k in ("threshold_slider", "keep_slider"):  # widget state is dropped when the page is left: keep a copy
         if k in st.session_state:
             st.session_state[f"saved_{k}"] = st.session_state[k]
-    if result.method == "acdc":
-        st.session_state["keep"] = (result.score_tensor() >= st.session_state["tau_slider"]).float()
+    if METHODS[result.method].threshold_scores:
+        st.session_state["keep"] = (result.score_tensor() >= st.session_state["threshold_slider"]).float()
     else:
         st.session_state["keep"] = keep_top(result.score_tensor(), st.session_state["keep_slider"])
     sync_grid_from_mask()
@@ -94,12 +94,15 @@ if st.session_state.get("prune_grid_sync") != id(st.session_state.get("keep")):
 @st.fragment
 def playground_panel() -> None:
     trace_event("prune_run", kept=int((session_keep_mask() > 0.5).sum()), classes=st.session_state.get("classes", []))
-    for k, default in (("tau_slider", METHODS["acdc"].param.default), ("keep_slider", 0.5)):
+    threshold = METHODS[result.method].param if result is not None else None
+    for k, default in (("threshold_slider", threshold.default if threshold else 0.0), ("keep_slider", 0.5)):
         if k not in st.session_state:
             st.session_state[k] = st.session_state.get(f"saved_{k}", default)
     if result is not None:
-        if result.method == "acdc":
-            st.slider("tau (threshold on ACDC's visit scores; re-run ACDC for its exact greedy set)", 0.0, 0.2, step=0.005, key="tau_slider", on_change=apply_slider)
+        entry = METHODS[result.method]
+        if entry.threshold_scores:
+            st.select_slider(f"{entry.param.label} (threshold on {entry.label}'s scores; re-run {entry.label} for its exact circuit)",
+                             list(entry.param.choices), key="threshold_slider", on_change=apply_slider)
         else:
             st.slider(f"Keep ratio from the {result.method} scores", 0.05, 1.0, step=0.05, key="keep_slider", on_change=apply_slider)
     elif edge_result:

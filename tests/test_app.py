@@ -262,7 +262,7 @@ def test_two_sessions_are_isolated_and_the_shared_model_is_untouched():
     untouched("explaining an image")
     a.selectbox(key="method").set_value("learned").run()
     a.select_slider(key="sparsity_param_node").set_value(0.5).run()
-    a.slider(key="learned_steps").set_value(20).run()
+    a.slider(key="steps").set_value(20).run()
     a.button(key="run_circuit").click().run()
     untouched("learned masks")
     goto(a, "prune")
@@ -322,7 +322,7 @@ def test_circuits_page_estimates_the_time_and_reports_a_stopped_run():
     at = goto(new_app(), "circuits")
     at.multiselect(key="class_pick").select(GOLDFISH).run()
     at.selectbox(key="method").set_value("learned").run()
-    at.slider(key="learned_steps").set_value(400).run()
+    at.slider(key="steps").set_value(400).run()
     texts = [c.value for c in at.caption] + [w.value for w in at.warning]
     assert any("s expected on this machine" in t or "will take about" in t for t in texts), texts
     at.session_state["circuit_running"] = True  # as left behind by a run that Stop interrupted

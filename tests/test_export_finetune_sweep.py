@@ -103,7 +103,7 @@ def test_sweep_on_tiny_model_writes_csv(tmp_path):
     model = tiny_model()
     data = tiny_imageset()
     rows = run_sweep(model, data, tiny_imageset(seed=1), ["n00000001", "n00000002"], {"eap": [0.8, 0.5], "acdc": [0.01, 1e9], "learned": [0.5]},
-                     corruption="mean", finetune=2, latency_repeats=3, learned_steps=20)
+                     corruption="mean", finetune=2, latency_repeats=3, options={"steps": 20})
     write_csv(rows, tmp_path / "s.csv")
     back = read_csv(tmp_path / "s.csv")
     assert set(back[0]) == set(COLUMNS)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import tiny_imageset, tiny_model
-from hook_reference import columns, hooks, parse, target
+from hook_reference import columns, hooks, lrp_rule_hooks, parse, target
 from vitcore import load_checkpoint, load_split
 from vitcore.circuits import build_task, counterfactual, discover
 from vitcore.circuits.lrp import lrp_relevance
@@ -15,42 +15,18 @@ CLASSES = ["n01443537", "n01629819", "n01641577"]
 
 
 def _hook_lrp_components(model, x, y):
-    """The AttnLRP rules applied module by module with forward hooks on an unmodified forward:
-    LayerNorm recomputed with a detached standard deviation, GELU as out.detach() + (in - in.detach()) * (out / in).detach(),
-    the fused qkv output scaled in the backward (1/4 for q and k, 1/2 for v) by x*s + (x*(1-s)).detach()."""
+    """Component relevance as activation x gradient, with the AttnLRP rules applied by forward hooks (hook_reference.lrp_rule_hooks)."""
     cfg, acts = model.config, {}
-
-    def norm_hook(module, args, out):
-        x = args[0]
-        mu = x.mean(-1, keepdim=True)
-        sd = ((x - mu).pow(2).mean(-1, keepdim=True) + module.eps).sqrt()
-        return (x - mu) / sd.detach() * module.weight + module.bias
-
-    def gelu_hook(module, args, out):
-        x = args[0]
-        return out.detach() + (x - x.detach()) * (out / (x + 1e-10)).detach()
-
-    def qkv_hook(module, args, out):
-        inner = out.shape[-1] // 3
-        scale = torch.cat([torch.full((2 * inner,), 0.25), torch.full((inner,), 0.5)])
-        return out * scale + (out * (1 - scale)).detach()
 
     def keep(key):
         def fn(module, args):
             acts[key] = args[0]
         return fn
 
-    forward_hooks = [m.register_forward_hook(norm_hook) for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
-    forward_hooks += [b.mlp.act.register_forward_hook(gelu_hook) for b in model.blocks]
-    forward_hooks += [b.attn.qkv.register_forward_hook(qkv_hook) for b in model.blocks]
-    try:
-        with hooks([(target(model, l, k), keep((l, k))) for l in range(cfg.depth) for k in "HC"]):
-            logits = model(x)
-            explained = logits.gather(1, y[:, None]).sum()
-            grads = dict(zip(acts, torch.autograd.grad(explained, list(acts.values()))))
-    finally:
-        for h in forward_hooks:
-            h.remove()
+    with lrp_rule_hooks(model), hooks([(target(model, l, k), keep((l, k))) for l in range(cfg.depth) for k in "HC"]):
+        logits = model(x)
+        explained = logits.gather(1, y[:, None]).sum()
+        grads = dict(zip(acts, torch.autograd.grad(explained, list(acts.values()))))
     return torch.stack([
         ((acts[(l, k)].detach() * grads[(l, k)])[..., columns(model, l, k, i)]).sum(dim=(1, 2))
         for l, k, i in map(parse, model.components.names)

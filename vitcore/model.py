@@ -129,14 +129,16 @@ class Attention(nn.Module):
             q, k, v = divide_gradient(q, 4.0), divide_gradient(k, 4.0), divide_gradient(v, 2.0)
         return F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
 
-    def head_outputs_split(self, x: Tensor) -> Tensor:
+    def head_outputs_split(self, x: Tensor, lrp: bool = False) -> Tensor:
         """Per-head outputs ``[B, T, H, hd]`` when every head's query, key and value read their own
         (normed) input: ``x`` is ``[3H, B, T, dim]``, queries of all heads first, then keys, then values."""
         B, T = x.shape[1:3]
         w = self.qkv.weight.view(3, self.num_heads, self.head_dim, -1)
         qkv = torch.einsum("shbtd,shed->sbhte", x.view(3, self.num_heads, B, T, -1), w)
-        qkv = qkv + self.qkv.bias.view(3, 1, self.num_heads, 1, self.head_dim)
-        return F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2]).transpose(1, 2)
+        q, k, v = qkv + self.qkv.bias.view(3, 1, self.num_heads, 1, self.head_dim)
+        if lrp:  # uniform rule on both matmuls of softmax(q k^T) v
+            q, k, v = divide_gradient(q, 4.0), divide_gradient(k, 4.0), divide_gradient(v, 2.0)
+        return F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
 
     def head_residuals(self, heads: Tensor) -> Tensor:
         """What each head writes into the residual stream, ``[H, B, T, dim]`` (the shared bias excluded)."""
@@ -197,17 +199,21 @@ class Block(nn.Module):
         self.layer, self.chunk_size = layer, cfg.chunk_size
 
     def forward(self, x: Tensor, iv: LayerIntervention | None = None) -> Tensor:
-        if iv is not None and iv.edges is not None:
-            return self._forward_edges(x, iv.edges)
         lrp = iv is not None and iv.lrp
-        x = self._add(x, self.attn(lrp_layer_norm(self.norm1, x) if lrp else self.norm1(x), iv))
-        return self._add(x, self.mlp(lrp_layer_norm(self.norm2, x) if lrp else self.norm2(x), iv))
+        if iv is not None and iv.edges is not None:
+            return self._forward_edges(x, iv.edges, lrp)
+        x = self._add(x, self.attn(self._norm(self.norm1, x, lrp), iv))
+        return self._add(x, self.mlp(self._norm(self.norm2, x, lrp), iv))
 
-    def _forward_edges(self, x: Tensor, edges: EdgeStream) -> Tensor:
+    @staticmethod
+    def _norm(norm: nn.LayerNorm, x: Tensor, lrp: bool) -> Tensor:
+        return lrp_layer_norm(norm, x) if lrp else norm(x)
+
+    def _forward_edges(self, x: Tensor, edges: EdgeStream, lrp: bool = False) -> Tensor:
         """The block with each head's q, k, v and the MLP reading their own inputs through the edge mask."""
         B, T, dim = x.shape
         if self.attn.num_heads:
-            heads = self.attn.head_outputs_split(self.norm1(edges.read(x, edges.space.attn_group(self.layer))))
+            heads = self.attn.head_outputs_split(self._norm(self.norm1, edges.read(x, edges.space.attn_group(self.layer)), lrp), lrp)
             out = self.attn.head_residuals(heads)
             edges.write(out)
             x = x + out.sum(0)
@@ -215,7 +221,8 @@ class Block(nn.Module):
             edges.write(x.new_zeros(0, B, T, dim))
         x = x + self.attn.proj.bias
         if self.mlp.fc1.out_features:
-            act = self.mlp.act(self.mlp.fc1(self.norm2(edges.read(x, edges.space.mlp_group(self.layer))[0])))
+            pre = self.mlp.fc1(self._norm(self.norm2, edges.read(x, edges.space.mlp_group(self.layer))[0], lrp))
+            act = identity_rule(self.mlp.act, pre) if lrp else self.mlp.act(pre)
             out = self.mlp.chunk_residuals(act, self.chunk_size)
             edges.write(out)
             x = x + out.sum(0)
@@ -322,19 +329,19 @@ class VisionTransformer(nn.Module):
         """Run layers ``start_layer..depth-1`` on a residual stream and return logits.
 
         ``lrp=True`` gives the same logits with AttnLRP's modified backward (see :mod:`vitcore.lrp_rules`).
-        ``edges`` patches edges instead of nodes (node masks, counterfactual, recording and LRP do not apply);
+        ``edges`` patches edges instead of nodes (node masks, counterfactual and recording do not apply);
         a stream that has no cached deltas records ``resid`` as the embedding's output.
         """
         if edges is not None:
-            if mask is not None or record is not None or lrp:
-                raise ValueError("an edge forward takes no node mask, recording or LRP")
+            if mask is not None or record is not None:
+                raise ValueError("an edge forward takes no node mask or recording")
             if not edges.deltas:
                 if start_layer:
                     raise ValueError("an edge forward from a later layer needs the cached outputs of the layers before it")
                 edges.write(resid.unsqueeze(0))
             for layer in range(start_layer, len(self.blocks)):
-                resid = self.blocks[layer](resid, LayerIntervention(edges=edges))
-            return self.unembed(resid, edges=edges)
+                resid = self.blocks[layer](resid, LayerIntervention(edges=edges, lrp=lrp))
+            return self.unembed(resid, lrp, edges=edges)
         if mask is not None:
             mask = mask.to(resid.dtype)
             if mask.shape[-1] != len(self.components):

@@ -49,6 +49,16 @@ class AtlasSettings:
     seed: int = 0
     model_sha256: str = ""
     threads_per_task: int = 1  # torch threads of each Ray worker (one process runs its tasks on all of its threads)
+    options: tuple[tuple[str, int], ...] = ()  # methods' run options by field (each method reads its own)
+
+    def record(self) -> dict:
+        """The settings as the folder's atlas.json keeps them (no options: as before options existed)."""
+        out = asdict(self)
+        if not self.options:
+            out.pop("options")
+        else:
+            out["options"] = dict(self.options)
+        return out
 
 
 @dataclass
@@ -69,8 +79,10 @@ Solver = Callable[[VisionTransformer, ImageSet, AtlasTask, AtlasSettings], str]
 
 def solve(model: VisionTransformer, data: ImageSet, task: AtlasTask, settings: AtlasSettings) -> str:
     """One task: the circuit of one class by one method, as result JSON (with its own wall time)."""
+    entry = get_method(task.method)
+    own = {k: v for k, v in settings.options if any(o.field == k for o in entry.options)}
     result = discover(model, data, [task.wnid], task.method, settings.corruption, n_images=settings.images, seed=settings.seed,
-                      model_sha256=settings.model_sha256)
+                      model_sha256=settings.model_sha256, **own)
     return result.to_json()
 
 
@@ -82,7 +94,7 @@ def _write(path: Path, text: str) -> None:
 
 
 def _check_settings(out: Path, methods: list[str], classes: list[str], settings: AtlasSettings) -> None:
-    record = {"settings": asdict(settings), "methods": sorted(methods)}
+    record = {"settings": settings.record(), "methods": sorted(methods)}
     path = out / "atlas.json"
     if path.exists():
         try:

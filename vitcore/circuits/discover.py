@@ -79,7 +79,8 @@ def discover(
     task = build_task(model, data, classes, n_images, seed)
     cf = counterfactual(model, task, corruption, embed=granularity == "edge")
     cf_forwards = 0.0 if corruption == "zero" else 1.0
-    out = entry.run(model, task, cf, metric, value, RunOptions(n_steps=n_steps, steps=steps, seed=seed, progress=progress, granularity=granularity))
+    options = entry.run_options({"n_steps": n_steps, "steps": steps}, seed=seed, progress=progress, granularity=granularity)
+    out = entry.run(model, task, cf, metric, value, options)
     keep_mask = out.kept_mask if out.kept_mask is not None else keep_top(out.scores, value)
     space = model.edges if granularity == "edge" else model.components
     result = CircuitResult(

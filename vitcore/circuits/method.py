@@ -1,4 +1,8 @@
-"""What a circuit-discovery method is: its parameter, its run signature, its output and its record."""
+"""What a circuit-discovery method is: its parameter, its options, its run signature, its output and its record.
+
+Every caller (``discover``, the CLI, the app's pages, the sweep, the target searches, the atlas) reads
+a method's behaviour from its :class:`Method` record, never from its name.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,9 @@ from ..model import Activations, VisionTransformer
 from .task import Task, TaskError
 
 
-# Rough factors for the app's time estimate of edge runs, not fitted: edge EAP took 7.0 s against 0.90 s at node
-# level on the same 30 images when first measured, 2.8 s in the latest docs/measurements/bench_edges.txt (node
-# EAP not timed there), so 12 probably errs long; one edge ACDC run (tau 0.05, 6 images) evaluated 1,076
-# candidates and skipped the rest as dead; smaller tau evaluates more.
+# Rough factor for the app's time estimate of edge runs, not fitted: one edge-instrumented pass against a plain
+# one (docs/measurements/bench_edges.txt has the edge runs' wall times).
 EDGE_PASS_COST = 12.0
-EDGE_ACDC_EVALUATIONS = 2000
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Param:
     high_inclusive: bool = True
     help: str = ""
     choices: tuple[float, ...] = ()  # the values the app's slider offers
+    search: tuple[float, float] | None = None  # the range a target-accuracy search bisects (geometrically), for setting methods
 
     def check(self, value: float) -> float:
         ok_low = value >= self.low if self.low_inclusive else value > self.low
@@ -41,6 +43,28 @@ class Param:
             what = self.name if self.label.lower() == self.name else f"{self.label.lower()} ({self.name})"
             raise TaskError(f"{what} must be in {lo}{self.low:g}, {self.high:g}{hi}, got {value}")
         return float(value)
+
+
+@dataclass(frozen=True)
+class Option:
+    """An integer run option a method reads: its :class:`RunOptions` field, app widget and CLI flag."""
+
+    field: str  # the RunOptions field, also the app widget's key
+    label: str
+    default: int
+    low: int
+    high: int
+    step: int = 1
+    help: str = ""
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+    def check(self, value: int) -> int:
+        if not self.low <= value <= self.high:
+            raise TaskError(f"{self.label.lower()} ({self.flag[2:]}) must be in [{self.low}, {self.high}], got {value}")
+        return int(value)
 
 
 @dataclass
@@ -80,14 +104,18 @@ class Method:
     cost: str  # passes per batch, in words
     description: str
     refuse: Callable[[str], str | None] = lambda metric: None  # a reason to refuse a metric, or None
-    # how --target-accuracy searches: "keep" bisects a keep ratio over the default run's scores;
-    # "setting" bisects the parameter itself (geometrically, re-running the method at each probe)
-    target_search: str = "keep"
-    options: tuple[str, ...] = ()  # RunOptions fields this method reads ("n_steps", "steps")
-    # forward-pass equivalents (a backward counted as two) over the task images, to estimate time before a run
+    options: tuple[Option, ...] = ()  # the run options this method reads
+    # forward-pass equivalents (a backward counted as two) over the task images, to estimate time before a run;
+    # its second argument is the number of components, or over edges the number of candidates evaluated
     expected_passes: Callable[[RunOptions, int], float] = lambda options, n_components: 4.0
-    granularities: tuple[str, ...] = ("node", "edge")
+    granularities: tuple[str, ...] = ("node",)  # what it scores: components ("node") and/or edges ("edge")
     edge_default: float | None = None  # the parameter's default over edges (32k of them), when it differs
+    # the method's own circuit is the scores at or above its setting (ACDC's tau over its visit scores);
+    # otherwise a setting other than a keep ratio is re-run, and a keep ratio cuts the scores
+    threshold_scores: bool = False
+    edge_evaluations: int | None = None  # over edges: candidates evaluated one by one (None: every edge in one pass)
+    edge_images: int | None = None  # over edges: at most this many discovery images in benchmarks (cost grows with them)
+    setting_for_keep: Callable[[float], float] | None = None  # the setting that keeps a given fraction, when it is not a keep ratio
 
     def default(self, granularity: str = "node") -> float:
         """The parameter's default at a granularity."""
@@ -98,12 +126,24 @@ class Method:
         """True when the circuit is the top fraction of the scores (the parameter is a keep ratio)."""
         return self.param.name == "keep"
 
+    @property
+    def target_search(self) -> str:
+        """How --target-accuracy searches: "keep" bisects a keep ratio over the default run's scores;
+        "setting" bisects the parameter itself over ``param.search`` (re-running the method at each probe)."""
+        return "setting" if self.param.search is not None else "keep"
+
+    def run_options(self, values: dict[str, int] | None = None, **fixed) -> RunOptions:
+        """RunOptions with this method's options checked and taken from ``values`` (missing ones: their defaults)."""
+        values = values or {}
+        chosen = {o.field: o.check(int(values.get(o.field, o.default))) for o in self.options}
+        return RunOptions(**chosen, **fixed)
+
     def estimate_seconds(self, forward_s: float, options: RunOptions, n_components: int, granularity: str = "node") -> float:
         """Expected wall time from one measured forward over the task images (plus building the task,
         the counterfactual and the faithfulness check: three forwards). Over edges every pass runs the
-        edge-instrumented forward, about ``EDGE_PASS_COST`` plain ones; ACDC's count is its edge count."""
+        edge-instrumented forward, about ``EDGE_PASS_COST`` plain ones."""
         if granularity == "edge":
-            n = EDGE_ACDC_EVALUATIONS if self.target_search == "setting" else n_components
+            n = self.edge_evaluations or n_components
             return forward_s * EDGE_PASS_COST * (3 + self.expected_passes(options, n))
         return forward_s * (3 + self.expected_passes(options, n_components))
 

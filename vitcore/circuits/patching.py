@@ -22,13 +22,14 @@ class Patcher:
     """Logits of task images under a mask over components (``node``) or edges (``edge``).
 
     ``cf`` is the counterfactual the removed parts carry (None: zeros); an edge patcher needs it
-    built with ``counterfactual(..., embed=True)``.
+    built with ``counterfactual(..., embed=True)``. ``lrp=True`` gives the same logits with AttnLRP's
+    modified backward (:mod:`vitcore.lrp_rules`), for RelP.
     """
 
-    def __init__(self, model: VisionTransformer, task: Task, cf: Activations | None, granularity: str = "node"):
+    def __init__(self, model: VisionTransformer, task: Task, cf: Activations | None, granularity: str = "node", lrp: bool = False):
         if granularity not in GRANULARITIES:
             raise TaskError(f"unknown granularity {granularity!r}; choose one of {', '.join(GRANULARITIES)}")
-        self.model, self.task, self.cf, self.granularity = model, task, cf, granularity
+        self.model, self.task, self.cf, self.granularity, self.lrp = model, task, cf, granularity, lrp
         self.corrupt = corrupt_outputs(model, cf) if granularity == "edge" else None
         self.size = len(model.edges) if granularity == "edge" else len(model.components)
 
@@ -43,14 +44,20 @@ class Patcher:
         x = x.repeat(k, 1, 1, 1) if k > 1 else x
         if self.granularity == "node":
             cf = None if self.cf is None else self.cf.map(lambda t: t[rows])
-            return self.model(x, mask=mask, counterfactual=cf if cf is None or k == 1 else cf.repeat(k))
+            cf = cf if cf is None or k == 1 else cf.repeat(k)
+            if self.lrp:
+                return self.model.forward_from(self.model.embed(x), 0, mask, cf, lrp=True)
+            return self.model(x, mask=mask, counterfactual=cf)
         if mask.dim() == 2 and _blocks_repeat(mask, k):  # captum's rows: one mask per step, repeated per image
             mask = mask.view(k, b, -1).mean(1)  # the same values; the gradient spread evenly over the repeats
             k_corrupt = 1
         else:
             k_corrupt = k
         corrupt = [None if c is None else _tile(c if c.shape[1] == 1 else c[:, rows], k_corrupt) for c in self.corrupt]
-        return self.model(x, edges=EdgeStream(self.model.edges, mask, corrupt))
+        stream = EdgeStream(self.model.edges, mask, corrupt)
+        if self.lrp:
+            return self.model.forward_from(self.model.embed(x), 0, lrp=True, edges=stream)
+        return self.model(x, edges=stream)
 
 
 def _tile(t: Tensor, k: int) -> Tensor:

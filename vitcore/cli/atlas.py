@@ -8,16 +8,17 @@ import json
 from ..atlas.analysis import write_table
 from ..atlas.run import BACKENDS, AtlasSettings, run_atlas
 from ..checkpoint import load_checkpoint
-from ..circuits import CORRUPTIONS
+from ..circuits import CORRUPTIONS, METHODS
+from ..circuits.methods import DEFAULT_METHOD
 from ..data import load_split
-from .common import parse_classes
+from .common import add_option_flags, options_from, parse_classes
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("atlas", help="per-class circuits of every class (Ray when installed; resumes)")
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--data", default=None, help="discovery data (train split; default: bundled subset)")
-    p.add_argument("--methods", default="eap", help="comma-separated, e.g. eap,eap-ig,acdc,learned")
+    p.add_argument("--methods", default=DEFAULT_METHOD, help="comma-separated, of " + ",".join(METHODS))
     p.add_argument("--classes", default="all", help="comma-separated wnids, or all")
     p.add_argument("--corruption", choices=CORRUPTIONS, default="resample")
     p.add_argument("--images", type=int, default=None, help="discovery images per class (default: all of the class's)")
@@ -25,6 +26,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", default=None, help="an existing Ray cluster (default: start Ray on this machine)")
     p.add_argument("--workers", type=int, default=None, help="Ray workers on this machine (default: its cores)")
     p.add_argument("--retries", type=int, default=2)
+    add_option_flags(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=run)
 
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     data = load_split(args.data, "train", progress=True)
     classes = list(data.wnids) if args.classes == "all" else parse_classes(args.classes, data.wnids)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    settings = AtlasSettings(corruption=args.corruption, images=args.images, model_sha256=ckpt.sha256)
+    settings = AtlasSettings(corruption=args.corruption, images=args.images, model_sha256=ckpt.sha256, options=tuple(sorted(options_from(args).items())))
     result = run_atlas(ckpt.model, data, classes, methods, args.out, settings, args.backend, args.address, args.workers, args.retries)
     table = write_table(args.out)
     mean_task = sum(result.task_seconds) / len(result.task_seconds) if result.task_seconds else 0.0

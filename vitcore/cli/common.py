@@ -40,3 +40,27 @@ def progress_bar(desc: str) -> tuple[object, Callable[[float], None]]:
         bar.refresh()
 
     return bar, update
+
+
+def add_option_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per run option of the registered methods (--n-steps, --steps, ...), defaults from the registry."""
+    from ..circuits.methods import all_options, methods_reading
+
+    for o in all_options():
+        p.add_argument(o.flag, type=int, default=None, dest=o.field,
+                       help=f"{o.help} ({', '.join(methods_reading(o.field))}; default {o.default}, range {o.low}-{o.high})")
+
+
+def options_from(args: argparse.Namespace) -> dict[str, int]:
+    """The run options given on the command line, by field (options not given are left to each method's default)."""
+    from ..circuits.methods import all_options
+
+    return {o.field: getattr(args, o.field) for o in all_options() if getattr(args, o.field, None) is not None}
+
+
+def own_options(args: argparse.Namespace, method: str) -> dict[str, int]:
+    """The run options given on the command line that ``method`` reads."""
+    from ..circuits.methods import get_method
+
+    given = options_from(args)
+    return {o.field: given[o.field] for o in get_method(method).options if o.field in given}

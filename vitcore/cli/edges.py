@@ -8,14 +8,15 @@ import json
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..circuits import build_task, circuit_faithfulness, counterfactual, discover
+from ..circuits import METHODS, build_task, circuit_faithfulness, counterfactual, discover, get_method
+from ..circuits.methods import DEFAULT_METHOD
 from ..circuits.result import keep_top
 from ..data import load_split
 from ..evaluate import predict_logits
 from ..pruning import prune
 from ..pruning.evaluation import evaluate_against
 from ..pruning.latency import measure_speedup
-from .common import parse_classes
+from .common import add_option_flags, own_options, parse_classes
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -24,11 +25,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="discovery data (train split; default: bundled subset)")
     p.add_argument("--eval-data", default=None, help="eval data (val split; default: bundled subset)")
     p.add_argument("--classes", default=None, help="comma-separated wnids (default: the first three classes)")
-    p.add_argument("--images", type=int, default=30, help="discovery images for EAP, EAP-IG and learned masks")
-    p.add_argument("--acdc-images", type=int, default=6, help="discovery images for edge ACDC (its cost grows with the edges it evaluates)")
+    p.add_argument("--images", type=int, default=30, help="discovery images per method (a method whose cost grows with the edges it evaluates "
+                   "uses at most its registry's edge_images, or --few-images)")
+    p.add_argument("--few-images", type=int, default=None, help="discovery images for those methods (default: their registry entry)")
     p.add_argument("--keep", type=float, default=0.05, help="matched edge sparsity: the fraction of edges each method's top scores keep")
-    p.add_argument("--steps", type=int, default=200, help="learned-mask optimisation steps")
-    p.add_argument("--methods", default="eap,eap-ig,acdc,learned")
+    add_option_flags(p)
+    p.add_argument("--methods", default=",".join(m.name for m in METHODS.values() if "edge" in m.granularities))
     p.set_defaults(func=run_bench_edges)
 
 
@@ -40,25 +42,26 @@ def run_bench_edges(args: argparse.Namespace) -> int:
     n_edges = len(model.edges)
     rows, results = [], {}
     for name in args.methods.split(","):
-        n_images = args.acdc_images if name == "acdc" else args.images
+        entry = get_method(name)
+        n_images = (args.few_images or entry.edge_images) if entry.edge_images else args.images
         task = build_task(model, data, classes, n_images)
         cf = counterfactual(model, task, "resample", embed=True)
-        kw = {"sparsity": 1 - args.keep} if name == "learned" else {}
-        res = discover(model, data, classes, name, "resample", n_images=n_images, steps=args.steps, granularity="edge", **kw)
+        kw = {entry.param.name: entry.setting_for_keep(args.keep)} if entry.setting_for_keep else {}
+        res = discover(model, data, classes, name, "resample", n_images=n_images, granularity="edge", **kw, **own_options(args, name))
         matched = circuit_faithfulness(model, task, keep_top(res.score_tensor(), args.keep), cf, "edge")
         results[name] = res
         rows.append({"method": name, "images": n_images, "setting": res.params, "wall_s": round(res.wall_time_s, 2), "own_kept_edges": len(res.kept or []),
                      "own_kl": res.faithfulness["kl"], f"kl_at_{args.keep:g}": matched["kl"], f"top1_at_{args.keep:g}": matched["top1"]})
         print(json.dumps(rows[-1], default=str), flush=True)
 
-    # what the EAP edge circuit frees, against the node-level EAP circuit with the same KL on the same images
+    # what the default method's edge circuit frees, against its node-level circuit with the same KL on the same images
     task = build_task(model, data, classes, args.images)
     cf_edge = counterfactual(model, task, "resample", embed=True)
-    edge_res = results.get("eap") or discover(model, data, classes, "eap", "resample", n_images=args.images, granularity="edge")
+    edge_res = results.get(DEFAULT_METHOD) or discover(model, data, classes, DEFAULT_METHOD, "resample", n_images=args.images, granularity="edge")
     edge_mask = model.edges.mask_from_keep(edge_res.kept or [])
     edge_kl = circuit_faithfulness(model, task, edge_mask, cf_edge, "edge")["kl"]
     alive = model.edges.alive_components(edge_mask)
-    node_res = discover(model, data, classes, "eap", "resample", n_images=args.images)
+    node_res = discover(model, data, classes, DEFAULT_METHOD, "resample", n_images=args.images)
     cf = counterfactual(model, task, "resample")
     node_keep = None
     for ratio in [round(0.05 * i, 2) for i in range(1, 21)]:  # the smallest node circuit at least as faithful as the edge circuit
@@ -70,7 +73,8 @@ def run_bench_edges(args: argparse.Namespace) -> int:
     base_logits = predict_logits(model, eval_set.images)
     chosen = eval_set.chosen(classes)
     compare = {}
-    for label, keep, kl in (("edge EAP", alive, edge_kl), ("node EAP", node_keep, node_kl)):
+    label_of = get_method(DEFAULT_METHOD).label
+    for label, keep, kl in ((f"edge {label_of}", alive, edge_kl), (f"node {label_of}", node_keep, node_kl)):
         pruned = prune(model, keep)
         ev = evaluate_against(base_logits, pruned, eval_set, chosen)
         s = measure_speedup(model, pruned, pairs=25)
@@ -81,7 +85,7 @@ def run_bench_edges(args: argparse.Namespace) -> int:
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['method']} | {r['images']} | {r['wall_s']:.1f} | {r['own_kept_edges']} | {r['own_kl']:.4f} | {r[f'kl_at_{args.keep:g}']:.4f} | {r[f'top1_at_{args.keep:g}']:.3f} |")
-    print(f"\nEAP edge circuit (top {args.keep:.0%} edges) against the smallest node EAP circuit with KL <= its KL, {args.images} images:")
+    print(f"\n{label_of} edge circuit (top {args.keep:.0%} edges) against the smallest node {label_of} circuit with KL <= its KL, {args.images} images:")
     print("| circuit | circuit KL | components kept | pruned model KL (eval, chosen) | pruned top-1 chosen | batch-1 speed-up (p25-p75) |")
     print("|---|---|---|---|---|---|")
     for label, c in compare.items():

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..circuits import CORRUPTIONS, METHODS, CircuitResult, discover
+from ..circuits.methods import DEFAULT_METHOD
 from ..data import load_split
 from ..evaluate import evaluate
 from ..pruning import prune
@@ -18,7 +19,7 @@ from ..pruning.export import export_onnx, export_zip, provenance
 from ..pruning.finetune import finetune_steps
 from ..pruning.latency import compare
 from .circuits import add_setting_flags, setting_from
-from .common import parse_classes
+from .common import add_option_flags, own_options, parse_classes
 from .errors import UserError
 
 
@@ -26,10 +27,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prune", help="discover a circuit and write the physically pruned model")
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--data", default=None)
-    p.add_argument("--method", choices=list(METHODS), default="eap")
+    p.add_argument("--method", choices=list(METHODS), default=DEFAULT_METHOD)
     p.add_argument("--classes", required=True)
     p.add_argument("--corruption", choices=CORRUPTIONS, default="resample")
     add_setting_flags(p)
+    add_option_flags(p)
     p.add_argument("--scores", default=None, help="use a saved circuits result (.json) instead of discovering")
     p.add_argument("--out", required=True, help="output checkpoint folder or .zip")
     p.set_defaults(func=run_prune)
@@ -69,7 +71,8 @@ def run_prune(args: argparse.Namespace) -> int:
     else:
         discovery = load_split(args.data, "train")
         classes = parse_classes(args.classes, discovery.wnids)
-        result = discover(ckpt.model, discovery, classes, args.method, args.corruption, model_sha256=ckpt.sha256, **setting_from(args, args.method))
+        result = discover(ckpt.model, discovery, classes, args.method, args.corruption, model_sha256=ckpt.sha256, **setting_from(args, args.method),
+                          **own_options(args, args.method))
     keep = result.keep_mask(ckpt.model.components)
     if keep.sum() == 0:
         raise UserError("the circuit keeps no component: pruning everything leaves no model; lower tau or raise the keep ratio")

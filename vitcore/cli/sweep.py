@@ -17,7 +17,7 @@ from ..pruning.pareto import pareto_frontier
 from ..pruning.report import frontier_chart, write_csv
 from ..pruning.search import bisect_keep, bisect_setting
 from ..pruning.sweep import default_settings, run_sweep
-from .common import parse_classes
+from .common import add_option_flags, options_from, own_options, parse_classes
 from .errors import UserError
 
 
@@ -31,7 +31,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--corruption", choices=CORRUPTIONS, default="resample")
     p.add_argument("--finetune-steps", type=int, default=30, help="recovery budget per configuration (0: none)")
     p.add_argument("--images", type=int, default=None)
-    p.add_argument("--learned-steps", type=int, default=200)
+    add_option_flags(p)
     p.add_argument("--target-accuracy", type=float, default=None, help="find the smallest keep-set per method with chosen-class top-1 >= A")
     p.add_argument("--target-only", action="store_true", help="skip the sweep table; only the --target-accuracy search")
     p.add_argument("--threads", type=int, default=2)
@@ -70,7 +70,7 @@ def _sweep_table(args: argparse.Namespace, model: VisionTransformer, discovery: 
         bar.refresh()
 
     rows = run_sweep(model, discovery, eval_set, classes, default_settings(methods), args.corruption, args.finetune_steps, args.images,
-                     learned_steps=args.learned_steps, progress=progress)
+                     options=options_from(args), progress=progress)
     bar.close()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -95,10 +95,11 @@ def _target_search(args: argparse.Namespace, model: VisionTransformer, discovery
     for method in methods:
         entry = get_method(method)
         if entry.target_search == "setting":
-            value, ev, kept = bisect_setting(model, discovery, eval_set, classes, chosen, args.target_accuracy, method, args.corruption, base_logits=base_logits)
+            value, ev, kept = bisect_setting(model, discovery, eval_set, classes, chosen, args.target_accuracy, method, args.corruption, base_logits=base_logits,
+                                             options=options_from(args))
             what = f"{entry.param.name} {value:.4f}, keeps {kept} components"
         else:
-            res = discover(model, discovery, classes, method, args.corruption, steps=args.learned_steps)
+            res = discover(model, discovery, classes, method, args.corruption, **own_options(args, method))
             ratio, ev = bisect_keep(model, res.score_tensor(), eval_set, chosen, args.target_accuracy, base_logits=base_logits)
             what = f"keeps {ratio:.3f} of components (ranked by its scores)"
         status = "reached" if ev.top1_chosen >= args.target_accuracy else "NOT reachable"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..circuits import discover
+from ..circuits import TaskError, discover, get_method
 from ..circuits.result import keep_top
 from ..data import ImageSet
 from ..evaluate import predict_logits
@@ -37,19 +37,24 @@ def bisect_keep(
 
 def bisect_setting(
     base: VisionTransformer, discovery: ImageSet, eval_set: ImageSet, classes: list[str], chosen: torch.Tensor, target: float,
-    method: str = "acdc", corruption: str = "resample", lo: float = 1e-4, hi: float = 0.5, iterations: int = 6,
-    base_logits: torch.Tensor | None = None,
+    method: str, corruption: str = "resample", lo: float | None = None, hi: float | None = None, iterations: int = 6,
+    base_logits: torch.Tensor | None = None, options: dict[str, int] | None = None,
 ) -> tuple[float, PrunedEval, int]:
-    """Largest setting (e.g. ACDC's tau: fewest kept components) whose chosen-class top-1 stays >= ``target``.
+    """Largest setting (e.g. a threshold: fewest kept components) whose chosen-class top-1 stays >= ``target``.
 
-    Bisects geometrically over [lo, hi], since useful thresholds span orders of magnitude,
-    re-running the method at every probe. Returns (setting, figures, kept count); setting 0
-    (ACDC then removes only components that do not raise KL at all) when even ``lo`` misses.
+    Bisects geometrically over [lo, hi] (default: the method's ``param.search``), since useful thresholds
+    span orders of magnitude, re-running the method at every probe. Returns (setting, figures, kept count);
+    setting 0 (a threshold then removes only components that do not matter at all) when even ``lo`` misses.
     """
+    entry = get_method(method)
+    if entry.param.search is None:
+        raise TaskError(f"{entry.label} has no setting range to search; search its keep ratio instead")
+    lo = entry.param.search[0] if lo is None else lo
+    hi = entry.param.search[1] if hi is None else hi
     base_logits = predict_logits(base, eval_set.images) if base_logits is None else base_logits
 
     def probe(value: float) -> tuple[PrunedEval, int]:
-        keep = base.components.mask_from_keep(discover(base, discovery, classes, method, corruption, setting=value).kept or [])
+        keep = base.components.mask_from_keep(discover(base, discovery, classes, method, corruption, setting=value, **(options or {})).kept or [])
         return evaluate_against(base_logits, prune(base, keep), eval_set, chosen), int(keep.sum())
 
     ev, kept = probe(hi)

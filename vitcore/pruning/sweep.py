@@ -6,7 +6,7 @@ import time
 from typing import Any, Callable
 
 
-from ..circuits import RunOptions, discover
+from ..circuits import Method, discover
 from ..circuits.methods import METHODS, get_method
 from ..circuits.result import keep_top
 from ..data import ImageSet
@@ -48,8 +48,13 @@ def _within(progress: Callable[[float, str], None] | None, done: int, total: int
     return lambda f: progress((done + min(max(f, 0.0), 1.0)) / total, what)
 
 
+def _own(entry: Method, options: dict[str, int]) -> dict[str, int]:
+    """The run options ``entry`` reads, from ``options``."""
+    return {o.field: options[o.field] for o in entry.options if o.field in options}
+
+
 def estimate_sweep_seconds(settings: dict[str, list[float]], forward_s: float, task_images: int, eval_images: int, n_components: int,
-                           finetune: int = 0, learned_steps: int = 200, latency_repeats: int = 20) -> float:
+                           finetune: int = 0, options: dict[str, int] | None = None, latency_repeats: int = 20) -> float:
     """Expected wall time of :func:`run_sweep` from one measured forward over ``task_images`` images: each
     method's own estimate, a forward over the eval set per row, fine-tuning as batches of 64 (forward,
     backward and the teacher's forward: about four forwards each), and the side-by-side latency runs."""
@@ -58,7 +63,7 @@ def estimate_sweep_seconds(settings: dict[str, list[float]], forward_s: float, t
     seconds = per_image * eval_images * (1 + rows * (2 if finetune else 1))
     for method, values in settings.items():
         entry = get_method(method)
-        one = entry.estimate_seconds(forward_s, RunOptions(steps=learned_steps), n_components)
+        one = entry.estimate_seconds(forward_s, entry.run_options(options), n_components)
         seconds += one if entry.ranks else one * len(values)
     seconds += rows * finetune * 4 * 64 * per_image
     seconds += (rows + 1) * per_image * (latency_repeats + 5 + (max(3, latency_repeats // 3) + 5) * 64)  # measure_latencies, warm-up included
@@ -75,7 +80,7 @@ def run_sweep(
     finetune: int = 0,
     n_images: int | None = None,
     latency_repeats: int = 20,
-    learned_steps: int = 200,
+    options: dict[str, int] | None = None,
     progress: Callable[[float, str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per configuration (plus the unpruned baseline), with and without fine-tuning.
@@ -83,8 +88,10 @@ def run_sweep(
     Latency is measured last, for every distinct architecture side by side (interleaved), so
     that machine noise hits all configurations alike. Fine-tuning keeps the shapes, so a
     fine-tuned row shares its pruned row's latency. An empty circuit (e.g. ACDC at a large tau)
-    is a row too: embedding, final norm and head only.
+    is a row too: embedding, final norm and head only. ``options`` are the methods' run options
+    by field (e.g. ``{"steps": 100}``); each method reads its own.
     """
+    options = options or {}
     settings = settings if settings is not None else default_settings()
     chosen = eval_set.chosen(classes)
     base_logits = predict_logits(base, eval_set.images)
@@ -100,12 +107,13 @@ def run_sweep(
             t0 = time.perf_counter()
             if entry.ranks:
                 if ranked is None:  # scores do not depend on the keep ratio: compute once
-                    ranked = discover(base, discovery, classes, method, corruption, n_images=n_images, progress=_within(progress, done, total, f"{method} scores"))
+                    ranked = discover(base, discovery, classes, method, corruption, n_images=n_images, progress=_within(progress, done, total, f"{method} scores"),
+                                      **_own(entry, options))
                     first_s = time.perf_counter() - t0
                 keep = keep_top(ranked.score_tensor(), value)
                 disc_s = first_s
             else:
-                res = discover(base, discovery, classes, method, corruption, n_images=n_images, setting=value, steps=learned_steps,
+                res = discover(base, discovery, classes, method, corruption, n_images=n_images, setting=value, **_own(entry, options),
                                progress=_within(progress, done, total, f"{method} {value}"))
                 keep = base.components.mask_from_keep(res.kept or [])
                 disc_s = time.perf_counter() - t0

@@ -1,0 +1,46 @@
+"""Measurement files: a benchmark's figures with the command that made them, the machine and the date."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version()}
+
+
+def write_measurement(path: str | Path, results: Any, command: str | None = None) -> Path:
+    """Write ``results`` to ``path`` as JSON with the command (default: this process's), the machine and the date."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"command": command or shlex.join(["python", *sys.argv]), "date": datetime.date.today().isoformat(),
+              "machine": machine(), "results": results}
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def read_measurement(path: str | Path) -> dict[str, Any]:
+    """A measurement file as written by :func:`write_measurement`."""
+    return json.loads(Path(path).read_text())
