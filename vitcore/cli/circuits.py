@@ -17,6 +17,7 @@ from ..evaluate import predict_logits
 from ..pruning import prune
 from ..pruning.evaluation import evaluate_against
 from .common import add_option_flags, own_options, parse_classes, progress_bar
+from .errors import UserError
 
 
 def add_setting_flags(p: argparse.ArgumentParser) -> None:
@@ -54,6 +55,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="write the result (.json, or .csv for people)")
     p.add_argument("--top", type=int, default=10, help="rows of the ranked table to print")
     p.set_defaults(func=run_circuits)
+
+    p = sub.add_parser("bench-faithfulness", help="every method's scores against exact single-component patching, and its circuits' KL "
+                       "and top-1 at 25/50/75%% kept, over three class sets (writes the table the app shows)")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--data", default=None)
+    p.add_argument("--classes", action="append", default=None, help="a comma-separated class set; repeat for several (default: three built-in sets)")
+    p.add_argument("--images", type=int, default=30, help="discovery images per class set")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--out", default=None, help="default: assets/faithfulness.json (the table the app shows)")
+    p.set_defaults(func=run_bench_faithfulness)
 
     p = sub.add_parser("bench-circuits", help="time every method on one class set: passes and KL at matched sparsity")
     p.add_argument("--checkpoint", default=None)
@@ -102,6 +113,29 @@ def run_circuits(args: argparse.Namespace) -> int:
         return 0
     ev = evaluate_against(predict_logits(ckpt.model, eval_set.images), prune(ckpt.model, keep), eval_set, eval_set.chosen(classes))
     print(f"pruned model on the eval set (removed components zeroed): top1 chosen {ev.top1_chosen:.3f}  top1 all {ev.top1_all:.3f}  KL chosen {ev.kl:.4f}")
+    return 0
+
+
+def run_bench_faithfulness(args: argparse.Namespace) -> int:
+    from ..circuits import trust
+    from ..measurement import write_measurement
+
+    torch.set_num_threads(2)
+    ckpt = load_checkpoint(args.checkpoint)
+    data = load_split(args.data, "train")
+    class_sets = [parse_classes(c, data.wnids) for c in args.classes] if args.classes else [list(c) for c in trust.CLASS_SETS]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    rows = trust.measure(ckpt.model, data, class_sets, args.images, methods, progress=lambda r: print(json.dumps(r), flush=True))
+    path = write_measurement(args.out or trust.table_path(), rows)
+    print("| method | metric | Spearman | Pearson | KL @25% | KL @50% | KL @75% | top-1 @25% | top-1 @50% | top-1 @75% | wall s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, r in trust.summarise(rows).items():
+        print(f"| {METHODS[name].label} | {METHODS[name].default_metric} | {r['spearman']:.3f} | {r['pearson']:.3f} | {r['kl_at_0.25']:.3f} | {r['kl_at_0.5']:.3f} | "
+              f"{r['kl_at_0.75']:.3f} | {r['top1_at_0.25']:.3f} | {r['top1_at_0.5']:.3f} | {r['top1_at_0.75']:.3f} | {r['wall_s']:.1f} |")
+    print(f"wrote {path}")
     return 0
 
 
