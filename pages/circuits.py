@@ -8,6 +8,7 @@ from pages.common import class_options, current_model, keep_of
 from pages.longrun import announce, forward_seconds, progress_bar, running, stop_button
 from vitcore.circuits import CORRUPTIONS, METHODS, METRICS, discover
 from vitcore.circuits.result import CircuitResult
+from vitcore.circuits.trust import describe, load_summary
 from vitcore.attribution import input_attribution, lrp_input_attribution
 from vitcore.errors import VitcoreError
 
@@ -30,6 +31,9 @@ granularity = c4.radio("Score", entry.granularities, horizontal=True, key=f"gran
                        help="components: heads and MLP chunks; edges: each connection from an earlier component (or the embedding) "
                             "into a head's query, key or value, an MLP's input or the logits. The Circuit graph page draws edge circuits.")
 st.caption(f"{entry.description} Cost: {entry.cost}" + (", on an edge-instrumented forward (several times a plain one)." if granularity == "edge" else "."))
+trust = describe(method, st.cache_data(load_summary)())
+if trust:
+    st.caption(trust + " (python -m vitcore bench-faithfulness)")
 n_available = int(sum(int((discovery.labels == discovery.class_index(w)).sum()) for w in st.session_state["classes"])) or 1
 p1, p2, p3 = st.columns(3)
 n_images = p1.slider("Number of discovery images", 1, max(2, n_available), n_available, key="n_images")

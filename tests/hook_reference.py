@@ -105,3 +105,66 @@ def lrp_rule_hooks(model):
     finally:
         for h in handles:
             h.remove()
+
+
+def _norm_rule(module, args, out):
+    x = args[0]
+    mu = x.mean(-1, keepdim=True)
+    sd = ((x - mu).pow(2).mean(-1, keepdim=True) + module.eps).sqrt()
+    return (x - mu) / sd.detach() * module.weight + module.bias
+
+
+def _gelu_rule(module, args, out):
+    x = args[0]
+    return out.detach() + (x - x.detach()) * (out / (x + 1e-10)).detach()
+
+
+def mixed_logits(model, x, mask, corrupt, rules: str | None = None) -> torch.Tensor:
+    """Logits with every component's activation replaced by ``c + m (a - c)`` (``m`` from ``mask`` in the order of
+    ``model.components.names``, ``c`` from ``corrupt``), by forward pre-hooks on ``attn.proj`` and ``mlp.fc2``.
+
+    ``rules="cp-lrp"`` adds RelP's propagation rules by hooks: LayerNorm with a detached standard deviation, GELU
+    with the identity rule, and the AH-rule: each ``attn.proj`` input recomputed from the ``qkv`` output with the
+    attention weights detached."""
+    slices: dict[tuple[int, str], list[tuple[slice, int]]] = {}
+    for i, name in enumerate(model.components.names):
+        layer, kind, index = parse(name)
+        slices.setdefault((layer, kind), []).append((columns(model, layer, kind, index), i))
+    qkv_out = {}
+
+    def keep_qkv(layer):
+        def fn(module, args, out):
+            qkv_out[layer] = out
+        return fn
+
+    def mix(key):
+        layer, kind = key
+
+        def fn(module, args):
+            a = args[0]
+            if rules == "cp-lrp" and kind == "H":
+                B, T, _ = a.shape
+                H, hd = model.blocks[layer].attn.num_heads, model.config.head_dim
+                q, k, v = qkv_out[layer].view(B, T, 3, H, hd).permute(2, 0, 3, 1, 4)
+                pattern = torch.softmax(q @ k.transpose(-2, -1) / hd ** 0.5, dim=-1).detach()
+                a = (pattern @ v).transpose(1, 2).reshape(B, T, H * hd)
+            parts = []
+            for s, i in sorted(slices[key], key=lambda p: p[0].start):
+                c = corrupt[key][..., s]
+                parts.append(c + mask[i] * (a[..., s] - c))
+            return (torch.cat(parts, -1),)
+        return fn
+
+    handles = []
+    if rules == "cp-lrp":
+        handles += [m.register_forward_hook(_norm_rule) for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+        handles += [b.mlp.act.register_forward_hook(_gelu_rule) for b in model.blocks]
+        handles += [b.attn.qkv.register_forward_hook(keep_qkv(l)) for l, b in enumerate(model.blocks)]
+    elif rules is not None:
+        raise ValueError(rules)
+    try:
+        with hooks([(target(model, *key), mix(key)) for key in slices]):
+            return model(x)
+    finally:
+        for h in handles:
+            h.remove()

@@ -1,15 +1,15 @@
-"""RelP: attribution patching through LRP's rules, against a forward-hook reference of the rules."""
-
-import contextlib
+"""RelP: attribution patching through RelP's LRP rules, against patching and rules applied by forward hooks."""
 
 import pytest
 import torch
 
 from conftest import tiny_imageset, tiny_model
-from hook_reference import lrp_rule_hooks
+from hook_reference import mixed_logits, record
 from vitcore.circuits import build_task, counterfactual, discover
 from vitcore.circuits.eap import eap_scores
+from vitcore.circuits.corruptions import corrupted_inputs
 from vitcore.circuits.metrics import damage_fn
+from vitcore.lrp_rules import CP_LRP
 
 
 @pytest.fixture
@@ -20,12 +20,13 @@ def setup():
     return model, data, task
 
 
-def hook_attribution_patching(model, task, cf, metric: str, rules: bool) -> torch.Tensor:
-    """-dD/dm at m = 1, averaged over images, with the node mask and counterfactual of the plain forward and
-    (``rules``) the LRP rules put on by forward hooks, not by the model's own ``lrp`` path."""
+def hook_attribution_patching(model, task, metric: str, rules: str | None) -> torch.Tensor:
+    """-dD/dm at m = 1, averaged over images, with the mask applied by forward pre-hooks (never the model's own
+    mask path) and, with ``rules``, RelP's propagation rules put on by hooks as well."""
+    corrupt = record(model, corrupted_inputs(model, task, "resample"))
     mask = torch.ones(len(model.components), requires_grad=True)
-    with lrp_rule_hooks(model) if rules else contextlib.nullcontext():
-        logits = model(task.inputs, mask=mask, counterfactual=cf)
+    logits = mixed_logits(model, task.inputs, mask, corrupt, rules)
+    torch.testing.assert_close(logits, task.reference_logits, atol=1e-5, rtol=1e-5)  # the rules leave the forward as it is
     damage = damage_fn(metric)(logits, task.reference_logits, task.labels).sum()
     (grad,) = torch.autograd.grad(damage, mask)
     return -grad / len(task)
@@ -35,9 +36,10 @@ def hook_attribution_patching(model, task, cf, metric: str, rules: bool) -> torc
 def test_relp_equals_the_hook_reference_and_without_rules_eap(setup, metric):
     model, _, task = setup
     cf = counterfactual(model, task, "resample")
-    relp = eap_scores(model, task, cf, metric, lrp=True)
-    torch.testing.assert_close(relp, hook_attribution_patching(model, task, cf, metric, rules=True), atol=1e-6, rtol=1e-4)
-    torch.testing.assert_close(eap_scores(model, task, cf, metric), hook_attribution_patching(model, task, cf, metric, rules=False), atol=1e-6, rtol=1e-4)
+    relp = eap_scores(model, task, cf, metric, lrp=CP_LRP)
+    torch.testing.assert_close(relp, hook_attribution_patching(model, task, metric, "cp-lrp"), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(eap_scores(model, task, cf, metric), hook_attribution_patching(model, task, metric, None), atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(relp, eap_scores(model, task, cf, metric, lrp=True), atol=1e-4)  # not AttnLRP's rules either
     assert not torch.allclose(relp, eap_scores(model, task, cf, metric), atol=1e-4)  # the rules change the scores
 
 
@@ -45,8 +47,8 @@ def test_edge_relp_sums_to_node_relp(setup):
     """As for EAP: a node's score is the sum of its outgoing edges' (the same rules on both paths)."""
     model, _, task = setup
     cf = counterfactual(model, task, "resample", embed=True)
-    edges = eap_scores(model, task, cf, "ce", granularity="edge", lrp=True)
-    nodes = eap_scores(model, task, cf, "ce", lrp=True)
+    edges = eap_scores(model, task, cf, "ce", granularity="edge", lrp=CP_LRP)
+    nodes = eap_scores(model, task, cf, "ce", lrp=CP_LRP)
     summed = torch.zeros(len(model.edges.nodes)).index_add_(0, model.edges.upstream_ids, edges)[1:]
     torch.testing.assert_close(summed, nodes, atol=1e-5, rtol=1e-4)
     assert not torch.allclose(edges, eap_scores(model, task, cf, "ce", granularity="edge"), atol=1e-4)
@@ -56,7 +58,7 @@ def test_relp_through_discover_ranks_its_magnitudes_and_refuses_kl(setup):
     model, data, task = setup
     result = discover(model, data, data.wnids[:2], "relp", keep=0.5)
     cf = counterfactual(model, task, "resample")
-    torch.testing.assert_close(result.score_tensor(), eap_scores(model, task, cf, "ce", lrp=True).abs(), atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(result.score_tensor(), eap_scores(model, task, cf, "ce", lrp=CP_LRP).abs(), atol=1e-6, rtol=1e-4)
     assert len(result.kept) == round(0.5 * len(model.components))
     with pytest.raises(Exception, match="RelP on KL is degenerate"):
         discover(model, data, data.wnids[:2], "relp", metric="kl")

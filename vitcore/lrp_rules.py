@@ -9,17 +9,25 @@ Gradient x Input framework when the backward of a few operations is changed:
 - the two attention matmuls: the uniform rule, i.e. each operand gets half the relevance. Through
   ``softmax(q k^T) v`` that is 1/2 for ``v`` and 1/4 for ``q`` and ``k``.
 
-The model applies these when a forward pass is run with ``lrp=True``; nothing else changes.
+The model applies these when a forward pass is run with ``lrp=True`` (or ``lrp=ATTNLRP``); nothing else
+changes. ``lrp=CP_LRP`` applies the conservative-propagation rules of Ali et al. (ICML 2022) that RelP
+uses instead: the same LayerNorm and GELU rules, and the AH-rule for attention, which treats the
+attention weights as constants (no gradient through queries and keys; the values get all of it).
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+import torch
+
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd import Function
 
 EPSILON = 1e-10
+ATTNLRP = "attnlrp"
+CP_LRP = "cp-lrp"
 
 
 class _DivideGradient(Function):
@@ -54,6 +62,17 @@ def divide_gradient(x: Tensor, factor: float) -> Tensor:
 def identity_rule(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     """``fn(x)`` forward; backward passes ``grad * fn(x) / x`` (identity rule)."""
     return _IdentityRule.apply(x, fn)
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, rules: bool | str) -> Tensor:
+    """``softmax(q k^T / sqrt(d)) v`` over ``[B, H, T, d]`` with the backward of the rule set ``rules``
+    (falsy: the plain gradient; ``True`` or ATTNLRP: the uniform rule; CP_LRP: the AH-rule)."""
+    if rules == CP_LRP:
+        pattern = torch.softmax(q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5, dim=-1)
+        return pattern.detach() @ v
+    if rules:
+        q, k, v = divide_gradient(q, 4.0), divide_gradient(k, 4.0), divide_gradient(v, 2.0)
+    return F.scaled_dot_product_attention(q, k, v)
 
 
 def layer_norm(norm: nn.LayerNorm, x: Tensor) -> Tensor:

@@ -25,7 +25,7 @@ from torchvision.ops import stochastic_depth
 from .components import ComponentSpace
 from .config import ViTConfig
 from .edges import EdgeSpace, EdgeStream
-from .lrp_rules import divide_gradient, identity_rule
+from .lrp_rules import attention, identity_rule
 from .lrp_rules import layer_norm as lrp_layer_norm
 
 RECORDABLE = frozenset({"heads", "mlp", "resid"})
@@ -80,7 +80,8 @@ class LayerIntervention:
 
     ``head_mask`` ``[B, 1, H, 1]`` with ``head_cf`` ``[B or 1, T, H, hd]``; ``neuron_mask``
     ``[B, 1, W]`` with ``mlp_cf`` ``[B or 1, T, W]``; ``record`` collects activations; ``lrp``
-    applies AttnLRP's backward rules (:mod:`vitcore.lrp_rules`), leaving the forward values unchanged.
+    applies LRP's backward rules (``True``: AttnLRP's; or a rule set named in :mod:`vitcore.lrp_rules`),
+    leaving the forward values unchanged.
     ``edges`` routes every head's q, k, v input and the MLP input through an edge mask
     (:mod:`vitcore.edges`) instead of the node masks.
     """
@@ -90,7 +91,7 @@ class LayerIntervention:
     neuron_mask: Tensor | None = None
     mlp_cf: Tensor | None = None
     record: Activations | None = None
-    lrp: bool = False
+    lrp: bool | str = False
     edges: EdgeStream | None = None
 
 
@@ -121,24 +122,20 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * num_heads * head_dim)
         self.proj = nn.Linear(num_heads * head_dim, dim)
 
-    def head_outputs(self, x: Tensor, lrp: bool = False) -> Tensor:
+    def head_outputs(self, x: Tensor, lrp: bool | str = False) -> Tensor:
         """Per-head attention outputs ``[B, T, H, hd]`` (before the output projection)."""
         B, T, _ = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        if lrp:  # uniform rule on both matmuls of softmax(q k^T) v
-            q, k, v = divide_gradient(q, 4.0), divide_gradient(k, 4.0), divide_gradient(v, 2.0)
-        return F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
+        return attention(q, k, v, lrp).transpose(1, 2)
 
-    def head_outputs_split(self, x: Tensor, lrp: bool = False) -> Tensor:
+    def head_outputs_split(self, x: Tensor, lrp: bool | str = False) -> Tensor:
         """Per-head outputs ``[B, T, H, hd]`` when every head's query, key and value read their own
         (normed) input: ``x`` is ``[3H, B, T, dim]``, queries of all heads first, then keys, then values."""
         B, T = x.shape[1:3]
         w = self.qkv.weight.view(3, self.num_heads, self.head_dim, -1)
         qkv = torch.einsum("shbtd,shed->sbhte", x.view(3, self.num_heads, B, T, -1), w)
         q, k, v = qkv + self.qkv.bias.view(3, 1, self.num_heads, 1, self.head_dim)
-        if lrp:  # uniform rule on both matmuls of softmax(q k^T) v
-            q, k, v = divide_gradient(q, 4.0), divide_gradient(k, 4.0), divide_gradient(v, 2.0)
-        return F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
+        return attention(q, k, v, lrp).transpose(1, 2)
 
     def head_residuals(self, heads: Tensor) -> Tensor:
         """What each head writes into the residual stream, ``[H, B, T, dim]`` (the shared bias excluded)."""
@@ -149,7 +146,7 @@ class Attention(nn.Module):
             if iv is not None and iv.record is not None:
                 iv.record.record("heads", x.new_zeros(*x.shape[:2], 0, self.head_dim))
             return self.proj.bias
-        heads = self.head_outputs(x, iv is not None and iv.lrp)
+        heads = self.head_outputs(x, iv.lrp if iv is not None else False)
         if iv is not None:
             if iv.record is not None:
                 iv.record.record("heads", heads)
@@ -199,17 +196,17 @@ class Block(nn.Module):
         self.layer, self.chunk_size = layer, cfg.chunk_size
 
     def forward(self, x: Tensor, iv: LayerIntervention | None = None) -> Tensor:
-        lrp = iv is not None and iv.lrp
+        lrp = iv.lrp if iv is not None else False
         if iv is not None and iv.edges is not None:
             return self._forward_edges(x, iv.edges, lrp)
         x = self._add(x, self.attn(self._norm(self.norm1, x, lrp), iv))
         return self._add(x, self.mlp(self._norm(self.norm2, x, lrp), iv))
 
     @staticmethod
-    def _norm(norm: nn.LayerNorm, x: Tensor, lrp: bool) -> Tensor:
+    def _norm(norm: nn.LayerNorm, x: Tensor, lrp: bool | str) -> Tensor:
         return lrp_layer_norm(norm, x) if lrp else norm(x)
 
-    def _forward_edges(self, x: Tensor, edges: EdgeStream, lrp: bool = False) -> Tensor:
+    def _forward_edges(self, x: Tensor, edges: EdgeStream, lrp: bool | str = False) -> Tensor:
         """The block with each head's q, k, v and the MLP reading their own inputs through the edge mask."""
         B, T, dim = x.shape
         if self.attn.num_heads:
@@ -299,11 +296,11 @@ class VisionTransformer(nn.Module):
         patches = F.interpolate(patches, size=tuple(grid), mode="bicubic", align_corners=False, antialias=True)
         return torch.cat([self.pos_embed[:, :1], patches.flatten(2).transpose(1, 2)], dim=1)
 
-    def unembed(self, resid: Tensor, lrp: bool = False, edges: EdgeStream | None = None) -> Tensor:
+    def unembed(self, resid: Tensor, lrp: bool | str = False, edges: EdgeStream | None = None) -> Tensor:
         cls = edges.read(resid, edges.space.logits_group, cls_only=True)[0, :, 0] if edges is not None else resid[:, 0]
         return self.head(lrp_layer_norm(self.norm, cls) if lrp else self.norm(cls))
 
-    def _layer_intervention(self, layer: int, mask: Tensor | None, counterfactual: Activations | None, record: Activations | None, lrp: bool,
+    def _layer_intervention(self, layer: int, mask: Tensor | None, counterfactual: Activations | None, record: Activations | None, lrp: bool | str,
                             edges: EdgeStream | None = None) -> LayerIntervention | None:
         if mask is None and record is None and not lrp and edges is None:
             return None
@@ -323,12 +320,13 @@ class VisionTransformer(nn.Module):
         mask: Tensor | None = None,
         counterfactual: Activations | None = None,
         record: Activations | None = None,
-        lrp: bool = False,
+        lrp: bool | str = False,
         edges: EdgeStream | None = None,
     ) -> Tensor:
         """Run layers ``start_layer..depth-1`` on a residual stream and return logits.
 
-        ``lrp=True`` gives the same logits with AttnLRP's modified backward (see :mod:`vitcore.lrp_rules`).
+        ``lrp=True`` gives the same logits with AttnLRP's modified backward; ``lrp`` may also name a rule
+        set of :mod:`vitcore.lrp_rules` (``"cp-lrp"``, RelP's).
         ``edges`` patches edges instead of nodes (node masks, counterfactual and recording do not apply);
         a stream that has no cached deltas records ``resid`` as the embedding's output.
         """

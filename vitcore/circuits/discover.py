@@ -53,8 +53,8 @@ def discover(
     n_images: int | None = None,
     seed: int = 0,
     setting: float | None = None,
-    n_steps: int = 5,
-    steps: int = 200,
+    n_steps: int | None = None,
+    steps: int | None = None,
     model_sha256: str = "",
     progress: Callable[[float], None] | None = None,
     granularity: str = "node",
@@ -63,7 +63,8 @@ def discover(
     """Score every component (``granularity="edge"``: every edge) of ``model`` for ``classes`` of the discovery set ``data``.
 
     The method's one parameter (``keep``, ``tau`` or ``sparsity``, see the registry) is given
-    as ``setting`` or by its name; it defaults to the registry's default.
+    as ``setting`` or by its name; it defaults to the registry's default. ``n_steps`` and ``steps`` are run
+    options (see the registry); a method checks those it reads, and takes its declared default for the others.
     """
     entry = get_method(method)
     metric = metric or entry.default_metric
@@ -79,7 +80,8 @@ def discover(
     task = build_task(model, data, classes, n_images, seed)
     cf = counterfactual(model, task, corruption, embed=granularity == "edge")
     cf_forwards = 0.0 if corruption == "zero" else 1.0
-    options = entry.run_options({"n_steps": n_steps, "steps": steps}, seed=seed, progress=progress, granularity=granularity)
+    given = {k: v for k, v in (("n_steps", n_steps), ("steps", steps)) if v is not None}
+    options = entry.run_options(given, seed=seed, progress=progress, granularity=granularity)
     out = entry.run(model, task, cf, metric, value, options)
     keep_mask = out.kept_mask if out.kept_mask is not None else keep_top(out.scores, value)
     space = model.edges if granularity == "edge" else model.components

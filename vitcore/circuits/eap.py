@@ -37,10 +37,10 @@ def mask_gradient(patcher: Patcher, metric: str, mask: Tensor, batch_size: int =
 
 
 def eap_scores(model: VisionTransformer, task: Task, cf: Activations | None, metric: str = "ce", batch_size: int = 64, granularity: str = "node",
-               lrp: bool = False) -> Tensor:
+               lrp: bool | str = False) -> Tensor:
     """Estimated damage increase when each component (or edge) is patched (higher = more important).
 
-    ``lrp=True`` takes the gradient through AttnLRP's rules instead of the plain one: RelP.
+    ``lrp`` takes the gradient through a rule set of :mod:`vitcore.lrp_rules` instead of the plain one: RelP.
     """
     patcher = Patcher(model, task, cf, granularity, lrp)
     batch_size = min(batch_size, EDGE_BATCH) if granularity == "edge" else batch_size

@@ -22,11 +22,11 @@ class Patcher:
     """Logits of task images under a mask over components (``node``) or edges (``edge``).
 
     ``cf`` is the counterfactual the removed parts carry (None: zeros); an edge patcher needs it
-    built with ``counterfactual(..., embed=True)``. ``lrp=True`` gives the same logits with AttnLRP's
-    modified backward (:mod:`vitcore.lrp_rules`), for RelP.
+    built with ``counterfactual(..., embed=True)``. ``lrp`` names a rule set of :mod:`vitcore.lrp_rules`
+    (``True``: AttnLRP's) to give the same logits with LRP's modified backward, for RelP.
     """
 
-    def __init__(self, model: VisionTransformer, task: Task, cf: Activations | None, granularity: str = "node", lrp: bool = False):
+    def __init__(self, model: VisionTransformer, task: Task, cf: Activations | None, granularity: str = "node", lrp: bool | str = False):
         if granularity not in GRANULARITIES:
             raise TaskError(f"unknown granularity {granularity!r}; choose one of {', '.join(GRANULARITIES)}")
         self.model, self.task, self.cf, self.granularity, self.lrp = model, task, cf, granularity, lrp
@@ -46,7 +46,7 @@ class Patcher:
             cf = None if self.cf is None else self.cf.map(lambda t: t[rows])
             cf = cf if cf is None or k == 1 else cf.repeat(k)
             if self.lrp:
-                return self.model.forward_from(self.model.embed(x), 0, mask, cf, lrp=True)
+                return self.model.forward_from(self.model.embed(x), 0, mask, cf, lrp=self.lrp)
             return self.model(x, mask=mask, counterfactual=cf)
         if mask.dim() == 2 and _blocks_repeat(mask, k):  # captum's rows: one mask per step, repeated per image
             mask = mask.view(k, b, -1).mean(1)  # the same values; the gradient spread evenly over the repeats
@@ -56,7 +56,7 @@ class Patcher:
         corrupt = [None if c is None else _tile(c if c.shape[1] == 1 else c[:, rows], k_corrupt) for c in self.corrupt]
         stream = EdgeStream(self.model.edges, mask, corrupt)
         if self.lrp:
-            return self.model.forward_from(self.model.embed(x), 0, lrp=True, edges=stream)
+            return self.model.forward_from(self.model.embed(x), 0, lrp=self.lrp, edges=stream)
         return self.model(x, edges=stream)
 
 

@@ -1,0 +1,117 @@
+"""Render the results pages of the docs from the measurement files (never retype a figure).
+
+Run: python tools/render_results.py [--check]
+--check exits 1 when a page differs from what its measurement files render (CI runs it through the tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from vitcore.circuits.methods import METHODS  # noqa: E402
+from vitcore.circuits.trust import summarise  # noqa: E402
+
+DOCS = ROOT / "docs" / "results"
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _source(record: dict, path: Path) -> str:
+    m = record["machine"]
+    return (f"Measured {record['date']} with `{record['command']}` on {m['cpu']} ({m['cores']} cores, torch {m['torch']}, "
+            f"{m['torch_threads']} threads); file `{path.relative_to(ROOT)}`.")
+
+
+def faithfulness_section() -> list[str]:
+    path = ROOT / "assets" / "faithfulness.json"
+    record = _read(path)
+    if record is None:
+        return []
+    rows = record["results"]
+    summary = summarise(rows)
+    sets = sorted({", ".join(r["classes"]) for r in rows})
+    lines = ["## How far each method's scores can be trusted", "",
+             "Each method at node level with its default setting and metric, on the shipped model, over "
+             f"{len(sets)} class sets of {rows[0]['images']} discovery images each ({'; '.join(sets)}), resample corruption. "
+             "*Spearman* and *Pearson*: correlation of the scores the method ranks by with the magnitude of the exact effect of "
+             "patching each component alone (same metric, same images). *KL* and *top-1*: the patched circuit that keeps the top "
+             "25/50/75% of the scores, on the same images (chosen classes only). Medians over the class sets.", "",
+             "| method | metric | Spearman | Pearson | KL @25% | KL @50% | KL @75% | top-1 @25% | top-1 @50% | top-1 @75% | wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in summary.items():
+        lines.append(f"| {METHODS[name].label} | {METHODS[name].default_metric} | {r['spearman']:.3f} | {r['pearson']:.3f} | {r['kl_at_0.25']:.3f} | "
+                     f"{r['kl_at_0.5']:.3f} | {r['kl_at_0.75']:.3f} | {r['top1_at_0.25']:.3f} | {r['top1_at_0.5']:.3f} | {r['top1_at_0.75']:.3f} | "
+                     f"{r['wall_s']:.2f} |")
+    return lines + ["", _source(record, path), ""]
+
+
+def learned_section() -> list[str]:
+    path = ROOT / "docs" / "measurements" / "bench_learned_target.json"
+    record = _read(path)
+    if record is None:
+        return []
+    lines = ["## Learned masks reach their sparsity target", "",
+             "Expected sparsity at the end of the default step budget, per seed, for each way of holding the target "
+             "(goldfish, fire salamander, bullfrog; resample corruption). The kept circuit is always the top (1 - target) "
+             "of the gates, so its size is exact either way; *KL* is that circuit's, patched, on the discovery images.", "",
+             "| granularity | constraint | target | steps | images | expected sparsity per seed | max error | KL (median) | top-1 (median) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in record["results"]:
+        seeds = ", ".join(f"{x['expected_sparsity']:.3f}" for x in r["runs"])
+        lines.append(f"| {r['granularity']} | {r['constraint']} | {r['target']:g} | {r['steps']} | {r['n_images']} | {seeds} | "
+                     f"{r['max_abs_error']:.3f} | {r['kl_median']:.3f} | {r['top1_median']:.3f} |")
+    return lines + ["", _source(record, path), ""]
+
+
+def acdc_section() -> list[str]:
+    path = ROOT / "docs" / "measurements" / "bench_acdc_cache.json"
+    record = _read(path)
+    if record is None:
+        return []
+    r = record["results"]
+    eq = r["forward_equivalents"]
+    return ["## ACDC's layer cache", "",
+            f"tau {r['tau']:g}, {r['images']} images, runs alternated, medians: cached and batched {r['cached_median_s']:.2f} s, "
+            f"naive loop {r['naive_median_s']:.2f} s, a speed-up of {r['speedup']:.2f}x with the same removed set: {r['same_removed_set']}. "
+            f"In full-forward equivalents the cached search runs {eq['cached']:g} and the naive loop {eq['naive']:g}, a ratio of "
+            f"{r['layer_work_ratio']:.2f}: the most the cache can save while each candidate must still run the layers after it.", "",
+            _source(record, path), ""]
+
+
+def render() -> dict[Path, str]:
+    body = ["# Circuit methods: measured results", "",
+            "Rendered by `python tools/render_results.py` from the measurement files named under each table; do not edit by hand.", ""]
+    for section in (faithfulness_section(), learned_section(), acdc_section()):
+        body += section
+    return {DOCS / "methods.md": "\n".join(body).rstrip() + "\n"}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--check", action="store_true")
+    args = p.parse_args()
+    stale = []
+    for path, text in render().items():
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(path)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path.relative_to(ROOT)}")
+    if stale:
+        print("stale (run python tools/render_results.py): " + ", ".join(str(p.relative_to(ROOT)) for p in stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
