@@ -7,6 +7,7 @@ from pages.charts import heatmap, pixel_heatmap, score_frames
 from pages.common import class_options, current_model, keep_of
 from pages.longrun import announce, forward_seconds, progress_bar, running, stop_button
 from vitcore.circuits import CORRUPTIONS, METHODS, METRICS, discover
+from vitcore.circuits.methods import DEFAULT_METHOD
 from vitcore.circuits.result import CircuitResult
 from vitcore.circuits.trust import describe, load_summary
 from vitcore.attribution import input_attribution, lrp_input_attribution
@@ -22,7 +23,7 @@ chosen = st.multiselect("Classes (type to search)", list(options), default=[labe
 st.session_state["classes"] = [options[c] for c in chosen]
 
 c1, c2, c3, c4 = st.columns(4)
-method = c1.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].label, key="method")
+method = c1.selectbox("Method", list(METHODS), index=list(METHODS).index(DEFAULT_METHOD), format_func=lambda m: METHODS[m].label, key="method")
 entry = METHODS[method]
 corruption = c2.selectbox("Corruption", CORRUPTIONS, key="corruption")
 metric = c3.selectbox("Metric", METRICS, index=METRICS.index(entry.default_metric), key=f"metric_{method}")

@@ -62,6 +62,7 @@ def run_eap(at: AppTest, classes=(GOLDFISH,)) -> AppTest:
     goto(at, "circuits")
     for c in classes:
         at.multiselect(key="class_pick").select(c)
+    at.selectbox(key="method").set_value("eap")
     at.run()
     at.button(key="run_circuit").click().run()
     assert not at.exception, [e.value for e in at.exception]

@@ -49,3 +49,23 @@ def test_table_on_a_tiny_model_round_trips_to_the_app_sentence(tmp_path):
     assert summary == summarise(rows) and summary["eap"]["class_sets"] == 2
     assert "Spearman" in describe("eap", summary) and describe("acdc", summary) is None
     assert load_summary(tmp_path / "missing.json") == {}
+
+
+def test_the_default_method_is_the_shipped_tables_pick():
+    from vitcore.circuits.methods import DEFAULT_METHOD
+    from vitcore.circuits.trust import most_faithful
+
+    summary = load_summary()
+    assert summary, "assets/faithfulness.json is missing: python -m vitcore bench-faithfulness"
+    assert most_faithful(summary) == DEFAULT_METHOD
+
+
+def test_most_faithful_weighs_kl_within_the_time_budget():
+    from vitcore.circuits.trust import most_faithful
+
+    table = {"fast": {"wall_s": 0.3, "images": 30, "kl_at_0.5": 2.0, "spearman": 0.5},
+             "good": {"wall_s": 1.0, "images": 30, "kl_at_0.5": 1.0, "spearman": 0.4},
+             "slow": {"wall_s": 10.0, "images": 30, "kl_at_0.5": 0.5, "spearman": 0.9}}
+    assert most_faithful(table) == "good"  # slow: 10 s / 30 images x 50 images > 2 s
+    assert most_faithful(table, budget_s=20) == "slow"
+    assert most_faithful(table, budget_s=0.1) is None

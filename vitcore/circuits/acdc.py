@@ -4,11 +4,12 @@ Visiting components last layer first (MLP chunks before heads), each is patched 
 removed for good when ``D(H_new) - D(H) < tau`` (D is KL(full || circuit) by default).
 
 Speed: while layer l is visited, layers < l are intact, so the residual entering l is cached
-once and only layers l.. run. Candidates of a layer are evaluated together in one batched
-forward against the current circuit; the first removal makes the later values stale, so
-evaluation restarts after it. The group size adapts: it doubles after a group with no removal
-and shrinks to the position of the first removal otherwise, so little work is thrown away
-when removals are frequent. The result is the same removed set as the naive loop.
+once and only layers l.. run. Candidates can be evaluated several at a time (``max_group``) in one
+batched forward against the current circuit, but the first removal makes the later values stale
+and they are evaluated again; with all of a class's images in each forward, batching candidates
+saves less than that waste costs, so the default evaluates one candidate at a time and the forward
+work is only the layers after each candidate (docs/results/methods.md, "ACDC's layer cache").
+The result is the same removed set as the naive loop.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def acdc(
     tau: float,
     metric: str = "kl",
     naive: bool = False,
-    max_group: int = 64,
+    max_group: int = 1,
     progress: Callable[[float], None] | None = None,
 ) -> ACDCOutcome:
     if tau < 0:

@@ -130,3 +130,10 @@ def describe(method: str, summary: dict[str, dict[str, float]]) -> str | None:
     return (f"On the shipped model ({row['class_sets']} class sets x {row['images']} images, medians): Spearman {row['spearman']:.2f} "
             f"with exact single-component patching; the patched circuit keeping the top 50% has KL {row['kl_at_0.5']:.2f} and "
             f"top-1 {row['top1_at_0.5']:.0%} on those images; {row['wall_s']:.1f} s a run.")
+
+
+def most_faithful(summary: dict[str, dict[str, float]], budget_s: float = 2.0, page_images: int = 50) -> str | None:
+    """The method whose top-50% circuit has the lowest median KL among those that would score ``page_images``
+    images (one class of the bundled set) within ``budget_s`` at the table's measured rate; ties: higher Spearman."""
+    affordable = [m for m, r in summary.items() if r["wall_s"] / r["images"] * page_images <= budget_s]
+    return min(affordable, key=lambda m: (summary[m]["kl_at_0.5"], -summary[m]["spearman"]), default=None)
