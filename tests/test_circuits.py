@@ -200,3 +200,32 @@ def test_shuffle_patches_permutes_whole_patches_and_nothing_else():
         before = sorted(tuple(v.tolist()) for v in tiles(x)[b * 16:(b + 1) * 16])
         after = sorted(tuple(v.tolist()) for v in tiles(out)[b * 16:(b + 1) * 16])
         assert before == after  # the same patches of the same image, only moved
+
+
+@pytest.mark.parametrize("granularity,targets", [("node", (0.3, 0.5, 0.7, 0.9)), ("edge", (0.95,))])
+def test_learned_masks_hold_every_target_and_the_kept_size_is_exact(granularity, targets):
+    from vitcore.circuits.learned import expected_density, scheduled_target
+
+    model, data = tiny_model(), tiny_imageset()
+    task = build_task(model, data, data.wnids[:2])
+    cf = counterfactual(model, task, "resample", embed=granularity == "edge")
+    n = len(model.edges) if granularity == "edge" else len(model.components)
+    for target in targets:
+        out = learn_masks(model, task, cf, target, steps=40, granularity=granularity)
+        assert abs(out.expected_sparsity - target) <= 0.02
+        # recomputed from the final gates, not taken from the outcome's own figure
+        assert abs(1 - float(expected_density(out.log_alpha).mean()) - target) <= 0.02
+        assert int(out.kept_mask.sum()) == round((1 - target) * n)
+        # the schedule: expected sparsity follows the linear warm-up (checked on the recorded history, before each step's shift)
+        ramped = [h["expected_sparsity"] for h in out.history[1:]]
+        wanted = [scheduled_target(target, i + 1, 40, 0.5) for i in range(len(ramped))]
+        assert max(abs(a - b) for a, b in zip(ramped, wanted)) <= 0.02
+
+
+def test_the_lagrangian_constraint_still_runs_and_unknown_ones_are_refused(setup):
+    model, _, task = setup
+    cf = counterfactual(model, task, "resample")
+    out = learn_masks(model, task, cf, 0.5, steps=20, constraint="lagrangian")
+    assert int(out.kept_mask.sum()) == round(0.5 * len(model.components))
+    with pytest.raises(TaskError, match="constraint"):
+        learn_masks(model, task, cf, 0.5, steps=20, constraint="penalty")

@@ -69,3 +69,14 @@ def test_most_faithful_weighs_kl_within_the_time_budget():
     assert most_faithful(table) == "good"  # slow: 10 s / 30 images x 50 images > 2 s
     assert most_faithful(table, budget_s=20) == "slow"
     assert most_faithful(table, budget_s=0.1) is None
+
+
+def test_measurement_files_name_a_module_command_as_typed(monkeypatch):
+    import sys
+
+    from vitcore.measurement import this_command
+
+    monkeypatch.setattr(sys, "argv", ["/somewhere/vitcore/__main__.py", "bench-faithfulness", "--images", "3"])
+    assert this_command() == "python -m vitcore bench-faithfulness --images 3"
+    monkeypatch.setattr(sys, "argv", ["benchmarks/x.py", "--a b"])
+    assert this_command() == "python benchmarks/x.py '--a b'"

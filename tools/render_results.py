@@ -86,10 +86,80 @@ def acdc_section() -> list[str]:
             _source(record, path), ""]
 
 
+def atlas_section() -> list[str]:
+    paths = sorted((ROOT / "docs" / "measurements").glob("atlas_groups_*.json"))
+    records = [(p, _read(p)) for p in paths]
+    if not records:
+        return []
+    lines = ["## Do related classes share circuits? (the atlas)", "",
+             "For hand-picked groups of related classes, the mean Jaccard overlap of their circuits in the atlas, and the share "
+             "of 2,000 random groups of the same size whose overlap is at least as high (small = the group stands out).", "",
+             "| atlas method | all pairs: mean (min-max) | " + " | ".join(f"{g}" for g in records[0][1]["results"]["groups"]) + " |",
+             "|---|---|" + "---|" * len(records[0][1]["results"]["groups"])]
+    for path, record in records:
+        r = record["results"]
+        cells = [f"{g['within']:.3f} (p {g['p_random_at_least']:.2f})" for g in r["groups"].values()]
+        label = METHODS[r["method"]].label if r["method"] in METHODS else r["method"]
+        lines.append(f"| {label} | {r['mean_overlap_all_pairs']:.3f} ({r['min_overlap']:.2f}-{r['max_overlap']:.2f}) | " + " | ".join(cells) + " |")
+    lines.append("")
+    for path, record in records:
+        r = record["results"]
+        pairs = "; ".join(f"{p['a']} / {p['b']} {p['jaccard']:.2f}" for p in r["top_pairs"][:5])
+        lines += [f"Most similar pairs ({r['method']}): {pairs}.", "", _source(record, path), ""]
+    return lines
+
+
+def seed_study_section() -> list[str]:
+    path = ROOT / "docs" / "measurements" / "seed_study_full_val.json"
+    record = _read(path)
+    if record is None:
+        return []
+    rows = record["results"]["rows"]
+    base = next(r for r in rows if r["method"] == "baseline")
+    n_eval = record["results"]["chosen_eval_images"]
+
+    def size(r):
+        return r["kept_heads"] + r["kept_chunks"]
+
+    pairs = {}
+    for r in rows:
+        if r["method"] != "baseline":
+            pairs.setdefault((r["method"], r["setting"]), {})[bool(r["finetuned"])] = r
+    lines = ["## The seed study's finding, re-tested on the full val split", "",
+             "The seed study found EAP ahead of ACDC at matched circuit size on well-trained models, with ACDC catching up after "
+             "fine-tuning. Every method's sweep settings on goldfish, fire salamander and bullfrog, evaluated on the full val split "
+             f"({n_eval} chosen-class images: one image is {100 / n_eval:.2f} points), before and after 20 fine-tuning steps; the "
+             f"full model scores {base['top1_chosen']:.3f} on these images.", "",
+             "| method | setting | components kept | top-1 chosen | after fine-tuning | KL | KL after fine-tuning |",
+             "|---|---|---|---|---|---|---|"]
+    for (method, setting), both in pairs.items():
+        a, b = both.get(False), both.get(True)
+        label = METHODS[method].setting_label(setting) if method in METHODS else f"{method} {setting}"
+        lines.append(f"| {METHODS[method].label} | {label} | {size(a)} | {a['top1_chosen']:.3f} | {b['top1_chosen']:.3f} | {a['kl']:.3f} | {b['kl']:.3f} |")
+    threshold = [k for k in pairs if k[0] in METHODS and METHODS[k[0]].threshold_scores]
+    if threshold:
+        ref_key = min(threshold, key=lambda k: k[1])  # the threshold method's smallest setting: its largest circuit
+        ref = pairs[ref_key]
+        lines += ["", f"Matched against {METHODS[ref_key[0]].setting_label(ref_key[1])} ({size(ref[False])} components), each other "
+                  "method's setting with the closest circuit size:", "",
+                  "| method | setting | components | top-1 chosen: circuit - reference | after fine-tuning | KL: circuit - reference | after fine-tuning |",
+                  "|---|---|---|---|---|---|---|"]
+        for method in dict.fromkeys(k[0] for k in pairs):
+            if method == ref_key[0]:
+                continue
+            key = min((k for k in pairs if k[0] == method), key=lambda k: abs(size(pairs[k][False]) - size(ref[False])))
+            a, b = pairs[key][False], pairs[key][True]
+            lines.append(f"| {METHODS[method].label} | {METHODS[method].setting_label(key[1])} | {size(a)} | "
+                         f"{a['top1_chosen'] - ref[False]['top1_chosen']:+.3f} ({round((a['top1_chosen'] - ref[False]['top1_chosen']) * n_eval):+d} images) | "
+                         f"{b['top1_chosen'] - ref[True]['top1_chosen']:+.3f} ({round((b['top1_chosen'] - ref[True]['top1_chosen']) * n_eval):+d} images) | "
+                         f"{a['kl'] - ref[False]['kl']:+.3f} | {b['kl'] - ref[True]['kl']:+.3f} |")
+    return lines + ["", _source(record, path), ""]
+
+
 def render() -> dict[Path, str]:
     body = ["# Circuit methods: measured results", "",
             "Rendered by `python tools/render_results.py` from the measurement files named under each table; do not edit by hand.", ""]
-    for section in (faithfulness_section(), learned_section(), acdc_section()):
+    for section in (faithfulness_section(), learned_section(), acdc_section(), seed_study_section(), atlas_section()):
         body += section
     return {DOCS / "methods.md": "\n".join(body).rstrip() + "\n"}
 

@@ -31,11 +31,19 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version()}
 
 
+def this_command() -> str:
+    """This process's command line as a user would type it (``python -m vitcore ...`` for a module)."""
+    argv = list(sys.argv)
+    if argv and argv[0].endswith("__main__.py"):
+        return shlex.join(["python", "-m", Path(argv[0]).parent.name, *argv[1:]])
+    return shlex.join(["python", *argv])
+
+
 def write_measurement(path: str | Path, results: Any, command: str | None = None) -> Path:
     """Write ``results`` to ``path`` as JSON with the command (default: this process's), the machine and the date."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"command": command or shlex.join(["python", *sys.argv]), "date": datetime.date.today().isoformat(),
+    record = {"command": command or this_command(), "date": datetime.date.today().isoformat(),
               "machine": machine(), "results": results}
     path.write_text(json.dumps(record, indent=1) + "\n")
     return path

@@ -11,7 +11,7 @@ from ..data import ImageSet
 from ..model import VisionTransformer
 from .corruptions import CORRUPTIONS, counterfactual
 from .method import Method, RunOptions
-from .methods import get_method
+from .methods import DEFAULT_METHOD, get_method
 from .metrics import METRICS, faithfulness
 from .patching import GRANULARITIES, Patcher
 from .result import CircuitResult, keep_top
@@ -47,7 +47,7 @@ def discover(
     model: VisionTransformer,
     data: ImageSet,
     classes: list[str],
-    method: str = "eap",
+    method: str = DEFAULT_METHOD,
     corruption: str = "resample",
     metric: str | None = None,
     n_images: int | None = None,

@@ -44,14 +44,17 @@ def read_csv(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-# one hue per method, light to dark along its setting, as in the seed study's figure
-RAMPS: dict[str, list[str]] = {
-    "eap": ["#c6dbef", "#9ecae1", "#6baed6", "#3182bd", "#08519c"],
-    "eap-ig": ["#c7e9c0", "#a1d99b", "#74c476", "#31a354", "#006d2c"],
-    "acdc": ["#fdd0a2", "#fdae6b", "#fd8d3c", "#e6550d", "#a63603"],
-    "learned": ["#dadaeb", "#bcbddc", "#9e9ac8", "#756bb1", "#54278f"],
-    "lrp": ["#fcbba1", "#fc9272", "#fb6a4a", "#de2d26", "#a50f15"],
-}
+# one hue per method (in registry order), light to dark along its setting, as in the seed study's figure
+HUES = [
+    ["#c6dbef", "#9ecae1", "#6baed6", "#3182bd", "#08519c"],  # blues
+    ["#c7e9c0", "#a1d99b", "#74c476", "#31a354", "#006d2c"],  # greens
+    ["#fdd0a2", "#fdae6b", "#fd8d3c", "#e6550d", "#a63603"],  # oranges
+    ["#dadaeb", "#bcbddc", "#9e9ac8", "#756bb1", "#54278f"],  # purples
+    ["#fcbba1", "#fc9272", "#fb6a4a", "#de2d26", "#a50f15"],  # reds
+    ["#c7eae5", "#80cdc1", "#35978f", "#01665e", "#003c30"],  # teals
+    ["#f6e8c3", "#dfc27d", "#bf812d", "#8c510a", "#543005"],  # browns
+]
+RAMPS: dict[str, list[str]] = dict(zip(METHODS, HUES))
 OTHER_RAMP = ["#d9d9d9", "#bdbdbd", "#969696", "#636363", "#252525"]  # a method without a ramp of its own
 
 
