@@ -8,6 +8,7 @@ from pages.figures import show_live_figures
 from vitcore.assets import assets_dir
 from vitcore.atlas import cluster_order, load_atlas, similarity, union_circuit, usage
 from vitcore.atlas.analysis import AtlasDataError, check_components
+from vitcore.circuits.methods import DEFAULT_METHOD, METHODS
 from vitcore.playground import NothingKeptError
 
 
@@ -39,7 +40,8 @@ except AtlasDataError as e:
 
 if atlas.model_sha256 and atlas.model_sha256 != ckpt.sha256:
     st.warning("This atlas was computed for another checkpoint of the same architecture (the shipped one): its circuits describe that model.")
-method = st.selectbox("Method", atlas.methods, key="atlas_method")
+method = st.selectbox("Method", atlas.methods, index=atlas.methods.index(DEFAULT_METHOD) if DEFAULT_METHOD in atlas.methods else 0,
+                      format_func=lambda m: METHODS[m].label if m in METHODS else m, key="atlas_method")
 st.caption(f"{len(atlas.wnids)} classes, one circuit each ({method}, the method's default setting, each class's own discovery images). "
            "Computed by `python -m vitcore atlas` and shipped precomputed: nothing runs here until you measure a group.")
 

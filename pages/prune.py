@@ -94,17 +94,18 @@ if st.session_state.get("prune_grid_sync") != id(st.session_state.get("keep")):
 @st.fragment
 def playground_panel() -> None:
     trace_event("prune_run", kept=int((session_keep_mask() > 0.5).sum()), classes=st.session_state.get("classes", []))
-    threshold = METHODS[result.method].param if result is not None else None
-    for k, default in (("threshold_slider", threshold.default if threshold else 0.0), ("keep_slider", 0.5)):
-        if k not in st.session_state:
-            st.session_state[k] = st.session_state.get(f"saved_{k}", default)
-    if result is not None:
-        entry = METHODS[result.method]
+    entry = METHODS[result.method] if result is not None else None
+    if "keep_slider" not in st.session_state:
+        st.session_state["keep_slider"] = st.session_state.get("saved_keep_slider", 0.5)
+    if entry is not None and entry.threshold_scores:  # a value left by another method's slider is not among this one's choices
+        value = st.session_state.get("threshold_slider", st.session_state.get("saved_threshold_slider", entry.param.default))
+        st.session_state["threshold_slider"] = value if value in entry.param.choices else entry.param.default
+    if entry is not None:
         if entry.threshold_scores:
             st.select_slider(f"{entry.param.label} (threshold on {entry.label}'s scores; re-run {entry.label} for its exact circuit)",
                              list(entry.param.choices), key="threshold_slider", on_change=apply_slider)
         else:
-            st.slider(f"Keep ratio from the {result.method} scores", 0.05, 1.0, step=0.05, key="keep_slider", on_change=apply_slider)
+            st.slider(f"Keep ratio from the {entry.label} scores", 0.05, 1.0, step=0.05, key="keep_slider", on_change=apply_slider)
     elif edge_result:
         st.info("The grid starts from the components the edge circuit keeps alive; the Circuit graph page edits the edges.")
     else:
