@@ -76,37 +76,6 @@ def patched_logits(model, x, names, corrupt: dict[tuple[int, str], torch.Tensor]
         return model(x)
 
 
-@contextmanager
-def lrp_rule_hooks(model):
-    """The AttnLRP rules applied module by module with forward hooks on an unmodified forward:
-    LayerNorm recomputed with a detached standard deviation, GELU as out.detach() + (in - in.detach()) * (out / in).detach(),
-    the fused qkv output scaled in the backward (1/4 for q and k, 1/2 for v) by x*s + (x*(1-s)).detach()."""
-
-    def norm_hook(module, args, out):
-        x = args[0]
-        mu = x.mean(-1, keepdim=True)
-        sd = ((x - mu).pow(2).mean(-1, keepdim=True) + module.eps).sqrt()
-        return (x - mu) / sd.detach() * module.weight + module.bias
-
-    def gelu_hook(module, args, out):
-        x = args[0]
-        return out.detach() + (x - x.detach()) * (out / (x + 1e-10)).detach()
-
-    def qkv_hook(module, args, out):
-        inner = out.shape[-1] // 3
-        scale = torch.cat([torch.full((2 * inner,), 0.25), torch.full((inner,), 0.5)])
-        return out * scale + (out * (1 - scale)).detach()
-
-    handles = [m.register_forward_hook(norm_hook) for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
-    handles += [b.mlp.act.register_forward_hook(gelu_hook) for b in model.blocks]
-    handles += [b.attn.qkv.register_forward_hook(qkv_hook) for b in model.blocks]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
 def _norm_rule(module, args, out):
     x = args[0]
     mu = x.mean(-1, keepdim=True)
@@ -117,6 +86,27 @@ def _norm_rule(module, args, out):
 def _gelu_rule(module, args, out):
     x = args[0]
     return out.detach() + (x - x.detach()) * (out / (x + 1e-10)).detach()
+
+
+@contextmanager
+def lrp_rule_hooks(model):
+    """The AttnLRP rules applied module by module with forward hooks on an unmodified forward:
+    LayerNorm recomputed with a detached standard deviation, GELU as out.detach() + (in - in.detach()) * (out / in).detach(),
+    the fused qkv output scaled in the backward (1/4 for q and k, 1/2 for v) by x*s + (x*(1-s)).detach()."""
+
+    def qkv_hook(module, args, out):
+        inner = out.shape[-1] // 3
+        scale = torch.cat([torch.full((2 * inner,), 0.25), torch.full((inner,), 0.5)])
+        return out * scale + (out * (1 - scale)).detach()
+
+    handles = [m.register_forward_hook(_norm_rule) for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    handles += [b.mlp.act.register_forward_hook(_gelu_rule) for b in model.blocks]
+    handles += [b.attn.qkv.register_forward_hook(qkv_hook) for b in model.blocks]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def mixed_logits(model, x, mask, corrupt, rules: str | None = None) -> torch.Tensor:

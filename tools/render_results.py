@@ -30,6 +30,11 @@ def _source(record: dict, path: Path) -> str:
             f"{m['torch_threads']} threads); file `{path.relative_to(ROOT)}`.")
 
 
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown table."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
 def faithfulness_section() -> list[str]:
     path = ROOT / "assets" / "faithfulness.json"
     record = _read(path)
@@ -43,13 +48,10 @@ def faithfulness_section() -> list[str]:
              f"{len(sets)} class sets of {rows[0]['images']} discovery images each ({'; '.join(sets)}), resample corruption. "
              "*Spearman* and *Pearson*: correlation of the scores the method ranks by with the magnitude of the exact effect of "
              "patching each component alone (same metric, same images). *KL* and *top-1*: the patched circuit that keeps the top "
-             "25/50/75% of the scores, on the same images (chosen classes only). Medians over the class sets.", "",
-             "| method | metric | Spearman | Pearson | KL @25% | KL @50% | KL @75% | top-1 @25% | top-1 @50% | top-1 @75% | wall s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, r in summary.items():
-        lines.append(f"| {METHODS[name].label} | {METHODS[name].default_metric} | {r['spearman']:.3f} | {r['pearson']:.3f} | {r['kl_at_0.25']:.3f} | "
-                     f"{r['kl_at_0.5']:.3f} | {r['kl_at_0.75']:.3f} | {r['top1_at_0.25']:.3f} | {r['top1_at_0.5']:.3f} | {r['top1_at_0.75']:.3f} | "
-                     f"{r['wall_s']:.2f} |")
+             "25/50/75% of the scores, on the same images (chosen classes only). Medians over the class sets.", ""]
+    lines += _table(["method", "metric", "Spearman", "Pearson", "KL @25%", "KL @50%", "KL @75%", "top-1 @25%", "top-1 @50%", "top-1 @75%", "wall s"],
+                    [[METHODS[name].label, METHODS[name].default_metric, *(f"{r[k]:.3f}" for k in ("spearman", "pearson", "kl_at_0.25", "kl_at_0.5",
+                      "kl_at_0.75", "top1_at_0.25", "top1_at_0.5", "top1_at_0.75")), f"{r['wall_s']:.2f}"] for name, r in summary.items()])
     return lines + ["", _source(record, path), ""]
 
 
@@ -61,13 +63,11 @@ def learned_section() -> list[str]:
     lines = ["## Learned masks reach their sparsity target", "",
              "Expected sparsity at the end of the default step budget, per seed, for each way of holding the target "
              "(goldfish, fire salamander, bullfrog; resample corruption). The kept circuit is always the top (1 - target) "
-             "of the gates, so its size is exact either way; *KL* is that circuit's, patched, on the discovery images.", "",
-             "| granularity | constraint | target | steps | images | expected sparsity per seed | max error | KL (median) | top-1 (median) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in record["results"]:
-        seeds = ", ".join(f"{x['expected_sparsity']:.3f}" for x in r["runs"])
-        lines.append(f"| {r['granularity']} | {r['constraint']} | {r['target']:g} | {r['steps']} | {r['n_images']} | {seeds} | "
-                     f"{r['max_abs_error']:.3f} | {r['kl_median']:.3f} | {r['top1_median']:.3f} |")
+             "of the gates, so its size is exact either way; *KL* is that circuit's, patched, on the discovery images.", ""]
+    lines += _table(["granularity", "constraint", "target", "steps", "images", "expected sparsity per seed", "max error", "KL (median)", "top-1 (median)"],
+                    [[r["granularity"], r["constraint"], f"{r['target']:g}", str(r["steps"]), str(r["n_images"]),
+                      ", ".join(f"{x['expected_sparsity']:.3f}" for x in r["runs"]), f"{r['max_abs_error']:.3f}", f"{r['kl_median']:.3f}",
+                      f"{r['top1_median']:.3f}"] for r in record["results"]])
     return lines + ["", _source(record, path), ""]
 
 
