@@ -56,10 +56,10 @@ def faithfulness_section() -> list[str]:
 
 
 def learned_section() -> list[str]:
-    path = ROOT / "docs" / "measurements" / "bench_learned_target.json"
-    record = _read(path)
-    if record is None:
+    paths = sorted((ROOT / "docs" / "measurements").glob("bench_learned_target*.json"))
+    if not paths:
         return []
+    records = [(p, _read(p)) for p in paths]
     lines = ["## Learned masks reach their sparsity target", "",
              "Expected sparsity at the end of the default step budget, per seed, for each way of holding the target "
              "(goldfish, fire salamander, bullfrog; resample corruption). The kept circuit is always the top (1 - target) "
@@ -67,8 +67,8 @@ def learned_section() -> list[str]:
     lines += _table(["granularity", "constraint", "target", "steps", "images", "expected sparsity per seed", "max error", "KL (median)", "top-1 (median)"],
                     [[r["granularity"], r["constraint"], f"{r['target']:g}", str(r["steps"]), str(r["n_images"]),
                       ", ".join(f"{x['expected_sparsity']:.3f}" for x in r["runs"]), f"{r['max_abs_error']:.3f}", f"{r['kl_median']:.3f}",
-                      f"{r['top1_median']:.3f}"] for r in record["results"]])
-    return lines + ["", _source(record, path), ""]
+                      f"{r['top1_median']:.3f}"] for _, record in records for r in record["results"]])
+    return lines + [""] + [line for path, record in records for line in (_source(record, path), "")]
 
 
 def acdc_section() -> list[str]:

@@ -55,7 +55,7 @@ def acdc(
         k = masks.shape[0]
         start = 0 if naive else layer
         resid = model.embed(x) if naive else clean.resid[layer]
-        logits = model.forward_from(resid.repeat(k, 1, 1), start, masks.repeat_interleave(N, 0), _tile(cf, k))
+        logits = model.forward_from(resid if k == 1 else resid.repeat(k, 1, 1), start, masks.repeat_interleave(N, 0), _tile(cf, k))
         layer_runs += k * N * (depth - start)
         return damage(logits, ref.repeat(k, 1), labels.repeat(k)).view(k, N).mean(1)
 
@@ -67,8 +67,8 @@ def acdc(
 
 
 def _tile(cf: Activations | None, k: int) -> Activations | None:
-    """Counterfactual tiled candidate-major to match ``resid.repeat(k)``."""
-    return None if cf is None else cf.repeat(k)
+    """Counterfactual tiled candidate-major to match ``resid.repeat(k)`` (itself, untouched, for one candidate)."""
+    return cf if cf is None or k == 1 else cf.repeat(k)
 
 
 def run(model: VisionTransformer, task: Task, cf: Activations | None, metric: str, tau: float, options: RunOptions) -> MethodOutput:
