@@ -334,6 +334,7 @@ def test_circuits_page_estimates_the_time_and_reports_a_stopped_run():
 def test_edge_circuit_graph_toggles_components_and_feeds_the_prune_page(app):
     at = goto(app, "circuits")
     at.multiselect(key="class_pick").select(GOLDFISH)
+    at.selectbox(key="method").set_value("eap")
     at.run()
     at.radio(key="granularity_eap").set_value("edge").run()
     at.button(key="run_circuit").click().run()
