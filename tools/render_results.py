@@ -119,7 +119,7 @@ def seed_study_section() -> list[str]:
     n_eval = record["results"]["chosen_eval_images"]
 
     def size(r):
-        return r["kept_heads"] + r["kept_chunks"]
+        return int(r["kept_heads"] + r["kept_chunks"])
 
     pairs = {}
     for r in rows:
