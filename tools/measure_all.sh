@@ -32,7 +32,8 @@ step sweep_full_val 'python -m vitcore sweep --classes $W --finetune-steps 20 --
 step target_full_val 'python -m vitcore sweep --classes $W --eval-data ../shared/data/tiny-imagenet-200.zip --target-only --target-accuracy 0.45 --learned-steps 100 --out runs/target_full_val 2>/dev/null > "$out/target_full_val.txt"'
 step bench_circuits 'python -m vitcore bench-circuits --classes $W 2>/dev/null > "$out/bench_circuits.txt"'
 step lrp_and_reference_tests 'python -m pytest -q -s tests/test_lrp.py tests/test_reference_circuits.py > "$out/lrp_and_reference_tests.txt"'
-step atlas 'rm -rf atlas/shipped && python -m vitcore atlas --methods eap --backend local --out atlas/shipped 2>/dev/null && cp atlas/shipped/table.csv.gz atlas/shipped/atlas.json assets/atlas/'
+step atlas 'rm -rf atlas/shipped && python -m vitcore atlas --methods eap-ig,eap,relp --backend local --out atlas/shipped 2>/dev/null && cp atlas/shipped/table.csv.gz atlas/shipped/atlas.json assets/atlas/'
+step atlas_groups 'for m in eap-ig eap relp; do python benchmarks/atlas_groups.py assets/atlas --method $m --out "$out/atlas_groups_$m.json" > /dev/null; done'
 step prune_eap50 'python -m vitcore prune --classes $W --method eap --keep 0.5 --out runs/eap50.zip > "$out/prune_eap50.txt"'
 step bench_latency_eap50 'python -m vitcore bench-latency --checkpoint runs/eap50.zip > "$out/bench_latency_eap50.txt"'
 step bench 'python benchmarks/bench.py > "$out/bench.json"'
@@ -42,9 +43,12 @@ step load_test 'python benchmarks/load_test.py --out "$out/load_test_chart_on_de
 command -v apt-get >/dev/null && apt-get install -y -q fonts-noto-color-emoji >/dev/null || true
 step screenshots 'python -m pytest -q tests/test_browser.py && cp test-artifacts/{model,circuits,graph,prune,compare,atlas,export}.png docs/screenshots/'
 step finetune_defaults 'python benchmarks/finetune_defaults.py > "$out/finetune_defaults.txt"'
-step bench_edges 'python -m vitcore bench-edges --classes $W --images 30 --acdc-images 3 2>/dev/null > "$out/bench_edges.txt"'
+step bench_edges 'python -m vitcore bench-edges --classes $W --images 30 --few-images 3 2>/dev/null > "$out/bench_edges.txt"'
+step bench_faithfulness 'python -m vitcore bench-faithfulness > /dev/null'
+step bench_acdc_cache 'python benchmarks/bench_acdc_cache.py --rounds 5 --out "$out/bench_acdc_cache.json" > /dev/null'
 step bench_train 'python -m vitcore bench-train --data ../shared/data/tiny-imagenet-200.zip --json "$out/bench_train.json" 2>/dev/null > "$out/bench_train.txt"'
-step bench_learned_target 'python benchmarks/bench_learned_target.py > "$out/bench_learned_target.txt"'
+step bench_learned_target 'python benchmarks/bench_learned_target.py --edge-targets --constraints projection --out "$out/bench_learned_target.json" > /dev/null && python benchmarks/bench_learned_target.py --node-targets --edge-targets 0.95 --out "$out/bench_learned_target_edges.json" > /dev/null && python benchmarks/bench_learned_target.py --node-targets 0.5 0.9 --constraints lagrangian --edge-targets --out "$out/bench_learned_target_lagrangian.json" > /dev/null'
+step render_results 'python tools/render_results.py'
 step bench_augment_groups 'python benchmarks/bench_augment_groups.py > "$out/bench_augment_groups.txt"'
 # On Intel CPUs MKL already takes its fast path, so the shim changes nothing there: the two arms check the benchmark's noise.
 cpu=$(grep -q AuthenticAMD /proc/cpuinfo && echo amd || echo intel)
