@@ -10,8 +10,8 @@ first ``ramp`` fraction of steps (Edge Pruning's linear warm-up), and is held on
   one constant, found by bisection, so that the expected sparsity equals the target. The shift keeps
   the order of the gates, so the optimiser decides only which gates close, never how many.
 - ``constraint="lagrangian"``: Edge Pruning's penalty ``lambda1 (t - s) + lambda2 (t - s)^2`` with the
-  multipliers raised by gradient ascent. With the step budgets the app can afford it oscillates
-  around the target instead of reaching it (docs/measurements/bench_learned_target.json).
+  multipliers raised by gradient ascent. With the step budgets the app can afford it reaches some
+  targets and overshoots others (docs/results/methods.md).
 
 The final mask is deterministic: the top ``1 - sparsity`` of ``log_alpha``, so the kept set always
 has the asked size.
