@@ -80,9 +80,8 @@ Solver = Callable[[VisionTransformer, ImageSet, AtlasTask, AtlasSettings], str]
 def solve(model: VisionTransformer, data: ImageSet, task: AtlasTask, settings: AtlasSettings) -> str:
     """One task: the circuit of one class by one method, as result JSON (with its own wall time)."""
     entry = get_method(task.method)
-    own = {k: v for k, v in settings.options if any(o.field == k for o in entry.options)}
     result = discover(model, data, [task.wnid], task.method, settings.corruption, n_images=settings.images, seed=settings.seed,
-                      model_sha256=settings.model_sha256, **own)
+                      model_sha256=settings.model_sha256, **entry.own_options(dict(settings.options)))
     return result.to_json()
 
 

@@ -132,6 +132,10 @@ class Method:
         "setting" bisects the parameter itself over ``param.search`` (re-running the method at each probe)."""
         return "setting" if self.param.search is not None else "keep"
 
+    def own_options(self, values: dict[str, int]) -> dict[str, int]:
+        """The run options this method reads, taken from ``values`` (options by field; others ignored)."""
+        return {o.field: values[o.field] for o in self.options if o.field in values}
+
     def run_options(self, values: dict[str, int] | None = None, **fixed) -> RunOptions:
         """RunOptions with this method's options checked and taken from ``values`` (missing ones: their defaults)."""
         values = values or {}

@@ -62,5 +62,4 @@ def own_options(args: argparse.Namespace, method: str) -> dict[str, int]:
     """The run options given on the command line that ``method`` reads."""
     from ..circuits.methods import get_method
 
-    given = options_from(args)
-    return {o.field: given[o.field] for o in get_method(method).options if o.field in given}
+    return get_method(method).own_options(options_from(args))

@@ -6,7 +6,7 @@ import time
 from typing import Any, Callable
 
 
-from ..circuits import Method, discover
+from ..circuits import discover
 from ..circuits.methods import METHODS, get_method
 from ..circuits.result import keep_top
 from ..data import ImageSet
@@ -46,11 +46,6 @@ def _within(progress: Callable[[float, str], None] | None, done: int, total: int
     if progress is None:
         return None
     return lambda f: progress((done + min(max(f, 0.0), 1.0)) / total, what)
-
-
-def _own(entry: Method, options: dict[str, int]) -> dict[str, int]:
-    """The run options ``entry`` reads, from ``options``."""
-    return {o.field: options[o.field] for o in entry.options if o.field in options}
 
 
 def estimate_sweep_seconds(settings: dict[str, list[float]], forward_s: float, task_images: int, eval_images: int, n_components: int,
@@ -108,12 +103,12 @@ def run_sweep(
             if entry.ranks:
                 if ranked is None:  # scores do not depend on the keep ratio: compute once
                     ranked = discover(base, discovery, classes, method, corruption, n_images=n_images, progress=_within(progress, done, total, f"{method} scores"),
-                                      **_own(entry, options))
+                                      **entry.own_options(options))
                     first_s = time.perf_counter() - t0
                 keep = keep_top(ranked.score_tensor(), value)
                 disc_s = first_s
             else:
-                res = discover(base, discovery, classes, method, corruption, n_images=n_images, setting=value, **_own(entry, options),
+                res = discover(base, discovery, classes, method, corruption, n_images=n_images, setting=value, **entry.own_options(options),
                                progress=_within(progress, done, total, f"{method} {value}"))
                 keep = base.components.mask_from_keep(res.kept or [])
                 disc_s = time.perf_counter() - t0
