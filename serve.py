@@ -13,7 +13,7 @@ import streamlit as st
 
 
 def _warm() -> None:
-    from pages.common import warm_shared_resources
+    from ui.resources import warm_shared_resources
 
     warm_shared_resources()
 

@@ -21,13 +21,15 @@ from pathlib import Path
 import torch
 
 from vitcore import load_checkpoint, load_split
-from vitcore.appserver import app_server
 from vitcore.circuits import discover
 from vitcore.pruning import prune
 from vitcore.pruning.latency import measure_speedup
 from vitcore.playground import Playground
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: the harness is a package beside it
+
+from benchmarks.appserver import app_server  # noqa: E402
 
 
 def toggle_speed(flips: int) -> dict:

@@ -3,7 +3,7 @@ each opening the Model page, running a method on its own class and toggling thre
 
 Reports per session and as medians: Model page usable (title and the 32 gallery images drawn), circuit
 run, Prune page, and each toggle's time from the click until the new fast figures are drawn; and any
-cross-talk found (see vitcore/loadtest.py).
+cross-talk found (see benchmarks/loadtest.py).
 
 Run: python benchmarks/load_test.py [--sessions 6] [--browser-nice 19] [--script serve.py|app.py] [--out docs/measurements/load_test.json]
 """
@@ -14,9 +14,12 @@ import argparse
 import json
 from pathlib import Path
 
-from vitcore.loadtest import DEFAULT_PLANS, run_load_test
+import sys
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: the harness is a package beside it
+
+from benchmarks.loadtest import DEFAULT_PLANS, run_load_test  # noqa: E402
 
 
 def main() -> None:

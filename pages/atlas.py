@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from pages.charts import heatmap, score_frames, similarity_chart
-from pages.common import playground
-from pages.figures import show_live_figures
+from ui.charts import heatmap, score_frames, similarity_chart
+from ui.engine import playground
+from ui.figures import show_live_figures
+from ui.shell import open_page
 from vitcore.assets import assets_dir
 from vitcore.atlas import cluster_order, load_atlas, similarity, union_circuit, usage
 from vitcore.atlas.analysis import AtlasDataError, check_components
@@ -24,9 +25,9 @@ def shared_similarity(path: str, method: str):
     return sim, cluster_order(sim)
 
 
-ckpt = st.session_state["ckpt"]
+state = open_page()
+ckpt, eval_set = state.ckpt, state.eval_set
 space = ckpt.model.components
-eval_set = st.session_state["eval_set"]
 names = dict(zip(eval_set.wnids, eval_set.names))
 path = str(assets_dir() / "atlas")
 
@@ -67,7 +68,7 @@ wnids = [g.rsplit("(", 1)[1].rstrip(")") for g in group]
 if wnids:
     keep = union_circuit(atlas, method, wnids)
     st.caption(f"Union of their circuits: {int(keep.sum())} of {len(space)} components.")
-    pg = playground()
+    pg = playground(state)
     if pg.classes != wnids:
         pg.set_classes(wnids)
     try:
@@ -75,7 +76,6 @@ if wnids:
     except NothingKeptError as e:
         st.error(str(e))
     if st.button("Open this group on the Prune page", key="atlas_to_prune"):
-        st.session_state["classes"] = wnids
-        st.session_state["keep"] = keep
-        st.session_state.pop("prune_grid_sync", None)
+        state.classes = list(wnids)
+        state.set_keep(keep)
         st.success(f"The Prune page now shows these {len(wnids)} classes and {int(keep.sum())} components.")

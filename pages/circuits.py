@@ -3,9 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from pages.charts import heatmap, pixel_heatmap, score_frames
-from pages.common import class_options, current_model, keep_of
-from pages.longrun import announce, forward_seconds, progress_bar, running, stop_button
+from ui.charts import heatmap, pixel_heatmap, score_frames
+from ui.engine import current_model, keep_of
+from ui.shell import open_page
+from ui.longrun import announce, forward_seconds, progress_bar, running, stop_button
 from vitcore.circuits import CORRUPTIONS, METHODS, METRICS, discover
 from vitcore.circuits.methods import DEFAULT_METHOD
 from vitcore.circuits.result import CircuitResult
@@ -13,14 +14,14 @@ from vitcore.circuits.trust import describe, load_summary
 from vitcore.attribution import input_attribution, lrp_input_attribution
 from vitcore.errors import VitcoreError
 
-ckpt = st.session_state["ckpt"]
-discovery = st.session_state["discovery"]
-options = class_options()
+state = open_page()
+ckpt, discovery = state.ckpt, state.discovery
+options = state.class_options()
 labels = {v: k for k, v in options.items()}
 
 st.title("Circuits")
-chosen = st.multiselect("Classes (type to search)", list(options), default=[labels[w] for w in st.session_state.get("classes", []) if w in labels], key="class_pick")
-st.session_state["classes"] = [options[c] for c in chosen]
+chosen = st.multiselect("Classes (type to search)", list(options), default=[labels[w] for w in state.classes if w in labels], key="class_pick")
+state.classes = [options[c] for c in chosen]
 
 c1, c2, c3, c4 = st.columns(4)
 method = c1.selectbox("Method", list(METHODS), index=list(METHODS).index(DEFAULT_METHOD), format_func=lambda m: METHODS[m].label, key="method")
@@ -35,7 +36,7 @@ st.caption(f"{entry.description} Cost: {entry.cost}" + (", on an edge-instrument
 trust = describe(method, st.cache_data(load_summary)())
 if trust:
     st.caption(trust + " (python -m vitcore bench-faithfulness)")
-n_available = int(sum(int((discovery.labels == discovery.class_index(w)).sum()) for w in st.session_state["classes"])) or 1
+n_available = int(sum(int((discovery.labels == discovery.class_index(w)).sum()) for w in state.classes)) or 1
 p1, p2, p3 = st.columns(3)
 n_images = p1.slider("Number of discovery images", 1, max(2, n_available), n_available, key="n_images")
 param = entry.param
@@ -44,9 +45,9 @@ for o in entry.options:  # the run options this method reads, as the registry de
     kwargs[o.field] = p3.slider(o.label, o.low, o.high, o.default, o.step, help=o.help, key=o.field)
 
 estimate = None
-if st.session_state["classes"]:
-    images = discovery.images[discovery.chosen(st.session_state["classes"])][:n_images]
-    forward_s = forward_seconds(ckpt.model, images, (tuple(st.session_state["classes"]), n_images, ckpt.sha256))
+if state.classes:
+    images = discovery.images[discovery.chosen(state.classes)][:n_images]
+    forward_s = forward_seconds(ckpt.model, images, (tuple(state.classes), n_images, ckpt.sha256))
     options = entry.run_options(kwargs)
     estimate = entry.estimate_seconds(forward_s, options, len(ckpt.model.components), granularity)
     announce(estimate, "This run")
@@ -57,18 +58,16 @@ if run_col.button("Run", type="primary", key="run_circuit"):
     progress = progress_bar(method)
     try:
         with running("circuit"):
-            result = discover(ckpt.model, discovery, st.session_state["classes"], method, corruption, metric, n_images, model_sha256=ckpt.sha256,
+            result = discover(ckpt.model, discovery, state.classes, method, corruption, metric, n_images, model_sha256=ckpt.sha256,
                               progress=progress, granularity=granularity, **kwargs)
     except VitcoreError as e:
         st.error(str(e))
     else:
         progress(1.0, f"done in {result.wall_time_s:.1f} s")
-        st.session_state.setdefault("results", []).append(result)
-        st.session_state["active_result"] = len(st.session_state["results"]) - 1
-        st.session_state["keep"] = keep_of(result)
-        st.session_state.pop("prune_grid_sync", None)
+        state.add_result(result)
+        state.set_keep(keep_of(state, result))
 
-results: list[CircuitResult] = st.session_state.get("results", [])
+results: list[CircuitResult] = state.results
 
 
 def label(i: int) -> str:
@@ -77,7 +76,7 @@ def label(i: int) -> str:
 
 
 if results:
-    i = st.session_state.get("active_result", len(results) - 1)
+    i = state.active_index()
     r = results[i]
     f = r.faithfulness
     st.subheader(label(i))
@@ -88,7 +87,7 @@ if results:
     m4.metric("Time", f"{r.wall_time_s:.1f} s")
     m5.metric("Passes", f"{r.forward_passes:.0f}F+{r.backward_passes:.0f}B", help=f"{r.forward_passes:g} forward and {r.backward_passes:g} backward pass equivalents over the images")
 if results and r.is_edge:
-    alive = keep_of(r)
+    alive = keep_of(state, r)
     st.caption(f"{int(alive.sum())} of {len(alive)} components still reach the logits through kept edges: the Prune page starts from them "
                "(a pruned model keeps every edge between kept components). The Circuit graph page draws the edges.")
     top = sorted(range(len(r.scores)), key=lambda j: -r.scores[j])[:200]
@@ -127,9 +126,9 @@ elif results:
 if not results:
     st.info("Pick one or more classes and press Run to score every attention head and MLP chunk (or every edge between them).")
 
-with st.expander("What does the model look at? (integrated gradients with captum, and LRP)", expanded="attribution" in st.session_state):
-    eval_set = st.session_state["eval_set"]
-    wanted = [eval_set.class_index(w) for w in st.session_state["classes"]]
+with st.expander("What does the model look at? (integrated gradients with captum, and LRP)", expanded=state.attribution is not None):
+    eval_set = state.eval_set
+    wanted = [eval_set.class_index(w) for w in state.classes]
     pool = [i for i, y in enumerate(eval_set.labels.tolist()) if not wanted or y in wanted][:200]
     a1, a2 = st.columns([3, 1])
     pick = a1.selectbox("Eval image", pool, format_func=lambda i: f"#{i} · {eval_set.names[eval_set.labels[i]]}", key="attr_image")
@@ -137,15 +136,15 @@ with st.expander("What does the model look at? (integrated gradients with captum
     if st.button("Explain this image", key="attr_run"):
         target = int(eval_set.labels[pick])
         models = {"full model": ckpt.model}
-        pruned = current_model()
+        pruned = current_model(state)
         if pruned is None:
             st.warning("Every component is switched off on the Prune page; showing the full model only.")
         elif pruned is not ckpt.model:
             models["current pruned model"] = pruned
         image = eval_set.images[pick]
-        st.session_state["attribution"] = (pick, {name: input_attribution(m, image, target, int(steps)) for name, m in models.items()},
+        state.attribution = (pick, {name: input_attribution(m, image, target, int(steps)) for name, m in models.items()},
                                            {name: lrp_input_attribution(m, image, target) for name, m in models.items()})
-    shown = st.session_state.get("attribution")
+    shown = state.attribution
     if shown and shown[0] < len(eval_set):
         idx, maps, lrp_maps = shown
         st.image(eval_set.images[idx].permute(1, 2, 0).numpy(), caption=f"#{idx}, as the model sees it (64x64)", width=160)

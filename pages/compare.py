@@ -6,7 +6,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pages.longrun import announce, forward_seconds, progress_bar, running, stop_button
+from ui.shell import open_page
+from ui.longrun import announce, forward_seconds, progress_bar, running, stop_button
 from vitcore.circuits import METHODS
 from vitcore.circuits.methods import DEFAULT_METHOD
 from vitcore.pruning.report import config_label, frontier_chart, read_csv
@@ -14,9 +15,10 @@ from vitcore.pruning.sweep import default_settings, estimate_sweep_seconds, run_
 
 LATENCY_REPEATS = 10
 
-ckpt = st.session_state["ckpt"]
+state = open_page()
+ckpt = state.ckpt
 st.title("Compare")
-classes = st.session_state.get("classes", [])
+classes = state.classes
 
 src = st.radio("Sweep", ["Run it here", "Load a saved CSV"], horizontal=True, key="sweep_source")
 if src == "Run it here":
@@ -31,7 +33,7 @@ if src == "Run it here":
     if not classes:
         st.warning("Choose classes on the Circuits page first.")
     else:
-        discovery, eval_set = st.session_state["discovery"], st.session_state["eval_set"]
+        discovery, eval_set = state.discovery, state.eval_set
         settings = default_settings(methods)
         images = discovery.images[discovery.chosen(classes)]
         forward_s = forward_seconds(ckpt.model, images, (tuple(classes), len(images), ckpt.sha256))
@@ -43,7 +45,7 @@ if src == "Run it here":
             with running("sweep"):
                 rows = run_sweep(ckpt.model, discovery, eval_set, classes, settings, finetune=int(ft), latency_repeats=LATENCY_REPEATS,
                                  options=options, progress=progress_bar("sweep"))
-            st.session_state["sweep_rows"] = rows
+            state.sweep_rows = rows
 else:
     upload = st.file_uploader("Sweep CSV (from python -m vitcore sweep)", type=["csv"], key="sweep_csv")
     if upload is not None:
@@ -51,14 +53,14 @@ else:
             path = Path(tmp) / "sweep.csv"
             path.write_bytes(upload.getvalue())
             try:
-                st.session_state["sweep_rows"] = read_csv(path)
+                state.sweep_rows = read_csv(path)
             except (ValueError, KeyError, UnicodeDecodeError) as e:
                 st.error(f"Could not read '{upload.name}': {str(e).replace(str(path), repr(upload.name))}")
             else:
-                if not st.session_state["sweep_rows"]:
+                if not state.sweep_rows:
                     st.warning(f"'{upload.name}' has the sweep columns but no rows: nothing to show.")
 
-rows = st.session_state.get("sweep_rows")
+rows = state.sweep_rows
 if rows:
     st.altair_chart(frontier_chart(rows), width="stretch")
     st.caption("Colour: method and setting (darker = more pruned); triangles: after recovery fine-tuning; dashed: the Pareto frontier.")
@@ -76,6 +78,6 @@ if rows:
             except (KeyError, ValueError) as e:
                 st.error(f"This CSV's kept components do not fit the loaded model: {e}")
             else:
-                st.session_state["keep"] = mask
+                state.set_keep(mask)
                 note = " The fine-tuned weights are not in the CSV: fine-tune again on the Prune page." if row["finetuned"] else ""
                 st.success(f"Applied {row['config']} ({int(mask.sum())} components kept); open the Prune page.{note}")

@@ -4,24 +4,26 @@ import json
 
 import streamlit as st
 
-from pages.common import keep_of, current_model, playground, session_keep_mask
+from ui.engine import current_model, keep_of, playground
+from ui.shell import open_page
 from vitcore.pruning.export import export_zip, onnx_bytes, provenance
 
-ckpt = st.session_state["ckpt"]
+state = open_page()
+ckpt = state.ckpt
 st.title("Export")
-model = current_model()
+model = current_model(state)
 if model is None:
     st.error("Every component is switched off: there is no model to export. Keep at least one head or chunk on the Prune page.")
     st.stop()
 
-mask = session_keep_mask()
+mask = state.keep_mask()
+pg = playground(state)
 space = ckpt.model.components
-results = st.session_state.get("results", [])
-result = results[st.session_state.get("active_result", len(results) - 1)] if results else None
-finetuned = st.session_state.get("finetuned") == playground().key(mask)
+result = state.active()
+finetuned = state.finetuned is not None and state.finetuned == pg.key(mask)
 kept = [space.names[i] for i in space.keep_from_mask(mask)]
 # the setting describes this exact keep-set only if it is the result's own; otherwise say it was edited
-own = result is not None and result.kept is not None and (bool((keep_of(result) == (mask > 0.5).float()).all()) if result.is_edge else set(result.kept) == set(kept))
+own = result is not None and result.kept is not None and (bool((keep_of(state, result) == (mask > 0.5).float()).all()) if result.is_edge else set(result.kept) == set(kept))
 if own:
     setting = result.params | ({"granularity": "edge", "kept_edges": len(result.kept)} if result.is_edge else {})
 else:
@@ -29,16 +31,16 @@ else:
 prov = provenance(
     ckpt.sha256,
     result.method if result else None,
-    st.session_state.get("classes", []),
+    state.classes,
     result.corruption if result else None,
     setting,
     kept,
     finetuned,
 )
-fig = playground().slow(mask)  # this model's own figures, measured on the session's eval set
-eval_set = st.session_state["eval_set"]
+fig = pg.slow(mask)  # this model's own figures, measured on the session's eval set
+eval_set = state.eval_set
 metrics = {"val_top1": fig.top1_all, "top1_chosen": fig.top1_chosen, "kl_chosen": fig.kl_chosen,
-           "eval_set": st.session_state["data_key"], "val_images": len(eval_set)}
+           "eval_set": state.data_key, "val_images": len(eval_set)}
 info = {k: v for k, v in ckpt.info.items() if k not in ("model", "provenance", "metrics")} | {"provenance": prov, "metrics": metrics}
 st.markdown(f"**{len(kept)}/{len(space)} components kept** · heads per layer {model.config.heads} · MLP widths {model.config.mlp_widths} · fine-tuned: {finetuned}")
 zip_data = export_zip(model, info)
@@ -46,9 +48,9 @@ c1, c2 = st.columns(2)
 c1.download_button("Download model (.zip: safetensors + config)", zip_data, file_name="vit-pruned.zip", mime="application/zip", key="dl_zip")
 c1.caption(f"{len(zip_data) / 1e6:.2f} MB")
 if c2.button("Prepare ONNX", key="prep_onnx"):
-    st.session_state["onnx"] = (playground().key(mask), onnx_bytes(model))
-onnx = st.session_state.get("onnx")
-if onnx and onnx[0] == playground().key(mask):
+    state.onnx = (pg.key(mask), onnx_bytes(model))
+onnx = state.onnx
+if onnx and onnx[0] == pg.key(mask):
     c2.download_button("Download ONNX", onnx[1], file_name="vit-pruned.onnx", mime="application/octet-stream", key="dl_onnx")
     c2.caption(f"{len(onnx[1]) / 1e6:.2f} MB · input 'pixels' [batch, 3, 64, 64] normalized · output 'logits'")
 

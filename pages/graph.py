@@ -3,15 +3,17 @@
 import streamlit as st
 import torch
 
-from pages.common import playground
-from pages.figures import show_live_figures
+from ui.engine import playground
+from ui.figures import show_live_figures
+from ui.shell import open_page
 from vitcore.circuits.graph import INPUT_COLOURS, circuit_dot, shown_edges
 from vitcore.playground import NothingKeptError
 
-ckpt = st.session_state["ckpt"]
+state = open_page()
+ckpt = state.ckpt
 edges = ckpt.model.edges
 space = ckpt.model.components
-results = st.session_state.get("results", [])
+results = state.results
 edge_results = [i for i, r in enumerate(results) if r.is_edge]
 
 st.title("Circuit graph")
@@ -47,7 +49,7 @@ st.caption(f"{int(mask.sum())} of {len(edges):,} edges kept · {int(alive.sum())
            f"drawing {len(drawn)} · colour = the input an edge feeds: " +
            ", ".join(f"<span style='color:{c}'>{name}</span>" for name, c in INPUT_COLOURS.items()), unsafe_allow_html=True)
 
-pg = playground()
+pg = playground(state)
 try:
     show_live_figures(pg, alive)
     st.caption("Figures of the physically pruned model that keeps these components (every edge between kept components stays).")
@@ -60,6 +62,5 @@ else:
     st.warning("No kept edge passes the filters.")
 
 if st.button("Use these components on the Prune page", key="graph_to_prune"):
-    st.session_state["keep"] = alive
-    st.session_state.pop("prune_grid_sync", None)
+    state.set_keep(alive)
     st.success(f"The Prune page now starts from these {int(alive.sum())} components.")

@@ -5,15 +5,17 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from pages.common import current_model, shared_eval_logits, trace_event
-from pages.gallery import GALLERY_SIZE, gallery_html
+from ui.engine import current_model
+from ui.gallery import GALLERY_SIZE, gallery_html
+from ui.resources import shared_eval_logits
+from ui.shell import open_page, trace_event
 from vitcore.data import normalize
 from vitcore.evaluate import per_class_accuracy
 from vitcore.images import ImageError, load_rgb, to_model_size
 from vitcore.pruning import count_macs, count_params
 
-ckpt = st.session_state["ckpt"]
-eval_set = st.session_state["eval_set"]
+state = open_page()
+ckpt, eval_set = state.ckpt, state.eval_set
 model, cfg = ckpt.model, ckpt.model.config
 
 st.title("Model")
@@ -34,7 +36,7 @@ with st.expander("How it was trained"):
 
 
 def shared_logits() -> torch.Tensor:
-    return shared_eval_logits(model, eval_set, ckpt.sha256, st.session_state["data_key"])
+    return shared_eval_logits(model, eval_set, ckpt.sha256, state.data_key)
 
 
 st.subheader("Gallery")
@@ -56,7 +58,7 @@ shown = idx[:GALLERY_SIZE]
 if len(shown):
     # one element with the images inline: 32 separate image elements cost one request each, which under
     # six sessions at once doubled the time to a usable page (docs/measurements/load_test.json)
-    st.markdown(gallery_html(model, eval_set, ckpt.sha256, st.session_state["data_key"], tuple(shown.tolist()), logits), unsafe_allow_html=True)
+    st.markdown(gallery_html(model, eval_set, ckpt.sha256, state.data_key, tuple(shown.tolist()), logits), unsafe_allow_html=True)
     trace_event("gallery")
 logits = shared_logits()  # the whole eval set: computed once per model and data set, shared by every session
 if len(idx):
@@ -91,7 +93,7 @@ if upload is not None:
         x = normalize(torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(64, 64, 3).permute(2, 0, 1)[None], cfg)
         left, mid, right = st.columns([1, 2, 2])
         left.image(img, caption="as the model sees it (64x64)", width=160)
-        pruned = current_model()
+        pruned = current_model(state)
         for col, title, m in ((mid, "Full model", model), (right, "Current pruned model", pruned)):
             col.markdown(f"**{title}**")
             if m is None:

@@ -6,32 +6,35 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from pages.charts import pareto_chart
-from pages.common import playground, rerun_pending, session_keep_mask, trace_event, user_moved_on
-from pages.figures import show_live_figures
-from pages.longrun import announce, progress_bar, running, stop_button
+from ui.charts import pareto_chart
+from ui.engine import playground
+from ui.figures import show_live_figures
+from ui.longrun import announce, progress_bar, running, stop_button
+from ui.rerun import rerun_pending, user_moved_on
+from ui.shell import open_page, trace_event
+from ui.state import FineTuned
 from vitcore.circuits import METHODS
 from vitcore.circuits.result import keep_top
-from vitcore.playground import NothingKeptError
+from vitcore.playground import KeepSetFigures, NothingKeptError, Playground
 from vitcore.pruning.finetune import finetune_steps
 from vitcore.pruning.pareto import pareto_frontier
 
 SETTLE_S = 0.4  # after the fast figures, wait this long for another toggle before timing and evaluating (debounce)
-FT_STEPS, FT_LR = 40, 1e-4  # measured on the shipped model: README, "Fine-tuning on the Prune page" (benchmarks/finetune_defaults.py)
+FT_STEPS, FT_LR = 40, 1e-4  # chosen on the shipped model: README, "Fine-tuning on the Prune page" (benchmarks/finetune_defaults.py)
+SLIDERS = ("threshold_slider", "keep_slider")
 
-ckpt = st.session_state["ckpt"]
+state = open_page()
+ckpt = state.ckpt
 space = ckpt.model.components
 depth = space.depth
-results = st.session_state.get("results", [])
-result = results[st.session_state.get("active_result", len(results) - 1)] if results else None
+result = state.active()
 edge_result = result is not None and result.is_edge
 if edge_result:  # an edge circuit sets the grid to the components it keeps alive; its scores are per edge, not per component
     result = None
 
 st.title("Prune")
-classes = st.session_state.get("classes", [])
-if classes:
-    st.caption("Chosen classes: " + ", ".join(st.session_state["eval_set"].names[st.session_state["eval_set"].class_index(w)] for w in classes))
+if state.classes:
+    st.caption("Chosen classes: " + ", ".join(state.class_names()))
 else:
     st.warning("No classes chosen (Circuits page): chosen-class figures use a stratified sample of every class's eval images.")
 
@@ -42,11 +45,12 @@ def grid_keys(layer: int) -> tuple[str, str]:
 
 def sync_grid_from_mask() -> None:
     """Write the keep mask into the toggle widgets' state (before they are drawn)."""
-    mask = session_keep_mask()
+    mask = state.keep_mask()
     for layer in range(depth):
         hk, ck = grid_keys(layer)
         st.session_state[hk] = [f"H{i}" for i in range(space.heads_per_layer[layer]) if mask[space.head_slices[layer].start + i] > 0.5]
         st.session_state[ck] = [f"C{i}" for i in range(space.chunks_per_layer[layer]) if mask[space.chunk_slices[layer].start + i] > 0.5]
+    st.session_state["prune_grid_version"] = state.keep_version
 
 
 def mask_from_grid() -> None:
@@ -57,48 +61,48 @@ def mask_from_grid() -> None:
             mask[space.head_slices[layer].start + int(name[1:])] = 1.0
         for name in st.session_state.get(ck, []):
             mask[space.chunk_slices[layer].start + int(name[1:])] = 1.0
-    st.session_state["keep"] = mask
+    state.set_keep(mask)
+    st.session_state["prune_grid_version"] = state.keep_version  # the grid already shows it
 
 
 def apply_slider() -> None:
     if result is None:
         return
-    for k in ("threshold_slider", "keep_slider"):  # widget state is dropped when the page is left: keep a copy
+    for k in SLIDERS:  # widget state is dropped when the page is left: keep a copy
         if k in st.session_state:
-            st.session_state[f"saved_{k}"] = st.session_state[k]
+            state.slider_values[k] = st.session_state[k]
     if METHODS[result.method].threshold_scores:
-        st.session_state["keep"] = (result.score_tensor() >= st.session_state["threshold_slider"]).float()
+        state.set_keep((result.score_tensor() >= st.session_state["threshold_slider"]).float())
     else:
-        st.session_state["keep"] = keep_top(result.score_tensor(), st.session_state["keep_slider"])
+        state.set_keep(keep_top(result.score_tensor(), st.session_state["keep_slider"]))
     sync_grid_from_mask()
 
 
 def set_rows(value: float) -> None:
-    mask = session_keep_mask().clone()
+    mask = state.keep_mask().clone()
     for layer in st.session_state.get("row_pick", []):
         mask[space.head_slices[layer]] = value
         mask[space.chunk_slices[layer]] = value
-    st.session_state["keep"] = mask
+    state.set_keep(mask)
     sync_grid_from_mask()
 
 
 def reset_all() -> None:
-    st.session_state["keep"] = space.ones()
+    """Keep every component; the sliders go back to their start, which is what they now describe."""
+    state.set_keep(space.ones())
+    for k in SLIDERS:
+        st.session_state.pop(k, None)
+        state.slider_values.pop(k, None)
     sync_grid_from_mask()
 
 
-if st.session_state.get("prune_grid_sync") != id(st.session_state.get("keep")):
-    sync_grid_from_mask()  # the mask changed elsewhere (Run, Compare, a new model)
-
-
-@st.fragment
-def playground_panel() -> None:
-    trace_event("prune_run", kept=int((session_keep_mask() > 0.5).sum()), classes=st.session_state.get("classes", []))
+def slider_row() -> None:
+    """The slider that drives the grid from the active result's scores (or a note on where scores come from)."""
     entry = METHODS[result.method] if result is not None else None
     if "keep_slider" not in st.session_state:
-        st.session_state["keep_slider"] = st.session_state.get("saved_keep_slider", 0.5)
+        st.session_state["keep_slider"] = state.slider_values.get("keep_slider", 0.5)
     if entry is not None and entry.threshold_scores:  # a value left by another method's slider is not among this one's choices
-        value = st.session_state.get("threshold_slider", st.session_state.get("saved_threshold_slider", entry.param.default))
+        value = st.session_state.get("threshold_slider", state.slider_values.get("threshold_slider", entry.param.default))
         st.session_state["threshold_slider"] = value if value in entry.param.choices else entry.param.default
     if entry is not None:
         if entry.threshold_scores:
@@ -115,7 +119,10 @@ def playground_panel() -> None:
     r2.button("Keep rows", on_click=set_rows, args=(1.0,), key="rows_on")
     r3.button("Drop rows", on_click=set_rows, args=(0.0,), key="rows_off")
     r4.button("Keep all", on_click=reset_all, key="all_on")
-    figures_box = st.container()  # figures go above the grid, filled once the grid is drawn
+
+
+def toggle_grid() -> None:
+    """One row of pills per layer for the heads, then for the MLP chunks."""
     # full-width rows: in half-width columns the 12th head and chunk wrapped out of sight at 1280-1500 px
     st.markdown("**Attention heads** (highlighted = kept)")
     for layer in range(depth):
@@ -123,54 +130,50 @@ def playground_panel() -> None:
     st.markdown("**MLP neuron chunks** (highlighted = kept)")
     for layer in range(depth):
         st.pills(f"L{layer} ", [f"C{i}" for i in range(space.chunks_per_layer[layer])], selection_mode="multi", key=grid_keys(layer)[1], on_change=mask_from_grid)
-    st.session_state["prune_grid_sync"] = id(st.session_state["keep"])
 
-    pg = playground()
-    mask = session_keep_mask()
-    with figures_box:
-        try:
-            fig = show_live_figures(pg, mask, moved_on=lambda: user_moved_on(SETTLE_S), stop=rerun_pending)
-        except NothingKeptError as e:
-            st.error(str(e))
-            return
-        if rerun_pending() or fig.latency_b1_ms is None:  # the user toggled again: leave the slower figures to the new run
-            return
-        slow_row = st.columns(2)
-        p_all, p_thr = slow_row[0].empty(), slow_row[1].empty()
-        if fig.top1_all is None:
-            p_all.metric("Top-1, all eval classes", "updating…")
-            p_thr.metric("Batch-64 throughput (measured)", "updating…")
-        base_est = pg.estimate(space.ones(), stop=rerun_pending)
-        fig = pg.estimate(mask, stop=rerun_pending)  # first a stratified sample (with its standard error), then every eval image
-        if base_est.sample_correct is None or fig.sample_correct is None:  # the user toggled again (checked between batches)
-            return
-        n_sample = len(pg.sample_index())
-        if fig.top1_all is None:
-            p_all.metric("Top-1, all eval classes", f"≈ {fig.top1_all_estimate:.1%} ± {fig.top1_all_se:.1%}", "updating…", delta_color="off",
-                         help=f"estimate on a stratified sample of {n_sample} eval images (± one binomial standard error); the exact figure follows")
-        ratio = fig.throughput_b64 / base_est.throughput_b64  # the sign leads, so that a slow-down gets a down arrow
-        p_thr.metric("Batch-64 throughput (measured)", f"{fig.throughput_b64:.0f} img/s", f"{ratio - 1:+.0%} ({ratio:.2f}x)",
-                     help="median over the sample's batches, against the full model's rate timed earlier in this session: not side by "
-                          "side, so a few percent either way is machine noise (the batch-1 speed-up above is paired)")
-        base_slow = pg.slow(space.ones())
-        for fig in pg.refine(mask):  # chunk by chunk; a new toggle ends it between chunks (the work done is kept)
-            if rerun_pending():
-                return
-            if fig.top1_all is None:
-                p_all.metric("Top-1, all eval classes", f"≈ {fig.top1_all_estimate:.1%} ± {fig.top1_all_se:.1%}", f"updating… {fig.top1_all_done}/{len(pg.eval_set)} images",
-                             delta_color="off", help=f"estimate on a stratified sample of {n_sample} eval images (± one binomial standard error); the exact figure follows")
-        p_all.metric("Top-1, all eval classes", f"{fig.top1_all:.1%}", f"{fig.top1_all - base_slow.top1_all:+.1%}")
 
-    history = st.session_state.setdefault("history", {})
-    key = pg.key(mask)
-    history[key] = {"kept": fig.kept, "error": 1 - fig.top1_chosen, "latency_b1_ms": fig.latency_b1_ms, "top1_all": fig.top1_all, "macs": fig.macs,
-                    "config": "full model" if fig.kept == len(space) else f"{fig.kept} kept"}
-    df = pd.DataFrame(list(history.values()))
+def all_class_figures(pg: Playground, mask: torch.Tensor) -> tuple[KeepSetFigures, KeepSetFigures] | None:
+    """The all-class top-1 (a sample's estimate, then exact) and the batch-64 throughput; None when the user moved on."""
+    slow_row = st.columns(2)
+    p_all, p_thr = slow_row[0].empty(), slow_row[1].empty()
+    p_all.metric("Top-1, all eval classes", "updating…")
+    p_thr.metric("Batch-64 throughput (measured)", "updating…")
+    base_est = pg.estimate(space.ones(), stop=rerun_pending)
+    fig = pg.estimate(mask, stop=rerun_pending)  # first a stratified sample (with its standard error), then every eval image
+    if base_est.sample_correct is None or fig.sample_correct is None:  # the user toggled again (checked between batches)
+        return None
+    n_sample = len(pg.sample_index())
+    sample_help = f"estimate on a stratified sample of {n_sample} eval images (± one binomial standard error); the exact figure follows"
+    if fig.top1_all is None:
+        p_all.metric("Top-1, all eval classes", f"≈ {fig.top1_all_estimate:.1%} ± {fig.top1_all_se:.1%}", "updating…", delta_color="off", help=sample_help)
+    ratio = fig.throughput_b64 / base_est.throughput_b64  # the sign leads, so that a slow-down gets a down arrow
+    p_thr.metric("Batch-64 throughput (measured)", f"{fig.throughput_b64:.0f} img/s", f"{ratio - 1:+.0%} ({ratio:.2f}x)",
+                 help="median over the sample's batches, against the full model's rate timed earlier in this session: not side by "
+                      "side, so a few percent either way is machine noise (the batch-1 speed-up above is paired)")
+    base_slow = pg.slow(space.ones())
+    for fig in pg.refine(mask):  # chunk by chunk; a new toggle ends it between chunks (the work done is kept)
+        if rerun_pending():
+            return None
+        if fig.top1_all is None:
+            p_all.metric("Top-1, all eval classes", f"≈ {fig.top1_all_estimate:.1%} ± {fig.top1_all_se:.1%}",
+                         f"updating… {fig.top1_all_done}/{len(pg.eval_set)} images", delta_color="off", help=sample_help)
+    p_all.metric("Top-1, all eval classes", f"{fig.top1_all:.1%}", f"{fig.top1_all - base_slow.top1_all:+.1%}")
+    return fig, base_est
+
+
+def history_chart(pg: Playground, mask: torch.Tensor, fig: KeepSetFigures) -> None:
+    """The configurations this session has tried, on the latency-error plane with their Pareto frontier."""
+    state.history[pg.key(mask)] = {"kept": fig.kept, "error": 1 - fig.top1_chosen, "latency_b1_ms": fig.latency_b1_ms, "top1_all": fig.top1_all,
+                                   "macs": fig.macs, "config": "full model" if fig.kept == len(space) else f"{fig.kept} kept"}
+    df = pd.DataFrame(list(state.history.values()))
     front = pareto_frontier(list(zip(df["latency_b1_ms"], df["error"])))
-    trace_event("prune_slow_done", kept=fig.kept)
     st.markdown("**Configurations tried in this session** (dashed: Pareto frontier)")
     st.altair_chart(pareto_chart(df, "latency_b1_ms", "error", "config", front, ["config", "kept", "error", "latency_b1_ms", "top1_all", "macs"]), width="stretch")
 
+
+def fine_tune_panel(pg: Playground, mask: torch.Tensor, fig: KeepSetFigures, base_est: KeepSetFigures) -> None:
+    """Fine-tune a copy of the pruned model, then choose between it and the model before fine-tuning."""
+    key = pg.key(mask)
     st.markdown("**Fine-tune to recover**")
     f1, f2 = st.columns([1, 3])
     steps = f1.number_input("Steps", 5, 500, FT_STEPS, 5, key="ft_steps")
@@ -180,7 +183,7 @@ def playground_panel() -> None:
     with f2:
         # a measured rate once this session has fine-tuned; before that, from the batch-64 throughputs above:
         # a step is a forward and a backward (about 3 forwards) of the pruned model on 64 images, plus the teacher's forward
-        seconds_per_step = st.session_state.get("ft_seconds_per_step") or 64 * (3 / fig.throughput_b64 + (1 / base_est.throughput_b64 if distill else 0))
+        seconds_per_step = state.ft_seconds_per_step or 64 * (3 / fig.throughput_b64 + (1 / base_est.throughput_b64 if distill else 0))
         announce(seconds_per_step * steps, f"{steps} fine-tuning steps")
         stop_button("finetune", "fine-tuning")
     if f2.button("Fine-tune the current pruned model", key="ft_run"):
@@ -189,36 +192,62 @@ def playground_panel() -> None:
         model = previous.clone()  # never train the shared model or a cached copy in place
         with f2:
             progress = progress_bar("fine-tuning")
-        discovery = st.session_state["discovery"]
-        chosen = torch.nonzero(discovery.chosen(classes)).flatten() if classes and focus else None
+        chosen = torch.nonzero(state.discovery.chosen(state.classes)).flatten() if state.classes and focus else None
         t0 = time.perf_counter()
         with running("finetune"):
-            losses = finetune_steps(model, discovery, int(steps), lr=FT_LR, teacher=ckpt.model if distill else None, focus=chosen,
+            losses = finetune_steps(model, state.discovery, int(steps), lr=FT_LR, teacher=ckpt.model if distill else None, focus=chosen,
                                     progress=lambda s, loss: progress(s / steps, f"step {s}/{steps} · loss {loss:.3f}"))
-        st.session_state["ft_seconds_per_step"] = (time.perf_counter() - t0) / max(int(steps), 1)  # this machine's rate, for the next estimate
+        state.ft_seconds_per_step = (time.perf_counter() - t0) / max(int(steps), 1)  # this machine's rate, for the next estimate
         pg.replace_model(mask, model)
         after = pg.slow(mask)
-        st.session_state["finetuned"] = key
-        st.session_state["ft_models"] = {"key": key, "before fine-tuning": previous, "fine-tuned": model, "losses": losses,
-                                         "figures": {"before fine-tuning": before, "fine-tuned": after}}
-        history.pop(key, None)  # the chart and the figures above now show the fine-tuned model
-        st.session_state["ft_message"] = f"Top-1 chosen {before.top1_chosen:.1%} → {after.top1_chosen:.1%} · all classes {before.top1_all:.1%} → {after.top1_all:.1%}"
+        state.finetuned = key
+        state.fine_tune = FineTuned(key, {"before fine-tuning": previous, "fine-tuned": model}, losses, {"before fine-tuning": before, "fine-tuned": after},
+                                    f"Top-1 chosen {before.top1_chosen:.1%} → {after.top1_chosen:.1%} · all classes {before.top1_all:.1%} → {after.top1_all:.1%}")
+        state.history.pop(key, None)  # the chart and the figures above now show the fine-tuned model
         st.session_state["ft_use"] = "fine-tuned" if after.top1_chosen >= before.top1_chosen else "before fine-tuning"
         st.rerun()
-    ft = st.session_state.get("ft_models")
-    if ft and ft["key"] == key:
-        figs = ft["figures"]
-        worse = figs["fine-tuned"].top1_chosen < figs["before fine-tuning"].top1_chosen
-        (f2.warning if worse else f2.success)(st.session_state.get("ft_message", "") + (
+    ft = state.fine_tune
+    if ft and ft.key == key:
+        worse = ft.figures["fine-tuned"].top1_chosen < ft.figures["before fine-tuning"].top1_chosen
+        (f2.warning if worse else f2.success)(ft.message + (
             " — fine-tuning lowered the chosen-class accuracy on the eval images, so the model before fine-tuning is selected; "
             "switch below to use the fine-tuned one anyway." if worse else ""))
-        f2.line_chart(pd.DataFrame({"training loss": ft["losses"]}), height=160, x_label="step", y_label="loss")
+        f2.line_chart(pd.DataFrame({"training loss": ft.losses}), height=160, x_label="step", y_label="loss")
         use = f2.radio("Use", ["fine-tuned", "before fine-tuning"], horizontal=True, key="ft_use")
-        if pg.model_for(mask) is not ft[use]:
-            pg.replace_model(mask, ft[use])
-            st.session_state["finetuned"] = key if use == "fine-tuned" else None
-            history.pop(key, None)
+        if pg.model_for(mask) is not ft.models[use]:
+            pg.replace_model(mask, ft.models[use])
+            state.finetuned = key if use == "fine-tuned" else None
+            state.history.pop(key, None)
             st.rerun()
+
+
+if st.session_state.get("prune_grid_version") != state.keep_version:
+    sync_grid_from_mask()  # the keep-set changed elsewhere (Circuits, Compare, Atlas, a new model)
+
+
+@st.fragment
+def playground_panel() -> None:
+    trace_event("prune_run", kept=int((state.keep_mask() > 0.5).sum()), classes=state.classes)
+    slider_row()
+    figures_box = st.container()  # figures go above the grid, filled once the grid is drawn
+    toggle_grid()
+    pg = playground(state)
+    mask = state.keep_mask()
+    with figures_box:
+        try:
+            fig = show_live_figures(pg, mask, moved_on=lambda: user_moved_on(SETTLE_S), stop=rerun_pending)
+        except NothingKeptError as e:
+            st.error(str(e))
+            return
+        if rerun_pending() or fig.latency_b1_ms is None:  # the user toggled again: leave the slower figures to the new run
+            return
+        slow = all_class_figures(pg, mask)
+    if slow is None:
+        return
+    fig, base_est = slow
+    trace_event("prune_slow_done", kept=fig.kept)
+    history_chart(pg, mask, fig)
+    fine_tune_panel(pg, mask, fig, base_est)
 
 
 playground_panel()

@@ -120,7 +120,7 @@ def test_model_page_widgets_and_uploads(app):
 
 def test_circuits_eap_produces_scores_and_downloads(app):
     at = run_eap(app)
-    result = at.session_state["results"][-1]
+    result = at.session_state["app"].results[-1]
     assert result.method == "eap" and len(result.scores) == 216 and any(s != 0 for s in result.scores)
     assert metric(at, "Kept") == "108/216"
     assert len(at.get("arrow_vega_lite_chart")) + len(at.get("vega_lite_chart")) >= 2
@@ -130,11 +130,11 @@ def test_circuits_eap_produces_scores_and_downloads(app):
 
 def test_circuits_attribution_compares_full_and_pruned_model():
     at = run_eap(new_app())  # EAP's keep-set becomes the session's pruned model
-    assert 0 < int(at.session_state["keep"].sum()) < 216
+    assert 0 < int(at.session_state["app"].keep.sum()) < 216
     at.number_input(key="attr_steps").set_value(8)
     at.button(key="attr_run").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    pick, maps, lrp_maps = at.session_state["attribution"]
+    pick, maps, lrp_maps = at.session_state["app"].attribution
     assert set(lrp_maps) == set(maps) and not torch.allclose(lrp_maps["full model"].pixels, maps["full model"].pixels)
     assert set(maps) == {"full model", "current pruned model"}
     assert not torch.allclose(maps["full model"].pixels, maps["current pruned model"].pixels)
@@ -151,7 +151,7 @@ def test_empty_class_choice_gives_message():
 
 def test_prune_toggle_changes_keep_set_and_metrics(app):
     at = goto(app, "prune")
-    before_keep = at.session_state["keep"].clone()
+    before_keep = at.session_state["app"].keep.clone()
     before_macs = metric(at, "MACs / image")
     group = at.button_group(key="heads_0")
     if "H0" in group.value:
@@ -159,7 +159,7 @@ def test_prune_toggle_changes_keep_set_and_metrics(app):
     else:
         group.select("H0").run()
     assert not at.exception
-    after_keep = at.session_state["keep"]
+    after_keep = at.session_state["app"].keep
     assert int((before_keep != after_keep).sum()) == 1
     assert metric(at, "MACs / image") != before_macs
     # pruning everything: a clear message, and the page keeps working
@@ -181,14 +181,14 @@ def test_finetune_and_export_download_loads(app, tmp_path):
     at.button(key="ft_run").click().run()
     assert any("→" in s.value for s in list(at.success) + list(at.warning)), [e.value for e in at.error]
     assert at.get("arrow_line_chart") or at.get("vega_lite_chart") or at.get("arrow_vega_lite_chart")  # the loss curve
-    pg = at.session_state["playground"]
-    tuned = at.session_state["ft_models"]["fine-tuned"]
+    pg = at.session_state["app"].playground
+    tuned = at.session_state["app"].fine_tune.models["fine-tuned"]
     at.radio(key="ft_use").set_value("before fine-tuning").run()  # the pre-fine-tune model stays selectable
-    assert pg.model_for(at.session_state["keep"]) is at.session_state["ft_models"]["before fine-tuning"]
+    assert pg.model_for(at.session_state["app"].keep) is at.session_state["app"].fine_tune.models["before fine-tuning"]
     at.radio(key="ft_use").set_value("fine-tuned").run()
-    assert pg.model_for(at.session_state["keep"]) is tuned
-    assert at.session_state["ft_seconds_per_step"] > 0  # the next estimate uses this machine's measured rate
-    at.session_state["finetune_running"] = True  # as left behind by a fine-tuning run that Stop interrupted
+    assert pg.model_for(at.session_state["app"].keep) is tuned
+    assert at.session_state["app"].ft_seconds_per_step > 0  # the next estimate uses this machine's measured rate
+    at.session_state["app"].running.add("finetune")  # as left behind by a fine-tuning run that Stop interrupted
     at.run()
     assert any("fine-tuning was stopped before it finished" in i.value for i in at.info) and not at.exception
     goto(at, "export")
@@ -220,7 +220,7 @@ def sidebar_app(**state) -> AppTest:
 def test_server_paths_are_closed_by_default(tmp_path):
     at = sidebar_app(model_source="Path on this machine", model_path=str(tmp_path / "x"), data_path=str(tmp_path / "missing"))
     assert not at.exception and not at.error  # the preset path options are ignored: not offered at all
-    assert at.session_state["model_source"] == "Shipped model" and at.session_state["data_key"] == "bundled"
+    assert at.session_state["model_source"] == "Shipped model" and at.session_state["app"].data_key == "bundled"
 
 
 def test_bad_checkpoints_and_data_keep_the_app_working(tmp_path, monkeypatch):
@@ -245,7 +245,7 @@ def test_bad_checkpoints_and_data_keep_the_app_working(tmp_path, monkeypatch):
 
 def test_two_sessions_are_isolated_and_the_shared_model_is_untouched():
     """Every page's actions, checked after each one: the shared model's mode, gradients and weights do not change."""
-    from pages.common import shared_checkpoint, state_hash
+    from ui.resources import shared_checkpoint, state_hash
 
     a, b = new_app(), new_app()
     shared = shared_checkpoint(None).model
@@ -278,8 +278,8 @@ def test_two_sessions_are_isolated_and_the_shared_model_is_untouched():
     goto(a, "atlas")
     untouched("the Atlas page")
     goto(b, "prune")
-    assert int(a.session_state["keep"].sum()) < 216
-    assert int(b.session_state["keep"].sum()) == 216
+    assert int(a.session_state["app"].keep.sum()) < 216
+    assert int(b.session_state["app"].keep.sum()) == 216
     assert "results" not in b.session_state
     untouched("a second session")
 
@@ -305,7 +305,7 @@ def test_compare_page_loads_a_sweep_csv_and_applies_a_point(tmp_path):
     at.selectbox(key="sweep_pick").set_value(1).run()
     at.button(key="apply_sweep").click().run()
     assert any("EAP keep 0.5" in s.value and "fine-tune again" in s.value for s in at.success)
-    keep = at.session_state["keep"]
+    keep = at.session_state["app"].keep
     assert [n for n, k in zip(names, keep.tolist()) if k] == kept
     older = "\n".join([",".join(k for k in rows[0] if k != "kept_components"), ",".join(str(v) for k, v in rows[1].items() if k != "kept_components")])
     at.file_uploader(key="sweep_csv").clear().upload("old.csv", older.encode()).run()
@@ -326,7 +326,7 @@ def test_circuits_page_estimates_the_time_and_reports_a_stopped_run():
     at.slider(key="steps").set_value(400).run()
     texts = [c.value for c in at.caption] + [w.value for w in at.warning]
     assert any("s expected on this machine" in t or "will take about" in t for t in texts), texts
-    at.session_state["circuit_running"] = True  # as left behind by a run that Stop interrupted
+    at.session_state["app"].running.add("circuit")  # as left behind by a run that Stop interrupted
     at.run()
     assert any("stopped before it finished" in i.value for i in at.info) and not at.exception
 
@@ -339,11 +339,11 @@ def test_edge_circuit_graph_toggles_components_and_feeds_the_prune_page(app):
     at.radio(key="granularity_eap").set_value("edge").run()
     at.button(key="run_circuit").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    result = at.session_state["results"][-1]
+    result = at.session_state["app"].results[-1]
     n_edges = load_checkpoint().model.edges.n_edges
     assert result.is_edge and len(result.scores) == n_edges
     assert metric(at, "Kept edges") == f"{round(0.05 * n_edges)}/{n_edges}"
-    alive = at.session_state["keep"]
+    alive = at.session_state["app"].keep
     assert 0 < alive.sum() < 216  # the Prune page starts from the components the edges keep alive
 
     goto(at, "graph")
@@ -357,7 +357,7 @@ def test_edge_circuit_graph_toggles_components_and_feeds_the_prune_page(app):
     assert f'"{name}"' in spec or spec.count("penwidth") <= before  # drawn as switched off, or its edges gone
     assert f"{name} ->" not in spec.replace('"', "")
     at.button(key="graph_to_prune").click().run()
-    switched = at.session_state["keep"]
+    switched = at.session_state["app"].keep
     assert switched[load_checkpoint().model.components.id(name)] == 0 and switched.sum() < alive.sum() + 1
     goto(at, "prune")
     assert metric(at, "Top-1, chosen classes")
@@ -371,7 +371,7 @@ def test_atlas_page_shows_the_shipped_atlas_and_measures_a_group(app):
     group = at.multiselect(key="atlas_group")
     assert len(group.value) == 5
     at.button(key="atlas_to_prune").click().run()
-    assert len(at.session_state["classes"]) == 5 and 0 < at.session_state["keep"].sum() <= 216
+    assert len(at.session_state["app"].classes) == 5 and 0 < at.session_state["app"].keep.sum() <= 216
 
 
 def test_compare_page_estimates_a_sweep_and_reports_a_stopped_one():
@@ -380,6 +380,6 @@ def test_compare_page_estimates_a_sweep_and_reports_a_stopped_one():
     at.multiselect(key="sweep_methods").set_value(["eap", "acdc", "learned"]).run()
     texts = [c.value for c in at.caption] + [w.value for w in at.warning]
     assert any("configurations" in t and ("s expected on this machine" in t or "will take about" in t) for t in texts), texts
-    at.session_state["sweep_running"] = True  # as left behind by a sweep that Stop interrupted
+    at.session_state["app"].running.add("sweep")  # as left behind by a sweep that Stop interrupted
     at.run()
     assert any("sweep was stopped before it finished" in i.value for i in at.info) and not at.exception

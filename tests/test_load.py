@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from vitcore.loadtest import CHROMIUM, DEFAULT_PLANS, run_load_test
+from benchmarks.loadtest import CHROMIUM, DEFAULT_PLANS, run_load_test
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (.ci/run installs it)")]
 

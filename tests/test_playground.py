@@ -302,3 +302,25 @@ def test_a_cost_model_is_kept_when_the_full_model_measures_close_to_or_slower_th
     mask[0] = 0
     assert playground.measure(mask).speedup.reference_ms == measured_full_ms
     assert playground.latency_model is shared
+
+
+def test_a_fine_tuned_model_outlives_any_number_of_other_keep_sets(pg):
+    """The session's cache of pruned copies drops its oldest; a model given by replace_model (fine-tuned) is
+    not among them, or Export would re-prune the base model while its provenance says fine-tuned."""
+    playground, model, data = pg
+    space = model.components
+    tuned_mask = space.ones()
+    tuned_mask[0] = 0
+    tuned = playground.model_for(tuned_mask).clone()
+    with torch.no_grad():
+        next(tuned.parameters()).add_(1.0)  # weights no pruning of the base can give
+    playground.replace_model(tuned_mask, tuned)
+    others = [(i, j) for i in range(1, len(space)) for j in range(i + 1, len(space))][:40]  # far more than the cache holds
+    for i, j in others:
+        other = space.ones()
+        other[[i, j]] = 0
+        playground.model_for(other)
+    assert playground.model_for(tuned_mask) is tuned
+    assert weights_hash(playground.model_for(tuned_mask)) == weights_hash(tuned) != weights_hash(playground.model_for(space.ones()))
+    playground.forget(tuned_mask)  # forgetting it goes back to pruning the base
+    assert playground.model_for(tuned_mask) is not tuned

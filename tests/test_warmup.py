@@ -5,13 +5,13 @@ import json
 import torch
 
 from vitcore.data import normalize
-from vitcore.loadtest import server_times
-from vitcore.runtrace import read_trace, trace
+from benchmarks.loadtest import server_times
+from ui.trace import read_trace, trace
 
 
 def test_the_warm_up_fills_the_caches_that_sessions_read_so_they_run_no_forward():
-    from pages import common
-    from pages.gallery import GALLERY_SIZE, gallery_html
+    from ui import resources as common
+    from ui.gallery import GALLERY_SIZE, gallery_html
 
     common.warm_shared_resources()
     ckpt = common.shared_checkpoint(None)
@@ -52,7 +52,7 @@ def test_trace_writes_only_when_asked_and_server_times_pairs_each_sessions_event
 
 
 def test_toggle_breakdown_splits_each_click_between_waiting_server_and_browser():
-    from vitcore.loadtest import SessionPlan, SessionReport, toggle_breakdown
+    from benchmarks.loadtest import SessionPlan, SessionReport, toggle_breakdown
 
     report = SessionReport(SessionPlan("goldfish", "EAP", ["H0", "H1"]))
     report.toggle_clicked_at, report.toggle_s = [100.0, 105.0], [2.0, 1.0]

@@ -48,24 +48,40 @@ class Checkpoint:
         return list(self.info.get("classes", {}).get("names", self.wnids))
 
 
-# The most a checkpoint part may hold: far above this project's models (11 MB of weights), far
-# below what a crafted zip could make the process allocate.
+# The most a checkpoint part may hold whatever its config says: far above this project's models,
+# far below what a crafted zip could make the process allocate. Within it, the weights may hold no
+# more than the config's parameters need (weights_limit), and compress no better than floats do.
 MAX_BYTES = {WEIGHTS: 512 * 2**20, CONFIG: 2**20}
+MAX_WEIGHTS_COMPRESSION = 8.0  # trained float weights deflate by a few percent; a zip bomb by orders of magnitude
 
 
-def _too_big(name: str, size: int, source: Path | str) -> CheckpointError:
-    return CheckpointError(f"{source}: {name} is {size:,} bytes, over the limit of {MAX_BYTES[name]:,}")
+def _too_big(name: str, size: int, source: Path | str, limit: int | None = None) -> CheckpointError:
+    return CheckpointError(f"{source}: {name} is {size:,} bytes, over the limit of {limit or MAX_BYTES[name]:,}")
 
 
-def _read_member(z: zipfile.ZipFile, member: str, name: str, source: Path | str) -> bytes:
-    """A zip member, refusing it by its declared size and again by what it actually inflates to."""
+def weights_limit(config: bytes, source: Path | str) -> int:
+    """The most bytes a ``model.safetensors`` for this config may hold: every parameter the config implies
+    as a 64-bit float, plus a megabyte of header. Raises CheckpointError for a config that is not valid."""
+    cfg = _model_config(config, source)
+    with torch.device("meta"):  # shapes only, nothing allocated
+        n = sum(v.numel() for v in VisionTransformer(cfg).state_dict().values())
+    return min(MAX_BYTES[WEIGHTS], 8 * n + 2**20)
+
+
+def _read_member(z: zipfile.ZipFile, member: str, name: str, source: Path | str, limit: int | None = None) -> bytes:
+    """A zip member, refused by its declared size and compression before it is inflated, and again by
+    what it actually inflates to."""
+    limit = limit or MAX_BYTES[name]
     info = z.getinfo(member)
-    if info.file_size > MAX_BYTES[name]:
-        raise _too_big(name, info.file_size, source)
+    if info.file_size > limit:
+        raise _too_big(name, info.file_size, source, limit)
+    if name == WEIGHTS and info.file_size > 2**20 and info.file_size > MAX_WEIGHTS_COMPRESSION * max(info.compress_size, 1):
+        raise CheckpointError(f"{source}: {name} would inflate {info.file_size / max(info.compress_size, 1):,.0f}-fold; "
+                              f"weights compress no better than {MAX_WEIGHTS_COMPRESSION:g}-fold (a zip bomb?)")
     with z.open(info) as f:
-        data = f.read(MAX_BYTES[name] + 1)
-    if len(data) > MAX_BYTES[name]:
-        raise CheckpointError(f"{source}: {name} inflates beyond its declared size and the limit of {MAX_BYTES[name]:,} bytes")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise CheckpointError(f"{source}: {name} inflates beyond its declared size and the limit of {limit:,} bytes")
     return data
 
 
@@ -77,7 +93,8 @@ def read_zip_parts(source: Path | io.BytesIO, label: str) -> tuple[bytes, bytes]
             missing = [n for n in (WEIGHTS, CONFIG) if n not in by_base]
             if missing:
                 raise CheckpointError(f"checkpoint zip {label} lacks {', '.join(missing)}")
-            return _read_member(z, by_base[WEIGHTS], WEIGHTS, label), _read_member(z, by_base[CONFIG], CONFIG, label)
+            config = _read_member(z, by_base[CONFIG], CONFIG, label)
+            return _read_member(z, by_base[WEIGHTS], WEIGHTS, label, weights_limit(config, label)), config
     except (zipfile.BadZipFile, OSError) as e:
         if label.endswith(".safetensors"):
             raise CheckpointError(f"{label}: give the folder or zip holding {WEIGHTS} and {CONFIG}, not the weights alone") from e
@@ -91,22 +108,20 @@ def _read_parts(path: Path) -> tuple[bytes, bytes]:
         missing = [n for n in (WEIGHTS, CONFIG) if not (path / n).is_file()]
         if missing:
             raise CheckpointError(f"checkpoint folder {path} lacks {', '.join(missing)}")
-        for name in (WEIGHTS, CONFIG):
-            if (size := (path / name).stat().st_size) > MAX_BYTES[name]:
-                raise _too_big(name, size, path)
-        return (path / WEIGHTS).read_bytes(), (path / CONFIG).read_bytes()
+        if (size := (path / CONFIG).stat().st_size) > MAX_BYTES[CONFIG]:
+            raise _too_big(CONFIG, size, path)
+        config = (path / CONFIG).read_bytes()
+        limit = weights_limit(config, path)
+        if (size := (path / WEIGHTS).stat().st_size) > limit:
+            raise _too_big(WEIGHTS, size, path, limit)
+        return (path / WEIGHTS).read_bytes(), config
     return read_zip_parts(path, str(path))
 
 
 def parse_checkpoint(weights: bytes, config: bytes, source: str = "checkpoint") -> Checkpoint:
     """Build a model from raw ``model.safetensors`` and ``config.json`` bytes, with clear errors."""
-    info = parse_json(config, f"{source}: config.json", CheckpointError)
-    if not isinstance(info, dict) or "model" not in info:
-        raise CheckpointError(f"{source}: config.json has no 'model' section")
-    try:
-        cfg = ViTConfig.from_dict(info["model"])
-    except ConfigError as e:
-        raise CheckpointError(f"{source}: {e}") from e
+    info = _config_info(config, source)
+    cfg = _model_config(config, source)
     try:
         state = load_safetensors_bytes(weights)
     except (SafetensorError, ValueError, RuntimeError, OSError) as e:
@@ -126,6 +141,20 @@ def parse_checkpoint(weights: bytes, config: bytes, source: str = "checkpoint") 
         raise CheckpointError(f"{source}: weights do not match config: {_first_lines(str(e))}") from e
     model.eval()
     return Checkpoint(model, info, hashlib.sha256(weights).hexdigest())
+
+
+def _config_info(config: bytes, source: Path | str) -> dict:
+    info = parse_json(config, f"{source}: config.json", CheckpointError)
+    if not isinstance(info, dict) or "model" not in info:
+        raise CheckpointError(f"{source}: config.json has no 'model' section")
+    return info
+
+
+def _model_config(config: bytes, source: Path | str) -> ViTConfig:
+    try:
+        return ViTConfig.from_dict(_config_info(config, source)["model"])
+    except ConfigError as e:
+        raise CheckpointError(f"{source}: {e}") from e
 
 
 # parameters renamed since earlier checkpoints were written (old name -> new name)

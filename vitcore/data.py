@@ -35,6 +35,7 @@ from .images import load_rgb
 
 BUNDLED_DATA = bundled_data()
 SPLITS = ("train", "val")
+MAX_FILE_BYTES = 64 * 2**20  # any one file of the layout; Tiny ImageNet's largest, words.txt, is a few MB
 _CACHE_VERSION = "1"
 
 
@@ -114,12 +115,29 @@ class _Source:
             self._names = set(self.zip.namelist())
 
     def read(self, rel: str) -> bytes:
+        """One file's bytes, refused by its declared size before anything is inflated or read, and again by
+        what it actually holds (a zip member may declare less than it inflates to)."""
         try:
             if self.zip is not None:
-                return self.zip.read(self.prefix + rel)
-            return (self.root / rel).read_bytes()
-        except (KeyError, OSError) as e:
+                info = self.zip.getinfo(self.prefix + rel)
+                self._check_size(rel, info.file_size)
+                with self.zip.open(info) as f:
+                    data = f.read(MAX_FILE_BYTES + 1)
+            else:
+                path = self.root / rel
+                self._check_size(rel, path.stat().st_size)
+                with open(path, "rb") as f:
+                    data = f.read(MAX_FILE_BYTES + 1)
+        except (KeyError, FileNotFoundError) as e:
             raise DataError(f"{self.path}: missing {rel}") from e
+        except (OSError, zipfile.BadZipFile, EOFError) as e:
+            raise DataError(f"{self.path}: cannot read {rel} ({e})") from e
+        self._check_size(rel, len(data))
+        return data
+
+    def _check_size(self, rel: str, size: int) -> None:
+        if size > MAX_FILE_BYTES:
+            raise DataError(f"{self.path}: {rel} is {size:,} bytes (inflated), over the limit of {MAX_FILE_BYTES:,} for one file of the data set")
 
     def exists(self, rel: str) -> bool:
         if self.zip is not None:

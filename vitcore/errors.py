@@ -1,6 +1,7 @@
 """The base of every error vitcore raises for bad user input, and JSON parsing that raises it."""
 
 import json
+from pathlib import Path
 from typing import Any
 
 
@@ -16,3 +17,25 @@ def parse_json(text: str | bytes, what: str, error: type[VitcoreError]) -> Any:
         raise error(f"{what} is not valid JSON ({e})") from e
     except RecursionError:
         raise error(f"{what} nests JSON too deeply") from None
+
+
+class StateFileError(VitcoreError):
+    """A resumable run's state file that cannot be read safely."""
+
+
+def load_state_file(path: "str | Path") -> dict:
+    """A run's state file, read with ``torch.load(weights_only=True)``: tensors and plain containers only,
+    never arbitrary pickled objects. Anything else raises :class:`StateFileError` in one line."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, AttributeError, TypeError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise StateFileError(f"{path} is not a state file this program wrote (refused without unpickling it: {reason[:200]})") from None
+    if not isinstance(state, dict):
+        raise StateFileError(f"{path} is not a state file this program wrote (it holds a {type(state).__name__}, not a dict)")
+    return state

@@ -41,6 +41,7 @@ SAMPLE_SIZE = 400  # images of the stratified first estimate of all-class top-1
 LATENCY_THREADS = 1  # live batch-1 timings use one thread: stable under load (see measure_speedup)
 COST_MODEL_TOLERANCE = 0.25  # refit the session's cost model when the full model measures this much faster than predicted
 COST_MODEL_REFIT_S = 60.0  # at most one refit a minute
+MODELS_CACHED = 16  # pruned copies kept per session (each is at most the base model's size)
 
 
 def _serialized(method: Callable) -> Callable:
@@ -91,7 +92,8 @@ class Playground:
         self.space = base.components
         self.latency_repeats = latency_repeats
         self._cache: dict[bytes, KeepSetFigures] = {}
-        self._models: dict[bytes, VisionTransformer] = {}
+        self._models: dict[bytes, VisionTransformer] = {}  # pruned copies of the base: rebuilt on demand, so the oldest are dropped
+        self._pinned: dict[bytes, VisionTransformer] = {}  # models given by replace_model (fine-tuned): never dropped
         self._base_logits = base_logits
         self._sample: Tensor | None = None
         self._sample_partial: dict[bytes, dict[str, Any]] = {}  # the sample's batches run so far, per keep-set (estimate can stop)
@@ -134,8 +136,10 @@ class Playground:
         if mask.sum() == 0:
             raise NothingKeptError("every component is switched off: keep at least one head or chunk")
         k = self.key(mask)
+        if k in self._pinned:
+            return self._pinned[k]
         if k not in self._models:
-            if len(self._models) > 16:
+            if len(self._models) >= MODELS_CACHED:
                 self._models.pop(next(iter(self._models)))
             self._models[k] = self.base if bool((mask > 0.5).all()) else prune(self.base, mask)
         return self._models[k]
@@ -206,7 +210,7 @@ class Playground:
         self._cost_model_refit_at = time.monotonic()
         self.latency_model = fit_latency_model(self.base)
         for k, cached in self._cache.items():
-            model = self._models.get(k)
+            model = self._pinned.get(k) or self._models.get(k)
             cached.predicted_b1_ms = self.latency_model.predict_ms(model.config) if model is not None else None
 
     def sample_index(self) -> Tensor:
@@ -303,13 +307,14 @@ class Playground:
         k = self.key(mask)
         self._cache.pop(k, None)
         self._models.pop(k, None)
+        self._pinned.pop(k, None)
         self._sample_partial.pop(k, None)
 
     @_serialized
     def replace_model(self, mask: Tensor, model: VisionTransformer) -> None:
-        """Use ``model`` (e.g. fine-tuned) for ``mask`` from now on."""
+        """Use ``model`` (e.g. fine-tuned) for ``mask`` from now on: it is kept however many other keep-sets follow."""
         self.forget(mask)
-        self._models[self.key(mask)] = model
+        self._pinned[self.key(mask)] = model
 
 
 def fit_latency_model(base: VisionTransformer, repeats: int = 15) -> LatencyModel:

@@ -13,6 +13,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..circuits import CORRUPTIONS, METHODS, CircuitResult, discover
 from ..circuits.methods import DEFAULT_METHOD
 from ..data import load_split
+from ..errors import StateFileError, load_state_file
 from ..evaluate import evaluate
 from ..pruning import prune
 from ..pruning.export import export_onnx, export_zip, provenance
@@ -96,7 +97,9 @@ def run_finetune(args: argparse.Namespace) -> int:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
     start = 0
     if resuming:
-        state = torch.load(state_file, map_location="cpu", weights_only=True)
+        state = load_state_file(state_file)
+        if not {"optimizer", "epoch"} <= state.keys():
+            raise StateFileError(f"{state_file} lacks the optimizer and epoch a fine-tuning run writes; start a new --out folder")
         opt.load_state_dict(state["optimizer"])
         start = int(state["epoch"])
     steps = args.steps_per_epoch or max(1, len(data) // args.batch_size)

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from ..errors import load_state_file
 from .recipe import TrainingError
 
 STATE = "train_state.pt"
@@ -36,7 +37,7 @@ class RunState:
         path = out / STATE
         if not path.exists():
             return None
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        raw = load_state_file(path)
         if "model" not in raw:
             raise TrainingError(f"{path} was written by an older trainer that cannot resume mid-run; start a new --out folder")
         return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})

@@ -6,7 +6,7 @@ from typing import Callable
 import streamlit as st
 import torch
 
-from pages.common import trace_event
+from ui.shell import trace_event
 from vitcore.playground import KeepSetFigures, Playground
 
 

@@ -23,8 +23,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .appserver import app_server
-from .runtrace import read_trace
+from benchmarks.appserver import app_server
+from ui.trace import read_trace
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -255,7 +255,7 @@ def run_load_test(root: str | Path, plans: list[SessionPlan] | None = None, time
     plans = plans or DEFAULT_PLANS
     with tempfile.TemporaryDirectory() as tmp:
         trace_file = Path(tmp) / "trace.jsonl"
-        os.environ["VITCORE_TRACE"] = str(trace_file)  # the server's own timings (vitcore/runtrace.py)
+        os.environ["VITCORE_TRACE"] = str(trace_file)  # the server's own timings (ui/trace.py)
         try:
             with app_server(root, extra_args=server_args, script=script) as (url, start):
                 server_ready_s = time.perf_counter() - start

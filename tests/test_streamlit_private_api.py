@@ -1,4 +1,9 @@
-"""The Prune page's early exit: Streamlit's queued fragment rerun is visible to the running fragment."""
+"""The private Streamlit APIs the app relies on, pinned: if an upgrade changes one, these fail loudly.
+
+- ``ScriptRequests._state`` (``ui/rerun.py``): a long fragment sees a queued rerun and returns early;
+- ``PagesManager.uses_pages_directory`` (``ui/shell.py``): a page run by Streamlit's folder routing reruns
+  through the app's navigation.
+"""
 
 from types import SimpleNamespace
 
@@ -8,7 +13,7 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 def test_a_widget_rerun_queued_behind_a_running_fragment_is_seen(monkeypatch):
-    import pages.common as common
+    import ui.rerun as common
     from streamlit.runtime.scriptrunner_utils import script_run_context
     from streamlit.runtime.scriptrunner_utils.script_requests import RerunData, ScriptRequests
 
@@ -25,7 +30,7 @@ def test_a_widget_rerun_queued_behind_a_running_fragment_is_seen(monkeypatch):
 def test_a_run_stopped_for_a_fast_rerun_is_seen(monkeypatch):
     """A page link stops the running script and (runner.fastReruns) starts the next run in a new
     thread at once; the old run must see the stop, or both work on the session's state together."""
-    import pages.common as common
+    import ui.rerun as common
     from streamlit import config
     from streamlit.runtime.scriptrunner_utils import script_run_context
     from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequests
@@ -36,3 +41,27 @@ def test_a_run_stopped_for_a_fast_rerun_is_seen(monkeypatch):
     assert common.rerun_pending() is False
     requests.request_stop()  # what AppSession.request_rerun does to the running script under fast reruns
     assert common.rerun_pending() is True
+
+
+def test_folder_routing_is_the_flag_the_page_guard_reads_and_navigation_clears_it():
+    import inspect
+
+    import streamlit as st
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.runtime.scriptrunner import script_runner
+
+    from ui.shell import routed_around_the_shell
+
+    assert "uses_pages_directory" in vars(PagesManager), "Streamlit renamed the flag ui/shell.py reads"
+    # the script runner runs a page file alone (its older multipage mode) exactly when the flag is set ...
+    assert "if PagesManager.uses_pages_directory:" in inspect.getsource(script_runner.ScriptRunner), "folder routing is decided elsewhere now"
+    # ... and st.navigation clears it for the whole process, which is what open_page's rerun relies on
+    assert "PagesManager.uses_pages_directory = False" in inspect.getsource(st.navigation)
+    saved = PagesManager.uses_pages_directory
+    try:
+        PagesManager.uses_pages_directory = True
+        assert routed_around_the_shell() is True
+        PagesManager.uses_pages_directory = False
+        assert routed_around_the_shell() is False
+    finally:
+        PagesManager.uses_pages_directory = saved

@@ -15,6 +15,7 @@ import streamlit as st
 import torch
 
 from vitcore.data import normalize
+from ui.state import app_state
 
 
 def announce(estimate_s: float, what: str) -> None:
@@ -28,7 +29,9 @@ def announce(estimate_s: float, what: str) -> None:
 def stop_button(name: str, what: str, column=None) -> None:
     """The Stop button, and a note when the last run of ``name`` did not finish."""
     (column or st).button("Stop", key=f"stop_{name}", help=f"cancels the running {what} (it ends at its next progress update)")
-    if st.session_state.pop(f"{name}_running", False):
+    running = app_state().running
+    if name in running:
+        running.discard(name)
         st.info(f"The last {what} was stopped before it finished; nothing was saved.")
 
 
@@ -36,24 +39,26 @@ def stop_button(name: str, what: str, column=None) -> None:
 def running(name: str) -> Iterator[None]:
     """Mark ``name`` as running. Only a Stop (or another interruption of the script by Streamlit, which
     raises a ``BaseException``) leaves the mark for :func:`stop_button` to report; an error clears it."""
-    st.session_state[f"{name}_running"] = True
+    marks = app_state().running
+    marks.add(name)
     try:
         yield
     except Exception:
-        st.session_state[f"{name}_running"] = False
+        marks.discard(name)
         raise
-    st.session_state[f"{name}_running"] = False
+    marks.discard(name)
 
 
 def forward_seconds(model, images: torch.Tensor, key: tuple) -> float:
     """One timed forward of ``model`` over uint8 ``images``: the base of the time estimates. Measured once
     per session and ``key`` (say, the chosen classes, the number of images and the model's hash)."""
-    probe = st.session_state.get("forward_probe")
+    state = app_state()
+    probe = state.forward_probe
     if probe is None or probe[0] != key:
         t0 = time.perf_counter()
         with torch.inference_mode():
             model(normalize(images, model.config))
-        st.session_state["forward_probe"] = probe = (key, time.perf_counter() - t0)
+        state.forward_probe = probe = (key, time.perf_counter() - t0)
     return probe[1]
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks, and the harness that starts the app and drives browsers against it (load tests, app timings)."""

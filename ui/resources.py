@@ -1,0 +1,91 @@
+"""Resources shared by every session of the server (``st.cache_resource``): read-only by contract."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+
+import streamlit as st
+import torch
+
+from vitcore import load_split
+from vitcore.checkpoint import Checkpoint, load_checkpoint, parse_checkpoint, read_zip_parts
+from vitcore.data import ImageSet
+from vitcore.threadshare import ThreadShare
+from ui.trace import trace
+
+
+def _frozen(ckpt: Checkpoint) -> Checkpoint:
+    for p in ckpt.model.parameters():
+        p.requires_grad_(False)
+    return ckpt
+
+
+@st.cache_resource(show_spinner="Loading model…")
+def shared_checkpoint(path: str | None) -> Checkpoint:
+    """One model per path, shared by every session: read-only by contract."""
+    return _frozen(load_checkpoint(path))
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=4, ttl=3600)
+def shared_uploaded_checkpoint(digest: str, weights: bytes, config: bytes) -> Checkpoint:
+    return _frozen(parse_checkpoint(weights, config, "uploaded checkpoint"))
+
+
+def load_upload(upload) -> Checkpoint:
+    """An uploaded checkpoint zip, parsed once per content and shared (its sizes are checked before anything inflates)."""
+    data = upload.getvalue()
+    weights, config = read_zip_parts(io.BytesIO(data), f"'{upload.name}'")
+    return shared_uploaded_checkpoint(hashlib.sha256(data).hexdigest(), weights, config)
+
+
+@st.cache_resource(show_spinner="Loading images…")
+def shared_split(path: str | None, split: str) -> ImageSet:
+    return load_split(path, split)
+
+
+@st.cache_resource(show_spinner="Classifying the eval images…")
+def shared_eval_logits(_model, _eval_set: ImageSet, model_sha: str, data_key: str) -> torch.Tensor:
+    """The base model's logits on the eval set, computed once per model and data set."""
+    from vitcore.evaluate import predict_logits
+
+    return predict_logits(_model, _eval_set.images)
+
+
+@st.cache_resource(show_spinner="Measuring this machine's latency…")
+def shared_latency_model(_model, model_sha: str):
+    """Batch-1 latency against MACs on this machine, fitted once per model and shared by every session."""
+    from vitcore.playground import fit_latency_model
+
+    return fit_latency_model(_model)
+
+
+@st.cache_resource
+def shared_thread_share() -> ThreadShare:
+    """The process's cores, split among the active sessions (``VITCORE_APP_CORES`` overrides the count)."""
+    return ThreadShare(int(os.environ.get("VITCORE_APP_CORES", "0")) or None)
+
+
+def warm_shared_resources() -> None:
+    """Load what every session's first page needs (the shipped model, the bundled data, the full
+    model's eval logits, the default gallery, the latency cost model) into the shared caches, so that
+    the first users do not wait for it. Run once at server start by ``serve.py`` (in a background thread)."""
+    from ui.gallery import GALLERY_SIZE, gallery_html
+
+    trace("server", "warm_start")
+    ckpt = shared_checkpoint(None)
+    shared_split(None, "train")
+    eval_set = shared_split(None, "val")
+    gallery_html(ckpt.model, eval_set, ckpt.sha256, "bundled", tuple(range(min(GALLERY_SIZE, len(eval_set)))))
+    shared_eval_logits(ckpt.model, eval_set, ckpt.sha256, "bundled")
+    shared_latency_model(ckpt.model, ckpt.sha256)
+    trace("server", "warm_done")
+
+
+def state_hash(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

@@ -1,0 +1,71 @@
+"""The app's frame: its pages, the sidebar before each page, and the guard every page opens with.
+
+Streamlit routes a session's first run by the physical ``pages/`` folder beside ``app.py`` (its older
+multipage mode) until some run calls ``st.navigation``; a deep link opened first on a fresh server would
+run ``pages/<name>.py`` alone, without this frame. :func:`open_page` notices that and reruns through it.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui.engine import apply_thread_share
+from ui.sidebar import sidebar
+from ui.state import AppState, app_state
+from ui.trace import trace
+
+PAGES = [  # (file, title): the order of the navigation
+    ("pages/model.py", "Model"),
+    ("pages/circuits.py", "Circuits"),
+    ("pages/graph.py", "Circuit graph"),
+    ("pages/prune.py", "Prune"),
+    ("pages/compare.py", "Compare"),
+    ("pages/atlas.py", "Atlas"),
+    ("pages/export.py", "Export"),
+]
+
+
+def app_pages() -> list:
+    return [st.Page(path, title=title, default=i == 0) for i, (path, title) in enumerate(PAGES)]
+
+
+def run_app() -> None:
+    """One script run of the app: navigation, this session's share of the cores, the sidebar, the page."""
+    page = st.navigation(app_pages())
+    state = app_state()
+    apply_thread_share(state)
+    trace(state.session_uid, "run", page=page.title)
+    for problem in sidebar(state):
+        st.error(problem)
+    trace(state.session_uid, "sidebar")
+    page.run()
+    trace(state.session_uid, "done", page=page.title)
+
+
+def routed_around_the_shell() -> bool:
+    """True when Streamlit ran a page file directly by its folder (a first deep link on a fresh server).
+    Reads Streamlit's private ``PagesManager.uses_pages_directory`` (``tests/test_streamlit_private_api.py``)."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    return bool(PagesManager.uses_pages_directory)
+
+
+def open_page() -> AppState:
+    """Every page's first call: this session's state, with the model and data the sidebar chose.
+
+    Run around the shell, a new session reruns the same URL through it (``st.navigation`` here registers the
+    app's pages, and Streamlit stops routing by folder); a session that has state draws the sidebar in place
+    instead (only Streamlit's AppTest routes by folder on every run), so that a click in this run is not lost."""
+    state = app_state()
+    if routed_around_the_shell():
+        if state.ckpt is None:
+            st.navigation(app_pages(), position="hidden")
+            st.rerun()
+        for problem in sidebar(state):
+            st.error(problem)
+    return state
+
+
+def trace_event(event: str, **fields: object) -> None:
+    """Record a timing event of this session's run (only when ``VITCORE_TRACE`` is set: load tests)."""
+    trace(app_state().session_uid, event, **fields)

@@ -1,0 +1,63 @@
+"""The sidebar: which model and data this session uses."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import streamlit as st
+
+from vitcore.errors import VitcoreError
+from ui.resources import load_upload, shared_checkpoint, shared_split, shared_thread_share
+from ui.state import AppState
+
+
+def server_paths_allowed() -> bool:
+    """Loading files from the server's disk is off unless the operator starts the app with
+    ``streamlit run serve.py -- --allow-server-paths`` or sets ``VITCORE_ALLOW_SERVER_PATHS=1``."""
+    return "--allow-server-paths" in sys.argv[1:] or os.environ.get("VITCORE_ALLOW_SERVER_PATHS") == "1"
+
+
+def sidebar(state: AppState) -> list[str]:
+    """Draw the model and data choices and set them on ``state``; returns error messages (the app falls back to the defaults)."""
+    problems: list[str] = []
+    with st.sidebar:
+        st.subheader("Model")
+        sources = ["Shipped model", "Upload a zip"] + (["Path on this machine"] if server_paths_allowed() else [])
+        if st.session_state.get("model_source") not in sources:
+            st.session_state["model_source"] = "Shipped model"
+        source = st.radio("Checkpoint", sources, key="model_source", label_visibility="collapsed")
+        ckpt = None
+        try:
+            if source == "Upload a zip":
+                upload = st.file_uploader("Checkpoint or exported pruned model (.zip)", type=["zip"], key="model_upload")
+                if upload is not None:
+                    ckpt = load_upload(upload)
+            elif source == "Path on this machine":
+                path = st.text_input("Checkpoint folder or zip", key="model_path")
+                if path:
+                    ckpt = shared_checkpoint(path)
+        except VitcoreError as e:
+            problems.append(f"Could not load that model: {e}. Using the shipped model.")
+        if ckpt is None:
+            ckpt = shared_checkpoint(None)
+        st.caption(f"{len(ckpt.model.components)} components · sha256 {ckpt.sha256[:12]}")
+        st.subheader("Data")
+        if server_paths_allowed():
+            data_path = st.text_input("Tiny ImageNet folder or zip (empty: bundled subsets)", key="data_path").strip() or None
+        else:
+            data_path = None
+            st.caption("Bundled subsets. Paths on the server are off; the operator enables them with `-- --allow-server-paths`.")
+        try:
+            discovery, eval_set = shared_split(data_path, "train"), shared_split(data_path, "val")
+        except VitcoreError as e:
+            problems.append(f"Could not read that data: {e}. Using the bundled subsets.")
+            data_path, discovery, eval_set = None, shared_split(None, "train"), shared_split(None, "val")
+        if ckpt.wnids and ckpt.wnids != eval_set.wnids:
+            problems.append("The model's classes differ from the data set's classes; using the bundled subsets.")
+            data_path, discovery, eval_set = None, shared_split(None, "train"), shared_split(None, "val")
+        st.caption(f"discovery {len(discovery)} images · eval {len(eval_set)} images")
+        share = shared_thread_share()
+        st.caption(f"torch threads for this session: {state.torch_threads or '?'} of {share.cores} cores ({share.active()} active session(s))")
+    state.use(ckpt, discovery, eval_set, data_path or "bundled")
+    return problems

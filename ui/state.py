@@ -1,0 +1,116 @@
+"""One typed object holds a session's state; what a change of model or data invalidates is decided here.
+
+Widgets keep their values under their own keys in ``st.session_state`` (Streamlit needs that); everything
+else a page reads or writes about the session lives on :class:`AppState`, stored under one key.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import streamlit as st
+import torch
+
+from vitcore.checkpoint import Checkpoint
+from vitcore.circuits.result import CircuitResult
+from vitcore.data import ImageSet
+from vitcore.playground import Playground
+
+STATE_KEY = "app"
+
+
+@dataclass
+class FineTuned:
+    """A fine-tuning run of one keep-set: both models, the loss curve and their figures."""
+
+    key: bytes
+    models: dict[str, torch.nn.Module]  # "before fine-tuning", "fine-tuned"
+    losses: list[float]
+    figures: dict[str, Any]
+    message: str
+
+
+@dataclass
+class AppState:
+    """What one browser session holds: the model and data it uses, its classes, keep-set, results and copies."""
+
+    session_uid: str = field(default_factory=lambda: uuid.uuid4().hex)
+    ckpt: Checkpoint | None = None
+    discovery: ImageSet | None = None
+    eval_set: ImageSet | None = None
+    data_key: str = "bundled"
+    classes: list[str] = field(default_factory=list)
+    keep: torch.Tensor | None = None
+    keep_version: int = 0  # bumped by every change of ``keep``: the Prune page's grid resyncs when it moves
+    results: list[CircuitResult] = field(default_factory=list)
+    active_result: int | None = None
+    playground: Playground | None = None
+    history: dict[bytes, dict] = field(default_factory=dict)  # the Prune page's configurations tried
+    finetuned: bytes | None = None  # the keep-set whose model is the fine-tuned one now
+    fine_tune: FineTuned | None = None
+    ft_seconds_per_step: float | None = None  # measured on this session's last fine-tune
+    attribution: Any = None  # the Circuits page's last explanation maps
+    onnx: tuple[bytes, bytes] | None = None  # (keep-set key, ONNX file)
+    sweep_rows: list[dict] | None = None
+    forward_probe: tuple[tuple, float] | None = None
+    torch_threads: int | None = None
+    slider_values: dict[str, Any] = field(default_factory=dict)  # the Prune page's sliders, kept while another page is open
+    running: set[str] = field(default_factory=set)  # long runs in progress (a Stop leaves its name here)
+
+    # --- model and data -------------------------------------------------------------------------------------
+    def use(self, ckpt: Checkpoint, discovery: ImageSet, eval_set: ImageSet, data_key: str) -> None:
+        """Set the model and data; a different model or data set drops everything computed with the old ones."""
+        changed = self.ckpt is None or self.ckpt.sha256 != ckpt.sha256 or self.data_key != data_key
+        self.ckpt, self.discovery, self.eval_set, self.data_key = ckpt, discovery, eval_set, data_key
+        if changed:
+            self.keep, self.results, self.active_result, self.playground = None, [], None, None
+            self.history, self.finetuned, self.fine_tune, self.onnx, self.attribution = {}, None, None, None, None
+            self.keep_version += 1
+        if self.classes and eval_set is not None:
+            self.classes = [w for w in self.classes if w in eval_set.wnids]
+
+    # --- keep-set -------------------------------------------------------------------------------------------
+    def keep_mask(self) -> torch.Tensor:
+        """The session's keep-set (every component at first)."""
+        space = self.ckpt.model.components
+        if self.keep is None or len(self.keep) != len(space):
+            self.keep = space.ones()
+        return self.keep
+
+    def set_keep(self, mask: torch.Tensor) -> None:
+        self.keep = mask.float()
+        self.keep_version += 1
+
+    # --- circuit results ------------------------------------------------------------------------------------
+    def add_result(self, result: CircuitResult) -> None:
+        self.results.append(result)
+        self.active_result = len(self.results) - 1
+
+    def active_index(self) -> int | None:
+        """The index of the result the Prune and Export pages work from (the newest unless another was picked)."""
+        if not self.results:
+            return None
+        ok = self.active_result is not None and 0 <= self.active_result < len(self.results)
+        return self.active_result if ok else len(self.results) - 1
+
+    def active(self) -> CircuitResult | None:
+        i = self.active_index()
+        return None if i is None else self.results[i]
+
+    # --- derived ----------------------------------------------------------------------------------------------
+    def class_options(self) -> dict[str, str]:
+        """Human-readable class label -> wnid, for searchable multiselects."""
+        return {f"{name} ({wnid})": wnid for wnid, name in zip(self.eval_set.wnids, self.eval_set.names)}
+
+    def class_names(self) -> list[str]:
+        return [self.eval_set.names[self.eval_set.class_index(w)] for w in self.classes]
+
+
+def app_state() -> AppState:
+    """This session's state (created on first use)."""
+    state = st.session_state.get(STATE_KEY)
+    if not isinstance(state, AppState):
+        state = st.session_state[STATE_KEY] = AppState()
+    return state
