@@ -31,8 +31,9 @@ def main(work: Path) -> None:
     from vitcore.checkpoint import load_checkpoint, parse_checkpoint
     from vitcore.circuits.result import CircuitResult
     from vitcore.config import ViTConfig
-    from vitcore.data import load_split
-    from vitcore.errors import VitcoreError
+    from vitcore.checkpoint import read_zip_parts
+    from vitcore.data import check_classes, load_split
+    from vitcore.errors import VitcoreError, load_state_file
     from vitcore.images import load_rgb, to_model_size
 
     shipped = Path(load_checkpoint.__module__ and __import__("vitcore.assets").assets.shipped_checkpoint())
@@ -66,8 +67,25 @@ def main(work: Path) -> None:
         (root / name).write_bytes(content)
         return lambda: load_split(root, "val", use_cache=False)
 
+    def uploaded(name: str):  # what the app's sidebar does with an uploaded zip
+        return lambda: parse_checkpoint(*read_zip_parts(io.BytesIO((work / name).read_bytes()), f"'{name}'"), "uploaded checkpoint")
+
+    def data_adding_a_class():
+        root = work / "data-extra-class"
+        (root / "val" / "images").mkdir(parents=True, exist_ok=True)
+        wnids = shipped_wnids + ["n99999999"]
+        (root / "wnids.txt").write_text("\n".join(wnids) + "\n")
+        (root / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn01443537\t0\t0\t1\t1\n")
+        (root / "val" / "images" / "val_0.JPEG").write_bytes(png(64, 64))
+        return lambda: check_classes(shipped_wnids, len(shipped_wnids), load_split(root, "val", use_cache=False))
+
+    shipped_wnids = config["classes"]["wnids"]
     cases = {
         "zip_bomb": lambda: load_checkpoint(work / "bomb.zip"),
+        "upload_bomb_500MiB": uploaded("upload_bomb.zip"),
+        "data_image_1GiB": lambda: load_split(work / "data_bomb.zip", "train", use_cache=False),
+        "state_file_pickle": lambda: load_state_file(work / "state.pt"),
+        "wnids_unknown_class": data_adding_a_class(),
         "heads_20000": with_model(heads=[20000] * 9),
         "dim_1e6": with_model(dim=10**6),
         "classes_1e10": with_model(num_classes=10**10),

@@ -7,6 +7,7 @@ import sys
 
 import streamlit as st
 
+from vitcore.data import check_classes
 from vitcore.errors import VitcoreError
 from ui.resources import load_upload, shared_checkpoint, shared_split, shared_thread_share
 from ui.state import AppState
@@ -53,8 +54,10 @@ def sidebar(state: AppState) -> list[str]:
         except VitcoreError as e:
             problems.append(f"Could not read that data: {e}. Using the bundled subsets.")
             data_path, discovery, eval_set = None, shared_split(None, "train"), shared_split(None, "val")
-        if ckpt.wnids and ckpt.wnids != eval_set.wnids:
-            problems.append("The model's classes differ from the data set's classes; using the bundled subsets.")
+        try:
+            check_classes(ckpt.wnids, ckpt.model.config.num_classes, eval_set)
+        except VitcoreError as e:
+            problems.append(f"{str(e)[0].upper()}{str(e)[1:]}; using the bundled subsets.")
             data_path, discovery, eval_set = None, shared_split(None, "train"), shared_split(None, "val")
         st.caption(f"discovery {len(discovery)} images · eval {len(eval_set)} images")
         share = shared_thread_share()

@@ -294,3 +294,15 @@ def make_subset(source: str | Path, out: str | Path, per_class_train: int = 10, 
             counts[split] = len(chosen)
     os.replace(tmp, out)
     return counts
+
+
+def check_classes(model_wnids: Sequence[str], num_classes: int, data: ImageSet, label: str = "the data set") -> None:
+    """Raise DataError in one line unless ``data``'s classes are the model's, in the model's order."""
+    if model_wnids and list(model_wnids) != list(data.wnids):
+        added = [w for w in data.wnids if w not in set(model_wnids)]
+        missing = [w for w in model_wnids if w not in set(data.wnids)]
+        what = (f"adds {', '.join(added[:3])}{' …' if len(added) > 3 else ''}" if added else
+                f"lacks {', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}" if missing else "lists them in another order")
+        raise DataError(f"the model's classes differ from {label}'s: its wnids.txt {what} ({len(data.wnids)} classes; the model has {len(model_wnids)})")
+    if len(data.wnids) != num_classes:
+        raise DataError(f"{label} has {len(data.wnids)} classes; the model predicts {num_classes}")

@@ -10,8 +10,7 @@ from ..atlas.run import BACKENDS, AtlasSettings, run_atlas
 from ..checkpoint import load_checkpoint
 from ..circuits import CORRUPTIONS, METHODS
 from ..circuits.methods import DEFAULT_METHOD
-from ..data import load_split
-from .common import add_option_flags, options_from, parse_classes
+from .common import add_option_flags, load_data_for, options_from, parse_classes
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +32,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint)
-    data = load_split(args.data, "train", progress=True)
+    data = load_data_for(ckpt, args.data, "train", progress=True)
     classes = list(data.wnids) if args.classes == "all" else parse_classes(args.classes, data.wnids)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     settings = AtlasSettings(corruption=args.corruption, images=args.images, model_sha256=ckpt.sha256, options=tuple(sorted(options_from(args).items())))

@@ -12,11 +12,10 @@ from ..checkpoint import load_checkpoint
 from ..circuits import CORRUPTIONS, METHODS, METRICS, build_task, check_method_metric, circuit_faithfulness, counterfactual, discover
 from ..circuits.patching import GRANULARITIES
 from ..circuits.result import keep_top
-from ..data import load_split
 from ..evaluate import predict_logits
 from ..pruning import prune
 from ..pruning.evaluation import evaluate_against
-from .common import add_option_flags, own_options, parse_classes, progress_bar
+from .common import add_option_flags, load_data_for, own_options, parse_classes, progress_bar
 from .errors import UserError
 
 
@@ -78,7 +77,7 @@ def run_circuits(args: argparse.Namespace) -> int:
     entry = check_method_metric(args.method, args.metric or METHODS[args.method].default_metric, args.granularity)
     metric = args.metric or entry.default_metric
     ckpt = load_checkpoint(args.checkpoint)
-    discovery = load_split(args.data, "train", progress=True)
+    discovery = load_data_for(ckpt, args.data, "train", progress=True)
     classes = parse_classes(args.classes, discovery.wnids)
     print(f"method {args.method}: optimises/ranks by metric '{metric}', corruption '{args.corruption}'")
     bar, update = progress_bar(args.method)
@@ -102,7 +101,7 @@ def run_circuits(args: argparse.Namespace) -> int:
     print(f"kept {len(result.kept or [])}/{len(result.scores)} {unit} | {result.n_images} images | {result.wall_time_s:.1f} s | "
           f"{result.forward_passes:g} forward + {result.backward_passes:g} backward pass equivalents")
     print(f"circuit on discovery images (removed {unit} patched): KL {f['kl']:.4f}  top1 {f['top1']:.3f}  CE {f['ce']:.3f}  logit diff {f['logit_diff']:.3f}")
-    eval_set = load_split(args.eval_data, "val")
+    eval_set = load_data_for(ckpt, args.eval_data, "val")
     if result.is_edge:
         keep = ckpt.model.edges.alive_components(ckpt.model.edges.mask_from_keep(result.kept or []))
         print(f"{int(keep.sum())}/{len(keep)} components still reach the logits through kept edges; the other {len(keep) - int(keep.sum())} are cut out")
@@ -122,7 +121,7 @@ def run_bench_faithfulness(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(2)
     ckpt = load_checkpoint(args.checkpoint)
-    data = load_split(args.data, "train")
+    data = load_data_for(ckpt, args.data, "train")
     class_sets = [parse_classes(c, data.wnids) for c in args.classes] if args.classes else [list(c) for c in trust.CLASS_SETS]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
@@ -144,7 +143,7 @@ def run_bench_circuits(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
     model = ckpt.model
-    data = load_split(args.data, "train")
+    data = load_data_for(ckpt, args.data, "train")
     classes = parse_classes(args.classes, data.wnids)
     task = build_task(model, data, classes)
     with torch.no_grad():

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
+from ..checkpoint import Checkpoint
+from ..data import ImageSet, check_classes, load_split
 from .errors import UserError
 
 
@@ -63,3 +66,10 @@ def own_options(args: argparse.Namespace, method: str) -> dict[str, int]:
     from ..circuits.methods import get_method
 
     return get_method(method).own_options(options_from(args))
+
+
+def load_data_for(ckpt: Checkpoint, path: str | Path | None, split: str, **kwargs: Any) -> ImageSet:
+    """A split of the data set at ``path`` (the bundled subset by default), refused unless its classes are the model's."""
+    data = load_split(path, split, **kwargs)
+    check_classes(ckpt.wnids, ckpt.model.config.num_classes, data)
+    return data

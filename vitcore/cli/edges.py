@@ -11,12 +11,11 @@ from ..checkpoint import load_checkpoint
 from ..circuits import METHODS, build_task, circuit_faithfulness, counterfactual, discover, get_method
 from ..circuits.methods import DEFAULT_METHOD
 from ..circuits.result import keep_top
-from ..data import load_split
 from ..evaluate import predict_logits
 from ..pruning import prune
 from ..pruning.evaluation import evaluate_against
 from ..pruning.latency import measure_speedup
-from .common import add_option_flags, own_options, parse_classes
+from .common import add_option_flags, load_data_for, own_options, parse_classes
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +36,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def run_bench_edges(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint)
     model = ckpt.model
-    data = load_split(args.data, "train")
+    data = load_data_for(ckpt, args.data, "train")
     classes = parse_classes(args.classes, data.wnids)
     n_edges = len(model.edges)
     rows, results = [], {}
@@ -69,7 +68,7 @@ def run_bench_edges(args: argparse.Namespace) -> int:
         if circuit_faithfulness(model, task, node_keep, cf)["kl"] <= edge_kl:
             break
     node_kl = circuit_faithfulness(model, task, node_keep, cf)["kl"]
-    eval_set = load_split(args.eval_data, "val")
+    eval_set = load_data_for(ckpt, args.eval_data, "val")
     base_logits = predict_logits(model, eval_set.images)
     chosen = eval_set.chosen(classes)
     compare = {}

@@ -18,7 +18,7 @@ from ..evaluate import evaluate
 from ..training import RECIPES, TrainConfig, train
 from ..training.averaging import average_checkpoints
 from ..training.bench import RECIPE_STAGES, bench_train, named_recipe_throughput
-from .common import add_checkpoint
+from .common import add_checkpoint, load_data_for
 from .errors import UserError
 
 
@@ -83,9 +83,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint)
-    data = datasets.load_split(args.data, args.split, progress=not args.json)
-    if ckpt.wnids and ckpt.wnids != data.wnids:
-        raise UserError("the checkpoint's classes (wnids) differ from the data set's wnids.txt order")
+    data = load_data_for(ckpt, args.data, args.split, progress=not args.json)
     result = evaluate(ckpt.model, data, args.batch_size)
     result.update(split=args.split, data=str(args.data or "bundled subset"), checkpoint=str(args.checkpoint or "shipped"))
     if args.json:

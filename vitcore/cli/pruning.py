@@ -12,7 +12,6 @@ from tqdm import tqdm
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..circuits import CORRUPTIONS, METHODS, CircuitResult, discover
 from ..circuits.methods import DEFAULT_METHOD
-from ..data import load_split
 from ..errors import StateFileError, load_state_file
 from ..evaluate import evaluate
 from ..pruning import prune
@@ -20,7 +19,7 @@ from ..pruning.export import export_onnx, export_zip, provenance
 from ..pruning.finetune import finetune_steps
 from ..pruning.latency import compare
 from .circuits import add_setting_flags, setting_from
-from .common import add_option_flags, own_options, parse_classes
+from .common import add_option_flags, load_data_for, own_options, parse_classes
 from .errors import UserError
 
 
@@ -70,7 +69,7 @@ def run_prune(args: argparse.Namespace) -> int:
     if args.scores:
         result = CircuitResult.load(args.scores)
     else:
-        discovery = load_split(args.data, "train")
+        discovery = load_data_for(ckpt, args.data, "train")
         classes = parse_classes(args.classes, discovery.wnids)
         result = discover(ckpt.model, discovery, classes, args.method, args.corruption, model_sha256=ckpt.sha256, **setting_from(args, args.method),
                           **own_options(args, args.method))
@@ -92,8 +91,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(out if resuming else args.checkpoint)
     model = ckpt.model
     teacher = load_checkpoint(args.teacher).model if args.distill else None
-    data = load_split(args.data, "train", progress=True)
-    val = load_split(args.data, "val")
+    data = load_data_for(ckpt, args.data, "train", progress=True)
+    val = load_data_for(ckpt, args.data, "val")
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
     start = 0
     if resuming:

@@ -10,14 +10,14 @@ from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint
 from ..circuits import CORRUPTIONS, METHODS, discover, get_method
-from ..data import ImageSet, load_split
+from ..data import ImageSet
 from ..evaluate import predict_logits
 from ..model import VisionTransformer
 from ..pruning.pareto import pareto_frontier
 from ..pruning.report import frontier_chart, write_csv
 from ..pruning.search import bisect_keep, bisect_setting
 from ..pruning.sweep import default_settings, run_sweep
-from .common import add_option_flags, options_from, own_options, parse_classes
+from .common import add_option_flags, load_data_for, options_from, own_options, parse_classes
 from .errors import UserError
 
 
@@ -48,8 +48,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
-    discovery = load_split(args.data, "train", progress=True)
-    eval_set = load_split(args.eval_data, "val", progress=True)
+    discovery = load_data_for(ckpt, args.data, "train", progress=True)
+    eval_set = load_data_for(ckpt, args.eval_data, "val", progress=True)
     classes = parse_classes(args.classes, eval_set.wnids)
     chosen = eval_set.chosen(classes)
     print(f"{len(classes)} classes, {int(chosen.sum())} chosen-class eval images of {len(eval_set)}" + ("" if args.target_only else
