@@ -19,7 +19,7 @@ import sys
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: the harness is a package beside it
 
-from benchmarks.loadtest import DEFAULT_PLANS, run_load_test  # noqa: E402
+from benchmarks.loadtest import CLASS_PLANS, DEFAULT_PLANS, run_load_test  # noqa: E402
 
 
 def main() -> None:
@@ -30,9 +30,12 @@ def main() -> None:
                    help="run the browsers at this niceness (e.g. 19: the server gets the CPU first, as when the browsers run on the users' own machines)")
     p.add_argument("--script", default="serve.py", choices=["serve.py", "app.py"],
                    help="serve.py (the README's command): sessions start after its start-up warm-up; app.py: no warm-up, sessions start at once")
+    p.add_argument("--pattern", default="click", choices=["click", "class"],
+                   help="click: a toggle a second, waiting for the fast figures only; class: five toggles each, every figure awaited each time")
     p.add_argument("--out", type=Path, help="also write the JSON here")
     args = p.parse_args()
-    out = run_load_test(ROOT, DEFAULT_PLANS[: args.sessions], timeout_s=args.timeout, browser_nice=args.browser_nice, script=args.script)
+    plans = (CLASS_PLANS if args.pattern == "class" else DEFAULT_PLANS)[: args.sessions]
+    out = run_load_test(ROOT, plans, timeout_s=args.timeout, browser_nice=args.browser_nice, script=args.script, wait_all=args.pattern == "class")
     text = json.dumps(out, indent=1)
     if args.out:
         args.out.write_text(text + "\n")

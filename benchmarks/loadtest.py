@@ -49,10 +49,22 @@ class SessionReport:
     toggle_s: list[float] = field(default_factory=list)  # click -> the new fast figures drawn
     toggle_server_s: list[float] = field(default_factory=list)  # of which the server computed the fast figures (the page's caption)
     toggle_clicked_at: list[float] = field(default_factory=list)  # wall clock (time.time) of each click, to align with the server's trace
+    toggle_estimate_s: list[float] = field(default_factory=list)  # class pattern: click -> the all-class estimate (or the exact figure) shown
+    toggle_exact_s: list[float] = field(default_factory=list)  # class pattern: click -> the exact all-class top-1 shown
     kept_seen: list[int] = field(default_factory=list)  # kept count after the run, then after each toggle
     classes_caption: str = ""
     errors: list[str] = field(default_factory=list)
 
+
+# A class: six students, each toggling five heads of layer 0 and waiting for every figure after each toggle.
+CLASS_PLANS = [
+    SessionPlan("goldfish", "EAP", ["H0", "H3", "H5", "H7", "H9"]),
+    SessionPlan("bullfrog", "EAP", ["H1", "H4", "H6", "H8", "H10"]),
+    SessionPlan("lemon", "EAP", ["H2", "H7", "H0", "H11", "H4"]),
+    SessionPlan("espresso", "EAP", ["H8", "H1", "H9", "H3", "H6"]),
+    SessionPlan("volleyball", "EAP", ["H10", "H2", "H11", "H5", "H1"]),
+    SessionPlan("German shepherd", "EAP", ["H11", "H5", "H3", "H9", "H2"]),
+]
 
 DEFAULT_PLANS = [
     SessionPlan("goldfish", "EAP", ["H0", "H3", "H5"]),
@@ -85,7 +97,31 @@ async def _kept(page, timeout_ms: float, not_equal: int | None = None) -> tuple[
         await asyncio.sleep(0.02)
 
 
-async def _session(browser, url: str, plan: SessionPlan, timeout_ms: float, think_s: float = 1.0) -> SessionReport:
+ALL_CLASSES = '[data-stale="false"] [data-testid="stMetric"]'  # drawn by the current run, not left over from the last
+
+
+async def _all_class_times(page, t0: float, timeout_ms: float) -> tuple[float, float]:
+    """Seconds from ``t0`` until this run's all-class top-1 shows an estimate (or the exact figure), and until exact."""
+    metric = page.locator(ALL_CLASSES, has_text="Top-1, all eval classes").first
+    estimate = exact = None
+    deadline = time.perf_counter() + timeout_ms / 1e3
+    while exact is None:
+        try:
+            text = await metric.inner_text(timeout=1000)
+        except Exception:  # not drawn yet, or being redrawn
+            text = ""
+        now = time.perf_counter() - t0
+        if "%" in text and estimate is None:
+            estimate = now
+        if "%" in text and "updating" not in text and "≈" not in text:
+            exact = now
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"no exact all-class top-1 after {timeout_ms / 1e3:.0f} s: {text!r}")
+        await asyncio.sleep(0.05)
+    return estimate, exact
+
+
+async def _session(browser, url: str, plan: SessionPlan, timeout_ms: float, think_s: float = 1.0, wait_all: bool = False) -> SessionReport:
     from playwright.async_api import expect
 
     report = SessionReport(plan)
@@ -142,6 +178,10 @@ async def _session(browser, url: str, plan: SessionPlan, timeout_ms: float, thin
             report.kept_seen.append(now)
             if now != before + (-1 if was_on else 1):
                 report.errors.append(f"toggling {name} ({'on' if was_on else 'off'} before) moved kept from {before} to {now}")
+            if wait_all:  # a student waits for every figure before the next toggle
+                estimate, exact = await _all_class_times(page, t0, timeout_ms)
+                report.toggle_estimate_s.append(estimate)
+                report.toggle_exact_s.append(exact)
             await asyncio.sleep(think_s)  # a user looks at the fast figures, then toggles again: the slower ones may still be running
         await _wait_idle(page, timeout_ms)
         all_classes = page.locator('[data-testid="stMetric"]', has_text="Top-1, all eval classes").first
@@ -170,13 +210,13 @@ def niced_executable(executable: str, niceness: int, folder: Path) -> str:
     return str(launcher)
 
 
-async def _run_all(url: str, plans: list[SessionPlan], timeout_s: float, chromium: str) -> list[SessionReport]:
+async def _run_all(url: str, plans: list[SessionPlan], timeout_s: float, chromium: str, wait_all: bool = False) -> list[SessionReport]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         try:
-            return await asyncio.wait_for(asyncio.gather(*(_session(browser, url, p, timeout_s * 1e3) for p in plans)), timeout_s)
+            return await asyncio.wait_for(asyncio.gather(*(_session(browser, url, p, timeout_s * 1e3, wait_all=wait_all) for p in plans)), timeout_s)
         finally:
             await browser.close()
 
@@ -238,14 +278,14 @@ def toggle_breakdown(reports: list[SessionReport], events: list[dict], wnid_of: 
 
 def _wnids_by_name() -> dict[str, str]:
     """Class name as the app lists it -> wnid, for the bundled data set."""
-    from .data import load_split
+    from vitcore.data import load_split
 
     data = load_split(None, "val")
     return {name: wnid for wnid, name in zip(data.wnids, data.names)}
 
 
 def run_load_test(root: str | Path, plans: list[SessionPlan] | None = None, timeout_s: float = 480.0, chromium: str = CHROMIUM,
-                  server_args: tuple[str, ...] = (), browser_nice: int = 0, script: str = "serve.py") -> dict:
+                  server_args: tuple[str, ...] = (), browser_nice: int = 0, script: str = "serve.py", wait_all: bool = False) -> dict:
     """Start the app, run every plan's session at once, and summarise (medians over sessions and toggles).
 
     ``browser_nice`` > 0 runs the browsers at that niceness, so that the server has the CPU first, as it
@@ -263,7 +303,7 @@ def run_load_test(root: str | Path, plans: list[SessionPlan] | None = None, time
                     _wait_for_event(trace_file, "warm_done", timeout_s=180.0)
                 warm_s = time.perf_counter() - start
                 executable = niced_executable(chromium, browser_nice, Path(tmp)) if browser_nice else chromium
-                reports = asyncio.run(_run_all(url, plans, timeout_s, executable))
+                reports = asyncio.run(_run_all(url, plans, timeout_s, executable, wait_all))
         finally:
             os.environ.pop("VITCORE_TRACE", None)
         events = read_trace(str(trace_file)) if trace_file.exists() else []
@@ -281,6 +321,9 @@ def run_load_test(root: str | Path, plans: list[SessionPlan] | None = None, time
         "circuit_s": {"median": med([r.circuit_s for r in reports]), "max": max(r.circuit_s for r in reports)},
         "toggle_fast_figures_s": {"median": med(toggles), "max": max(toggles) if toggles else float("nan"), "n": len(toggles)},
         "toggle_fast_figures_server_s": {"median": med([t for r in reports for t in r.toggle_server_s])},
+        "toggle_estimate_s": _summary([t for r in reports for t in r.toggle_estimate_s]),
+        "toggle_exact_s": _summary([t for r in reports for t in r.toggle_exact_s]),
+        "pattern": "class (every figure awaited after each toggle)" if wait_all else "click (a toggle a second)",
         "server": server_times(events),
         "toggle_breakdown": toggle_breakdown(reports, events, _wnids_by_name()),
         "errors": [e for r in reports for e in r.errors],

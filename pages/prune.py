@@ -146,10 +146,13 @@ def all_class_figures(pg: Playground, mask: torch.Tensor) -> tuple[KeepSetFigure
     sample_help = f"estimate on a stratified sample of {n_sample} eval images (± one binomial standard error); the exact figure follows"
     if fig.top1_all is None:
         p_all.metric("Top-1, all eval classes", f"≈ {fig.top1_all_estimate:.1%} ± {fig.top1_all_se:.1%}", "updating…", delta_color="off", help=sample_help)
-    ratio = fig.throughput_b64 / base_est.throughput_b64  # the sign leads, so that a slow-down gets a down arrow
-    p_thr.metric("Batch-64 throughput (measured)", f"{fig.throughput_b64:.0f} img/s", f"{ratio - 1:+.0%} ({ratio:.2f}x)",
-                 help="median over the sample's batches, against the full model's rate timed earlier in this session: not side by "
-                      "side, so a few percent either way is machine noise (the batch-1 speed-up above is paired)")
+    ratio = fig.throughput_ratio  # the sign leads, so that a slow-down gets a down arrow
+    if fig.throughput_busy:
+        p_thr.metric("Batch-64 throughput", "not measured", "machine busy", delta_color="off",
+                     help=f"the paired timings' ratios spread {fig.throughput_spread:.0%} of their median: too wide to report")
+    else:
+        p_thr.metric("Batch-64 throughput (measured)", f"{fig.throughput_b64:.0f} img/s", f"{ratio - 1:+.0%} ({ratio:.2f}x)",
+                     help="medians of interleaved batches of 64 with the full model, timed with nothing else of the server running")
     base_slow = pg.slow(space.ones())
     for fig in pg.refine(mask):  # chunk by chunk; a new toggle ends it between chunks (the work done is kept)
         if rerun_pending():

@@ -59,7 +59,7 @@ def test_slow_figures_cover_every_eval_image_and_results_are_cached(pg):
 
 
 def test_the_first_estimate_uses_a_stratified_sample_and_the_exact_figure_adds_the_rest(pg, monkeypatch):
-    import vitcore.playground as module
+    import vitcore.compute.figures as module
 
     monkeypatch.setattr(module, "SAMPLE_SIZE", 10)
     playground, model, data = pg
@@ -131,7 +131,7 @@ def test_pruned_keep_sets_report_a_paired_speedup_cached_per_architecture(pg):
 
 
 def test_a_session_given_the_shared_base_logits_runs_no_full_model_pass_over_the_eval_set():
-    model, data = tiny_model(), tiny_imageset(n_per_class=40)  # 200 images: a full pass would show as batches of more than 128 images
+    model, data = tiny_model(), tiny_imageset(n_per_class=80)  # 400 images: more than the throughput timing runs
     with torch.no_grad():
         shared = model(normalize(data.images, model.config))  # what the app computes once for every session
     batches = []
@@ -141,14 +141,16 @@ def test_a_session_given_the_shared_base_logits_runs_no_full_model_pass_over_the
         full = playground.slow(model.components.ones())
     finally:
         handle.remove()
-    assert max(batches) <= 64 and sum(b for b in batches if b > 1) <= 128  # only the two timed throughput batches
+    from vitcore.compute.figures import THROUGHPUT_BATCH, THROUGHPUT_PAIRS
+
+    assert max(batches) <= THROUGHPUT_BATCH and sum(b for b in batches if b > 1) == (1 + THROUGHPUT_PAIRS) * THROUGHPUT_BATCH  # the throughput timing only
     chosen = data.labels == 1
     assert full.top1_chosen == pytest.approx(float((shared[chosen].argmax(1) == 1).float().mean()))
     assert full.top1_all == pytest.approx(float((shared.argmax(1) == data.labels).float().mean())) and full.kl_chosen == 0.0
 
 
 def test_refining_all_class_top1_can_stop_between_chunks_and_go_on_later(monkeypatch):
-    import vitcore.playground as module
+    import vitcore.compute.figures as module
 
     monkeypatch.setattr(module, "SAMPLE_SIZE", 10)
     model, data = tiny_model(), tiny_imageset(n_per_class=40)  # 200 images: a sample of 10, then 190 in chunks of 50
@@ -159,61 +161,86 @@ def test_refining_all_class_top1_can_stop_between_chunks_and_go_on_later(monkeyp
     first = next(steps)
     assert (first.top1_all_done, first.top1_all) == (60, None)
     steps.close()  # the user toggled: this refinement stops here
-    done = [f.top1_all_done for f in playground.refine(mask, chunk=50)]
-    assert done == [110, 160, 200]  # went on from 60, not from the start
+    counted = []
+    handle = playground.model_for(mask).register_forward_pre_hook(lambda m, args: counted.append(len(args[0])) if len(args[0]) > 1 else None)
+    try:
+        done = [f.top1_all_done for f in playground.refine(mask, chunk=50)]
+    finally:
+        handle.remove()
+    assert done == [60, 110, 160, 200] and sum(counted) <= 190 - 50  # the first chunk came from the cache: not run again
     with torch.no_grad():
         pred = model(normalize(data.images, model.config), mask=mask).argmax(1)
     assert playground.slow(mask).top1_all == pytest.approx(float((pred == data.labels).float().mean()))
 
 
-def test_a_stopped_estimate_keeps_its_batches_and_the_next_call_goes_on_from_there(monkeypatch):
-    import vitcore.playground as module
+def held(monkeypatch, kind: str):
+    """Hold every ``kind`` job until the returned event is set: a job still running when the page stops waiting."""
+    import threading
+
+    import vitcore.compute.figures as module
+
+    release, job = threading.Event(), module.JOBS[kind]
+
+    def waits(*args):
+        release.wait(30)
+        return job(*args)
+
+    monkeypatch.setitem(module.JOBS, kind, waits)
+    return release
+
+
+def test_a_stopped_estimate_loses_no_work_and_the_next_call_runs_no_image_again(monkeypatch):
+    import vitcore.compute.figures as module
 
     monkeypatch.setattr(module, "SAMPLE_SIZE", 50)
-    model, data = tiny_model(), tiny_imageset(n_per_class=40)  # a sample of 50 images: batches of 16 -> 16, 16, 16, 2
+    model, data = tiny_model(), tiny_imageset(n_per_class=40)
     playground = Playground(model, data, ["n00000001"], latency_repeats=3)
     mask = model.components.ones()
     mask[1] = 0
+    playground.measure(mask)  # the tier before
     pruned = playground.model_for(mask)
     batches = []
-    handle = pruned.register_forward_pre_hook(lambda module, args: batches.append(len(args[0])) if len(args[0]) > 1 else None)
-    playground.measure(mask)  # the tier before: timed here, so that only the estimate's batches ask stop()
-    asked = []
+    handle = pruned.register_forward_pre_hook(lambda m, args: batches.append(len(args[0])) if len(args[0]) > 1 else None)  # not the batch-1 timings
+    release = held(monkeypatch, "sample")
     try:
-        first = playground.estimate(mask, stop=lambda: len(asked.append(0) or asked) > 2, batch=16)  # stops before the third batch
-        assert first.sample_correct is None and first.top1_all_estimate is None and first.throughput_b64 is None
-        ran_first = sum(b for b in batches if b != len(playground.chosen))
-        rest = playground.estimate(mask, batch=16)
+        first = playground.estimate(mask, stop=lambda: True)  # the user moved on while the sample ran
+        assert first.sample_correct is None and first.top1_all_estimate is None
+        release.set()  # the job goes on without the page
+        rest = playground.estimate(mask)
     finally:
+        release.set()
         handle.remove()
     sample = playground.sample_index()
-    ran = [b for b in batches if b != len(playground.chosen)]  # leave out the fast tier's chosen-class forward
-    assert ran_first < len(sample) and sum(ran) == len(sample)  # every sample image ran exactly once over the two calls
+    timed = (1 + module.THROUGHPUT_PAIRS) * min(module.THROUGHPUT_BATCH, len(data))  # the paired throughput's batches
+    assert sum(batches) == len(sample) + timed  # every sample image ran exactly once over the two calls
     with torch.no_grad():
         pred = model(normalize(data.images[sample], model.config), mask=mask).argmax(1)
-    assert rest.sample_correct == int((pred == data.labels[sample]).sum()) and rest.throughput_b64 > 0
+    assert rest.sample_correct == int((pred == data.labels[sample]).sum()) and rest.throughput_b64 > 0 and rest.throughput_ratio > 0
 
 
-def test_speedup_timing_stops_when_asked_and_the_next_call_measures_it():
+def test_a_page_that_stops_waiting_for_a_timing_finds_it_on_the_next_call(monkeypatch):
     model = tiny_model()
     space = model.components
     mask = space.ones()
     mask[0] = 0
-    data = tiny_imageset()
-    playground = Playground(model, data, ["n00000001"], latency_repeats=5)
-    calls = []
-    stopped = playground.measure(mask, stop=lambda: len(calls.append(0) or calls) > 2)  # two pairs, then stop
-    assert len(calls) == 3 and stopped.latency_b1_ms is None and stopped.speedup is None
+    playground = Playground(model, tiny_imageset(), ["n00000001"], latency_repeats=5)
+    release = held(monkeypatch, "latency")
+    try:
+        asked = []
+        stopped = playground.measure(mask, stop=lambda: len(asked.append(0) or asked) > 2)  # the user moves on while it is timed
+        assert len(asked) == 3 and stopped.latency_b1_ms is None and stopped.speedup is None
+    finally:
+        release.set()
     measured = playground.measure(mask, stop=lambda: False)
     assert measured.speedup is not None and measured.speedup.pairs == 5 and measured.latency_b1_ms == measured.speedup.model_ms
 
 
-def test_two_threads_of_one_session_take_turns_and_count_every_image_once(monkeypatch):
-    """A Streamlit session briefly runs two script threads (the stopped run and the next one): one thread's
-    estimate is held inside its first batch while the other asks for the exact figures of the same keep-set."""
+def test_two_threads_of_one_session_count_every_image_once(monkeypatch):
+    """A Streamlit session briefly runs two script threads (the stopped run and the next one): both ask for
+    the same keep-set's figures at once, and every job runs once."""
     import threading
 
-    import vitcore.playground as module
+    import vitcore.compute.figures as module
 
     monkeypatch.setattr(module, "SAMPLE_SIZE", 50)
     model, data = tiny_model(), tiny_imageset(n_per_class=40)
@@ -221,16 +248,9 @@ def test_two_threads_of_one_session_take_turns_and_count_every_image_once(monkey
     mask = model.components.ones()
     mask[1] = 0
     playground.measure(mask)
-    inside, release = threading.Event(), threading.Event()
-    timed = module.predict_logits_timed
-
-    def first_batch_waits(*args, **kwargs):
-        if threading.current_thread().name == "old run" and not inside.is_set():
-            inside.set()
-            release.wait(10)
-        return timed(*args, **kwargs)
-
-    monkeypatch.setattr(module, "predict_logits_timed", first_batch_waits)
+    pruned = playground.model_for(mask)
+    batches = []
+    handle = pruned.register_forward_pre_hook(lambda m, args: batches.append(len(args[0])) if len(args[0]) > 1 else None)  # not the batch-1 timings
     out, errors = {}, []
 
     def run(name, work):
@@ -239,17 +259,17 @@ def test_two_threads_of_one_session_take_turns_and_count_every_image_once(monkey
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
-    old = threading.Thread(target=run, args=("old", lambda: playground.estimate(mask, batch=16)), name="old run")
-    new = threading.Thread(target=run, args=("new", lambda: playground.slow(mask)), name="new run")
-    old.start()
-    assert inside.wait(10)
-    new.start()
-    new.join(0.5)
-    assert new.is_alive()  # it waits for the old run's estimate instead of running the sample beside it
-    release.set()
-    old.join(10)
-    new.join(10)
-    assert not errors and not old.is_alive() and not new.is_alive()
+    threads = [threading.Thread(target=run, args=("old", lambda: playground.estimate(mask))), threading.Thread(target=run, args=("new", lambda: playground.slow(mask)))]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        handle.remove()
+    assert not errors and not any(t.is_alive() for t in threads)
+    timed = (1 + module.THROUGHPUT_PAIRS) * min(module.THROUGHPUT_BATCH, len(data))
+    assert sum(batches) == len(data) + timed  # the sample and the rest once each, and the paired throughput's batches
     sample = playground.sample_index()
     with torch.no_grad():
         pred = model(normalize(data.images, model.config), mask=mask).argmax(1)
@@ -262,19 +282,20 @@ def test_a_cost_model_far_from_the_measured_full_model_is_refit_for_this_session
     """A fit taken while the server was busy (here: 1 s per forward) is replaced by this session's refit
     after the first paired measurement; the shared fit object is left as it was."""
     from vitcore import playground as pg_module
-    from vitcore.pruning.latency import LatencyModel, SpeedUp
+    from vitcore.compute import figures as figures_module
+    from vitcore.pruning.latency import LatencyModel, SpeedUp, time_forward
 
     model, data = tiny_model(), tiny_imageset()
     shared = LatencyModel(intercept_ms=1000.0, slope_ms_per_mmac=0.0, points=[])
     playground = Playground(model, data, ["n00000001"], latency_repeats=3, latency_model=shared)
     # a quiet reading (the tiny model's own pairs are too short to be reliably unflagged); the refit itself times for real
-    monkeypatch.setattr(pg_module, "measure_speedup", lambda base, m, batch, repeats, threads, stop: SpeedUp(1.1, 1.05, 1.15, 2.0, 1.8, 3))
+    monkeypatch.setattr(figures_module, "measure_speedup", lambda *a, **k: SpeedUp(1.1, 1.05, 1.15, 2.0, 1.8, 3))
     mask = model.components.ones()
     mask[0] = 0
     assert playground.fast(mask).predicted_b1_ms == pytest.approx(1000.0)
     figures = playground.measure(mask)
     assert shared.intercept_ms == 1000.0 and playground.latency_model is not shared
-    full_ms = pg_module.time_forward({"m": model}, 1, 5, threads=1)["m"]["median_ms"]  # an independent timing of the tiny model
+    full_ms = time_forward({"m": model}, 1, 5, threads=1)["m"]["median_ms"]  # an independent timing of the tiny model
     assert playground.latency_model.predict_ms(model.config) < 100 * max(full_ms, 1.0)  # 1000 ms was far off
     assert figures.predicted_b1_ms == pytest.approx(playground.latency_model.predict_ms(playground.model_for(mask).config))
 
@@ -290,13 +311,14 @@ def test_a_cost_model_far_from_the_measured_full_model_is_refit_for_this_session
 @pytest.mark.parametrize("measured_full_ms", [5.5, 12.0])  # 10% slower than predicted; 2.4x slower (a loaded machine)
 def test_a_cost_model_is_kept_when_the_full_model_measures_close_to_or_slower_than_predicted(monkeypatch, measured_full_ms):
     from vitcore import playground as pg_module
+    from vitcore.compute import figures as figures_module
     from vitcore.pruning.latency import LatencyModel, SpeedUp
 
     model, data = tiny_model(), tiny_imageset()
     shared = LatencyModel(intercept_ms=5.0, slope_ms_per_mmac=0.0, points=[])
     playground = Playground(model, data, ["n00000001"], latency_repeats=3, latency_model=shared)
     reading = SpeedUp(1.2, 1.15, 1.25, measured_full_ms, measured_full_ms / 1.2, 3)
-    monkeypatch.setattr(pg_module, "measure_speedup", lambda base, m, batch, repeats, threads, stop: reading)
+    monkeypatch.setattr(figures_module, "measure_speedup", lambda *a, **k: reading)
     monkeypatch.setattr(pg_module, "fit_latency_model", lambda base: pytest.fail("refit although the fit was not too slow"))
     mask = model.components.ones()
     mask[0] = 0

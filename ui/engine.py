@@ -7,7 +7,7 @@ import torch
 from vitcore.circuits.result import CircuitResult
 from vitcore.model import VisionTransformer
 from vitcore.playground import Playground
-from ui.resources import shared_eval_logits, shared_latency_model, shared_thread_share
+from ui.resources import shared_eval_logits, shared_latency_model, shared_scheduler, shared_thread_share
 from ui.state import AppState
 
 
@@ -24,7 +24,8 @@ def playground(state: AppState) -> Playground:
     pg = state.playground
     if pg is None or pg.base is not ckpt.model or pg.eval_set is not eval_set:
         logits = shared_eval_logits(ckpt.model, eval_set, ckpt.sha256, state.data_key)
-        pg = Playground(ckpt.model, eval_set, state.classes, base_logits=logits, latency_model=shared_latency_model(ckpt.model, ckpt.sha256))
+        pg = Playground(ckpt.model, eval_set, state.classes, base_logits=logits, latency_model=shared_latency_model(ckpt.model, ckpt.sha256),
+                        scheduler=shared_scheduler(), source=state.source(), session=state.session_uid)
         state.playground = pg
     elif pg.classes != state.classes:
         pg.set_classes(state.classes)

@@ -12,7 +12,11 @@ import torch
 from vitcore import load_split
 from vitcore.checkpoint import Checkpoint, load_checkpoint, parse_checkpoint, read_zip_parts
 from vitcore.data import ImageSet
-from vitcore.threadshare import ThreadShare
+from vitcore.compute import Scheduler
+from vitcore.compute.figures import Source
+from vitcore.compute.workers import WorkerPool
+from vitcore.data import cache_dir
+from vitcore.threadshare import ThreadShare, available_cores
 from ui.trace import trace
 
 
@@ -29,12 +33,19 @@ def shared_checkpoint(path: str | None) -> Checkpoint:
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=4, ttl=3600)
-def shared_uploaded_checkpoint(digest: str, weights: bytes, config: bytes) -> Checkpoint:
-    return _frozen(parse_checkpoint(weights, config, "uploaded checkpoint"))
+def shared_uploaded_checkpoint(digest: str, weights: bytes, config: bytes) -> tuple[Checkpoint, str]:
+    """A checked upload and the folder it is saved in, so that worker processes can load it too."""
+    ckpt = _frozen(parse_checkpoint(weights, config, "uploaded checkpoint"))
+    folder = cache_dir() / "uploads" / digest
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.safetensors").write_bytes(weights)
+    (folder / "config.json").write_bytes(config)
+    return ckpt, str(folder)
 
 
-def load_upload(upload) -> Checkpoint:
-    """An uploaded checkpoint zip, parsed once per content and shared (its sizes are checked before anything inflates)."""
+def load_upload(upload) -> tuple[Checkpoint, str]:
+    """An uploaded checkpoint zip, parsed once per content and shared (its sizes are checked before anything
+    inflates), and the folder it is saved in."""
     data = upload.getvalue()
     weights, config = read_zip_parts(io.BytesIO(data), f"'{upload.name}'")
     return shared_uploaded_checkpoint(hashlib.sha256(data).hexdigest(), weights, config)
@@ -67,6 +78,26 @@ def shared_thread_share() -> ThreadShare:
     return ThreadShare(int(os.environ.get("VITCORE_APP_CORES", "0")) or None)
 
 
+def compute_workers() -> int:
+    """Worker processes for the figures (``VITCORE_APP_WORKERS``; default one per core, 0: jobs run in the server process)."""
+    value = os.environ.get("VITCORE_APP_WORKERS")
+    return available_cores() if value is None else max(0, int(value))
+
+
+@st.cache_resource(show_spinner=False)
+def shared_scheduler() -> Scheduler:
+    """The one scheduler of every session's figure jobs, on worker processes (see docs: sizing for a class)."""
+    workers = compute_workers()
+    if workers == 0:
+        return Scheduler(slots=1)
+    return Scheduler(WorkerPool(workers), slots=workers)
+
+
+def shipped_source() -> Source:
+    ckpt = shared_checkpoint(None)
+    return Source(None, ckpt.sha256, None, "bundled")
+
+
 def warm_shared_resources() -> None:
     """Load what every session's first page needs (the shipped model, the bundled data, the full
     model's eval logits, the default gallery, the latency cost model) into the shared caches, so that
@@ -80,6 +111,9 @@ def warm_shared_resources() -> None:
     gallery_html(ckpt.model, eval_set, ckpt.sha256, "bundled", tuple(range(min(GALLERY_SIZE, len(eval_set)))))
     shared_eval_logits(ckpt.model, eval_set, ckpt.sha256, "bundled")
     shared_latency_model(ckpt.model, ckpt.sha256)
+    scheduler = shared_scheduler()
+    if isinstance(scheduler.executor, WorkerPool):
+        scheduler.executor.warm(shipped_source())  # the workers start and load the shipped model and data once
     trace("server", "warm_done")
 
 

@@ -28,20 +28,20 @@ def sidebar(state: AppState) -> list[str]:
         if st.session_state.get("model_source") not in sources:
             st.session_state["model_source"] = "Shipped model"
         source = st.radio("Checkpoint", sources, key="model_source", label_visibility="collapsed")
-        ckpt = None
+        ckpt, ckpt_path = None, None
         try:
             if source == "Upload a zip":
                 upload = st.file_uploader("Checkpoint or exported pruned model (.zip)", type=["zip"], key="model_upload")
                 if upload is not None:
-                    ckpt = load_upload(upload)
+                    ckpt, ckpt_path = load_upload(upload)
             elif source == "Path on this machine":
                 path = st.text_input("Checkpoint folder or zip", key="model_path")
                 if path:
-                    ckpt = shared_checkpoint(path)
+                    ckpt, ckpt_path = shared_checkpoint(path), path
         except VitcoreError as e:
             problems.append(f"Could not load that model: {e}. Using the shipped model.")
         if ckpt is None:
-            ckpt = shared_checkpoint(None)
+            ckpt, ckpt_path = shared_checkpoint(None), None
         st.caption(f"{len(ckpt.model.components)} components · sha256 {ckpt.sha256[:12]}")
         st.subheader("Data")
         if server_paths_allowed():
@@ -62,5 +62,5 @@ def sidebar(state: AppState) -> list[str]:
         st.caption(f"discovery {len(discovery)} images · eval {len(eval_set)} images")
         share = shared_thread_share()
         st.caption(f"torch threads for this session: {state.torch_threads or '?'} of {share.cores} cores ({share.active()} active session(s))")
-    state.use(ckpt, discovery, eval_set, data_path or "bundled")
+    state.use(ckpt, discovery, eval_set, data_path or "bundled", ckpt_path)
     return problems

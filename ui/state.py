@@ -15,6 +15,7 @@ import torch
 
 from vitcore.checkpoint import Checkpoint
 from vitcore.circuits.result import CircuitResult
+from vitcore.compute.figures import Source
 from vitcore.data import ImageSet
 from vitcore.playground import Playground
 
@@ -38,6 +39,7 @@ class AppState:
 
     session_uid: str = field(default_factory=lambda: uuid.uuid4().hex)
     ckpt: Checkpoint | None = None
+    checkpoint_path: str | None = None  # where worker processes load it (None: the shipped model)
     discovery: ImageSet | None = None
     eval_set: ImageSet | None = None
     data_key: str = "bundled"
@@ -60,10 +62,11 @@ class AppState:
     running: set[str] = field(default_factory=set)  # long runs in progress (a Stop leaves its name here)
 
     # --- model and data -------------------------------------------------------------------------------------
-    def use(self, ckpt: Checkpoint, discovery: ImageSet, eval_set: ImageSet, data_key: str) -> None:
+    def use(self, ckpt: Checkpoint, discovery: ImageSet, eval_set: ImageSet, data_key: str, checkpoint_path: str | None = None) -> None:
         """Set the model and data; a different model or data set drops everything computed with the old ones."""
         changed = self.ckpt is None or self.ckpt.sha256 != ckpt.sha256 or self.data_key != data_key
         self.ckpt, self.discovery, self.eval_set, self.data_key = ckpt, discovery, eval_set, data_key
+        self.checkpoint_path = checkpoint_path
         if changed:
             self.keep, self.results, self.active_result, self.playground = None, [], None, None
             self.history, self.finetuned, self.fine_tune, self.onnx, self.attribution = {}, None, None, None, None
@@ -100,6 +103,10 @@ class AppState:
         return None if i is None else self.results[i]
 
     # --- derived ----------------------------------------------------------------------------------------------
+    def source(self) -> Source:
+        """The model and eval data as files, for worker processes."""
+        return Source(self.checkpoint_path, self.ckpt.sha256, None if self.data_key == "bundled" else self.data_key, self.data_key)
+
     def class_options(self) -> dict[str, str]:
         """Human-readable class label -> wnid, for searchable multiselects."""
         return {f"{name} ({wnid})": wnid for wnid, name in zip(self.eval_set.wnids, self.eval_set.names)}

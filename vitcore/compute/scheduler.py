@@ -127,6 +127,10 @@ class Scheduler:
                 self.stats.dropped += dropped
         return dropped
 
+    @property
+    def executor(self) -> Executor:
+        return self._executor
+
     def cached(self, key: Hashable) -> Any | None:
         with self._cond:
             return self._cache.get(key)

@@ -1,0 +1,148 @@
+"""Where jobs run: any job by name, and a pool of worker processes that load each model and data set once.
+
+Worker processes keep the server's interpreter free for the pages: a job holds a worker, not the
+process that draws every session's figures. Each worker is a plain ``python -m vitcore.compute.workers``
+child with one torch thread, fed jobs over its stdin and answering on its stdout, so that it starts clean
+whatever the parent is (multiprocessing would re-run the parent's ``__main__``, which under Streamlit is
+the app script). The frames are pickles exchanged between this program's own processes only; nothing a
+user sends is unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import struct
+import subprocess
+import sys
+import threading
+from concurrent.futures import Executor, Future
+from typing import Any, BinaryIO, Callable
+
+from .figures import JOBS, Source
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended while it ran a job (killed, out of memory); the pool starts another."""
+
+
+def run_job(kind: str, *args: Any) -> Any:
+    """Run the figure job ``kind`` (a key of :data:`~vitcore.compute.figures.JOBS`) here."""
+    return JOBS[kind](*args)
+
+
+def load_source(source: Source) -> int:
+    """Load the model and eval set of ``source`` into this process (a worker's warm-up); returns the process id."""
+    source.base()
+    source.eval_set()
+    return os.getpid()
+
+
+def _send(stream: BinaryIO, message: Any) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(struct.pack("<Q", len(data)) + data)
+    stream.flush()
+
+
+def _receive(stream: BinaryIO) -> Any:
+    header = stream.read(8)
+    if len(header) < 8:
+        raise EOFError
+    (size,) = struct.unpack("<Q", header)
+    return pickle.loads(stream.read(size))
+
+
+class _Worker:
+    """One child process and the thread that feeds it jobs from the pool's queue."""
+
+    def __init__(self, pool: "WorkerPool", index: int):
+        self.pool, self.index = pool, index
+        self.process = self._start()
+        self.thread = threading.Thread(target=self._serve, name=f"vitcore-worker-{index}", daemon=True)
+        self.thread.start()
+
+    def _start(self) -> subprocess.Popen:
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.pool.threads), "VITCORE_WORKER_THREADS": str(self.pool.threads)}
+        return subprocess.Popen([sys.executable, "-m", "vitcore.compute.workers"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+
+    def _serve(self) -> None:
+        while True:
+            item = self.pool._jobs.get()
+            if item is None:
+                return
+            future, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                _send(self.process.stdin, (fn, args))
+                ok, value = _receive(self.process.stdout)
+            except (EOFError, OSError, pickle.UnpicklingError) as e:
+                self.process.kill()
+                self.process = self._start()  # before the waiter hears of it: the pool is whole again when it does
+                future.set_exception(WorkerDied(f"worker {self.index} ended while running {getattr(fn, '__name__', fn)} ({e or 'no answer'})"))
+                continue
+            (future.set_result if ok else future.set_exception)(value)
+
+    def stop(self) -> None:
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
+        self.process.terminate()
+
+
+class WorkerPool(Executor):
+    """``processes`` worker processes with ``threads`` torch threads each; a worker that dies is replaced."""
+
+    def __init__(self, processes: int, threads: int = 1):
+        self.processes, self.threads = processes, threads
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._workers = [_Worker(self, i) for i in range(processes)]
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        if kwargs:
+            raise TypeError("worker jobs take positional arguments only")
+        future: Future = Future()
+        self._jobs.put((future, fn, args))
+        return future
+
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers]
+
+    def warm(self, source: Source) -> list[int]:
+        """Load ``source`` in the workers (one job per worker, queued together, so that idle workers take one
+        each; blocks until done); the process ids that answered."""
+        return sorted({f.result() for f in [self.submit(load_source, source) for _ in self._workers]})
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        for _ in self._workers:
+            self._jobs.put(None)
+        for w in self._workers:
+            w.stop()
+
+
+def _serve_forever() -> None:
+    """A worker's loop: read a job from stdin, run it, write (ok, result or exception) to stdout."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("VITCORE_WORKER_THREADS", "1")))
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # anything a job prints goes to the server's log, not into the frames
+    while True:
+        try:
+            fn, args = _receive(stdin)
+        except EOFError:
+            return
+        try:
+            result = (True, fn(*args))
+        except Exception as e:  # noqa: BLE001 - handed to the waiting future
+            result = (False, e)
+        try:
+            _send(stdout, result)
+        except (pickle.PicklingError, TypeError, AttributeError) as e:
+            _send(stdout, (False, RuntimeError(f"the job's result cannot be sent back: {e}")))
+
+
+if __name__ == "__main__":
+    _serve_forever()
