@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 from pathlib import Path
 
 import sys
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: the harness is a package beside it
 
 from benchmarks.loadtest import CLASS_PLANS, DEFAULT_PLANS, run_load_test  # noqa: E402
+from vitcore.measurement import write_measurement  # noqa: E402
 
 
 def main() -> None:
@@ -32,14 +34,16 @@ def main() -> None:
                    help="serve.py (the README's command): sessions start after its start-up warm-up; app.py: no warm-up, sessions start at once")
     p.add_argument("--pattern", default="click", choices=["click", "class"],
                    help="click: a toggle a second, waiting for the fast figures only; class: five toggles each, every figure awaited each time")
-    p.add_argument("--out", type=Path, help="also write the JSON here")
+    p.add_argument("--root", type=Path, default=ROOT,
+                   help="the checkout of the app to serve (default: this one; e.g. a `git worktree` of an earlier commit, to measure before a change)")
+    p.add_argument("--out", type=Path, help="also write the figures here as a measurement file (command, machine, date)")
     args = p.parse_args()
     plans = (CLASS_PLANS if args.pattern == "class" else DEFAULT_PLANS)[: args.sessions]
-    out = run_load_test(ROOT, plans, timeout_s=args.timeout, browser_nice=args.browser_nice, script=args.script, wait_all=args.pattern == "class")
-    text = json.dumps(out, indent=1)
+    out = run_load_test(args.root, plans, timeout_s=args.timeout, browser_nice=args.browser_nice, script=args.script, wait_all=args.pattern == "class")
+    out["commit"] = subprocess.run(["git", "-C", str(args.root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+        write_measurement(args.out, out)
+    print(json.dumps({k: v for k, v in out.items() if k not in ("reports", "trace")}, indent=1))
 
 
 if __name__ == "__main__":

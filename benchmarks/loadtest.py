@@ -51,6 +51,7 @@ class SessionReport:
     toggle_clicked_at: list[float] = field(default_factory=list)  # wall clock (time.time) of each click, to align with the server's trace
     toggle_estimate_s: list[float] = field(default_factory=list)  # class pattern: click -> the all-class estimate (or the exact figure) shown
     toggle_exact_s: list[float] = field(default_factory=list)  # class pattern: click -> the exact all-class top-1 shown
+    last_exact_at: float = float("nan")  # wall clock of the last exact figure (class pattern)
     kept_seen: list[int] = field(default_factory=list)  # kept count after the run, then after each toggle
     classes_caption: str = ""
     errors: list[str] = field(default_factory=list)
@@ -182,6 +183,7 @@ async def _session(browser, url: str, plan: SessionPlan, timeout_ms: float, thin
                 estimate, exact = await _all_class_times(page, t0, timeout_ms)
                 report.toggle_estimate_s.append(estimate)
                 report.toggle_exact_s.append(exact)
+                report.last_exact_at = time.time()
             await asyncio.sleep(think_s)  # a user looks at the fast figures, then toggles again: the slower ones may still be running
         await _wait_idle(page, timeout_ms)
         all_classes = page.locator('[data-testid="stMetric"]', has_text="Top-1, all eval classes").first
@@ -248,6 +250,14 @@ def server_times(events: list[dict]) -> dict:
             fast.append(e["t"] - prune_start.pop(s))
 
     return {"first_run_to_gallery_s": _summary(gallery), "prune_run_to_fast_figures_s": _summary(fast)}
+
+
+def _rate(reports: list[SessionReport]) -> float | None:
+    """Toggles whose every figure arrived, per minute of the class's toggling (first click to last exact figure)."""
+    starts = [r.toggle_clicked_at[0] for r in reports if r.toggle_clicked_at]
+    ends = [r.last_exact_at for r in reports if r.last_exact_at == r.last_exact_at]
+    done = sum(len(r.toggle_exact_s) for r in reports)
+    return 60 * done / (max(ends) - min(starts)) if starts and ends and max(ends) > min(starts) else None
 
 
 def _summary(xs: list[float]) -> dict:
@@ -324,6 +334,7 @@ def run_load_test(root: str | Path, plans: list[SessionPlan] | None = None, time
         "toggle_estimate_s": _summary([t for r in reports for t in r.toggle_estimate_s]),
         "toggle_exact_s": _summary([t for r in reports for t in r.toggle_exact_s]),
         "pattern": "class (every figure awaited after each toggle)" if wait_all else "click (a toggle a second)",
+        "fully_evaluated_toggles_per_minute": _rate(reports) if wait_all else None,
         "server": server_times(events),
         "toggle_breakdown": toggle_breakdown(reports, events, _wnids_by_name()),
         "errors": [e for r in reports for e in r.errors],

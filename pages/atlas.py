@@ -4,7 +4,8 @@ import streamlit as st
 
 from ui.charts import heatmap, score_frames, similarity_chart
 from ui.engine import playground
-from ui.figures import show_live_figures
+from ui.rerun import rerun_pending
+from ui.figures import show_live_figures, show_timings
 from ui.shell import open_page
 from vitcore.assets import assets_dir
 from vitcore.atlas import cluster_order, load_atlas, similarity, union_circuit, usage
@@ -71,11 +72,14 @@ if wnids:
     pg = playground(state)
     if pg.classes != wnids:
         pg.set_classes(wnids)
+    row = None
     try:
-        show_live_figures(pg, keep)
+        fig, row = show_live_figures(pg, keep)
     except NothingKeptError as e:
         st.error(str(e))
     if st.button("Open this group on the Prune page", key="atlas_to_prune"):
         state.classes = list(wnids)
         state.set_keep(keep)
         st.success(f"The Prune page now shows these {len(wnids)} classes and {int(keep.sum())} components.")
+    if row is not None:  # last: the measured timing may wait for a quiet machine
+        show_timings(pg, keep, row, stop=rerun_pending)

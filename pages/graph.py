@@ -4,7 +4,8 @@ import streamlit as st
 import torch
 
 from ui.engine import playground
-from ui.figures import show_live_figures
+from ui.rerun import rerun_pending
+from ui.figures import show_live_figures, show_timings
 from ui.shell import open_page
 from vitcore.circuits.graph import INPUT_COLOURS, circuit_dot, shown_edges
 from vitcore.playground import NothingKeptError
@@ -50,8 +51,9 @@ st.caption(f"{int(mask.sum())} of {len(edges):,} edges kept · {int(alive.sum())
            ", ".join(f"<span style='color:{c}'>{name}</span>" for name, c in INPUT_COLOURS.items()), unsafe_allow_html=True)
 
 pg = playground(state)
+row = None
 try:
-    show_live_figures(pg, alive)
+    fig, row = show_live_figures(pg, alive)
     st.caption("Figures of the physically pruned model that keeps these components (every edge between kept components stays).")
 except NothingKeptError:
     st.error("Nothing reaches the logits any more: switch some components back on.")
@@ -64,3 +66,6 @@ else:
 if st.button("Use these components on the Prune page", key="graph_to_prune"):
     state.set_keep(alive)
     st.success(f"The Prune page now starts from these {int(alive.sum())} components.")
+
+if row is not None:  # last: the measured timing may wait for a quiet machine
+    show_timings(pg, alive, row, stop=rerun_pending)

@@ -8,9 +8,9 @@ import torch
 
 from ui.charts import pareto_chart
 from ui.engine import playground
-from ui.figures import show_live_figures
+from ui.figures import QUIET, LiveRow, show_live_figures, show_timings
 from ui.longrun import announce, progress_bar, running, stop_button
-from ui.rerun import rerun_pending, user_moved_on
+from ui.rerun import rerun_pending
 from ui.shell import open_page, trace_event
 from ui.state import FineTuned
 from vitcore.circuits import METHODS
@@ -19,7 +19,6 @@ from vitcore.playground import KeepSetFigures, NothingKeptError, Playground
 from vitcore.pruning.finetune import finetune_steps
 from vitcore.pruning.pareto import pareto_frontier
 
-SETTLE_S = 0.4  # after the fast figures, wait this long for another toggle before timing and evaluating (debounce)
 FT_STEPS, FT_LR = 40, 1e-4  # chosen on the shipped model: README, "Fine-tuning on the Prune page" (benchmarks/finetune_defaults.py)
 SLIDERS = ("threshold_slider", "keep_slider")
 
@@ -132,27 +131,17 @@ def toggle_grid() -> None:
         st.pills(f"L{layer} ", [f"C{i}" for i in range(space.chunks_per_layer[layer])], selection_mode="multi", key=grid_keys(layer)[1], on_change=mask_from_grid)
 
 
-def all_class_figures(pg: Playground, mask: torch.Tensor) -> tuple[KeepSetFigures, KeepSetFigures] | None:
-    """The all-class top-1 (a sample's estimate, then exact) and the batch-64 throughput; None when the user moved on."""
-    slow_row = st.columns(2)
-    p_all, p_thr = slow_row[0].empty(), slow_row[1].empty()
+def all_class_figures(pg: Playground, mask: torch.Tensor, p_all) -> KeepSetFigures | None:
+    """The all-class top-1: a sample's estimate, then exact; None when the user moved on."""
     p_all.metric("Top-1, all eval classes", "updating…")
-    p_thr.metric("Batch-64 throughput (measured)", "updating…")
     base_est = pg.estimate(space.ones(), stop=rerun_pending)
     fig = pg.estimate(mask, stop=rerun_pending)  # first a stratified sample (with its standard error), then every eval image
-    if base_est.sample_correct is None or fig.sample_correct is None:  # the user toggled again (checked between batches)
+    if base_est.sample_correct is None or fig.sample_correct is None:  # the user toggled again
         return None
     n_sample = len(pg.sample_index())
     sample_help = f"estimate on a stratified sample of {n_sample} eval images (± one binomial standard error); the exact figure follows"
     if fig.top1_all is None:
         p_all.metric("Top-1, all eval classes", f"≈ {fig.top1_all_estimate:.1%} ± {fig.top1_all_se:.1%}", "updating…", delta_color="off", help=sample_help)
-    ratio = fig.throughput_ratio  # the sign leads, so that a slow-down gets a down arrow
-    if fig.throughput_busy:
-        p_thr.metric("Batch-64 throughput", "not measured", "machine busy", delta_color="off",
-                     help=f"the paired timings' ratios spread {fig.throughput_spread:.0%} of their median: too wide to report")
-    else:
-        p_thr.metric("Batch-64 throughput (measured)", f"{fig.throughput_b64:.0f} img/s", f"{ratio - 1:+.0%} ({ratio:.2f}x)",
-                     help="medians of interleaved batches of 64 with the full model, timed with nothing else of the server running")
     base_slow = pg.slow(space.ones())
     for fig in pg.refine(mask):  # chunk by chunk; a new toggle ends it between chunks (the work done is kept)
         if rerun_pending():
@@ -160,21 +149,41 @@ def all_class_figures(pg: Playground, mask: torch.Tensor) -> tuple[KeepSetFigure
         if fig.top1_all is None:
             p_all.metric("Top-1, all eval classes", f"≈ {fig.top1_all_estimate:.1%} ± {fig.top1_all_se:.1%}",
                          f"updating… {fig.top1_all_done}/{len(pg.eval_set)} images", delta_color="off", help=sample_help)
+    if fig.top1_all is None:  # dropped: the session looks at another keep-set now
+        return None
     p_all.metric("Top-1, all eval classes", f"{fig.top1_all:.1%}", f"{fig.top1_all - base_slow.top1_all:+.1%}")
-    return fig, base_est
+    return fig
+
+
+def timed_figures(pg: Playground, mask: torch.Tensor, row: LiveRow, p_thr) -> KeepSetFigures:
+    """The measured batch-1 speed-up and batch-64 throughput, once the machine is quiet enough to time them."""
+    p_thr.metric("Batch-64 throughput", "measured when quiet", help=QUIET)
+    fig = show_timings(pg, mask, row, stop=rerun_pending)
+    if fig.throughput_b64 is None:
+        return fig
+    if fig.throughput_busy:
+        p_thr.metric("Batch-64 throughput", "not measured", "machine busy", delta_color="off",
+                     help=f"the paired timings' ratios spread {fig.throughput_spread:.0%} of their median: too wide to report")
+    else:
+        ratio = fig.throughput_ratio  # the sign leads, so that a slow-down gets a down arrow
+        p_thr.metric("Batch-64 throughput (measured)", f"{fig.throughput_b64:.0f} img/s", f"{ratio - 1:+.0%} ({ratio:.2f}x)",
+                     help=f"medians of interleaved batches of 64 with the full model, {QUIET}")
+    return fig
 
 
 def history_chart(pg: Playground, mask: torch.Tensor, fig: KeepSetFigures) -> None:
     """The configurations this session has tried, on the latency-error plane with their Pareto frontier."""
-    state.history[pg.key(mask)] = {"kept": fig.kept, "error": 1 - fig.top1_chosen, "latency_b1_ms": fig.latency_b1_ms, "top1_all": fig.top1_all,
-                                   "macs": fig.macs, "config": "full model" if fig.kept == len(space) else f"{fig.kept} kept"}
+    measured = fig.latency_b1_ms is not None and not (fig.speedup and fig.speedup.busy)
+    state.history[pg.key(mask)] = {"kept": fig.kept, "error": 1 - fig.top1_chosen, "latency_b1_ms": fig.latency_b1_ms if measured else fig.predicted_b1_ms,
+                                   "latency": "measured" if measured else "predicted", "top1_all": fig.top1_all, "macs": fig.macs,
+                                   "config": "full model" if fig.kept == len(space) else f"{fig.kept} kept"}
     df = pd.DataFrame(list(state.history.values()))
     front = pareto_frontier(list(zip(df["latency_b1_ms"], df["error"])))
     st.markdown("**Configurations tried in this session** (dashed: Pareto frontier)")
-    st.altair_chart(pareto_chart(df, "latency_b1_ms", "error", "config", front, ["config", "kept", "error", "latency_b1_ms", "top1_all", "macs"]), width="stretch")
+    st.altair_chart(pareto_chart(df, "latency_b1_ms", "error", "config", front, ["config", "kept", "error", "latency_b1_ms", "latency", "top1_all", "macs"]), width="stretch")
 
 
-def fine_tune_panel(pg: Playground, mask: torch.Tensor, fig: KeepSetFigures, base_est: KeepSetFigures) -> None:
+def fine_tune_panel(pg: Playground, mask: torch.Tensor, fig: KeepSetFigures) -> None:
     """Fine-tune a copy of the pruned model, then choose between it and the model before fine-tuning."""
     key = pg.key(mask)
     st.markdown("**Fine-tune to recover**")
@@ -184,9 +193,14 @@ def fine_tune_panel(pg: Playground, mask: torch.Tensor, fig: KeepSetFigures, bas
     focus = f1.checkbox("Half of each batch from the chosen classes", value=True, key="ft_focus",
                         help="the discovery set has 10 images per class: without this, a batch of 64 holds about 3 chosen-class images")
     with f2:
-        # a measured rate once this session has fine-tuned; before that, from the batch-64 throughputs above:
-        # a step is a forward and a backward (about 3 forwards) of the pruned model on 64 images, plus the teacher's forward
-        seconds_per_step = state.ft_seconds_per_step or 64 * (3 / fig.throughput_b64 + (1 / base_est.throughput_b64 if distill else 0))
+        # a measured rate once this session has fine-tuned; before that, from the batch-64 throughputs above (or, not yet
+        # timed, from the cost model's batch-1 latency, an upper bound): a step is a forward and a backward (about 3
+        # forwards) of the pruned model on 64 images, plus the teacher's forward
+        if fig.throughput_b64 and fig.throughput_ratio:
+            per_image = 3 / fig.throughput_b64 + (fig.throughput_ratio / fig.throughput_b64 if distill else 0)
+        else:
+            per_image = (3 + (1 if distill else 0)) * (fig.predicted_b1_ms or 10.0) / 1e3
+        seconds_per_step = state.ft_seconds_per_step or 64 * per_image
         announce(seconds_per_step * steps, f"{steps} fine-tuning steps")
         stop_button("finetune", "fine-tuning")
     if f2.button("Fine-tune the current pruned model", key="ft_run"):
@@ -238,19 +252,20 @@ def playground_panel() -> None:
     mask = state.keep_mask()
     with figures_box:
         try:
-            fig = show_live_figures(pg, mask, moved_on=lambda: user_moved_on(SETTLE_S), stop=rerun_pending)
+            fig, row = show_live_figures(pg, mask)
         except NothingKeptError as e:
             st.error(str(e))
             return
-        if rerun_pending() or fig.latency_b1_ms is None:  # the user toggled again: leave the slower figures to the new run
+        p_all, p_thr = (c.empty() for c in st.columns(2))
+        if rerun_pending():  # the user toggled again: leave the slower figures to the new run
             return
-        slow = all_class_figures(pg, mask)
-    if slow is None:
-        return
-    fig, base_est = slow
-    trace_event("prune_slow_done", kept=fig.kept)
+        fig = all_class_figures(pg, mask, p_all)
+        if fig is None:
+            return
+        trace_event("prune_slow_done", kept=fig.kept)
+        fig = timed_figures(pg, mask, row, p_thr)
     history_chart(pg, mask, fig)
-    fine_tune_panel(pg, mask, fig, base_est)
+    fine_tune_panel(pg, mask, fig)
 
 
 playground_panel()

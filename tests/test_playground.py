@@ -51,7 +51,7 @@ def test_slow_figures_cover_every_eval_image_and_results_are_cached(pg):
     with torch.no_grad():
         pred = model(normalize(data.images, model.config), mask=mask).argmax(1)
     assert figures.top1_all == pytest.approx(float((pred == data.labels).float().mean()))
-    assert figures.throughput_b64 is not None
+    assert figures.throughput_b64 is None and playground.measure(mask).throughput_b64 > 0  # timings come with measure, when quiet
     if not figures.speedup.busy:  # a busy timing is measured again on the next call, by design
         assert playground.fast(mask) is figures
     assert playground.model_for(mask) is playground.model_for(mask.clone())
@@ -141,9 +141,7 @@ def test_a_session_given_the_shared_base_logits_runs_no_full_model_pass_over_the
         full = playground.slow(model.components.ones())
     finally:
         handle.remove()
-    from vitcore.compute.figures import THROUGHPUT_BATCH, THROUGHPUT_PAIRS
-
-    assert max(batches) <= THROUGHPUT_BATCH and sum(b for b in batches if b > 1) == (1 + THROUGHPUT_PAIRS) * THROUGHPUT_BATCH  # the throughput timing only
+    assert [b for b in batches if b > 1] == []  # the shared logits gave every figure: no batch of the full model ran
     chosen = data.labels == 1
     assert full.top1_chosen == pytest.approx(float((shared[chosen].argmax(1) == 1).float().mean()))
     assert full.top1_all == pytest.approx(float((shared.argmax(1) == data.labels).float().mean())) and full.kl_chosen == 0.0
@@ -211,11 +209,10 @@ def test_a_stopped_estimate_loses_no_work_and_the_next_call_runs_no_image_again(
         release.set()
         handle.remove()
     sample = playground.sample_index()
-    timed = (1 + module.THROUGHPUT_PAIRS) * min(module.THROUGHPUT_BATCH, len(data))  # the paired throughput's batches
-    assert sum(batches) == len(sample) + timed  # every sample image ran exactly once over the two calls
+    assert sum(batches) == len(sample)  # every sample image ran exactly once over the two calls
     with torch.no_grad():
         pred = model(normalize(data.images[sample], model.config), mask=mask).argmax(1)
-    assert rest.sample_correct == int((pred == data.labels[sample]).sum()) and rest.throughput_b64 > 0 and rest.throughput_ratio > 0
+    assert rest.sample_correct == int((pred == data.labels[sample]).sum())
 
 
 def test_a_page_that_stops_waiting_for_a_timing_finds_it_on_the_next_call(monkeypatch):
@@ -268,8 +265,7 @@ def test_two_threads_of_one_session_count_every_image_once(monkeypatch):
     finally:
         handle.remove()
     assert not errors and not any(t.is_alive() for t in threads)
-    timed = (1 + module.THROUGHPUT_PAIRS) * min(module.THROUGHPUT_BATCH, len(data))
-    assert sum(batches) == len(data) + timed  # the sample and the rest once each, and the paired throughput's batches
+    assert sum(batches) == len(data)  # the sample and the rest once each
     sample = playground.sample_index()
     with torch.no_grad():
         pred = model(normalize(data.images, model.config), mask=mask).argmax(1)

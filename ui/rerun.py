@@ -5,8 +5,6 @@ This reads Streamlit's private request state; ``tests/test_streamlit_private_api
 
 from __future__ import annotations
 
-import time
-
 
 def rerun_pending() -> bool:
     """True when this run should end early: the user has acted since it began, or it was told to stop.
@@ -22,16 +20,3 @@ def rerun_pending() -> bool:
     ctx = get_script_run_ctx()
     requests = getattr(ctx, "script_requests", None)
     return getattr(requests, "_state", None) in (ScriptRequestType.RERUN, ScriptRequestType.STOP)
-
-
-def user_moved_on(settle_s: float = 0.0) -> bool:
-    """Wait up to ``settle_s`` seconds for the user to act again; True as soon as a rerun is pending.
-
-    Before costly figures of a keep-set the user may already have left, so that quick toggling
-    starts no work that the next toggle would throw away."""
-    end = time.monotonic() + settle_s
-    while not rerun_pending():
-        if time.monotonic() >= end:
-            return False
-        time.sleep(0.05)
-    return True

@@ -114,6 +114,10 @@ def warm_shared_resources() -> None:
     scheduler = shared_scheduler()
     if isinstance(scheduler.executor, WorkerPool):
         scheduler.executor.warm(shipped_source())  # the workers start and load the shipped model and data once
+    from vitcore.playground import Playground
+
+    # the full model's all-class figures, which every session's Prune page compares against: once, for everyone
+    Playground(ckpt.model, eval_set, [], scheduler=scheduler, source=shipped_source(), session="warm-up").slow(ckpt.model.components.ones())
     trace("server", "warm_done")
 
 

@@ -1,10 +1,12 @@
 """One session's view of keep-sets: figures in tiers, computed by a scheduler that may serve every session.
 
-A :class:`Playground` belongs to one user session. It asks for a keep-set's figures in tiers, each adding
-to the one before: :meth:`~Playground.fast` (chosen-class top-1 and KL, counts, the cost model's predicted
-latency), :meth:`~Playground.measure` (batch-1 speed-up from interleaved pairs with the full model, timed
-alone), :meth:`~Playground.estimate` (all-class top-1 on a stratified sample, paired batch-64 throughput)
-and :meth:`~Playground.refine` / :meth:`~Playground.slow` (exact all-class top-1, chunk by chunk).
+A :class:`Playground` belongs to one user session. It asks for a keep-set's figures in tiers:
+:meth:`~Playground.fast` (chosen-class top-1 and KL, counts, the cost model's predicted latency),
+:meth:`~Playground.estimate` (all-class top-1 on a stratified sample), :meth:`~Playground.refine` /
+:meth:`~Playground.slow` (exact all-class top-1, chunk by chunk) and :meth:`~Playground.measure` (batch-1
+speed-up and batch-64 throughput, each from interleaved pairs with the full model). Timings run only when
+the machine is quiet: after every session's other work, with nothing else running; until then the page
+shows the cost model's prediction, labelled as such.
 
 The work itself is a job of :mod:`vitcore.compute.figures`, run by a :class:`~vitcore.compute.Scheduler`:
 the server's shared one (given with a file :class:`~vitcore.compute.figures.Source`, so that worker
@@ -46,7 +48,7 @@ __all__ = ["KeepSetFigures", "NothingKeptError", "Playground", "fit_latency_mode
 COST_MODEL_TOLERANCE = 0.25  # refit the session's cost model when the full model measures this much faster than predicted
 COST_MODEL_REFIT_S = 60.0  # at most one refit a minute
 EXACT_CHUNK = 256  # eval images per job of the exact all-class figure: a toggle waits at most one chunk for a slot
-FAST, LATENCY, SAMPLE, THROUGHPUT, EXACT = range(5)  # priorities: every session's cheaper tiers before anyone's slower ones
+FAST, SAMPLE, EXACT, TIMING = range(4)  # priorities: every session's cheaper tiers before anyone's slower ones; timings when quiet
 CHANNEL = "figures"
 
 
@@ -198,55 +200,58 @@ class Playground:
 
     @_serialized
     def measure(self, mask: Tensor, stop: Callable[[], bool] | None = None) -> KeepSetFigures:
-        """Adds measured batch-1 latency; for a pruned model, its speed-up from interleaved pairs with the full
-        model, timed with nothing else of the server running and shared by every keep-set of the same shapes.
-        A busy reading is measured again on the next call. When ``stop()`` answers True first, the figures come
-        back without ``latency_b1_ms`` (the timing goes on, and the next call finds it)."""
+        """Adds measured batch-1 latency (for a pruned model, its speed-up from interleaved pairs with the full
+        model) and the batch-64 throughput paired the same way. Both are timed when the machine is quiet (no
+        other job queued or running) and shared by every keep-set of the same shapes; a busy reading is
+        measured again on the next call. When ``stop()`` answers True first, the figures come back without
+        what has not arrived (the timing stays queued, and the next call finds it)."""
         figures = self.fast(mask)
-        if figures.latency_b1_ms is not None and not (figures.speedup and figures.speedup.busy):
-            return figures
         k = keep_bytes(mask)
-        arch = ("latency", jobs.architecture(self.live, k))
-        if figures.speedup is not None and figures.speedup.busy:
-            self._retimed[arch] = self._retimed.get(arch, 0) + 1
+        latency = throughput = None
+        if figures.latency_b1_ms is None or (figures.speedup is not None and figures.speedup.busy):
+            latency = self._timing("latency", k, figures.speedup is not None and figures.speedup.busy, self.latency_repeats)
+        if figures.throughput_b64 is None or figures.throughput_busy:
+            throughput = self._timing("throughput", k, figures.throughput_busy)
         t0 = time.perf_counter()
-        r = self._wait(self._submit("latency", k, self.latency_repeats, priority=LATENCY, exclusive=True, retime=self._retimed.get(arch, 0)), stop)
-        if r is None:
-            return figures
-        if isinstance(r, SpeedUp):
-            figures.speedup, figures.latency_b1_ms = r, r.model_ms
-            if not r.busy:
-                self._check_cost_model(r.reference_ms)
-        else:  # the full model: its own median
-            figures.latency_b1_ms = float(r)
-            self._check_cost_model(figures.latency_b1_ms)
-        figures.seconds.update(latency_b1=time.perf_counter() - t0)
+        if latency is not None:
+            r = self._wait(latency, stop)
+            if r is None:
+                return figures
+            if isinstance(r, SpeedUp):
+                figures.speedup, figures.latency_b1_ms = r, r.model_ms
+                if not r.busy:
+                    self._check_cost_model(r.reference_ms)
+            else:  # the full model: its own median
+                figures.latency_b1_ms = float(r)
+                self._check_cost_model(figures.latency_b1_ms)
+            figures.seconds.update(latency_b1=time.perf_counter() - t0)
+        if throughput is not None:
+            t = self._wait(throughput, stop)
+            if t is not None:
+                figures.throughput_b64, figures.throughput_ratio, figures.throughput_spread = t["model"], t["ratio"], t["spread"]
         return figures
+
+    def _timing(self, kind: str, k: bytes, again: bool, *extra: Any) -> Future:
+        """Queue a timing of ``k``'s architecture for when the machine is quiet; ``again`` after a busy reading."""
+        arch = (kind, jobs.architecture(self.live, k))
+        if again:
+            self._retimed[arch] = self._retimed.get(arch, 0) + 1
+        return self._submit(kind, k, *extra, priority=TIMING, exclusive=True, retime=self._retimed.get(arch, 0))
 
     @_serialized
     def estimate(self, mask: Tensor, stop: Callable[[], bool] | None = None) -> KeepSetFigures:
-        """Adds all-class top-1 on the stratified sample (with its standard error) and the batch-64 throughput,
-        paired with the full model's; :meth:`refine` then adds the rest of the eval set. When ``stop()`` answers
-        True first, the figures come back without the estimate (``sample_correct`` None)."""
-        figures = self.measure(mask, stop)
-        if figures.latency_b1_ms is None:
+        """Adds all-class top-1 on the stratified sample (with its standard error); :meth:`refine` then adds the
+        rest of the eval set. When ``stop()`` answers True first, the figures come back without the estimate
+        (``sample_correct`` None); the job goes on, and the next call finds it."""
+        figures = self.fast(mask)
+        if figures.sample_correct is not None:
             return figures
-        k = keep_bytes(mask)
         t0 = time.perf_counter()
-        sample = self._submit("sample", k, priority=SAMPLE)
-        throughput = self._submit("throughput", k, priority=THROUGHPUT, exclusive=True) if figures.throughput_b64 is None else None
-        if figures.sample_correct is None:
-            s = self._wait(sample, stop)
-            if s is None:
-                return figures
-            figures.top1_all_estimate, figures.top1_all_se, figures.sample_correct = s["estimate"], s["se"], s["correct"]
-        if throughput is not None:
-            t = self._wait(throughput, stop)
-            if t is None:
-                figures.sample_correct = None  # the tier is not complete: the next call finishes it (both results are cached)
-                return figures
-            figures.throughput_b64, figures.throughput_ratio, figures.throughput_spread = t["model"], t["ratio"], t["spread"]
-        figures.seconds.update(estimate_and_throughput=time.perf_counter() - t0)
+        s = self._wait(self._submit("sample", keep_bytes(mask), priority=SAMPLE), stop)
+        if s is None:
+            return figures
+        figures.top1_all_estimate, figures.top1_all_se, figures.sample_correct = s["estimate"], s["se"], s["correct"]
+        figures.seconds.update(estimate=time.perf_counter() - t0)
         return figures
 
     def refine(self, mask: Tensor, chunk: int = EXACT_CHUNK) -> Iterator[KeepSetFigures]:
