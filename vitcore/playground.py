@@ -47,6 +47,7 @@ __all__ = ["KeepSetFigures", "NothingKeptError", "Playground", "fit_latency_mode
 
 COST_MODEL_TOLERANCE = 0.25  # refit the session's cost model when the full model measures this much faster than predicted
 COST_MODEL_REFIT_S = 60.0  # at most one refit a minute
+FAST_HERE_IMAGES = 256  # chosen-class images up to which the fast tier runs in the session's thread (milliseconds of work)
 EXACT_CHUNK = 256  # eval images per job of the exact all-class figure: a toggle waits at most one chunk for a slot
 FAST, SAMPLE, EXACT, TIMING = range(4)  # priorities: every session's cheaper tiers before anyone's slower ones; timings when quiet
 CHANNEL = "figures"
@@ -189,9 +190,12 @@ class Playground:
             return cached
         model = self.model_for(mask)  # refuses an empty keep-set; its config gives the prediction
         t0 = time.perf_counter()
-        r = self._wait(self._submit("fast", k, tuple(self.classes), priority=FAST), None)
-        if r is None:
-            raise NothingKeptError("the figures were dropped before they ran; toggle again")
+        if len(self.chosen) <= FAST_HERE_IMAGES:  # a few images: at once, in this thread, never behind another job
+            r = jobs.fast_figures(self.live, k, tuple(self.classes))
+        else:
+            r = self._wait(self._submit("fast", k, tuple(self.classes), priority=FAST), None)
+            if r is None:
+                raise NothingKeptError("the figures were dropped before they ran; toggle again")
         predicted = self.latency_model.predict_ms(model.config) if self.latency_model else None
         figures = KeepSetFigures(r["kept"], r["params"], r["macs"], r["top1_chosen"], r["kl_chosen"], predicted_b1_ms=predicted,
                                  seconds={"fast_job": r["seconds"], "fast": time.perf_counter() - t0})
