@@ -78,6 +78,9 @@ def shared_thread_share() -> ThreadShare:
     return ThreadShare(int(os.environ.get("VITCORE_APP_CORES", "0")) or None)
 
 
+WORKER_NICE = 5  # the figure workers yield the CPU to the server process, which draws every session's pages
+
+
 def compute_workers() -> int:
     """Worker processes for the figures (``VITCORE_APP_WORKERS``; default one per core, 0: jobs run in the server process)."""
     value = os.environ.get("VITCORE_APP_WORKERS")
@@ -90,7 +93,7 @@ def shared_scheduler() -> Scheduler:
     workers = compute_workers()
     if workers == 0:
         return Scheduler(slots=1)
-    return Scheduler(WorkerPool(workers), slots=workers)
+    return Scheduler(WorkerPool(workers, nice=WORKER_NICE), slots=workers)
 
 
 def shipped_source() -> Source:

@@ -63,7 +63,8 @@ class _Worker:
         self.thread.start()
 
     def _start(self) -> subprocess.Popen:
-        env = {**os.environ, "OMP_NUM_THREADS": str(self.pool.threads), "VITCORE_WORKER_THREADS": str(self.pool.threads)}
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.pool.threads), "VITCORE_WORKER_THREADS": str(self.pool.threads),
+               "VITCORE_WORKER_NICE": str(self.pool.nice)}
         return subprocess.Popen([sys.executable, "-m", "vitcore.compute.workers"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
 
     def _serve(self) -> None:
@@ -93,10 +94,11 @@ class _Worker:
 
 
 class WorkerPool(Executor):
-    """``processes`` worker processes with ``threads`` torch threads each; a worker that dies is replaced."""
+    """``processes`` worker processes with ``threads`` torch threads each, at OS niceness ``nice`` (above 0: the
+    server's own threads, which draw the pages, get the CPU first); a worker that dies is replaced."""
 
-    def __init__(self, processes: int, threads: int = 1):
-        self.processes, self.threads = processes, threads
+    def __init__(self, processes: int, threads: int = 1, nice: int = 0):
+        self.processes, self.threads, self.nice = processes, threads, nice
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._workers = [_Worker(self, i) for i in range(processes)]
 
@@ -127,6 +129,7 @@ def _serve_forever() -> None:
     import torch
 
     torch.set_num_threads(int(os.environ.get("VITCORE_WORKER_THREADS", "1")))
+    os.nice(int(os.environ.get("VITCORE_WORKER_NICE", "0")))
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # anything a job prints goes to the server's log, not into the frames
     while True:
