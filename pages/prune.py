@@ -143,9 +143,7 @@ def all_class_figures(pg: Playground, mask: torch.Tensor, p_all) -> KeepSetFigur
     if fig.top1_all is None:
         p_all.metric("Top-1, all eval classes", f"≈ {fig.top1_all_estimate:.1%} ± {fig.top1_all_se:.1%}", "updating…", delta_color="off", help=sample_help)
     base_slow = pg.slow(space.ones())
-    for fig in pg.refine(mask):  # chunk by chunk; a new toggle ends it between chunks (the work done is kept)
-        if rerun_pending():
-            return None
+    for fig in pg.refine(mask, stop=rerun_pending):  # chunk by chunk; a new toggle ends it (the work done is kept)
         if fig.top1_all is None:
             p_all.metric("Top-1, all eval classes", f"≈ {fig.top1_all_estimate:.1%} ± {fig.top1_all_se:.1%}",
                          f"updating… {fig.top1_all_done}/{len(pg.eval_set)} images", delta_color="off", help=sample_help)

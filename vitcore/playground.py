@@ -258,11 +258,14 @@ class Playground:
         figures.seconds.update(estimate=time.perf_counter() - t0)
         return figures
 
-    def refine(self, mask: Tensor, chunk: int = EXACT_CHUNK) -> Iterator[KeepSetFigures]:
+    def refine(self, mask: Tensor, chunk: int = EXACT_CHUNK, stop: Callable[[], bool] | None = None) -> Iterator[KeepSetFigures]:
         """The eval images outside the sample, ``chunk`` at a time: yields the figures after each chunk
         (``top1_all_done`` of ``len(eval_set)`` images counted so far) until ``top1_all`` is exact. Every
-        chunk is a job of its own, cached: stopping between chunks loses nothing."""
-        figures = self.estimate(mask)
+        chunk is a job of its own, cached: stopping between chunks loses nothing. When ``stop()`` answers
+        True while it waits, it ends without ``top1_all``."""
+        figures = self.estimate(mask, stop)
+        if figures.sample_correct is None:
+            return
         if figures.top1_all is not None:
             yield figures
             return
@@ -273,9 +276,8 @@ class Playground:
         done, correct = len(self.sample_index()), figures.sample_correct
         t0 = time.perf_counter()
         for part in parts:
-            try:
-                r = part.result()
-            except CancelledError:  # dropped: the session looks at another keep-set now
+            r = self._wait(part, stop)
+            if r is None:  # stopped, or dropped: the session looks at another keep-set now
                 return
             with self._lock:
                 done, correct = done + r["n"], correct + r["correct"]
