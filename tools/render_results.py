@@ -187,6 +187,32 @@ def class_section() -> list[str]:
     rows.append(["cross-talk or errors seen by the sessions", "none"] + [str(len(r["results"]["errors"])) for _, r in runs])
     lines += _table(header, rows)
     lines += [""] + [f"- {p.stem.removeprefix('load_test_class_')}: " + _source(r, p) for p, r in runs] + [""]
+    lines += ["Where a toggle's time goes (from the server's trace: the click until the session's Prune fragment starts its run, "
+              "that run until the fast figures are drawn, and until the browser shows them), median / max:", ""]
+    parts = {"click_to_server_run_s": "click to the server's run", "server_run_to_fast_drawn_s": "server run to fast figures drawn",
+             "fast_drawn_to_browser_s": "drawn to shown in the browser"}
+    lines += _table(["part"] + header[2:], [[label] + [cell(r["results"]["toggle_breakdown"].get(key, {})) for _, r in runs] for key, label in parts.items()])
+    lines += ["", "The Model page's time is the browser's: the server draws the gallery within "
+              + ", ".join(f"{cell(r['results']['server']['first_run_to_gallery_s'])} s ({p.stem.removeprefix('load_test_class_')})" for p, r in runs)
+              + " of a session's first run; the rest is six browser contexts loading Streamlit's frontend at the lowest priority on "
+              "the same two cores.", ""]
+    cost_path = ROOT / "docs" / "measurements" / "toggle_cost.json"
+    cost = _read(cost_path)
+    if cost:
+        c = cost["results"]
+        per = c["toggle_core_s"]
+        lines += ["## Sizing a class", "",
+                  "What one fully evaluated toggle costs the workers, one thread, medians over "
+                  f"{c['keep_sets']} keep-sets of the shipped model with five heads removed:", ""]
+        lines += _table(["job", "core-seconds"], [[name, f"{s:.2f}"] for name, s in c["median_s"].items()] + [["one toggle, every figure", f"{per:.2f}"]])
+        untimed = per - sum(s for name, s in c["median_s"].items() if "speed-up" in name or "throughput" in name)
+        lines += ["", _source(cost, cost_path), "",
+                  f"A class of N students who each toggle every T seconds needs about N x {per:.1f} / T cores of workers "
+                  f"(N x {untimed:.1f} / T when the machine is too busy for timings, which then show the cost model's prediction), "
+                  "plus the server process's own share (pages, the fast tier, circuit runs). For a class of 30 toggling every 30 s: "
+                  f"about {30 * per / 30:.0f} worker cores with every figure, {30 * untimed / 30:.0f} without the timings. Set the pool "
+                  "with `VITCORE_APP_WORKERS=<cores>` (default: one per core). This scales the measured cost by the class's pace; "
+                  "it was not measured with 30 browsers, and the Ray cluster backend the issue suggests is not built.", ""]
     return lines
 
 
