@@ -44,13 +44,13 @@ kwargs = {param.name: p2.select_slider(param.label, list(param.choices), value=e
 for o in entry.options:  # the run options this method reads, as the registry declares them
     kwargs[o.field] = p3.slider(o.label, o.low, o.high, o.default, o.step, help=o.help, key=o.field)
 
-estimate = None
+note = None
 if state.classes:
     images = discovery.images[discovery.chosen(state.classes)][:n_images]
     forward_s = forward_seconds(ckpt.model, images, (tuple(state.classes), n_images, ckpt.sha256))
     options = entry.run_options(kwargs)
     estimate = entry.estimate_seconds(forward_s, options, len(ckpt.model.components), granularity)
-    announce(estimate, "This run")
+    note = announce(estimate, "This run")
 
 run_col, stop_col = st.columns([1, 5])
 stop_button("circuit", "circuit run", stop_col)
@@ -64,6 +64,8 @@ if run_col.button("Run", type="primary", key="run_circuit"):
         st.error(str(e))
     else:
         progress(1.0, f"done in {result.wall_time_s:.1f} s")
+        if note is not None:
+            note.done(result.wall_time_s)
         state.add_result(result)
         state.set_keep(keep_of(state, result))
 

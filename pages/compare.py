@@ -1,6 +1,7 @@
 """Compare page: the Pareto sweep over methods and settings, run here or loaded from a CSV."""
 
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -37,14 +38,16 @@ if src == "Run it here":
         settings = default_settings(methods)
         images = discovery.images[discovery.chosen(classes)]
         forward_s = forward_seconds(ckpt.model, images, (tuple(classes), len(images), ckpt.sha256))
-        announce(estimate_sweep_seconds(settings, forward_s, len(images), len(eval_set), len(ckpt.model.components), int(ft), options, LATENCY_REPEATS),
+        note = announce(estimate_sweep_seconds(settings, forward_s, len(images), len(eval_set), len(ckpt.model.components), int(ft), options, LATENCY_REPEATS),
                  f"A sweep of {sum(len(v) for v in settings.values())} configurations")
         run_col, stop_col = st.columns([1, 5])
         stop_button("sweep", "sweep", stop_col)
         if run_col.button("Run sweep", type="primary", key="run_sweep"):
+            t0 = time.perf_counter()
             with running("sweep"):
                 rows = run_sweep(ckpt.model, discovery, eval_set, classes, settings, finetune=int(ft), latency_repeats=LATENCY_REPEATS,
                                  options=options, progress=progress_bar("sweep"))
+            note.done(time.perf_counter() - t0)
             state.sweep_rows = rows
 else:
     upload = st.file_uploader("Sweep CSV (from python -m vitcore sweep)", type=["csv"], key="sweep_csv")

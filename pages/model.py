@@ -23,8 +23,13 @@ c1, c2, c3, c4 = st.columns(4)
 c1.metric("Parameters", f"{count_params(model):,}")
 c2.metric("MACs / image", f"{count_macs(cfg) / 1e6:.1f} M")
 metrics = ckpt.info.get("metrics", {})
-c3.metric("Val top-1 (card)", f"{metrics['val_top1']:.1%}" if "val_top1" in metrics else "n/a")
-c4.metric("Val top-5 (card)", f"{metrics['val_top5']:.1%}" if "val_top5" in metrics else "n/a")
+# an exported model's card measured it on the eval set the app had (the bundled subset, say), not the full val split
+bundled = metrics.get("eval_set") == "bundled"
+card_set = f"{metrics['val_images']:,} {'bundled ' if bundled else ''}val images" if "val_images" in metrics else "val split"
+c3.metric("Top-1 (card)", f"{metrics['val_top1']:.1%}" if "val_top1" in metrics else "n/a", help=f"measured on the {card_set}, as the model card says")
+c4.metric("Top-5 (card)", f"{metrics['val_top5']:.1%}" if "val_top5" in metrics else "n/a", help=f"measured on the {card_set}, as the model card says")
+if bundled:
+    st.caption(f"This model's card was measured on the {card_set} shipped with the app, not on the full val split.")
 st.caption(
     f"Pre-norm ViT · depth {cfg.depth} · dim {cfg.dim} · heads per layer {cfg.heads} (head dim {cfg.head_dim}) · "
     f"MLP widths {cfg.mlp_widths} · patch {cfg.patch_size} · {cfg.num_classes} classes · chunk size {cfg.chunk_size}"

@@ -82,7 +82,7 @@ def app():
 def test_model_page_widgets_and_uploads(app):
     at = app
     labels = [m.label for m in at.metric]
-    assert {"Parameters", "MACs / image", "Val top-1 (card)"} <= set(labels)
+    assert {"Parameters", "MACs / image", "Top-1 (card)"} <= set(labels)
     assert at.multiselect(key="gallery_classes") and at.selectbox(key="gallery_filter")
     gallery = next(m.value for m in at.markdown if 'class="gallery"' in m.value)
     uris = re.findall(r'src="data:image/png;base64,([^"]+)"', gallery)

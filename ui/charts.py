@@ -15,8 +15,8 @@ def score_frames(names: list[str], values: list[float], kept: set[str] | None = 
     return df[df.kind == "head"], df[df.kind == "chunk"]
 
 
-def heatmap(df: pd.DataFrame, title: str, field: str = "score") -> alt.Chart:
-    """Layer x index heatmap with hover tooltips."""
+def heatmap(df: pd.DataFrame, title: str, field: str = "score", legend: str | None = None) -> alt.Chart:
+    """Layer x index heatmap with hover tooltips; ``legend`` names what the colour counts (default: the field)."""
     x_title = "head" if title.lower().startswith("head") else "chunk"
     return (
         alt.Chart(df)
@@ -24,16 +24,20 @@ def heatmap(df: pd.DataFrame, title: str, field: str = "score") -> alt.Chart:
         .encode(
             x=alt.X("index:O", title=x_title),
             y=alt.Y("layer:O", title="layer"),
-            color=alt.Color(f"{field}:Q", scale=alt.Scale(scheme="viridis")),
-            tooltip=["component", alt.Tooltip("score:Q", format=".4g"), "kept"],
+            color=alt.Color(f"{field}:Q", scale=alt.Scale(scheme="viridis"), title=legend or field),
+            tooltip=["component", alt.Tooltip("score:Q", format=".4g", title=legend or field), "kept"],
         )
         .properties(title=title, height=220)
     )
 
 
-def pareto_chart(df: pd.DataFrame, x: str, y: str, color: str, frontier_idx: list[int], tooltip: list[str]) -> alt.Chart:
+def pareto_chart(df: pd.DataFrame, x: str, y: str, color: str, frontier_idx: list[int], tooltip: list[str], color_order: list[str] | None = None) -> alt.Chart:
+    """Points on the x-y plane (axis labels to three significant digits), their Pareto frontier dashed;
+    ``color_order`` orders the legend (default: as the values first appear)."""
+    order = color_order or list(dict.fromkeys(df[color]))
     points = alt.Chart(df).mark_point(filled=True, size=80).encode(
-        x=alt.X(f"{x}:Q", scale=alt.Scale(zero=False)), y=alt.Y(f"{y}:Q"), color=alt.Color(f"{color}:N"), tooltip=tooltip
+        x=alt.X(f"{x}:Q", scale=alt.Scale(zero=False), axis=alt.Axis(format=".3~g")), y=alt.Y(f"{y}:Q", axis=alt.Axis(format=".3~g")),
+        color=alt.Color(f"{color}:N", sort=order), tooltip=tooltip
     )
     line = alt.Chart(df.iloc[frontier_idx]).mark_line(color="black", strokeDash=[4, 3]).encode(x=f"{x}:Q", y=f"{y}:Q")
     return (line + points).properties(height=320)
@@ -53,7 +57,7 @@ def pixel_heatmap(pixels, title: str) -> alt.Chart:
             color=alt.Color("attribution:Q", scale=alt.Scale(scheme="redblue", reverse=True, domain=[-bound, bound]), legend=None),
             tooltip=["x", "y", alt.Tooltip("attribution:Q", format=".3g")],
         )
-        .properties(title=title, width=220, height=220)
+        .properties(title=alt.TitleParams(title.split(", ")), width=220, height=220)  # one line per part: long titles were cut off
     )
 
 

@@ -15,15 +15,30 @@ import streamlit as st
 import torch
 
 from vitcore.data import normalize
+from ui.shell import trace_event
 from ui.state import app_state
 
 
-def announce(estimate_s: float, what: str) -> None:
-    """Say before a run how long it should take; runs over a minute get a warning."""
-    if estimate_s > 60:
-        st.warning(f"{what} will take about {estimate_s / 60:.0f} min on this machine. The Stop button cancels it.")
-    else:
-        st.caption(f"{what}: about {estimate_s:.0f} s expected on this machine.")
+class Announcement:
+    """A run's time estimate on the page; once the run is over, it is replaced by what the run took."""
+
+    def __init__(self, estimate_s: float, what: str):
+        self.estimate_s, self.what = estimate_s, what
+        self.slot = st.empty()
+        if estimate_s > 60:
+            self.slot.warning(f"{what} will take about {estimate_s / 60:.0f} min on this machine. The Stop button cancels it.")
+        else:
+            self.slot.caption(f"{what}: about {estimate_s:.0f} s expected on this machine.")
+
+    def done(self, actual_s: float) -> None:
+        """The run ended: show its time against the estimate (and trace both, for the docs' estimate-against-actual table)."""
+        self.slot.caption(f"{self.what} took {actual_s:.1f} s (estimated {self.estimate_s:.0f} s).")
+        trace_event("estimate", what=self.what, estimated_s=round(self.estimate_s, 2), actual_s=round(actual_s, 2))
+
+
+def announce(estimate_s: float, what: str) -> Announcement:
+    """Say before a run how long it should take; runs over a minute get a warning, which the run's end replaces."""
+    return Announcement(estimate_s, what)
 
 
 def stop_button(name: str, what: str, column=None) -> None:
