@@ -16,7 +16,7 @@ from ui.state import FineTuned
 from vitcore.circuits import METHODS
 from vitcore.circuits.result import keep_top
 from vitcore.playground import KeepSetFigures, NothingKeptError, Playground
-from vitcore.pruning.finetune import finetune_steps
+from vitcore.pruning.finetune import estimate_finetune_seconds, finetune_steps
 from vitcore.pruning.pareto import pareto_frontier
 
 FT_STEPS, FT_LR = 40, 1e-4  # chosen on the shipped model: README, "Fine-tuning on the Prune page" (benchmarks/finetune_defaults.py)
@@ -193,15 +193,10 @@ def fine_tune_panel(pg: Playground, mask: torch.Tensor, fig: KeepSetFigures) -> 
     focus = f1.checkbox("Half of each batch from the chosen classes", value=True, key="ft_focus",
                         help="the discovery set has 10 images per class: without this, a batch of 64 holds about 3 chosen-class images")
     with f2:
-        # a measured rate once this session has fine-tuned; before that, from the batch-64 throughputs above (or, not yet
-        # timed, from the cost model's batch-1 latency, an upper bound): a step is a forward and a backward (about 3
-        # forwards) of the pruned model on 64 images, plus the teacher's forward
-        if fig.throughput_b64 and fig.throughput_ratio:
-            per_image = 3 / fig.throughput_b64 + (fig.throughput_ratio / fig.throughput_b64 if distill else 0)
-        else:
-            per_image = (3 + (1 if distill else 0)) * (fig.predicted_b1_ms or 10.0) / 1e3
-        seconds_per_step = state.ft_seconds_per_step or 64 * per_image
-        note = announce(seconds_per_step * steps, f"{steps} fine-tuning steps")
+        # this session's measured rate once it has fine-tuned; before that, from the throughputs above
+        estimate = (state.ft_seconds_per_step * steps if state.ft_seconds_per_step else
+                    estimate_finetune_seconds(int(steps), fig.throughput_b64, fig.throughput_ratio, fig.predicted_b1_ms, distill))
+        note = announce(estimate, f"{steps} fine-tuning steps")
         stop_button("finetune", "fine-tuning")
     if f2.button("Fine-tune the current pruned model", key="ft_run"):
         before = pg.slow(mask)

@@ -216,13 +216,30 @@ def class_section() -> list[str]:
     return lines
 
 
+def estimates_section() -> list[str]:
+    path = ROOT / "docs" / "measurements" / "estimates.json"
+    record = _read(path)
+    if record is None:
+        return []
+    r = record["results"]
+    lines = ["## Time estimates against the time taken", "",
+             f"What the pages announce before a long action, against what it then took on an idle machine ({r['threads']} threads; "
+             f"circuit runs on {r['images']} discovery images of {r['class']}, each method's defaults):", ""]
+    lines += _table(["action", "estimated s", "took s", "took / estimated"],
+                    [[row["action"], f"{row['estimate_s']:.1f}", f"{row['actual_s']:.1f}", f"{row['actual_s'] / row['estimate_s']:.2f}"] for row in r["rows"]])
+    return lines + ["", _source(record, path), "",
+                    "Under load the circuit estimates scale with it (their forward is timed when the page is drawn); the fine-tuning "
+                    "estimate does not until the session has fine-tuned once (it then uses its own measured rate). A run's end replaces "
+                    "its estimate with the time it took.", ""]
+
+
 def render() -> dict[Path, str]:
     body = ["# Circuit methods: measured results", "",
             "Rendered by `python tools/render_results.py` from the measurement files named under each table; do not edit by hand.", ""]
     for section in (faithfulness_section(), learned_section(), acdc_section(), seed_study_section(), atlas_section()):
         body += section
     pages = {DOCS / "methods.md": "\n".join(body).rstrip() + "\n"}
-    class_lines = class_section()
+    class_lines = class_section() + estimates_section()
     if class_lines:
         pages[DOCS / "class.md"] = "\n".join(class_lines).rstrip() + "\n"
     return pages

@@ -72,3 +72,16 @@ def finetune_steps(
                 progress(step + 1, losses[-1])
     model.eval()
     return losses
+
+
+def estimate_finetune_seconds(steps: int, throughput_b64: float | None, throughput_ratio: float | None, predicted_b1_ms: float | None,
+                              distill: bool, batch_size: int = 64) -> float:
+    """Expected wall time of ``steps`` fine-tuning steps: a step is a forward and a backward (about three
+    forwards) of the pruned model on a batch, plus the teacher's forward when distilling. The rate comes from
+    the measured batch-64 throughput (and the full model's, ``throughput_b64 / throughput_ratio``); before it is
+    measured, from the cost model's batch-1 latency, which overstates a batched forward."""
+    if throughput_b64 and throughput_ratio:
+        per_image = 3 / throughput_b64 + (throughput_ratio / throughput_b64 if distill else 0)
+    else:
+        per_image = (3 + (1 if distill else 0)) * (predicted_b1_ms or 10.0) / 1e3
+    return steps * batch_size * per_image
