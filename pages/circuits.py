@@ -1,5 +1,7 @@
 """Circuits page: choose classes and a method, score every head and MLP chunk, compare results."""
 
+from dataclasses import dataclass
+
 import pandas as pd
 import streamlit as st
 
@@ -16,70 +18,89 @@ from vitcore.errors import VitcoreError
 
 state = open_page()
 ckpt, discovery = state.ckpt, state.discovery
-options = state.class_options()
-labels = {v: k for k, v in options.items()}
 
 st.title("Circuits")
-chosen = st.multiselect("Classes (type to search)", list(options), default=[labels[w] for w in state.classes if w in labels], key="class_pick")
-state.classes = [options[c] for c in chosen]
 
-c1, c2, c3, c4 = st.columns(4)
-method = c1.selectbox("Method", list(METHODS), index=list(METHODS).index(DEFAULT_METHOD), format_func=lambda m: METHODS[m].label, key="method")
-entry = METHODS[method]
-corruption = c2.selectbox("Corruption", CORRUPTIONS, key="corruption")
-metric = c3.selectbox("Metric", METRICS, index=METRICS.index(entry.default_metric), key=f"metric_{method}")
-granularity = c4.radio("Score", entry.granularities, horizontal=True, key=f"granularity_{method}",
-                       format_func=lambda g: "components" if g == "node" else f"edges ({len(ckpt.model.edges):,})",
-                       help="components: heads and MLP chunks; edges: each connection from an earlier component (or the embedding) "
-                            "into a head's query, key or value, an MLP's input or the logits. The Circuit graph page draws edge circuits.")
-st.caption(f"{entry.description} Cost: {entry.cost}" + (", on an edge-instrumented forward (several times a plain one)." if granularity == "edge" else "."))
-trust = describe(method, st.cache_data(load_summary)())
-if trust:
-    st.caption(trust + " (python -m vitcore bench-faithfulness)")
-n_available = int(sum(int((discovery.labels == discovery.class_index(w)).sum()) for w in state.classes)) or 1
-p1, p2, p3 = st.columns(3)
-n_images = p1.slider("Number of discovery images", 1, max(2, n_available), n_available, key="n_images")
-param = entry.param
-kwargs = {param.name: p2.select_slider(param.label, list(param.choices), value=entry.default(granularity), help=param.help, key=f"{param.name}_param_{granularity}")}
-for o in entry.options:  # the run options this method reads, as the registry declares them
-    kwargs[o.field] = p3.slider(o.label, o.low, o.high, o.default, o.step, help=o.help, key=o.field)
 
-note = None
-if state.classes:
-    images = discovery.images[discovery.chosen(state.classes)][:n_images]
-    forward_s = forward_seconds(ckpt.model, images, (tuple(state.classes), n_images, ckpt.sha256))
-    options = entry.run_options(kwargs)
-    estimate = entry.estimate_seconds(forward_s, options, len(ckpt.model.components), granularity)
-    note = announce(estimate, "This run")
+@dataclass
+class RunChoice:
+    """What the user chose to run: a method at a granularity, with its setting and options."""
 
-run_col, stop_col = st.columns([1, 5])
-stop_button("circuit", "circuit run", stop_col)
-if run_col.button("Run", type="primary", key="run_circuit"):
-    progress = progress_bar(method)
+    method: str
+    corruption: str
+    metric: str
+    granularity: str
+    n_images: int
+    kwargs: dict
+
+
+def class_picker() -> None:
+    options = state.class_options()
+    labels = {v: k for k, v in options.items()}
+    chosen = st.multiselect("Classes (type to search)", list(options), default=[labels[w] for w in state.classes if w in labels], key="class_pick")
+    state.classes = [options[c] for c in chosen]
+
+
+def run_choice() -> RunChoice:
+    """The method row, its description and trust, and its setting, options and number of images."""
+    c1, c2, c3, c4 = st.columns(4)
+    method = c1.selectbox("Method", list(METHODS), index=list(METHODS).index(DEFAULT_METHOD), format_func=lambda m: METHODS[m].label, key="method")
+    entry = METHODS[method]
+    corruption = c2.selectbox("Corruption", CORRUPTIONS, key="corruption")
+    metric = c3.selectbox("Metric", METRICS, index=METRICS.index(entry.default_metric), key=f"metric_{method}")
+    granularity = c4.radio("Score", entry.granularities, horizontal=True, key=f"granularity_{method}",
+                           format_func=lambda g: "components" if g == "node" else f"edges ({len(ckpt.model.edges):,})",
+                           help="components: heads and MLP chunks; edges: each connection from an earlier component (or the embedding) "
+                                "into a head's query, key or value, an MLP's input or the logits. The Circuit graph page draws edge circuits.")
+    st.caption(f"{entry.description} Cost: {entry.cost}" + (", on an edge-instrumented forward (several times a plain one)." if granularity == "edge" else "."))
+    trust = describe(method, st.cache_data(load_summary)())
+    if trust:
+        st.caption(trust + " (python -m vitcore bench-faithfulness)")
+    n_available = int(sum(int((discovery.labels == discovery.class_index(w)).sum()) for w in state.classes)) or 1
+    p1, p2, p3 = st.columns(3)
+    n_images = p1.slider("Number of discovery images", 1, max(2, n_available), n_available, key="n_images")
+    param = entry.param
+    kwargs = {param.name: p2.select_slider(param.label, list(param.choices), value=entry.default(granularity), help=param.help, key=f"{param.name}_param_{granularity}")}
+    for o in entry.options:  # the run options this method reads, as the registry declares them
+        kwargs[o.field] = p3.slider(o.label, o.low, o.high, o.default, o.step, help=o.help, key=o.field)
+    return RunChoice(method, corruption, metric, granularity, n_images, kwargs)
+
+
+def run_panel(choice: RunChoice) -> None:
+    """The time estimate, Run and Stop; a finished run becomes the active result and sets the keep-set."""
+    entry = METHODS[choice.method]
+    note = None
+    if state.classes:
+        images = discovery.images[discovery.chosen(state.classes)][: choice.n_images]
+        forward_s = forward_seconds(ckpt.model, images, (tuple(state.classes), choice.n_images, ckpt.sha256))
+        estimate = entry.estimate_seconds(forward_s, entry.run_options(choice.kwargs), len(ckpt.model.components), choice.granularity)
+        note = announce(estimate, "This run")
+    run_col, stop_col = st.columns([1, 5])
+    stop_button("circuit", "circuit run", stop_col)
+    if not run_col.button("Run", type="primary", key="run_circuit"):
+        return
+    progress = progress_bar(choice.method)
     try:
         with running("circuit"):
-            result = discover(ckpt.model, discovery, state.classes, method, corruption, metric, n_images, model_sha256=ckpt.sha256,
-                              progress=progress, granularity=granularity, **kwargs)
+            result = discover(ckpt.model, discovery, state.classes, choice.method, choice.corruption, choice.metric, choice.n_images,
+                              model_sha256=ckpt.sha256, progress=progress, granularity=choice.granularity, **choice.kwargs)
     except VitcoreError as e:
         st.error(str(e))
-    else:
-        progress(1.0, f"done in {result.wall_time_s:.1f} s")
-        if note is not None:
-            note.done(result.wall_time_s)
-        state.add_result(result)
-        state.set_keep(keep_of(state, result))
-
-results: list[CircuitResult] = state.results
+        return
+    progress(1.0, f"done in {result.wall_time_s:.1f} s")
+    if note is not None:
+        note.done(result.wall_time_s)
+    state.add_result(result)
+    state.set_keep(keep_of(state, result))
 
 
 def label(i: int) -> str:
-    r = results[i]
+    r = state.results[i]
     return f"#{i + 1} {r.method}{' (edges)' if r.is_edge else ''} · {len(r.classes)} class(es) · {r.corruption} · {r.metric}"
 
 
-if results:
-    i = state.active_index()
-    r = results[i]
+def result_header(i: int) -> CircuitResult:
+    r = state.results[i]
     f = r.faithfulness
     st.subheader(label(i))
     m1, m2, m3, m4, m5 = st.columns(5)
@@ -88,7 +109,16 @@ if results:
     m3.metric("Top-1 chosen (circuit)", f"{f['top1']:.1%}")
     m4.metric("Time", f"{r.wall_time_s:.1f} s")
     m5.metric("Passes", f"{r.forward_passes:.0f}F+{r.backward_passes:.0f}B", help=f"{r.forward_passes:g} forward and {r.backward_passes:g} backward pass equivalents over the images")
-if results and r.is_edge:
+    return r
+
+
+def downloads(r: CircuitResult, suffix: str = "") -> None:
+    d1, d2 = st.columns(2)
+    d1.download_button("Download scores (CSV)", r.to_csv(), file_name=f"circuit-{r.method}{suffix}.csv", mime="text/csv", key="dl_csv")
+    d2.download_button("Download result (JSON)", r.to_json(), file_name=f"circuit-{r.method}{suffix}.json", mime="application/json", key="dl_json")
+
+
+def edge_result_view(r: CircuitResult) -> None:
     alive = keep_of(state, r)
     st.caption(f"{int(alive.sum())} of {len(alive)} components still reach the logits through kept edges: the Prune page starts from them "
                "(a pruned model keeps every edge between kept components). The Circuit graph page draws the edges.")
@@ -96,10 +126,10 @@ if results and r.is_edge:
     kept_set = set(r.kept or [])
     st.dataframe(pd.DataFrame({"edge": [r.component_names[j] for j in top], "score": [r.scores[j] for j in top],
                                "kept": [r.component_names[j] in kept_set for j in top]}), height=240)
-    d1, d2 = st.columns(2)
-    d1.download_button("Download scores (CSV)", r.to_csv(), file_name=f"circuit-{r.method}-edges.csv", mime="text/csv", key="dl_csv")
-    d2.download_button("Download result (JSON)", r.to_json(), file_name=f"circuit-{r.method}-edges.json", mime="application/json", key="dl_json")
-elif results:
+    downloads(r, "-edges")
+
+
+def node_result_view(r: CircuitResult) -> None:
     heads, chunks = score_frames(r.component_names, r.scores, set(r.kept or []))
     h1, h2 = st.columns(2)
     h1.altair_chart(heatmap(heads, "Heads: layer x head"), width="stretch")
@@ -107,28 +137,31 @@ elif results:
     table = pd.concat([heads, chunks]).sort_values("score", ascending=False).reset_index(drop=True)
     table.index += 1
     st.dataframe(table[["component", "score", "kept"]], height=240)
-    d1, d2 = st.columns(2)
-    d1.download_button("Download scores (CSV)", r.to_csv(), file_name=f"circuit-{r.method}.csv", mime="text/csv", key="dl_csv")
-    d2.download_button("Download result (JSON)", r.to_json(), file_name=f"circuit-{r.method}.json", mime="application/json", key="dl_json")
+    downloads(r)
 
+
+def compare_results() -> None:
+    """Two component results side by side, with the overlap of their kept sets."""
+    results = state.results
     node_results = [j for j, x in enumerate(results) if not x.is_edge]
-    if len(node_results) > 1:
-        st.subheader("Compare results")
-        a, b = st.columns(2)
-        # keys change with the number of results, so that a new run is compared by default
-        ia = a.selectbox("Result A", node_results, format_func=label, index=len(node_results) - 2, key=f"cmp_a_{len(results)}")
-        ib = b.selectbox("Result B", node_results, format_func=label, index=len(node_results) - 1, key=f"cmp_b_{len(results)}")
-        ka, kb = set(results[ia].kept or []), set(results[ib].kept or [])
-        jaccard = len(ka & kb) / max(1, len(ka | kb))
-        st.metric("Overlap of kept sets (Jaccard)", f"{jaccard:.2f}", help=f"{len(ka & kb)} shared of {len(ka | kb)} kept by either")
-        for col, idx in ((a, ia), (b, ib)):
-            hh, cc = score_frames(results[idx].component_names, results[idx].scores, set(results[idx].kept or []))
-            col.altair_chart(heatmap(hh, f"Heads #{idx + 1}"), width="stretch")
-            col.altair_chart(heatmap(cc, f"Chunks #{idx + 1}"), width="stretch")
-if not results:
-    st.info("Pick one or more classes and press Run to score every attention head and MLP chunk (or every edge between them).")
+    if len(node_results) < 2:
+        return
+    st.subheader("Compare results")
+    a, b = st.columns(2)
+    # keys change with the number of results, so that a new run is compared by default
+    ia = a.selectbox("Result A", node_results, format_func=label, index=len(node_results) - 2, key=f"cmp_a_{len(results)}")
+    ib = b.selectbox("Result B", node_results, format_func=label, index=len(node_results) - 1, key=f"cmp_b_{len(results)}")
+    ka, kb = set(results[ia].kept or []), set(results[ib].kept or [])
+    jaccard = len(ka & kb) / max(1, len(ka | kb))
+    st.metric("Overlap of kept sets (Jaccard)", f"{jaccard:.2f}", help=f"{len(ka & kb)} shared of {len(ka | kb)} kept by either")
+    for col, idx in ((a, ia), (b, ib)):
+        hh, cc = score_frames(results[idx].component_names, results[idx].scores, set(results[idx].kept or []))
+        col.altair_chart(heatmap(hh, f"Heads #{idx + 1}"), width="stretch")
+        col.altair_chart(heatmap(cc, f"Chunks #{idx + 1}"), width="stretch")
 
-with st.expander("What does the model look at? (integrated gradients with captum, and LRP)", expanded=state.attribution is not None):
+
+def attribution_panel() -> None:
+    """Integrated gradients and LRP maps of one eval image, for the full and the current pruned model."""
     eval_set = state.eval_set
     wanted = [eval_set.class_index(w) for w in state.classes]
     pool = [i for i, y in enumerate(eval_set.labels.tolist()) if not wanted or y in wanted][:200]
@@ -145,16 +178,32 @@ with st.expander("What does the model look at? (integrated gradients with captum
             models["current pruned model"] = pruned
         image = eval_set.images[pick]
         state.attribution = (pick, {name: input_attribution(m, image, target, int(steps)) for name, m in models.items()},
-                                           {name: lrp_input_attribution(m, image, target) for name, m in models.items()})
+                             {name: lrp_input_attribution(m, image, target) for name, m in models.items()})
     shown = state.attribution
-    if shown and shown[0] < len(eval_set):
-        idx, maps, lrp_maps = shown
-        st.image(eval_set.images[idx].permute(1, 2, 0).numpy(), caption=f"#{idx}, as the model sees it (64x64)", width=160)
-        cols = st.columns(2 * len(maps))
-        for i, (name, a) in enumerate(maps.items()):
-            r = lrp_maps[name]
-            cols[2 * i].altair_chart(pixel_heatmap(a.pixels, f"{name}, IG: logit {a.logit:.2f}"), width="content")
-            cols[2 * i].caption(f"integrated gradients · completeness gap {a.convergence_delta:+.3f} (logit - baseline {a.logit - a.baseline_logit:.2f})")
-            cols[2 * i + 1].altair_chart(pixel_heatmap(r.pixels, f"{name}, LRP: logit {r.logit:.2f}"), width="content")
-            cols[2 * i + 1].caption(f"LRP (AttnLRP) · pixels hold {float(r.pixels.sum()):.2f} of the logit's {r.logit:.2f}")
-        st.caption(f"Red raises, blue lowers the '{eval_set.names[next(iter(maps.values())).target]}' logit.")
+    if not shown or shown[0] >= len(eval_set):
+        return
+    idx, maps, lrp_maps = shown
+    st.image(eval_set.images[idx].permute(1, 2, 0).numpy(), caption=f"#{idx}, as the model sees it (64x64)", width=160)
+    cols = st.columns(2 * len(maps))
+    for i, (name, a) in enumerate(maps.items()):
+        r = lrp_maps[name]
+        cols[2 * i].altair_chart(pixel_heatmap(a.pixels, f"{name}, IG: logit {a.logit:.2f}"), width="content")
+        cols[2 * i].caption(f"integrated gradients · completeness gap {a.convergence_delta:+.3f} (logit - baseline {a.logit - a.baseline_logit:.2f})")
+        cols[2 * i + 1].altair_chart(pixel_heatmap(r.pixels, f"{name}, LRP: logit {r.logit:.2f}"), width="content")
+        cols[2 * i + 1].caption(f"LRP (AttnLRP) · pixels hold {float(r.pixels.sum()):.2f} of the logit's {r.logit:.2f}")
+    st.caption(f"Red raises, blue lowers the '{eval_set.names[next(iter(maps.values())).target]}' logit.")
+
+
+class_picker()
+run_panel(run_choice())
+if state.results:
+    active = result_header(state.active_index())
+    if active.is_edge:
+        edge_result_view(active)
+    else:
+        node_result_view(active)
+        compare_results()
+else:
+    st.info("Pick one or more classes and press Run to score every attention head and MLP chunk (or every edge between them).")
+with st.expander("What does the model look at? (integrated gradients with captum, and LRP)", expanded=state.attribution is not None):
+    attribution_panel()

@@ -226,7 +226,8 @@ def estimates_section() -> list[str]:
              f"What the pages announce before a long action, against what it then took on an idle machine ({r['threads']} threads; "
              f"circuit runs on {r['images']} discovery images of {r['class']}, each method's defaults):", ""]
     lines += _table(["action", "estimated s", "took s", "took / estimated"],
-                    [[row["action"], f"{row['estimate_s']:.1f}", f"{row['actual_s']:.1f}", f"{row['actual_s'] / row['estimate_s']:.2f}"] for row in r["rows"]])
+                    [[row["action"], f"{row['estimate_s']:.1f}"] + ([f"{row['actual_s']:.1f}", f"{row['actual_s'] / row['estimate_s']:.2f}"]
+                      if row["actual_s"] is not None else [f"not run (estimated over {r['max_estimate_s']:.0f} s)", "—"]) for row in r["rows"]])
     return lines + ["", _source(record, path), "",
                     "Under load the circuit estimates scale with it (their forward is timed when the page is drawn); the fine-tuning "
                     "estimate does not until the session has fine-tuned once (it then uses its own measured rate). A run's end replaces "
