@@ -24,6 +24,12 @@ def _read(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _measurement(name: str) -> tuple[Path, dict | None]:
+    """A file of docs/measurements and its record (None when it is not there)."""
+    path = ROOT / "docs" / "measurements" / name
+    return path, _read(path)
+
+
 def _source(record: dict, path: Path) -> str:
     m = record["machine"]
     return (f"Measured {record['date']} with `{record['command']}` on {m['cpu']} ({m['cores']} cores, torch {m['torch']}, "
@@ -110,8 +116,7 @@ def atlas_section() -> list[str]:
 
 
 def seed_study_section() -> list[str]:
-    path = ROOT / "docs" / "measurements" / "seed_study_full_val.json"
-    record = _read(path)
+    path, record = _measurement("seed_study_full_val.json")
     if record is None:
         return []
     rows = record["results"]["rows"]
@@ -196,8 +201,7 @@ def class_section() -> list[str]:
               + ", ".join(f"{cell(r['results']['server']['first_run_to_gallery_s'])} s ({p.stem.removeprefix('load_test_class_')})" for p, r in runs)
               + " of a session's first run; the rest is six browser contexts loading Streamlit's frontend at the lowest priority on "
               "the same two cores.", ""]
-    cost_path = ROOT / "docs" / "measurements" / "toggle_cost.json"
-    cost = _read(cost_path)
+    cost_path, cost = _measurement("toggle_cost.json")
     if cost:
         c = cost["results"]
         per = c["toggle_core_s"]
@@ -217,8 +221,7 @@ def class_section() -> list[str]:
 
 
 def estimates_section() -> list[str]:
-    path = ROOT / "docs" / "measurements" / "estimates.json"
-    record = _read(path)
+    path, record = _measurement("estimates.json")
     if record is None:
         return []
     r = record["results"]
