@@ -1,6 +1,5 @@
 """Every page opens by its own link on a freshly started server, and the navigation lists only pages."""
 
-import time
 from pathlib import Path
 
 import pytest

@@ -10,7 +10,7 @@ import torch
 from ..data import ImageSet
 from ..model import VisionTransformer
 from .corruptions import CORRUPTIONS, counterfactual
-from .method import Method, RunOptions
+from .method import Method
 from .methods import DEFAULT_METHOD, get_method
 from .metrics import METRICS, faithfulness
 from .patching import GRANULARITIES, Patcher
