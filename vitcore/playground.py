@@ -104,8 +104,8 @@ class Playground:
         self._cost_model_refit_at = -math.inf
         self.live = LiveSource(base, eval_set, base_logits)
         self.source = source  # files any worker can load; None: every job runs in this process
-        self._local = Scheduler(slots=1)  # jobs over this session's own models
-        self.scheduler = scheduler if scheduler is not None and source is not None else self._local
+        self._own: Scheduler | None = None  # jobs over this session's own models, started at the first such job
+        self._shared = scheduler if scheduler is not None and source is not None else None
         self.session = session or uuid.uuid4().hex
         self._focus: bytes | None = None  # the keep-set the user looks at: requests for others are stale
         self._retimed: dict[tuple, int] = {}  # timings measured again after a busy reading, per kind and architecture
@@ -119,6 +119,17 @@ class Playground:
         self.classes = list(classes)
         self.chosen = jobs.chosen_index(self.eval_set, tuple(self.classes))
         self._cache.clear()
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """Where this session's jobs over files run: the server's shared scheduler, or its own."""
+        return self._shared or self._local()
+
+    def _local(self) -> Scheduler:
+        with self._lock:
+            if self._own is None:
+                self._own = Scheduler(slots=1)
+            return self._own
 
     def focus(self, mask: Tensor) -> None:
         """The keep-set the user now looks at: this session's queued work for any other is dropped."""
@@ -163,7 +174,7 @@ class Playground:
     # --- jobs ---------------------------------------------------------------------------------------------------------
     def _submit(self, kind: str, keep: bytes, *extra: Any, priority: int, exclusive: bool = False, retime: int = 0) -> Future:
         src = self.live if (self.source is None or keep in self.live.replaced) else self.source
-        scheduler = self._local if src is self.live else self.scheduler
+        scheduler = self._local() if src is self.live else self.scheduler
         key = jobs.job_key(kind, src, keep, *extra) + ((retime,) if retime else ())
         return scheduler.submit(key, run_job, kind, src, keep, *extra, priority=priority, exclusive=exclusive,
                                 session=self.session, channel=CHANNEL, tag=self._focus)
