@@ -192,6 +192,9 @@ def class_section() -> list[str]:
     rows.append(["cross-talk or errors seen by the sessions", "none"] + [str(len(r["results"]["errors"])) for _, r in runs])
     lines += _table(header, rows)
     lines += [""] + [f"- {p.stem.removeprefix('load_test_class_')}: " + _source(r, p) for p, r in runs] + [""]
+    lines += ["*before* is the same harness serving the app as it was before the compute service "
+              "(`git worktree add /tmp/before 6373ba4`, then `--root /tmp/before`). A run's figures move by seconds "
+              "from one run to the next on this machine; each column is one run.", ""]
     lines += ["Where a toggle's time goes (from the server's trace: the click until the session's Prune fragment starts its run, "
               "that run until the fast figures are drawn, and until the browser shows them), median / max:", ""]
     parts = {"click_to_server_run_s": "click to the server's run", "server_run_to_fast_drawn_s": "server run to fast figures drawn",
