@@ -70,7 +70,6 @@ class _Models:
     def __init__(self) -> None:
         self.pruned: OrderedDict[bytes, VisionTransformer] = OrderedDict()
         self.references: dict[tuple, Tensor] = {}
-        self.sample: Tensor | None = None
 
     def pruned_model(self, base: VisionTransformer, keep: bytes) -> VisionTransformer:
         mask = keep_mask(keep)

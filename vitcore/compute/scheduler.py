@@ -17,7 +17,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
-import time
 from collections import OrderedDict
 from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,7 +37,6 @@ class _Queued:
     exclusive: bool = field(compare=False)
     future: Future = field(compare=False)
     waiters: set = field(compare=False, default_factory=set)  # (session, channel, tag) that want it
-    queued_at: float = field(compare=False, default=0.0)
     dropped: bool = field(compare=False, default=False)
 
 
@@ -48,7 +46,6 @@ class SchedulerStats:
     cache_hits: int = 0
     joined: int = 0  # requests that found the same key queued or running and shared its run
     dropped: int = 0
-    wait_s: dict[int, list[float]] = field(default_factory=dict)  # priority -> queue waits of requests that ran (last 200)
 
 
 class Scheduler:
@@ -94,7 +91,7 @@ class Scheduler:
                     entry.priority = priority  # a more urgent request for the same work moves it up
                     heapq.heapify(self._queue)
             else:
-                entry = _Queued(priority, next(self._seq), key, fn, args, exclusive, Future(), queued_at=time.perf_counter())
+                entry = _Queued(priority, next(self._seq), key, fn, args, exclusive, Future())
                 self._by_key[key] = entry
                 heapq.heappush(self._queue, entry)
             if session:
@@ -135,15 +132,6 @@ class Scheduler:
         with self._cond:
             return self._cache.get(key)
 
-    def busy(self) -> bool:
-        """True while any request is queued or running."""
-        with self._cond:
-            return bool(self._queue) or self._running > 0
-
-    def queued(self) -> int:
-        with self._cond:
-            return len(self._queue)
-
     def close(self) -> None:
         with self._cond:
             self._closed = True
@@ -172,9 +160,6 @@ class Scheduler:
                     return
                 self._running += 1
                 self._running_exclusive = entry.exclusive
-                waits = self.stats.wait_s.setdefault(entry.priority, [])
-                waits.append(time.perf_counter() - entry.queued_at)
-                del waits[:-200]
             if not entry.future.set_running_or_notify_cancel():  # every waiter cancelled it
                 self._finished(entry, None, CancelledError())
                 continue
