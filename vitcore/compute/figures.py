@@ -25,7 +25,7 @@ from ..errors import VitcoreError
 from ..evaluate import predict_logits
 from ..model import VisionTransformer
 from ..pruning.counts import count_macs, count_params
-from ..pruning.latency import SpeedUp, measure_speedup
+from ..pruning.latency import SpeedUp, measure_speedup, time_forward
 from ..pruning.prune import prune
 
 SAMPLE_SIZE = 400  # images of the stratified first estimate of all-class top-1
@@ -207,8 +207,7 @@ def paired_latency(src: AnySource, keep: bytes, pairs: int) -> SpeedUp | float:
     """Batch-1 latency: the full model's median ms, or for a pruned model its speed-up from interleaved pairs."""
     model, base = src.model(keep), src.base()
     if model is base:
-        timing = measure_speedup(base, base, 1, pairs, threads=LATENCY_THREADS)
-        return timing.reference_ms
+        return time_forward({"full": base}, 1, pairs, warmup=3, threads=LATENCY_THREADS)["full"]["median_ms"]
     return measure_speedup(base, model, 1, pairs, threads=LATENCY_THREADS)
 
 
