@@ -105,7 +105,7 @@ def walk_through(page, expect, url: str, started: float, tmp_path: Path) -> None
     page.get_by_role("link", name="Compare").click()
     expect(page.get_by_role("heading", name="Compare")).to_be_visible()
     page.get_by_text("Load a saved CSV").click()
-    page.locator('input[type="file"]').set_input_files(str(ROOT / "docs" / "sweep.csv"))  # the README's sweep
+    page.locator('input[type="file"]').set_input_files(str(ROOT / "docs" / "figures" / "sweep.csv"))  # the README's sweep
     expect(page.get_by_text("Colour: method and setting")).to_be_visible()
     wait_idle(page)
     page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)

@@ -27,8 +27,8 @@ step() {  # step NAME 'COMMAND': run COMMAND unless it already ran on the shippe
 # then speed, the app, and the training benchmarks, so that a run cut short has done what matters most.
 step evaluate_full_val 'python -m vitcore evaluate --data ../shared/data/tiny-imagenet-200.zip --split val --json > "$out/evaluate_full_val.json"'
 step evaluate_bundled_val 'python -m vitcore evaluate --json > "$out/evaluate_bundled_val.json"'
-step sweep 'python -m vitcore sweep --classes $W --finetune-steps 20 --learned-steps 100 --target-accuracy 0.4 --out docs/sweep 2>/dev/null > "$out/sweep.txt"'
-step sweep_full_val 'python -m vitcore sweep --classes $W --finetune-steps 20 --learned-steps 100 --eval-data ../shared/data/tiny-imagenet-200.zip --out docs/sweep_full_val 2>/dev/null > "$out/sweep_full_val.txt"'
+step sweep 'python -m vitcore sweep --classes $W --finetune-steps 20 --learned-steps 100 --target-accuracy 0.4 --out runs/sweep 2>/dev/null > "$out/sweep.txt"'
+step sweep_full_val 'python -m vitcore sweep --classes $W --finetune-steps 20 --learned-steps 100 --eval-data ../shared/data/tiny-imagenet-200.zip --out runs/sweep_full_val 2>/dev/null > "$out/sweep_full_val.txt"'
 step target_full_val 'python -m vitcore sweep --classes $W --eval-data ../shared/data/tiny-imagenet-200.zip --target-only --target-accuracy 0.45 --learned-steps 100 --out runs/target_full_val 2>/dev/null > "$out/target_full_val.txt"'
 step bench_circuits 'python -m vitcore bench-circuits --classes $W 2>/dev/null > "$out/bench_circuits.txt"'
 step lrp_and_reference_tests 'python -m pytest -q -s tests/test_lrp.py tests/test_reference_circuits.py > "$out/lrp_and_reference_tests.txt"'
@@ -39,9 +39,6 @@ step bench_latency_eap50 'python -m vitcore bench-latency --checkpoint runs/eap5
 step bench 'python benchmarks/bench.py > "$out/bench.json"'
 step bench_app 'python benchmarks/bench_app.py > "$out/bench_app.json"'
 step load_test 'python benchmarks/load_test.py --out "$out/load_test_chart_on_demand_run1.json" > /dev/null'
-# App screenshots: the browser test saves one per page; the emoji font draws the gallery's right/wrong marks.
-command -v apt-get >/dev/null && apt-get install -y -q fonts-noto-color-emoji >/dev/null || true
-step screenshots 'python -m pytest -q tests/test_browser.py && cp test-artifacts/{model,circuits,graph,prune,compare,atlas,export}.png docs/screenshots/'
 step finetune_defaults 'python benchmarks/finetune_defaults.py > "$out/finetune_defaults.txt"'
 step bench_edges 'python -m vitcore bench-edges --classes $W --images 30 --few-images 3 2>/dev/null > "$out/bench_edges.txt"'
 step bench_faithfulness 'python -m vitcore bench-faithfulness > /dev/null'

@@ -12,6 +12,42 @@ from vitcore.pruning.counts import count_macs, count_params
 
 MODEL = Path(__file__).resolve().parent.parent / "assets" / "model"
 
+# Earlier stages' weights left the tree; this commit is the last that holds them under checkpoints/.
+STAGES_COMMIT = "ae29fea9fd29d474e1e5551443cccab4cbb22551"
+EARLIER_STAGES = (
+    ("interim-4epoch", "the first shipped model: 4 epochs of the baseline recipe"),
+    ("fast-cpu-30", "the 30-epoch `fast-cpu` run, shipped before the staged model"),
+    ("regularized-cpu-99", "stage 1: epoch 99 of the `regularized-cpu` run"),
+    ("two-stage-42", "stage 2: 8 full-token epochs (shipped then)"),
+    ("three-stage-45", "stage 3: 8 epochs without MixUp, CutMix and erasing (shipped then)"),
+    ("four-stage-47", "stage 4: 8 epochs without AutoAugment and drop path (shipped then)"),
+    ("stage5-aa-half", "stage 5: 12 epochs at half the tokens with AutoAugment"),
+    ("six-stage-47", "stage 6 ended in a weight average with stage 4 (shipped then)"),
+    ("stage7-aa-half-40", "stage 7: 40 epochs with the full regularisation"),
+    ("stage8-48", "stage 8: 3 epochs without augmentation (shipped then)"),
+    ("stage9-epoch30", "stage 9: epoch 30 of 40 with the full regularisation"),
+    ("stage9-aa-half-40", "stage 10: stage 9's last 10 epochs, the start of stage 11"),
+)
+
+
+def earlier_stages_section() -> str:
+    """Where each earlier stage's weights live (a commit of this repository) and how to load them."""
+    rows = "\n".join(f"| `checkpoints/{name}/` | {what} |" for name, what in EARLIER_STAGES)
+    return f"""## Earlier stages' weights
+
+The weights of earlier stages are not in the tree; commit `{STAGES_COMMIT[:7]}` (`{STAGES_COMMIT}`) of this
+repository holds each of them, with its own card, config and training log, under `checkpoints/NAME/`:
+
+| folder at `{STAGES_COMMIT[:7]}` | what it is |
+|---|---|
+{rows}
+
+To load one, extract its folder from that commit into the working tree and pass it as a checkpoint:
+
+    git archive {STAGES_COMMIT[:7]} checkpoints/stage8-48 | tar -x
+    python -m vitcore evaluate --checkpoint checkpoints/stage8-48 --split val --data ../shared/data/tiny-imagenet-200.zip
+"""
+
 
 def fmt(entry: dict, key: str, spec: str) -> str:
     return format(entry[key], spec) if key in entry else "-"
@@ -106,7 +142,8 @@ Normalization mean {m['mean']}, std {m['std']}.
 ## Recipe (as run)
 {recipes}
 
-## Training log (`train_log.json`, plotted in `docs/train_log.png`)
+{earlier_stages_section()}
+## Training log (`train_log.json`, plotted in `docs/figures/train_log.png`)
 
 {header}
 {rule}

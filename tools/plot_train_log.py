@@ -1,10 +1,11 @@
 """Plot a training log (train_log.json) as PNG: loss and val top-1 per epoch, stages one after another.
 
-Run: python tools/plot_train_log.py assets/model/train_log.json docs/train_log.png
+Run: python tools/plot_train_log.py assets/model/train_log.json docs/figures/train_log.png
 """
 
 import json
 import sys
+from pathlib import Path
 
 import altair as alt
 import pandas as pd
@@ -24,6 +25,7 @@ def main(log_path: str, out: str) -> None:
     acc = alt.Chart(df.dropna(subset=["val_top1"])).mark_line(point=True, color="green").encode(x="epoch:Q", y=alt.Y("val_top1:Q", title="val top-1", axis=alt.Axis(format="%"))).properties(width=300, height=220)
     starts = df[df.stage.diff() > 0] if "stage" in df else df.iloc[:0]
     rule = alt.Chart(starts).mark_rule(strokeDash=[4, 4], color="gray").encode(x="epoch:Q")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     (alt.layer(loss, rule) | alt.layer(acc, rule)).save(out, scale_factor=2)
 
 

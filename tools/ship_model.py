@@ -111,7 +111,7 @@ def main() -> int:
     evaluation = ROOT / "docs" / "measurements" / "evaluate_full_val.json"
     evaluation.write_text(json.dumps(new | {"split": "val", "data": args.data, "checkpoint": "shipped"}))
     subprocess.run([sys.executable, str(ROOT / "tools" / "model_card.py"), str(evaluation), "--command", command], check=True)
-    subprocess.run([sys.executable, str(ROOT / "tools" / "plot_train_log.py"), str(MODEL / "train_log.json"), str(ROOT / "docs" / "train_log.png")], check=True)
+    subprocess.run([sys.executable, str(ROOT / "tools" / "plot_train_log.py"), str(MODEL / "train_log.json"), str(ROOT / "docs" / "figures" / "train_log.png")], check=True)
     print(f"shipped epoch {epochs} of {args.run}; next: bash tools/measure_all.sh (README figures and the shipped atlas)")
     return 0
 
