@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Re-runs every measurement the README quotes; outputs land in docs/measurements/.
+# Re-runs every measurement the docs render; each lands in docs/measurements/ as a record (command, machine, date),
+# written by python -m vitcore.measurement for the commands that print their figures. Then: python tools/render_docs.py
 # Timings assume an idle machine: pause a training run first (kill -STOP PID, then kill -CONT PID).
 # The longest steps (2-core Intel Xeon, 2026-12-03; 78 min for all): bench-edges 19 min, full-val sweep 18, bundled sweep 13,
 # full-val target search 8.
@@ -25,28 +26,28 @@ step() {  # step NAME 'COMMAND': run COMMAND unless it already ran on the shippe
 
 # Model-facing figures first (accuracy, the sweeps behind the README's EAP-vs-ACDC finding, circuits),
 # then speed, the app, and the training benchmarks, so that a run cut short has done what matters most.
-step evaluate_full_val 'python -m vitcore evaluate --data ../shared/data/tiny-imagenet-200.zip --split val --json > "$out/evaluate_full_val.json"'
-step evaluate_bundled_val 'python -m vitcore evaluate --json > "$out/evaluate_bundled_val.json"'
-step sweep 'python -m vitcore sweep --classes $W --finetune-steps 20 --learned-steps 100 --target-accuracy 0.4 --out runs/sweep 2>/dev/null > "$out/sweep.txt"'
-step sweep_full_val 'python -m vitcore sweep --classes $W --finetune-steps 20 --learned-steps 100 --eval-data ../shared/data/tiny-imagenet-200.zip --out runs/sweep_full_val 2>/dev/null > "$out/sweep_full_val.txt"'
-step target_full_val 'python -m vitcore sweep --classes $W --eval-data ../shared/data/tiny-imagenet-200.zip --target-only --target-accuracy 0.45 --learned-steps 100 --out runs/target_full_val 2>/dev/null > "$out/target_full_val.txt"'
-step bench_circuits 'python -m vitcore bench-circuits --classes $W 2>/dev/null > "$out/bench_circuits.txt"'
-step lrp_and_reference_tests 'python -m pytest -q -s tests/test_lrp.py tests/test_reference_circuits.py > "$out/lrp_and_reference_tests.txt"'
+step evaluate_full_val 'python -m vitcore.measurement "$out/evaluate_full_val.json" -- python -m vitcore evaluate --data ../shared/data/tiny-imagenet-200.zip --split val --json'
+step evaluate_bundled_val 'python -m vitcore.measurement "$out/evaluate_bundled_val.json" -- python -m vitcore evaluate --json'
+step sweep 'python -m vitcore.measurement "$out/sweep.json" -- python -m vitcore sweep --classes $W --finetune-steps 20 --learned-steps 100 --target-accuracy 0.4 --out runs/sweep 2>/dev/null'
+step sweep_full_val 'python -m vitcore.measurement "$out/sweep_full_val.json" -- python -m vitcore sweep --classes $W --finetune-steps 20 --learned-steps 100 --eval-data ../shared/data/tiny-imagenet-200.zip --out runs/sweep_full_val 2>/dev/null'
+step target_full_val 'python -m vitcore.measurement "$out/target_full_val.json" -- python -m vitcore sweep --classes $W --eval-data ../shared/data/tiny-imagenet-200.zip --target-only --target-accuracy 0.45 --learned-steps 100 --out runs/target_full_val 2>/dev/null'
+step bench_circuits 'python -m vitcore.measurement "$out/bench_circuits.json" -- python -m vitcore bench-circuits --classes $W 2>/dev/null'
+step lrp_and_reference_tests 'python -m vitcore.measurement "$out/lrp_and_reference_tests.json" -- python -m pytest -q -s tests/test_lrp.py tests/test_reference_circuits.py'
 step atlas 'rm -rf atlas/shipped && python -m vitcore atlas --methods eap-ig,eap,relp --backend local --out atlas/shipped 2>/dev/null && cp atlas/shipped/table.csv.gz atlas/shipped/atlas.json assets/atlas/'
 step atlas_groups 'for m in eap-ig eap relp; do python benchmarks/atlas_groups.py assets/atlas --method $m --out "$out/atlas_groups_$m.json" > /dev/null; done'
-step prune_eap50 'python -m vitcore prune --classes $W --method eap --keep 0.5 --out runs/eap50.zip > "$out/prune_eap50.txt"'
-step bench_latency_eap50 'python -m vitcore bench-latency --checkpoint runs/eap50.zip > "$out/bench_latency_eap50.txt"'
-step bench 'python benchmarks/bench.py > "$out/bench.json"'
-step bench_app 'python benchmarks/bench_app.py > "$out/bench_app.json"'
+step prune_eap50 'python -m vitcore.measurement "$out/prune_eap50.json" -- python -m vitcore prune --classes $W --method eap --keep 0.5 --out runs/eap50.zip'
+step bench_latency_eap50 'python -m vitcore.measurement "$out/bench_latency_eap50.json" -- python -m vitcore bench-latency --checkpoint runs/eap50.zip'
+step bench 'python -m vitcore.measurement "$out/bench.json" -- python benchmarks/bench.py'
+step bench_app 'python -m vitcore.measurement "$out/bench_app.json" -- python benchmarks/bench_app.py'
 step load_test 'python benchmarks/load_test.py --out "$out/load_test_chart_on_demand_run1.json" > /dev/null'
-step finetune_defaults 'python benchmarks/finetune_defaults.py > "$out/finetune_defaults.txt"'
-step bench_edges 'python -m vitcore bench-edges --classes $W --images 30 --few-images 3 2>/dev/null > "$out/bench_edges.txt"'
+step finetune_defaults 'python -m vitcore.measurement "$out/finetune_defaults.json" -- python benchmarks/finetune_defaults.py'
+step bench_edges 'python -m vitcore.measurement "$out/bench_edges.json" -- python -m vitcore bench-edges --classes $W --images 30 --few-images 3 2>/dev/null'
 step bench_faithfulness 'python -m vitcore bench-faithfulness > /dev/null'
 step bench_acdc_cache 'python benchmarks/bench_acdc_cache.py --rounds 5 --out "$out/bench_acdc_cache.json" > /dev/null'
-step bench_train 'python -m vitcore bench-train --data ../shared/data/tiny-imagenet-200.zip --json "$out/bench_train.json" 2>/dev/null > "$out/bench_train.txt"'
+step bench_train 'python -m vitcore.measurement "$out/bench_train.json" -- python -m vitcore bench-train --data ../shared/data/tiny-imagenet-200.zip --json runs/bench_train_rows.json 2>/dev/null'
 step bench_learned_target 'python benchmarks/bench_learned_target.py --edge-targets --constraints projection --out "$out/bench_learned_target.json" > /dev/null && python benchmarks/bench_learned_target.py --node-targets --edge-targets 0.95 --out "$out/bench_learned_target_edges.json" > /dev/null && python benchmarks/bench_learned_target.py --node-targets 0.5 0.9 --constraints lagrangian --edge-targets --out "$out/bench_learned_target_lagrangian.json" > /dev/null'
-step render_results 'python tools/render_results.py'
-step bench_augment_groups 'python benchmarks/bench_augment_groups.py > "$out/bench_augment_groups.txt"'
+step render_docs 'python tools/render_docs.py'
+step bench_augment_groups 'python -m vitcore.measurement "$out/bench_augment_groups.json" -- python benchmarks/bench_augment_groups.py'
 # On Intel CPUs MKL already takes its fast path, so the shim changes nothing there: the two arms check the benchmark's noise.
 cpu=$(grep -q AuthenticAMD /proc/cpuinfo && echo amd || echo intel)
-step bench_mkl_amd "python benchmarks/bench_mkl_amd.py --rounds 4 --out \"\$out/bench_mkl_amd_on_$cpu.txt\" > /dev/null"
+step bench_mkl_amd "python -m vitcore.measurement \"\$out/bench_mkl_amd_on_$cpu.json\" -- python benchmarks/bench_mkl_amd.py --rounds 4"

@@ -39,8 +39,14 @@ def input_attribution(model: VisionTransformer, image: Tensor, target: int, n_st
         with torch.no_grad():
             logit, baseline_logit = model(torch.cat([x, baseline]))[:, target].tolist()
         ig = IntegratedGradients(model)
-        attr, delta = ig.attribute(x.requires_grad_(True), baselines=baseline, target=target, n_steps=n_steps,
-                                   internal_batch_size=min(n_steps, 64), return_convergence_delta=True)
+        attr, delta = ig.attribute(
+            x.requires_grad_(True),
+            baselines=baseline,
+            target=target,
+            n_steps=n_steps,
+            internal_batch_size=min(n_steps, 64),
+            return_convergence_delta=True,
+        )
     finally:
         if was_training:
             model.train()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from .errors import VitcoreError, parse_json
-
 import hashlib
 import io
 import json
@@ -14,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
+from torch import Tensor
 
 from .assets import shipped_checkpoint
 from .config import ConfigError, ViTConfig
+from .errors import VitcoreError, parse_json
 from .model import VisionTransformer
 
 DEFAULT_CHECKPOINT = shipped_checkpoint()
@@ -75,9 +74,15 @@ def _read_member(z: zipfile.ZipFile, member: str, name: str, source: Path | str,
     info = z.getinfo(member)
     if info.file_size > limit:
         raise _too_big(name, info.file_size, source, limit)
-    if name == WEIGHTS and info.file_size > 2**20 and info.file_size > MAX_WEIGHTS_COMPRESSION * max(info.compress_size, 1):
-        raise CheckpointError(f"{source}: {name} would inflate {info.file_size / max(info.compress_size, 1):,.0f}-fold; "
-                              f"weights compress no better than {MAX_WEIGHTS_COMPRESSION:g}-fold (a zip bomb?)")
+    if (
+        name == WEIGHTS
+        and info.file_size > 2**20
+        and info.file_size > MAX_WEIGHTS_COMPRESSION * max(info.compress_size, 1)
+    ):
+        raise CheckpointError(
+            f"{source}: {name} would inflate {info.file_size / max(info.compress_size, 1):,.0f}-fold; "
+            f"weights compress no better than {MAX_WEIGHTS_COMPRESSION:g}-fold (a zip bomb?)"
+        )
     with z.open(info) as f:
         data = f.read(limit + 1)
     if len(data) > limit:
@@ -97,7 +102,9 @@ def read_zip_parts(source: Path | io.BytesIO, label: str) -> tuple[bytes, bytes]
             return _read_member(z, by_base[WEIGHTS], WEIGHTS, label, weights_limit(config, label)), config
     except (zipfile.BadZipFile, OSError) as e:
         if label.endswith(".safetensors"):
-            raise CheckpointError(f"{label}: give the folder or zip holding {WEIGHTS} and {CONFIG}, not the weights alone") from e
+            raise CheckpointError(
+                f"{label}: give the folder or zip holding {WEIGHTS} and {CONFIG}, not the weights alone"
+            ) from e
         raise CheckpointError(f"{label} is neither a checkpoint folder nor a zip ({e})") from e
 
 
@@ -128,13 +135,22 @@ def parse_checkpoint(weights: bytes, config: bytes, source: str = "checkpoint") 
         raise CheckpointError(f"{source}: model.safetensors is not a valid safetensors file ({e})") from e
     classes = info.get("classes", {})
     if classes.get("wnids") and len(classes["wnids"]) != cfg.num_classes:
-        raise CheckpointError(f"{source}: config lists {len(classes['wnids'])} classes but num_classes is {cfg.num_classes}")
+        raise CheckpointError(
+            f"{source}: config lists {len(classes['wnids'])} classes but num_classes is {cfg.num_classes}"
+        )
     state = upgrade_state_dict(state)
     with torch.device("meta"):  # shapes the config implies, without allocating anything
         expected = VisionTransformer(cfg).state_dict()
-    wrong = [f"{k} is {tuple(state[k].shape)} in the file, {tuple(v.shape)} by the config" for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    wrong = [
+        f"{k} is {tuple(state[k].shape)} in the file, {tuple(v.shape)} by the config"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if wrong:
-        raise CheckpointError(f"{source}: shape mismatch between weights and config: {'; '.join(wrong[:3])}" + (f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""))
+        raise CheckpointError(
+            f"{source}: shape mismatch between weights and config: {'; '.join(wrong[:3])}"
+            + (f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else "")
+        )
     try:
         model = VisionTransformer.from_state_dict(cfg, {k: v.float() for k, v in state.items()})
     except RuntimeError as e:  # load_state_dict(strict=True) names missing and unexpected keys

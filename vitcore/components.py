@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 import torch
 
@@ -32,7 +33,7 @@ class Component:
         return f"L{self.layer}.{'H' if self.kind == 'head' else 'C'}{self.index}"
 
     @classmethod
-    def parse(cls, name: str) -> "Component":
+    def parse(cls, name: str) -> Component:
         m = _NAME.match(name.strip())
         if not m:
             raise ValueError(f"not a component name: {name!r} (expected like 'L3.H5' or 'L3.C2')")

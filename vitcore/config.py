@@ -21,8 +21,13 @@ class ConfigError(VitcoreError):
 # checked against them (and its weights' shapes against it) before anything is allocated.
 MAX_DEPTH, MAX_HEADS, MAX_MLP_WIDTH = 64, 256, 65_536
 INT_LIMITS: dict[str, tuple[int, int]] = {
-    "image_size": (1, 1024), "patch_size": (1, 256), "in_chans": (1, 16), "dim": (1, 8192),
-    "head_dim": (1, 1024), "num_classes": (1, 100_000), "chunk_size": (1, 65_536),
+    "image_size": (1, 1024),
+    "patch_size": (1, 256),
+    "in_chans": (1, 16),
+    "dim": (1, 8192),
+    "head_dim": (1, 1024),
+    "num_classes": (1, 100_000),
+    "chunk_size": (1, 65_536),
 }
 
 
@@ -97,7 +102,9 @@ class ViTConfig:
             problems.append(f"heads has {len(self.heads)} layers but mlp_widths has {len(self.mlp_widths)}")
         if not 1 <= len(self.heads) <= MAX_DEPTH:
             problems.append(f"depth must be 1..{MAX_DEPTH}, got {len(self.heads)}")
-        if any(not 0 <= h <= MAX_HEADS for h in self.heads) or any(not 0 <= w <= MAX_MLP_WIDTH for w in self.mlp_widths):
+        if any(not 0 <= h <= MAX_HEADS for h in self.heads) or any(
+            not 0 <= w <= MAX_MLP_WIDTH for w in self.mlp_widths
+        ):
             problems.append(f"heads per layer must be 0..{MAX_HEADS} and MLP widths 0..{MAX_MLP_WIDTH}")
         for name, (low, high) in INT_LIMITS.items():
             value = getattr(self, name)
@@ -109,13 +116,15 @@ class ViTConfig:
             problems.append("mean and std need one value per input channel")
         if any(s <= 0 for s in self.std):
             problems.append(f"std must be positive, got {list(self.std)}")
-        if not (isinstance(self.drop_path, (int, float)) and 0 <= self.drop_path < 1) or not (isinstance(self.norm_eps, (int, float)) and 0 < self.norm_eps < 1):
+        if not (isinstance(self.drop_path, (int, float)) and 0 <= self.drop_path < 1) or not (
+            isinstance(self.norm_eps, (int, float)) and 0 < self.norm_eps < 1
+        ):
             problems.append("drop_path must be in [0, 1) and norm_eps in (0, 1)")
         if problems:
             raise ConfigError("invalid model config: " + "; ".join(problems))
 
     @classmethod
-    def uniform(cls, depth: int = 9, num_heads: int = 12, mlp_width: int = 384, **kw: Any) -> "ViTConfig":
+    def uniform(cls, depth: int = 9, num_heads: int = 12, mlp_width: int = 384, **kw: Any) -> ViTConfig:
         """Config with the same head count and MLP width in every layer."""
         return cls(heads=[num_heads] * depth, mlp_widths=[mlp_width] * depth, **kw)
 
@@ -125,7 +134,7 @@ class ViTConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ViTConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ViTConfig:
         if not isinstance(d, dict):
             raise ConfigError(f"model config must be a JSON object, got {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
@@ -138,4 +147,3 @@ class ViTConfig:
             raise
         except (TypeError, ValueError) as e:
             raise ConfigError(f"invalid model config: {e}") from e
-

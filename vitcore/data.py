@@ -12,16 +12,14 @@ Decoded splits are cached as safetensors under ``$VITCORE_CACHE`` (default
 
 from __future__ import annotations
 
-from .errors import VitcoreError
-
 import hashlib
 import json
 import os
 import sys
 import zipfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
 from PIL import Image
@@ -31,6 +29,7 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 
 from .assets import bundled_data
 from .config import ViTConfig
+from .errors import VitcoreError
 from .images import load_rgb
 
 BUNDLED_DATA = bundled_data()
@@ -69,16 +68,18 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, index: Tensor | Sequence[int]) -> "ImageSet":
+    def subset(self, index: Tensor | Sequence[int]) -> ImageSet:
         index = torch.as_tensor(index, dtype=torch.long)
-        return ImageSet(self.images[index], self.labels[index], self.wnids, self.names, [self.files[i] for i in index.tolist()])
+        return ImageSet(
+            self.images[index], self.labels[index], self.wnids, self.names, [self.files[i] for i in index.tolist()]
+        )
 
     def chosen(self, wnids: Sequence[str]) -> Tensor:
         """Boolean mask ``[N]`` of the images whose class is one of ``wnids``; unknown wnids raise DataError."""
         ids = torch.tensor([self.class_index(w) for w in wnids], dtype=torch.long)
         return torch.isin(self.labels, ids)
 
-    def of_classes(self, wnids: Sequence[str]) -> "ImageSet":
+    def of_classes(self, wnids: Sequence[str]) -> ImageSet:
         """Images whose class is one of ``wnids``; unknown wnids raise DataError."""
         return self.subset(torch.nonzero(self.chosen(wnids)).flatten())
 
@@ -86,7 +87,9 @@ class ImageSet:
         try:
             return self.wnids.index(wnid)
         except ValueError:
-            raise DataError(f"unknown class {wnid!r}: not one of the {len(self.wnids)} wnids of this data set") from None
+            raise DataError(
+                f"unknown class {wnid!r}: not one of the {len(self.wnids)} wnids of this data set"
+            ) from None
 
 
 class _Source:
@@ -101,7 +104,9 @@ class _Source:
             roots = [self.path, self.path / "tiny-imagenet-200"]
             root = next((r for r in roots if (r / "wnids.txt").is_file()), None)
             if root is None:
-                raise DataError(f"{self.path} is not a Tiny ImageNet folder: no wnids.txt in it or in tiny-imagenet-200/")
+                raise DataError(
+                    f"{self.path} is not a Tiny ImageNet folder: no wnids.txt in it or in tiny-imagenet-200/"
+                )
             self.prefix, self.root = "", root
         else:
             try:
@@ -137,7 +142,10 @@ class _Source:
 
     def _check_size(self, rel: str, size: int) -> None:
         if size > MAX_FILE_BYTES:
-            raise DataError(f"{self.path}: {rel} is {size:,} bytes (inflated), over the limit of {MAX_FILE_BYTES:,} for one file of the data set")
+            raise DataError(
+                f"{self.path}: {rel} is {size:,} bytes (inflated), over the limit of {MAX_FILE_BYTES:,} for one file "
+                "of the data set"
+            )
 
     def exists(self, rel: str) -> bool:
         if self.zip is not None:
@@ -148,7 +156,11 @@ class _Source:
         """Relative paths of the files directly in ``folder``."""
         if self.zip is not None:
             start = self.prefix + folder.rstrip("/") + "/"
-            return sorted(n[len(self.prefix):] for n in self._names if n.startswith(start) and "/" not in n[len(start):] and n != start)
+            return sorted(
+                n[len(self.prefix) :]
+                for n in self._names
+                if n.startswith(start) and "/" not in n[len(start) :] and n != start
+            )
         d = self.root / folder
         return sorted(f"{folder.rstrip('/')}/{p.name}" for p in d.iterdir() if p.is_file()) if d.is_dir() else []
 
@@ -192,7 +204,9 @@ def _list_split(src: _Source, split: str, wnids: list[str]) -> list[tuple[str, i
                 continue
             parts = line.split("\t")
             if len(parts) < 2 or parts[1] not in index:
-                raise DataError(f"{src.path}: val_annotations.txt line {n} is malformed or names an unknown wnid: {line!r}")
+                raise DataError(
+                    f"{src.path}: val_annotations.txt line {n} is malformed or names an unknown wnid: {line!r}"
+                )
             items.append((f"val/images/{parts[0]}", index[parts[1]]))
     else:
         raise DataError(f"unknown split {split!r}; expected one of {SPLITS}")
@@ -205,7 +219,7 @@ def decode_image(data: bytes, size: int = 64, name: str = "image") -> Tensor:
     """Decode image bytes to a ``[3, size, size]`` uint8 RGB tensor (grayscale/RGBA/CMYK converted)."""
     img = load_rgb(data, name=name)
     if img.size != (size, size):
-        img = img.resize((size, size), Image.BICUBIC)
+        img = img.resize((size, size), Image.Resampling.BICUBIC)
     return pil_to_tensor(img)
 
 
@@ -213,7 +227,7 @@ def _decode_split(src: _Source, split: str, progress: bool) -> ImageSet:
     wnids, names = _read_classes(src)
     items = _list_split(src, split, wnids)
     images = torch.empty(len(items), 3, 64, 64, dtype=torch.uint8)
-    iterator: Iterator = enumerate(items)
+    iterator: Iterable[tuple[int, tuple[str, int]]] = enumerate(items)
     if progress:
         from tqdm import tqdm
 
@@ -224,7 +238,9 @@ def _decode_split(src: _Source, split: str, progress: bool) -> ImageSet:
     return ImageSet(images, labels, wnids, names, [rel for rel, _ in items])
 
 
-def load_split(path: str | Path | None = None, split: str = "val", use_cache: bool = True, progress: bool = False) -> ImageSet:
+def load_split(
+    path: str | Path | None = None, split: str = "val", use_cache: bool = True, progress: bool = False
+) -> ImageSet:
     """Load a split of Tiny ImageNet (folder or zip; default: the bundled subset), decoding once."""
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; expected one of {SPLITS}")
@@ -250,8 +266,12 @@ def load_split(path: str | Path | None = None, split: str = "val", use_cache: bo
         os.replace(tmp, cached)
         if progress:
             total = sum(f.stat().st_size for f in cache_dir().glob("*.safetensors"))
-            print(f"decoded {split} split cached at {cached} ({cached.stat().st_size / 1e6:.0f} MB; the cache holds {total / 1e6:.0f} MB; "
-                  "`python -m vitcore data clear-cache` empties it)", file=sys.stderr)
+            print(
+                f"decoded {split} split cached at {cached} ({cached.stat().st_size / 1e6:.0f} MB; the cache holds "
+                f"{total / 1e6:.0f} MB; "
+                "`python -m vitcore data clear-cache` empties it)",
+                file=sys.stderr,
+            )
     return data
 
 
@@ -262,7 +282,9 @@ def normalize(images: Tensor, config: ViTConfig) -> Tensor:
     return (images.float() / 255.0 - mean) / std
 
 
-def make_subset(source: str | Path, out: str | Path, per_class_train: int = 10, per_class_val: int = 10, seed: int = 0) -> dict[str, int]:
+def make_subset(
+    source: str | Path, out: str | Path, per_class_train: int = 10, per_class_val: int = 10, seed: int = 0
+) -> dict[str, int]:
     """Write a small subset in the official layout (JPEG bytes copied as-is) to zip ``out``."""
     src = _Source(Path(source))
     wnids, _ = _read_classes(src)
@@ -275,7 +297,7 @@ def make_subset(source: str | Path, out: str | Path, per_class_train: int = 10, 
         z.writestr(top + "wnids.txt", "\n".join(wnids) + "\n")
         words = src.read("words.txt").decode(errors="replace").splitlines() if src.exists("words.txt") else []
         wanted = set(wnids)
-        z.writestr(top + "words.txt", "\n".join(l for l in words if l.split("\t")[0] in wanted) + "\n")
+        z.writestr(top + "words.txt", "\n".join(w for w in words if w.split("\t")[0] in wanted) + "\n")
         for split, per_class in (("train", per_class_train), ("val", per_class_val)):
             items = _list_split(src, split, wnids)
             by_class: dict[int, list[str]] = {}
@@ -301,8 +323,16 @@ def check_classes(model_wnids: Sequence[str], num_classes: int, data: ImageSet, 
     if model_wnids and list(model_wnids) != list(data.wnids):
         added = [w for w in data.wnids if w not in set(model_wnids)]
         missing = [w for w in model_wnids if w not in set(data.wnids)]
-        what = (f"adds {', '.join(added[:3])}{' …' if len(added) > 3 else ''}" if added else
-                f"lacks {', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}" if missing else "lists them in another order")
-        raise DataError(f"the model's classes differ from {label}'s: its wnids.txt {what} ({len(data.wnids)} classes; the model has {len(model_wnids)})")
+        what = (
+            f"adds {', '.join(added[:3])}{' …' if len(added) > 3 else ''}"
+            if added
+            else f"lacks {', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}"
+            if missing
+            else "lists them in another order"
+        )
+        raise DataError(
+            f"the model's classes differ from {label}'s: its wnids.txt {what} ({len(data.wnids)} classes; the model "
+            f"has {len(model_wnids)})"
+        )
     if len(data.wnids) != num_classes:
         raise DataError(f"{label} has {len(data.wnids)} classes; the model predicts {num_classes}")

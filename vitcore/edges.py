@@ -112,7 +112,9 @@ class EdgeSpace:
 
     @cached_property
     def input_owner(self) -> list[list[int]]:
-        """Component ids that read each downstream input (a head for q/k/v, every chunk of the layer for an MLP input)."""
+        """Component ids that read each downstream input (a head for q/k/v, every chunk of the layer for an MLP
+        input).
+        """
         space, owners = self.components, []
         for g in self.groups:
             for name in g.inputs:
@@ -138,7 +140,9 @@ class EdgeSpace:
             u = self.nodes.index(up)
             v = self.inputs.index(down)
         except ValueError:
-            raise EdgeError(f"not an edge of this model: {name!r} (expected like 'L0.H3->L2.H5.q' or 'embed->logits')") from None
+            raise EdgeError(
+                f"not an edge of this model: {name!r} (expected like 'L0.H3->L2.H5.q' or 'embed->logits')"
+            ) from None
         offset = 0
         for g in self.groups:
             if v < offset + len(g.inputs):
@@ -171,7 +175,9 @@ class EdgeSpace:
         return mask[:, group.start : group.stop].view(mask.shape[0], len(group.inputs), group.n_upstream)
 
     def from_node_mask(self, node_mask: Tensor) -> Tensor:
-        """Edge mask ``[..., E]`` in which every edge carries its upstream component's mask (the embedding's edges: 1)."""
+        """Edge mask ``[..., E]`` in which every edge carries its upstream component's mask (the embedding's edges:
+        1).
+        """
         upstream = torch.cat([torch.ones(*node_mask.shape[:-1], 1, dtype=node_mask.dtype), node_mask], dim=-1)
         return upstream[..., self.upstream_ids]
 
@@ -203,7 +209,9 @@ class EdgeSpace:
             if torch.equal(now, alive):
                 return alive.float()
             alive = now
-            alive_input = torch.tensor([i == len(owners) - 1 or any(bool(alive[o]) for o in owned) for i, owned in enumerate(owners)])
+            alive_input = torch.tensor(
+                [i == len(owners) - 1 or any(bool(alive[o]) for o in owned) for i, owned in enumerate(owners)]
+            )
 
 
 class EdgeStream:
@@ -219,8 +227,14 @@ class EdgeStream:
     that starts at a later layer.
     """
 
-    def __init__(self, space: EdgeSpace, mask: Tensor, corrupt: list[Tensor | None], written: list[Tensor] | None = None,
-                 written_sum: Tensor | None = None):
+    def __init__(
+        self,
+        space: EdgeSpace,
+        mask: Tensor,
+        corrupt: list[Tensor | None],
+        written: list[Tensor] | None = None,
+        written_sum: Tensor | None = None,
+    ):
         if mask.shape[-1] != space.n_edges:
             raise EdgeError(f"edge mask has {mask.shape[-1]} entries, this model has {space.n_edges} edges")
         self.space = space
@@ -236,6 +250,8 @@ class EdgeStream:
             part = d.sum(0)
             self._sum = part if self._sum is None else self._sum + part
         self._summed = len(self.deltas)
+        if self._sum is None:
+            raise EdgeError("no upstream group has written to the residual stream yet")
         return self._sum
 
     @property
@@ -265,9 +281,14 @@ class EdgeStream:
         """The inputs of ``group``, ``[inputs, B, T, dim]`` (``T = 1`` with ``cls_only``), from residual ``x``."""
         mask = self.space.group_view(self.mask.to(x.dtype), group)
         xs = x[:, :1] if cls_only else x
-        pairs = [(sl, d[:, :, :, :1] if cls_only else d) for sl, d in zip(self.space.upstream_slices, self.deltas)
-                 if sl.start < group.n_upstream and sl.stop > sl.start]
-        if torch.is_grad_enabled() and (mask.requires_grad or x.requires_grad or any(d.requires_grad for _, d in pairs)):
+        pairs = [
+            (sl, d[:, :, :, :1] if cls_only else d)
+            for sl, d in zip(self.space.upstream_slices, self.deltas)
+            if sl.start < group.n_upstream and sl.stop > sl.start
+        ]
+        if torch.is_grad_enabled() and (
+            mask.requires_grad or x.requires_grad or any(d.requires_grad for _, d in pairs)
+        ):
             return _ReadInputs.apply(xs, 1 - mask, [sl for sl, _ in pairs], *[d for _, d in pairs])
         return self._read_sparse(xs, mask, pairs, cls_only)
 

@@ -33,9 +33,21 @@ def load_state_file(path: "str | Path") -> dict:
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, AttributeError, TypeError, ValueError) as e:
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        AttributeError,
+        TypeError,
+        ValueError,
+    ) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise StateFileError(f"{path} is not a state file this program wrote (refused without unpickling it: {reason[:200]})") from None
+        raise StateFileError(
+            f"{path} is not a state file this program wrote (refused without unpickling it: {reason[:200]})"
+        ) from None
     if not isinstance(state, dict):
-        raise StateFileError(f"{path} is not a state file this program wrote (it holds a {type(state).__name__}, not a dict)")
+        raise StateFileError(
+            f"{path} is not a state file this program wrote (it holds a {type(state).__name__}, not a dict)"
+        )
     return state

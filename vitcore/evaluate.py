@@ -14,8 +14,12 @@ from .model import VisionTransformer
 
 
 @torch.inference_mode()
-def predict_logits_timed(model: VisionTransformer, images: Tensor, batch_size: int = 256, mask: Tensor | None = None) -> tuple[Tensor, list[float]]:
-    """Logits for uint8 images ``[N, 3, 64, 64]``, batched, on the model's device, plus each full batch's forward seconds."""
+def predict_logits_timed(
+    model: VisionTransformer, images: Tensor, batch_size: int = 256, mask: Tensor | None = None
+) -> tuple[Tensor, list[float]]:
+    """Logits for uint8 images ``[N, 3, 64, 64]``, batched, on the model's device, plus each full batch's forward
+    seconds.
+    """
     device = next(model.parameters()).device
     out, seconds = [], []
     for i in range(0, len(images), batch_size):
@@ -28,7 +32,9 @@ def predict_logits_timed(model: VisionTransformer, images: Tensor, batch_size: i
     return (torch.cat(out) if out else torch.empty(0, model.config.num_classes)), seconds
 
 
-def predict_logits(model: VisionTransformer, images: Tensor, batch_size: int = 256, mask: Tensor | None = None) -> Tensor:
+def predict_logits(
+    model: VisionTransformer, images: Tensor, batch_size: int = 256, mask: Tensor | None = None
+) -> Tensor:
     """Logits for uint8 images ``[N, 3, 64, 64]``, batched, on the model's device."""
     return predict_logits_timed(model, images, batch_size, mask)[0]
 
@@ -50,7 +56,11 @@ def evaluate(model: VisionTransformer, data: ImageSet, batch_size: int = 256) ->
     logits = predict_logits(model, data.images, batch_size)
     seconds = time.perf_counter() - start
     model.train(was_training)
-    return {**accuracy_from_logits(logits, data.labels), "n_images": len(data), "images_per_s": len(data) / max(seconds, 1e-9)}
+    return {
+        **accuracy_from_logits(logits, data.labels),
+        "n_images": len(data),
+        "images_per_s": len(data) / max(seconds, 1e-9),
+    }
 
 
 def per_class_accuracy(logits: Tensor, labels: Tensor, num_classes: int) -> Tensor:

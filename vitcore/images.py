@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from .errors import VitcoreError
-
 import io
 import warnings
 
 from PIL import Image, UnidentifiedImageError
+
+from .errors import VitcoreError
 
 MAX_PIXELS = 40_000_000  # far above any photo a user would try, far below a decompression bomb
 MAX_ASPECT = 16  # a 100,000 x 1 strip would otherwise resize (shorter side to 64) to 6,400,000 x 64
@@ -25,9 +25,14 @@ def load_rgb(data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS) ->
             img = Image.open(io.BytesIO(data))
             w, h = img.size
             if w * h > max_pixels:
-                raise ImageError(f"{name}: {w}x{h} pixels is over the limit of {max_pixels:,} (possible decompression bomb)")
+                raise ImageError(
+                    f"{name}: {w}x{h} pixels is over the limit of {max_pixels:,} (possible decompression bomb)"
+                )
             if min(w, h) < 1 or max(w, h) > MAX_ASPECT * min(w, h):
-                raise ImageError(f"{name}: {w}x{h} is too elongated (aspect ratio over {MAX_ASPECT}:1) to be a photo the model can use")
+                raise ImageError(
+                    f"{name}: {w}x{h} is too elongated (aspect ratio over {MAX_ASPECT}:1) to be a photo the model can "
+                    "use"
+                )
             img.load()
     except ImageError:
         raise
@@ -54,6 +59,6 @@ def to_model_size(img: Image.Image, size: int = 64) -> Image.Image:
     if max(w, h) > MAX_ASPECT * min(w, h):
         raise ImageError(f"{w}x{h} is too elongated (aspect ratio over {MAX_ASPECT}:1)")
     scale = size / min(w, h)
-    img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+    img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BICUBIC)
     left, top = (img.width - size) // 2, (img.height - size) // 2
     return img.crop((left, top, left + size, top + size))

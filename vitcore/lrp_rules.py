@@ -17,10 +17,9 @@ attention weights as constants (no gradient through queries and keys; the values
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd import Function

@@ -14,8 +14,9 @@ one call changes or records travels in a :class:`LayerIntervention` per block.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -51,22 +52,24 @@ class Activations:
         if what in self.want:
             getattr(self, what).append(tensor)
 
-    def map(self, fn: Callable[[Tensor], Tensor]) -> "Activations":
-        return Activations([fn(t) for t in self.heads], [fn(t) for t in self.mlp], [fn(t) for t in self.resid], self.want)
+    def map(self, fn: Callable[[Tensor], Tensor]) -> Activations:
+        return Activations(
+            [fn(t) for t in self.heads], [fn(t) for t in self.mlp], [fn(t) for t in self.resid], self.want
+        )
 
-    def detach(self) -> "Activations":
+    def detach(self) -> Activations:
         return self.map(lambda t: t.detach())
 
-    def repeat(self, k: int) -> "Activations":
+    def repeat(self, k: int) -> Activations:
         """Tile along the batch dimension ``k`` times (candidate-major)."""
         return self.map(lambda t: t.repeat(k, *([1] * (t.dim() - 1))))
 
-    def mean(self) -> "Activations":
+    def mean(self) -> Activations:
         """Mean over the batch, keeping a broadcastable batch dimension of 1."""
         return self.map(lambda t: t.mean(0, keepdim=True))
 
     @staticmethod
-    def cat(parts: list["Activations"]) -> "Activations":
+    def cat(parts: list[Activations]) -> Activations:
         def join(name: str) -> list[Tensor]:
             lists = [getattr(p, name) for p in parts]
             return [torch.cat([lst[i] for lst in lists]) for i in range(len(lists[0]))]
@@ -210,7 +213,9 @@ class Block(nn.Module):
         """The block with each head's q, k, v and the MLP reading their own inputs through the edge mask."""
         B, T, dim = x.shape
         if self.attn.num_heads:
-            heads = self.attn.head_outputs_split(self._norm(self.norm1, edges.read(x, edges.space.attn_group(self.layer)), lrp), lrp)
+            heads = self.attn.head_outputs_split(
+                self._norm(self.norm1, edges.read(x, edges.space.attn_group(self.layer)), lrp), lrp
+            )
             out = self.attn.head_residuals(heads)
             edges.write(out)
             x = x + out.sum(0)
@@ -257,12 +262,16 @@ class VisionTransformer(nn.Module):
         self._init_weights()
 
     @classmethod
-    def from_state_dict(cls, config: ViTConfig, state: dict[str, Tensor]) -> "VisionTransformer":
+    def from_state_dict(cls, config: ViTConfig, state: dict[str, Tensor]) -> VisionTransformer:
         """A model that takes ``state``'s tensors as its parameters, built without initialising weights."""
         with torch.device("meta"):
             model = cls(config)
         model.load_state_dict(state, strict=True, assign=True)
         return model
+
+    def layers(self) -> list[Block]:
+        """The blocks, typed as such (``self.blocks`` is an ``nn.ModuleList``)."""
+        return [cast(Block, b) for b in self.blocks]
 
     def _init_weights(self) -> None:
         if self.pos_embed.is_meta:
@@ -300,8 +309,15 @@ class VisionTransformer(nn.Module):
         cls = edges.read(resid, edges.space.logits_group, cls_only=True)[0, :, 0] if edges is not None else resid[:, 0]
         return self.head(lrp_layer_norm(self.norm, cls) if lrp else self.norm(cls))
 
-    def _layer_intervention(self, layer: int, mask: Tensor | None, counterfactual: Activations | None, record: Activations | None, lrp: bool | str,
-                            edges: EdgeStream | None = None) -> LayerIntervention | None:
+    def _layer_intervention(
+        self,
+        layer: int,
+        mask: Tensor | None,
+        counterfactual: Activations | None,
+        record: Activations | None,
+        lrp: bool | str,
+        edges: EdgeStream | None = None,
+    ) -> LayerIntervention | None:
         if mask is None and record is None and not lrp and edges is None:
             return None
         iv = LayerIntervention(record=record, lrp=lrp, edges=edges)
@@ -335,7 +351,9 @@ class VisionTransformer(nn.Module):
                 raise ValueError("an edge forward takes no node mask or recording")
             if not edges.deltas:
                 if start_layer:
-                    raise ValueError("an edge forward from a later layer needs the cached outputs of the layers before it")
+                    raise ValueError(
+                        "an edge forward from a later layer needs the cached outputs of the layers before it"
+                    )
                 edges.write(resid.unsqueeze(0))
             for layer in range(start_layer, len(self.blocks)):
                 resid = self.blocks[layer](resid, LayerIntervention(edges=edges, lrp=lrp))
@@ -351,7 +369,13 @@ class VisionTransformer(nn.Module):
             resid = self.blocks[layer](resid, self._layer_intervention(layer, mask, counterfactual, record, lrp))
         return self.unembed(resid, lrp)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None, counterfactual: Activations | None = None, edges: EdgeStream | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        counterfactual: Activations | None = None,
+        edges: EdgeStream | None = None,
+    ) -> Tensor:
         return self.forward_from(self.embed(x), 0, mask, counterfactual, edges=edges)
 
     def run_with_cache(
@@ -362,13 +386,15 @@ class VisionTransformer(nn.Module):
         resid: bool = False,
         components: bool = True,
     ) -> tuple[Tensor, Activations]:
-        """Logits plus what was asked for: every component's activations (``components``) and the residuals (``resid``)."""
+        """Logits plus what was asked for: every component's activations (``components``) and the residuals
+        (``resid``).
+        """
         want = (RECORDABLE if resid else RECORDABLE - {"resid"}) - (set() if components else {"heads", "mlp"})
         record = Activations(want=frozenset(want))
         logits = self.forward_from(self.embed(x), 0, mask, counterfactual, record)
         return logits, record
 
-    def clone(self) -> "VisionTransformer":
+    def clone(self) -> VisionTransformer:
         """An independent copy (for per-session edits of a shared model)."""
         state = {k: v.detach().clone() for k, v in self.state_dict().items()}
         return VisionTransformer.from_state_dict(self.config, state).train(self.training)

@@ -25,10 +25,11 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -45,11 +46,17 @@ from .pruning.prune import prune
 
 __all__ = ["KeepSetFigures", "NothingKeptError", "Playground", "fit_latency_model"]
 
-COST_MODEL_TOLERANCE = 0.25  # refit the session's cost model when the full model measures this much faster than predicted
+COST_MODEL_TOLERANCE = (
+    0.25  # refit the session's cost model when the full model measures this much faster than predicted
+)
 COST_MODEL_REFIT_S = 60.0  # at most one refit a minute
-FAST_HERE_IMAGES = 256  # chosen-class images up to which the fast tier runs in the session's thread (milliseconds of work)
+FAST_HERE_IMAGES = (
+    256  # chosen-class images up to which the fast tier runs in the session's thread (milliseconds of work)
+)
 EXACT_CHUNK = 256  # eval images per job of the exact all-class figure: a toggle waits at most one chunk for a slot
-FAST, SAMPLE, EXACT, TIMING = range(4)  # priorities: every session's cheaper tiers before anyone's slower ones; timings when quiet
+FAST, SAMPLE, EXACT, TIMING = range(
+    4
+)  # priorities: every session's cheaper tiers before anyone's slower ones; timings when quiet
 CHANNEL = "figures"
 
 
@@ -57,7 +64,7 @@ def _serialized(method: Callable) -> Callable:
     """Run ``method`` holding the playground's (re-entrant) lock."""
 
     @functools.wraps(method)
-    def locked(self: "Playground", *args: Any, **kwargs: Any) -> Any:
+    def locked(self: Playground, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
             return method(self, *args, **kwargs)
 
@@ -83,6 +90,7 @@ class KeepSetFigures:
     def throughput_busy(self) -> bool:
         """True when the paired throughput ratios spread too wide to report (see ``BUSY_SPREAD``)."""
         return self.throughput_spread is not None and self.throughput_spread > BUSY_SPREAD
+
     top1_all_estimate: float | None = None  # on a stratified sample of the eval set, first
     top1_all_se: float | None = None  # its binomial standard error
     sample_correct: int | None = None
@@ -94,8 +102,18 @@ class KeepSetFigures:
 class Playground:
     """Per-session figures of keep-sets over a shared base model and eval set."""
 
-    def __init__(self, base: VisionTransformer, eval_set: ImageSet, classes: list[str], latency_repeats: int = 15, base_logits: Tensor | None = None,
-                 latency_model: LatencyModel | None = None, scheduler: Scheduler | None = None, source: Source | None = None, session: str = ""):
+    def __init__(
+        self,
+        base: VisionTransformer,
+        eval_set: ImageSet,
+        classes: list[str],
+        latency_repeats: int = 15,
+        base_logits: Tensor | None = None,
+        latency_model: LatencyModel | None = None,
+        scheduler: Scheduler | None = None,
+        source: Source | None = None,
+        session: str = "",
+    ):
         self.base = base
         self.eval_set = eval_set
         self.space = base.components
@@ -172,12 +190,25 @@ class Playground:
         self.live.replaced[keep_bytes(mask)] = model
 
     # --- jobs ---------------------------------------------------------------------------------------------------------
-    def _submit(self, kind: str, keep: bytes, *extra: Any, priority: int, exclusive: bool = False, retime: int = 0) -> Future:
+    def _submit(
+        self, kind: str, keep: bytes, *extra: Any, priority: int, exclusive: bool = False, retime: int = 0
+    ) -> Future:
         src = self.live if (self.source is None or keep in self.live.replaced) else self.source
         scheduler = self._local() if src is self.live else self.scheduler
         key = jobs.job_key(kind, src, keep, *extra) + ((retime,) if retime else ())
-        return scheduler.submit(key, run_job, kind, src, keep, *extra, priority=priority, exclusive=exclusive,
-                                session=self.session, channel=CHANNEL, tag=self._focus)
+        return scheduler.submit(
+            key,
+            run_job,
+            kind,
+            src,
+            keep,
+            *extra,
+            priority=priority,
+            exclusive=exclusive,
+            session=self.session,
+            channel=CHANNEL,
+            tag=self._focus,
+        )
 
     @staticmethod
     def _wait(future: Future, stop: Callable[[], bool] | None) -> Any | None:
@@ -208,8 +239,15 @@ class Playground:
             if r is None:
                 raise NothingKeptError("the figures were dropped before they ran; toggle again")
         predicted = self.latency_model.predict_ms(model.config) if self.latency_model else None
-        figures = KeepSetFigures(r["kept"], r["params"], r["macs"], r["top1_chosen"], r["kl_chosen"], predicted_b1_ms=predicted,
-                                 seconds={"fast_job": r["seconds"], "fast": time.perf_counter() - t0})
+        figures = KeepSetFigures(
+            r["kept"],
+            r["params"],
+            r["macs"],
+            r["top1_chosen"],
+            r["kl_chosen"],
+            predicted_b1_ms=predicted,
+            seconds={"fast_job": r["seconds"], "fast": time.perf_counter() - t0},
+        )
         self._cache[k] = figures
         return figures
 
@@ -224,7 +262,9 @@ class Playground:
         k = keep_bytes(mask)
         latency = throughput = None
         if figures.latency_b1_ms is None or (figures.speedup is not None and figures.speedup.busy):
-            latency = self._timing("latency", k, figures.speedup is not None and figures.speedup.busy, self.latency_repeats)
+            latency = self._timing(
+                "latency", k, figures.speedup is not None and figures.speedup.busy, self.latency_repeats
+            )
         if figures.throughput_b64 is None or figures.throughput_busy:
             throughput = self._timing("throughput", k, figures.throughput_busy)
         t0 = time.perf_counter()
@@ -243,7 +283,11 @@ class Playground:
         if throughput is not None:
             t = self._wait(throughput, stop)
             if t is not None:
-                figures.throughput_b64, figures.throughput_ratio, figures.throughput_spread = t["model"], t["ratio"], t["spread"]
+                figures.throughput_b64, figures.throughput_ratio, figures.throughput_spread = (
+                    t["model"],
+                    t["ratio"],
+                    t["spread"],
+                )
         return figures
 
     def _timing(self, kind: str, k: bytes, again: bool, *extra: Any) -> Future:
@@ -269,7 +313,9 @@ class Playground:
         figures.seconds.update(estimate=time.perf_counter() - t0)
         return figures
 
-    def refine(self, mask: Tensor, chunk: int = EXACT_CHUNK, stop: Callable[[], bool] | None = None) -> Iterator[KeepSetFigures]:
+    def refine(
+        self, mask: Tensor, chunk: int = EXACT_CHUNK, stop: Callable[[], bool] | None = None
+    ) -> Iterator[KeepSetFigures]:
         """The eval images outside the sample, ``chunk`` at a time: yields the figures after each chunk
         (``top1_all_done`` of ``len(eval_set)`` images counted so far) until ``top1_all`` is exact. Every
         chunk is a job of its own, cached: stopping between chunks loses nothing. When ``stop()`` answers
@@ -283,7 +329,10 @@ class Playground:
         k = keep_bytes(mask)
         n_rest = len(self.eval_set) - len(self.sample_index())
         with self._lock:
-            parts = [self._submit("exact", k, start, min(start + chunk, n_rest), priority=EXACT) for start in range(0, n_rest, chunk)]
+            parts = [
+                self._submit("exact", k, start, min(start + chunk, n_rest), priority=EXACT)
+                for start in range(0, n_rest, chunk)
+            ]
         done, correct = len(self.sample_index()), figures.sample_correct
         t0 = time.perf_counter()
         for part in parts:
@@ -301,9 +350,8 @@ class Playground:
 
     def slow(self, mask: Tensor) -> KeepSetFigures:
         """Adds the exact all-class top-1 on the whole eval set (the sample's images are not run again)."""
-        for figures in self.refine(mask):
-            pass
-        return figures
+        *_, last = self.refine(mask)
+        return last
 
     # --- the cost model -----------------------------------------------------------------------------------------------
     def _check_cost_model(self, full_ms: float) -> None:
@@ -314,7 +362,10 @@ class Playground:
         if self.latency_model is None:
             return
         predicted = self.latency_model.predict_ms(self.base.config)
-        if predicted - full_ms <= COST_MODEL_TOLERANCE * full_ms or time.monotonic() - self._cost_model_refit_at < COST_MODEL_REFIT_S:
+        if (
+            predicted - full_ms <= COST_MODEL_TOLERANCE * full_ms
+            or time.monotonic() - self._cost_model_refit_at < COST_MODEL_REFIT_S
+        ):
             return
         self._cost_model_refit_at = time.monotonic()
         self.latency_model = fit_latency_model(self.base)

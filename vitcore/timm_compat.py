@@ -22,7 +22,8 @@ class TimmConversionError(VitcoreError):
     """A timm model or state dict this architecture cannot represent."""
 
 
-def _config_from_timm_module(model: nn.Module, **overrides: Any) -> ViTConfig:
+def _config_from_timm_module(model: Any, **overrides: Any) -> ViTConfig:
+    # model: a timm VisionTransformer, read by duck typing (timm is an optional dependency)
     problems = []
     if getattr(model, "global_pool", "token") != "token":
         problems.append(f"global_pool {model.global_pool!r} (needs 'token')")
@@ -30,7 +31,9 @@ def _config_from_timm_module(model: nn.Module, **overrides: Any) -> ViTConfig:
         problems.append("register tokens or no class token")
     if getattr(model, "no_embed_class", False):
         problems.append("no_embed_class=True")
-    if not isinstance(getattr(model, "norm_pre", nn.Identity()), nn.Identity) or not isinstance(getattr(model, "fc_norm", nn.Identity()), nn.Identity):
+    if not isinstance(getattr(model, "norm_pre", nn.Identity()), nn.Identity) or not isinstance(
+        getattr(model, "fc_norm", nn.Identity()), nn.Identity
+    ):
         problems.append("a pre-norm or fc_norm")
     for i, blk in enumerate(model.blocks):
         if not (isinstance(blk.ls1, nn.Identity) and isinstance(blk.ls2, nn.Identity)):
@@ -45,9 +48,15 @@ def _config_from_timm_module(model: nn.Module, **overrides: Any) -> ViTConfig:
         raise TimmConversionError("this timm model cannot be converted: " + "; ".join(sorted(set(problems))))
     first = model.blocks[0]
     cfg = dict(
-        image_size=model.patch_embed.img_size[0], patch_size=model.patch_embed.patch_size[0], in_chans=model.patch_embed.proj.in_channels,
-        dim=model.embed_dim, head_dim=first.attn.head_dim, heads=[b.attn.num_heads for b in model.blocks],
-        mlp_widths=[b.mlp.fc1.out_features for b in model.blocks], num_classes=model.num_classes, norm_eps=model.norm.eps,
+        image_size=model.patch_embed.img_size[0],
+        patch_size=model.patch_embed.patch_size[0],
+        in_chans=model.patch_embed.proj.in_channels,
+        dim=model.embed_dim,
+        head_dim=first.attn.head_dim,
+        heads=[b.attn.num_heads for b in model.blocks],
+        mlp_widths=[b.mlp.fc1.out_features for b in model.blocks],
+        num_classes=model.num_classes,
+        norm_eps=model.norm.eps,
     )
     return ViTConfig(**{**cfg, **overrides})
 
@@ -65,12 +74,23 @@ def _config_from_state_dict(state: dict[str, Tensor], num_heads: int, norm_eps: 
         raise TimmConversionError(f"not a timm ViT state dict: {e}") from e
     side = round((tokens - 1) ** 0.5)
     head_dim = qkv_rows[0] // (3 * num_heads)
-    cfg = dict(image_size=side * patch, patch_size=patch, in_chans=in_chans, dim=dim, head_dim=head_dim,
-               heads=[r // (3 * head_dim) for r in qkv_rows], mlp_widths=widths, num_classes=num_classes, norm_eps=norm_eps)
+    cfg = dict(
+        image_size=side * patch,
+        patch_size=patch,
+        in_chans=in_chans,
+        dim=dim,
+        head_dim=head_dim,
+        heads=[r // (3 * head_dim) for r in qkv_rows],
+        mlp_widths=widths,
+        num_classes=num_classes,
+        norm_eps=norm_eps,
+    )
     return ViTConfig(**{**cfg, **overrides})
 
 
-def from_timm(model_or_state_dict: nn.Module | dict[str, Tensor], num_heads: int = 12, norm_eps: float = 1e-6, **config: Any) -> VisionTransformer:
+def from_timm(
+    model_or_state_dict: nn.Module | dict[str, Tensor], num_heads: int = 12, norm_eps: float = 1e-6, **config: Any
+) -> VisionTransformer:
     """A vitcore model with a timm ViT's weights (a module, or its state dict plus ``num_heads``).
 
     ``config`` overrides fields of the derived :class:`ViTConfig` (e.g. ``mean`` and ``std``).
@@ -94,12 +114,24 @@ def to_timm(model: VisionTransformer) -> nn.Module:
 
     cfg = model.config
     if len(set(cfg.heads)) != 1 or len(set(cfg.mlp_widths)) != 1 or 0 in cfg.heads or 0 in cfg.mlp_widths:
-        raise TimmConversionError("timm's ViT needs the same head count and MLP width in every layer; a pruned model has uneven layers")
+        raise TimmConversionError(
+            "timm's ViT needs the same head count and MLP width in every layer; a pruned model has uneven layers"
+        )
     if cfg.dim % cfg.heads[0] or cfg.dim // cfg.heads[0] != cfg.head_dim:
-        raise TimmConversionError(f"timm derives head_dim as dim / heads = {cfg.dim / cfg.heads[0]:g}, this model has {cfg.head_dim}")
+        raise TimmConversionError(
+            f"timm derives head_dim as dim / heads = {cfg.dim / cfg.heads[0]:g}, this model has {cfg.head_dim}"
+        )
     out = tvit.VisionTransformer(
-        img_size=cfg.image_size, patch_size=cfg.patch_size, in_chans=cfg.in_chans, num_classes=cfg.num_classes, embed_dim=cfg.dim,
-        depth=cfg.depth, num_heads=cfg.heads[0], mlp_ratio=cfg.mlp_widths[0] / cfg.dim, qkv_bias=True, global_pool="token",
+        img_size=cfg.image_size,
+        patch_size=cfg.patch_size,
+        in_chans=cfg.in_chans,
+        num_classes=cfg.num_classes,
+        embed_dim=cfg.dim,
+        depth=cfg.depth,
+        num_heads=cfg.heads[0],
+        mlp_ratio=cfg.mlp_widths[0] / cfg.dim,
+        qkv_bias=True,
+        global_pool="token",
         norm_layer=partial(nn.LayerNorm, eps=cfg.norm_eps),
     )
     with torch.no_grad():

@@ -134,4 +134,3 @@ def check_components(atlas: Atlas, names: list[str]) -> None:
     """Refuse an atlas made for a model with other components."""
     if atlas.components != names:
         raise AtlasDataError("this atlas was computed for a model with different components")
-

@@ -12,9 +12,9 @@ import importlib.util
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -80,8 +80,17 @@ Solver = Callable[[VisionTransformer, ImageSet, AtlasTask, AtlasSettings], str]
 def solve(model: VisionTransformer, data: ImageSet, task: AtlasTask, settings: AtlasSettings) -> str:
     """One task: the circuit of one class by one method, as result JSON (with its own wall time)."""
     entry = get_method(task.method)
-    result = discover(model, data, [task.wnid], task.method, settings.corruption, n_images=settings.images, seed=settings.seed,
-                      model_sha256=settings.model_sha256, **entry.own_options(dict(settings.options)))
+    result = discover(
+        model,
+        data,
+        [task.wnid],
+        task.method,
+        settings.corruption,
+        n_images=settings.images,
+        seed=settings.seed,
+        model_sha256=settings.model_sha256,
+        **entry.own_options(dict(settings.options)),
+    )
     return result.to_json()
 
 
@@ -101,7 +110,9 @@ def _check_settings(out: Path, methods: list[str], classes: list[str], settings:
         except (OSError, json.JSONDecodeError) as e:
             raise AtlasError(f"{path} is unreadable ({e}); remove it or choose another --out") from e
         if old.get("settings") != record["settings"]:
-            raise AtlasError(f"{out} holds an atlas made with other settings ({old.get('settings')}); choose another --out")
+            raise AtlasError(
+                f"{out} holds an atlas made with other settings ({old.get('settings')}); choose another --out"
+            )
         record["methods"] = sorted(set(old.get("methods", [])) | set(methods))
         record["classes"] = sorted(set(old.get("classes", [])) | set(classes))
     else:
@@ -138,11 +149,19 @@ def run_atlas(
     pending = [t for t in tasks if not t.path(out).exists()]
     if backend == "auto":
         backend = "ray" if importlib.util.find_spec("ray") is not None else "local"
-    bar = tqdm(total=len(tasks), initial=len(tasks) - len(pending), desc=f"atlas ({backend})", unit="task", disable=not progress)
+    bar = tqdm(
+        total=len(tasks),
+        initial=len(tasks) - len(pending),
+        desc=f"atlas ({backend})",
+        unit="task",
+        disable=not progress,
+    )
     start = time.perf_counter()
     try:
         runner = _run_ray if backend == "ray" else _run_local
-        task_seconds = runner(model, data, pending, settings, out, retries, bar, solver, address, workers) if pending else []
+        task_seconds = (
+            runner(model, data, pending, settings, out, retries, bar, solver, address, workers) if pending else []
+        )
     finally:
         bar.close()
     return AtlasRun(backend, len(pending), len(tasks) - len(pending), time.perf_counter() - start, task_seconds)
@@ -170,7 +189,9 @@ def _run_local(model, data, tasks, settings, out, retries, bar, solver, address,
     return seconds
 
 
-def _in_worker(solver: Solver, model: VisionTransformer, data: ImageSet, task: AtlasTask, settings: AtlasSettings) -> str:
+def _in_worker(
+    solver: Solver, model: VisionTransformer, data: ImageSet, task: AtlasTask, settings: AtlasSettings
+) -> str:
     """A Ray task: the solver on the worker's share of the cores."""
     torch.set_num_threads(settings.threads_per_task)
     return solver(model, data, task, settings)
@@ -180,11 +201,18 @@ def _run_ray(model, data, tasks, settings, out, retries, bar, solver, address, w
     try:
         import ray
     except ImportError:
-        raise AtlasError("the ray backend needs Ray: pip install -r requirements-cluster.txt (or pip install -e .[cluster])") from None
+        raise AtlasError(
+            "the ray backend needs Ray: pip install -r requirements-cluster.txt (or pip install -e .[cluster])"
+        ) from None
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, num_cpus=None if address else (workers or os.cpu_count()), include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+        ray.init(
+            address=address,
+            num_cpus=None if address else (workers or os.cpu_count()),
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
     try:
         remote = ray.remote(num_cpus=settings.threads_per_task, max_retries=retries, retry_exceptions=True)(_in_worker)
         model_ref, data_ref = ray.put(model), ray.put(data)

@@ -14,7 +14,7 @@ The result is the same removed set as the naive loop.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -22,8 +22,8 @@ from torch import Tensor
 from ..model import Activations, VisionTransformer
 from .acdc_edges import acdc_edges
 from .greedy import ACDCOutcome, greedy_removal
-from .metrics import damage_fn
 from .method import MethodOutput, RunOptions
+from .metrics import damage_fn
 from .task import Task, TaskError
 
 
@@ -55,14 +55,18 @@ def acdc(
         k = masks.shape[0]
         start = 0 if naive else layer
         resid = model.embed(x) if naive else clean.resid[layer]
-        logits = model.forward_from(resid if k == 1 else resid.repeat(k, 1, 1), start, masks.repeat_interleave(N, 0), _tile(cf, k))
+        logits = model.forward_from(
+            resid if k == 1 else resid.repeat(k, 1, 1), start, masks.repeat_interleave(N, 0), _tile(cf, k)
+        )
         layer_runs += k * N * (depth - start)
         return damage(logits, ref.repeat(k, 1), labels.repeat(k)).view(k, N).mean(1)
 
     current = float(evaluate(mask[None], depth - 1 if not naive else 0)[0])
     order = space.reverse_topological()
     visits = [(layer, [c for c in order if space.components[c].layer == layer]) for layer in reversed(range(depth))]
-    current, evaluations = greedy_removal(mask, scores, visits, evaluate, current, tau, adaptive=not naive, max_group=max_group, progress=progress)
+    current, evaluations = greedy_removal(
+        mask, scores, visits, evaluate, current, tau, adaptive=not naive, max_group=max_group, progress=progress
+    )
     return ACDCOutcome(mask, scores, current, layer_runs / (N * depth), evaluations)
 
 
@@ -71,7 +75,9 @@ def _tile(cf: Activations | None, k: int) -> Activations | None:
     return cf if cf is None or k == 1 else cf.repeat(k)
 
 
-def run(model: VisionTransformer, task: Task, cf: Activations | None, metric: str, tau: float, options: RunOptions) -> MethodOutput:
+def run(
+    model: VisionTransformer, task: Task, cf: Activations | None, metric: str, tau: float, options: RunOptions
+) -> MethodOutput:
     """Registry entry point; the forward count includes the clean recording run."""
     if options.granularity == "edge":
         out = acdc_edges(model, task, cf, tau, metric, progress=options.progress)

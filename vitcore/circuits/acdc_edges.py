@@ -15,15 +15,15 @@ without a forward. ``naive=True`` runs every candidate from the embedding, one a
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from ..edges import EdgeStream
 from ..model import Activations, LayerIntervention, VisionTransformer
-from .greedy import ACDCOutcome, greedy_removal
 from .corruptions import corrupt_outputs
+from .greedy import ACDCOutcome, greedy_removal
 from .metrics import damage_fn
 from .task import Task, TaskError
 
@@ -33,14 +33,23 @@ def visiting_order(model: VisionTransformer) -> list[tuple[int, list[int]]]:
     space = model.edges
     visits = []
     for layer in reversed(range(model.config.depth + 1)):
-        groups = [space.logits_group] if layer == model.config.depth else [space.mlp_group(layer), space.attn_group(layer)]
-        ids = [g.start + v * g.n_upstream + u for g in groups for v in reversed(range(len(g.inputs))) for u in reversed(range(g.n_upstream))]
+        groups = (
+            [space.logits_group] if layer == model.config.depth else [space.mlp_group(layer), space.attn_group(layer)]
+        )
+        ids = [
+            g.start + v * g.n_upstream + u
+            for g in groups
+            for v in reversed(range(len(g.inputs)))
+            for u in reversed(range(g.n_upstream))
+        ]
         visits.append((layer, ids))
     return visits
 
 
 @torch.no_grad()
-def clean_caches(model: VisionTransformer, x: Tensor, corrupt: list[Tensor | None]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+def clean_caches(
+    model: VisionTransformer, x: Tensor, corrupt: list[Tensor | None]
+) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
     """On the clean run: the residual entering each layer (and the final one), what every upstream group
     wrote (as deltas from the corrupt run), and the running sums of those deltas."""
     stream = EdgeStream(model.edges, model.edges.ones(), corrupt)
@@ -104,6 +113,16 @@ def acdc_edges(
         return dead_inputs[v]
 
     current = float(evaluate(mask[None], depth)[0])
-    current, evaluations = greedy_removal(mask, scores, visiting_order(model), evaluate, current, tau, adaptive=not naive,
-                                          max_group=max_group, progress=progress, skip=skip if tau > 0 else None)
+    current, evaluations = greedy_removal(
+        mask,
+        scores,
+        visiting_order(model),
+        evaluate,
+        current,
+        tau,
+        adaptive=not naive,
+        max_group=max_group,
+        progress=progress,
+        skip=skip if tau > 0 else None,
+    )
     return ACDCOutcome(mask, scores, current, layer_runs / (N * depth), evaluations)

@@ -40,7 +40,9 @@ def corrupted_inputs(model: VisionTransformer, task: Task, corruption: str, nois
 
 
 @torch.no_grad()
-def counterfactual(model: VisionTransformer, task: Task, corruption: str, reference_images: int = 512, embed: bool = False) -> Activations | None:
+def counterfactual(
+    model: VisionTransformer, task: Task, corruption: str, reference_images: int = 512, embed: bool = False
+) -> Activations | None:
     """Counterfactual activations for ``task``, batch ``len(task)``; None means zeros.
 
     ``embed`` also keeps the embedding (``resid[0]``), which edge patching needs."""
@@ -51,14 +53,20 @@ def counterfactual(model: VisionTransformer, task: Task, corruption: str, refere
     if corruption == "mean":
         gen = torch.Generator().manual_seed(task.seed + 2)
         idx = torch.randperm(len(task.pool), generator=gen)[:reference_images]
-        parts = [model.run_with_cache(normalize(task.pool.images[idx[i : i + 256]], model.config), resid=embed)[1] for i in range(0, len(idx), 256)]
+        parts = [
+            model.run_with_cache(normalize(task.pool.images[idx[i : i + 256]], model.config), resid=embed)[1]
+            for i in range(0, len(idx), 256)
+        ]
         n, depth = len(idx), model.config.depth
-        heads = [sum(p.heads[l].sum(0, keepdim=True) for p in parts) / n for l in range(depth)]
-        mlp = [sum(p.mlp[l].sum(0, keepdim=True) for p in parts) / n for l in range(depth)]
-        resid = [sum(p.resid[0].sum(0, keepdim=True) for p in parts) / n] if embed else []
+        zero = torch.zeros(())  # a tensor start keeps sum()'s type a Tensor; 0 + x is exactly x
+        heads = [sum((p.heads[i].sum(0, keepdim=True) for p in parts), zero) / n for i in range(depth)]
+        mlp = [sum((p.mlp[i].sum(0, keepdim=True) for p in parts), zero) / n for i in range(depth)]
+        resid = [sum((p.resid[0].sum(0, keepdim=True) for p in parts), zero) / n] if embed else []
         # a broadcast view per task image, so that every method slices counterfactuals alike
         return Activations(heads, mlp, resid, parts[0].want).map(lambda t: t.expand(len(task), *t.shape[1:]))
-    cf = model.run_with_cache(corrupted_inputs(model, task, corruption), resid=embed)[1]
+    images = corrupted_inputs(model, task, corruption)
+    assert images is not None  # only zero and mean have no corrupted images, and both returned above
+    cf = model.run_with_cache(images, resid=embed)[1]
     cf.resid = cf.resid[:1]
     return cf
 
@@ -70,10 +78,11 @@ def corrupt_outputs(model: VisionTransformer, cf: Activations | None) -> list[Te
     if cf is None:
         return [None] * len(model.edges.upstream_slices)
     if not cf.resid:
-        raise TaskError("edge patching needs the counterfactual's embedding: build it with counterfactual(..., embed=True)")
+        raise TaskError(
+            "edge patching needs the counterfactual's embedding: build it with counterfactual(..., embed=True)"
+        )
     out: list[Tensor | None] = [cf.resid[0].unsqueeze(0)]
-    for layer, block in enumerate(model.blocks):
+    for layer, block in enumerate(model.layers()):
         out.append(block.attn.head_residuals(cf.heads[layer]))
         out.append(block.mlp.chunk_residuals(cf.mlp[layer], model.config.chunk_size))
     return out
-

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -34,7 +34,9 @@ def check_method_metric(method: str, metric: str, granularity: str = "node") -> 
 
 
 @torch.no_grad()
-def circuit_faithfulness(model: VisionTransformer, task: Task, keep: torch.Tensor, cf, granularity: str = "node", batch_size: int = 32) -> dict[str, float]:
+def circuit_faithfulness(
+    model: VisionTransformer, task: Task, keep: torch.Tensor, cf, granularity: str = "node", batch_size: int = 32
+) -> dict[str, float]:
     """Faithfulness of the circuit ``keep`` (components, or edges) on the task, removed parts patched with ``cf``."""
     if granularity == "node":
         return faithfulness(model(task.inputs, mask=keep, counterfactual=cf), task.reference_logits, task.labels)
@@ -60,7 +62,7 @@ def discover(
     granularity: str = "node",
     **named_setting: float,
 ) -> CircuitResult:
-    """Score every component (``granularity="edge"``: every edge) of ``model`` for ``classes`` of the discovery set ``data``.
+    """Score every component (``granularity="edge"``: every edge) of ``model`` for ``classes`` of the discovery set.
 
     The method's one parameter (``keep``, ``tau`` or ``sparsity``, see the registry) is given
     as ``setting`` or by its name; it defaults to the registry's default. ``n_steps`` and ``steps`` are run

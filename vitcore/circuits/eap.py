@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 
 from ..model import Activations, VisionTransformer
-from .metrics import damage_fn
 from .method import MethodOutput, RunOptions
+from .metrics import damage_fn
 from .patching import Patcher
 from .task import Task
 
@@ -36,8 +36,15 @@ def mask_gradient(patcher: Patcher, metric: str, mask: Tensor, batch_size: int =
     return total
 
 
-def eap_scores(model: VisionTransformer, task: Task, cf: Activations | None, metric: str = "ce", batch_size: int = 64, granularity: str = "node",
-               lrp: bool | str = False) -> Tensor:
+def eap_scores(
+    model: VisionTransformer,
+    task: Task,
+    cf: Activations | None,
+    metric: str = "ce",
+    batch_size: int = 64,
+    granularity: str = "node",
+    lrp: bool | str = False,
+) -> Tensor:
     """Estimated damage increase when each component (or edge) is patched (higher = more important).
 
     ``lrp`` takes the gradient through a rule set of :mod:`vitcore.lrp_rules` instead of the plain one: RelP.
@@ -47,8 +54,12 @@ def eap_scores(model: VisionTransformer, task: Task, cf: Activations | None, met
     return -mask_gradient(patcher, metric, torch.ones(patcher.size), batch_size) / len(task)
 
 
-def run(model: VisionTransformer, task: Task, cf: Activations | None, metric: str, keep: float, options: RunOptions) -> MethodOutput:
-    """Registry entry point: scores ranked by magnitude (a component whose patching moves the metric either way matters)."""
+def run(
+    model: VisionTransformer, task: Task, cf: Activations | None, metric: str, keep: float, options: RunOptions
+) -> MethodOutput:
+    """Registry entry point: scores ranked by magnitude (a component whose patching moves the metric either way
+    matters).
+    """
     with torch.enable_grad():
         scores = eap_scores(model, task, cf, metric, granularity=options.granularity).abs()
     if options.progress:

@@ -20,8 +20,8 @@ from captum.attr import InputXGradient, IntegratedGradients
 from torch import Tensor
 
 from ..model import Activations, VisionTransformer
-from .metrics import damage_fn
 from .method import MethodOutput, RunOptions
+from .metrics import damage_fn
 from .patching import Patcher
 from .task import Task, TaskError
 
@@ -50,7 +50,8 @@ def eap_ig_scores(
         ref, labels = task.reference_logits[start:stop], task.labels[start:stop]
         b = stop - start
 
-        def forward(masks: Tensor) -> Tensor:  # masks: [k * b, n], step-major as captum expands
+        def forward(masks: Tensor, start=start, stop=stop, ref=ref, labels=labels, b=b) -> Tensor:
+            # masks: [k * b, n], step-major as captum expands; this batch's values bound as defaults
             k = masks.shape[0] // b
             return damage(patcher.logits(slice(start, stop), masks), ref.repeat(k, 1), labels.repeat(k))
 
@@ -58,16 +59,25 @@ def eap_ig_scores(
             attr = InputXGradient(forward).attribute(torch.ones(b, n, requires_grad=True))
         else:
             ig = IntegratedGradients(forward)
-            attr = ig.attribute(torch.ones(b, n), baselines=torch.zeros(b, n), n_steps=n_steps, method=method,
-                                internal_batch_size=b * max(1, rows_per_forward // b))
+            attr = ig.attribute(
+                torch.ones(b, n),
+                baselines=torch.zeros(b, n),
+                n_steps=n_steps,
+                method=method,
+                internal_batch_size=b * max(1, rows_per_forward // b),
+            )
         total -= attr.detach().sum(0)
     return total / len(task)
 
 
-def run(model: VisionTransformer, task: Task, cf: Activations | None, metric: str, keep: float, options: RunOptions) -> MethodOutput:
+def run(
+    model: VisionTransformer, task: Task, cf: Activations | None, metric: str, keep: float, options: RunOptions
+) -> MethodOutput:
     """Registry entry point."""
     with torch.enable_grad():
         scores = eap_ig_scores(model, task, cf, metric, options.n_steps, granularity=options.granularity)
     if options.progress:
         options.progress(1.0)
-    return MethodOutput(scores, None, float(options.n_steps), float(options.n_steps), {"keep": keep, "n_steps": options.n_steps})
+    return MethodOutput(
+        scores, None, float(options.n_steps), float(options.n_steps), {"keep": keep, "n_steps": options.n_steps}
+    )

@@ -7,6 +7,7 @@ the logits end at the logits node. Line width grows with the edge's score.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import graphviz
@@ -25,9 +26,17 @@ class DrawnEdge:
     score: float
 
 
-def shown_edges(space: EdgeSpace, kept: Tensor, scores: Tensor, min_score: float = float("-inf"), limit: int = 300,
-                switched_off: set[str] = frozenset()) -> list[DrawnEdge]:
-    """Kept edges scoring at least ``min_score``, best first, at most ``limit``; edges of switched-off components are left out."""
+def shown_edges(
+    space: EdgeSpace,
+    kept: Tensor,
+    scores: Tensor,
+    min_score: float = float("-inf"),
+    limit: int = 300,
+    switched_off: Collection[str] = frozenset(),
+) -> list[DrawnEdge]:
+    """Kept edges scoring at least ``min_score``, best first, at most ``limit``; edges of switched-off components are
+    left out.
+    """
     ids = torch.nonzero((kept > 0.5) & (scores >= min_score)).flatten()
     ids = ids[torch.argsort(scores[ids], descending=True, stable=True)]
     out = []
@@ -42,13 +51,24 @@ def shown_edges(space: EdgeSpace, kept: Tensor, scores: Tensor, min_score: float
     return out
 
 
-def circuit_dot(space: EdgeSpace, edges: list[DrawnEdge], switched_off: set[str] = frozenset()) -> str:
+def circuit_dot(space: EdgeSpace, edges: list[DrawnEdge], switched_off: Collection[str] = frozenset()) -> str:
     """DOT source of the drawn edges: one row per layer's heads and one per layer's MLP (its input node
     "Ln MLP" and the chunks that write), top to bottom; only nodes that a drawn edge touches."""
-    g = graphviz.Digraph("circuit", graph_attr={"rankdir": "TB", "nodesep": "0.12", "ranksep": "0.45", "bgcolor": "transparent", "newrank": "true"},
-                         node_attr={"shape": "box", "style": "rounded,filled", "fillcolor": "#eef3fb", "fontsize": "10", "height": "0.25"})
+    g = graphviz.Digraph(
+        "circuit",
+        graph_attr={"rankdir": "TB", "nodesep": "0.12", "ranksep": "0.45", "bgcolor": "transparent", "newrank": "true"},
+        node_attr={
+            "shape": "box",
+            "style": "rounded,filled",
+            "fillcolor": "#eef3fb",
+            "fontsize": "10",
+            "height": "0.25",
+        },
+    )
     top = max((abs(e.score) for e in edges), default=1.0) or 1.0
-    touched = {e.upstream for e in edges} | {e.input.rsplit(".", 1)[0] if e.input.endswith((".q", ".k", ".v")) else e.input for e in edges}
+    touched = {e.upstream for e in edges} | {
+        e.input.rsplit(".", 1)[0] if e.input.endswith((".q", ".k", ".v")) else e.input for e in edges
+    }
     rows: list[str] = []  # the first node of each row, top to bottom, chained invisibly to keep the layers in order
     if EMBED in touched:
         g.node(EMBED, "embedding", fillcolor="#dddddd")
@@ -57,17 +77,23 @@ def circuit_dot(space: EdgeSpace, edges: list[DrawnEdge], switched_off: set[str]
         heads = [n for n in space.nodes if n.startswith(f"L{layer}.H") and n in touched]
         chunks = [n for n in space.nodes if n.startswith(f"L{layer}.C") and n in touched]
         mlp_in = f"L{layer}.mlp"
-        for members, label, anchor in ((heads, f"layer {layer}", f"L{layer}.row"), (chunks + ([mlp_in] if mlp_in in touched else []), None, None)):
+        for members, label, anchor in (
+            (heads, f"layer {layer}", f"L{layer}.row"),
+            (chunks + ([mlp_in] if mlp_in in touched else []), None, None),
+        ):
             if not members:
                 continue
-            with g.subgraph(name=f"row_{members[0]}", graph_attr={"rank": "same"}) as row:
+            # subgraph() without a graph argument returns a context manager (documented; the stubs say Optional)
+            with g.subgraph(name=f"row_{members[0]}", graph_attr={"rank": "same"}) as row:  # pyright: ignore[reportOptionalContextManager]
                 if anchor:
                     row.node(anchor, label, shape="plaintext", style="", fontsize="9")
                 for n in members:
                     if n == mlp_in:
                         row.node(n, f"L{layer} MLP", fillcolor="#dddddd", shape="box")
                     else:
-                        row.node(n, n, fillcolor="#f8d7da" if n in switched_off else ("#e6f4ea" if ".C" in n else "#eef3fb"))
+                        row.node(
+                            n, n, fillcolor="#f8d7da" if n in switched_off else ("#e6f4ea" if ".C" in n else "#eef3fb")
+                        )
             rows.append(anchor or members[0])
     g.node(LOGITS, "logits", fillcolor="#dddddd")
     rows.append(LOGITS)
@@ -80,5 +106,11 @@ def circuit_dot(space: EdgeSpace, edges: list[DrawnEdge], switched_off: set[str]
             head, which = e.input.rsplit(".", 1)
             g.edge(e.upstream, head, penwidth=width, color=INPUT_COLOURS[which], tooltip=tooltip)
         else:
-            g.edge(e.upstream, e.input, penwidth=width, color=INPUT_COLOURS["mlp" if e.input.endswith(".mlp") else LOGITS], tooltip=tooltip)
+            g.edge(
+                e.upstream,
+                e.input,
+                penwidth=width,
+                color=INPUT_COLOURS["mlp" if e.input.endswith(".mlp") else LOGITS],
+                tooltip=tooltip,
+            )
     return g.source

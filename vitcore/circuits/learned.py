@@ -20,15 +20,15 @@ has the asked size.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
 
 from ..model import Activations, VisionTransformer
-from .metrics import damage_fn
 from .method import MethodOutput, RunOptions
+from .metrics import damage_fn
 from .patching import Patcher
 from .result import keep_top
 from .task import Task, TaskError
@@ -62,7 +62,9 @@ def shift_to_sparsity(log_alpha: Tensor, target: float, iterations: int = 60) ->
 
 
 def scheduled_target(sparsity: float, step: int, steps: int, ramp: float) -> float:
-    """The target sparsity after ``step`` (0-based) steps: linear from 0, reaching ``sparsity`` after ``ramp * steps``."""
+    """The target sparsity after ``step`` (0-based) steps: linear from 0, reaching ``sparsity`` after ``ramp *
+    steps``.
+    """
     return sparsity * min(1.0, (step + 1) / max(1, int(ramp * steps)))
 
 
@@ -141,10 +143,21 @@ def learn_masks(
     return LearnedOutcome(final, keep, expected, images / N, images / N, history)
 
 
-def run(model: VisionTransformer, task: Task, cf: Activations | None, metric: str, sparsity: float, options: RunOptions) -> MethodOutput:
+def run(
+    model: VisionTransformer, task: Task, cf: Activations | None, metric: str, sparsity: float, options: RunOptions
+) -> MethodOutput:
     """Registry entry point."""
     with torch.enable_grad():
-        out = learn_masks(model, task, cf, sparsity, metric, steps=options.steps, seed=options.seed, progress=options.progress,
-                          granularity=options.granularity)
+        out = learn_masks(
+            model,
+            task,
+            cf,
+            sparsity,
+            metric,
+            steps=options.steps,
+            seed=options.seed,
+            progress=options.progress,
+            granularity=options.granularity,
+        )
     params = {"sparsity": sparsity, "steps": options.steps, "expected_sparsity": round(out.expected_sparsity, 4)}
     return MethodOutput(out.log_alpha, out.kept_mask, out.forward_passes, out.backward_passes, params)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..model import Activations, RECORDABLE, VisionTransformer
+from ..model import RECORDABLE, Activations, VisionTransformer
 from .method import MethodOutput, RunOptions
 from .task import Task, TaskError
 
@@ -48,12 +48,28 @@ def lrp_relevance(model: VisionTransformer, inputs: Tensor, targets: Tensor, rul
     for layer in range(depth):
         per_layer.append(heads[layer].sum(dim=(1, 3)))  # [B, H]
         neurons = mlp[layer].sum(1)  # [B, W]
-        per_layer.append(torch.stack([neurons[:, list(space.chunk_neurons(layer, c))].sum(1) for c in range(space.chunks_per_layer[layer])], 1)
-                         if space.chunks_per_layer[layer] else neurons[:, :0])
-    return Relevance(torch.cat(per_layer, 1), rel[0].sum(1), torch.stack([r.sum(dim=(1, 2)) for r in resid]), explained.detach())
+        per_layer.append(
+            torch.stack(
+                [neurons[:, list(space.chunk_neurons(layer, c))].sum(1) for c in range(space.chunks_per_layer[layer])],
+                1,
+            )
+            if space.chunks_per_layer[layer]
+            else neurons[:, :0]
+        )
+    return Relevance(
+        torch.cat(per_layer, 1), rel[0].sum(1), torch.stack([r.sum(dim=(1, 2)) for r in resid]), explained.detach()
+    )
 
 
-def run(model: VisionTransformer, task: Task, cf: Activations | None, metric: str, keep: float, options: RunOptions, batch_size: int = 64) -> MethodOutput:
+def run(
+    model: VisionTransformer,
+    task: Task,
+    cf: Activations | None,
+    metric: str,
+    keep: float,
+    options: RunOptions,
+    batch_size: int = 64,
+) -> MethodOutput:
     """Registry entry point: mean absolute relevance per component over the task's images.
 
     LRP needs no counterfactual (``cf`` is unused); it explains the true class's logit.

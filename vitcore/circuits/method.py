@@ -6,14 +6,14 @@ a method's behaviour from its :class:`Method` record, never from its name.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Any, Protocol
 
 from torch import Tensor
 
 from ..model import Activations, VisionTransformer
 from .task import Task, TaskError
-
 
 # Rough factor for the app's time estimate of edge runs, not fitted: one edge-instrumented pass against a plain
 # one (docs/measurements/bench_edges.txt has the edge runs' wall times).
@@ -33,7 +33,9 @@ class Param:
     high_inclusive: bool = True
     help: str = ""
     choices: tuple[float, ...] = ()  # the values the app's slider offers
-    search: tuple[float, float] | None = None  # the range a target-accuracy search bisects (geometrically), for setting methods
+    search: tuple[float, float] | None = (
+        None  # the range a target-accuracy search bisects (geometrically), for setting methods
+    )
 
     def check(self, value: float) -> float:
         ok_low = value >= self.low if self.low_inclusive else value > self.low
@@ -90,7 +92,16 @@ class MethodOutput:
 
 
 class MethodRun(Protocol):
-    def __call__(self, model: VisionTransformer, task: Task, cf: Activations | None, metric: str, value: float, options: RunOptions) -> MethodOutput: ...
+    def __call__(
+        self,
+        model: VisionTransformer,
+        task: Task,
+        cf: Activations | None,
+        metric: str,
+        value: float,
+        options: RunOptions,
+        /,
+    ) -> MethodOutput: ...
 
 
 @dataclass(frozen=True)
@@ -114,8 +125,12 @@ class Method:
     # otherwise a setting other than a keep ratio is re-run, and a keep ratio cuts the scores
     threshold_scores: bool = False
     edge_evaluations: int | None = None  # over edges: candidates evaluated one by one (None: every edge in one pass)
-    edge_images: int | None = None  # over edges: at most this many discovery images in benchmarks (cost grows with them)
-    setting_for_keep: Callable[[float], float] | None = None  # the setting that keeps a given fraction, when it is not a keep ratio
+    edge_images: int | None = (
+        None  # over edges: at most this many discovery images in benchmarks (cost grows with them)
+    )
+    setting_for_keep: Callable[[float], float] | None = (
+        None  # the setting that keeps a given fraction, when it is not a keep ratio
+    )
 
     def default(self, granularity: str = "node") -> float:
         """The parameter's default at a granularity."""
@@ -132,7 +147,7 @@ class Method:
         "setting" bisects the parameter itself over ``param.search`` (re-running the method at each probe)."""
         return "setting" if self.param.search is not None else "keep"
 
-    def own_options(self, values: dict[str, int]) -> dict[str, int]:
+    def own_options(self, values: Mapping[str, int]) -> dict[str, Any]:
         """The run options this method reads, taken from ``values`` (options by field; others ignored)."""
         return {o.field: values[o.field] for o in self.options if o.field in values}
 
@@ -142,7 +157,9 @@ class Method:
         chosen = {o.field: o.check(int(values.get(o.field, o.default))) for o in self.options}
         return RunOptions(**chosen, **fixed)
 
-    def estimate_seconds(self, forward_s: float, options: RunOptions, n_components: int, granularity: str = "node") -> float:
+    def estimate_seconds(
+        self, forward_s: float, options: RunOptions, n_components: int, granularity: str = "node"
+    ) -> float:
         """Expected wall time from one measured forward over the task images (plus building the task,
         the counterfactual and the faithfulness check: three forwards). Over edges every pass runs the
         edge-instrumented forward, about ``EDGE_PASS_COST`` plain ones."""

@@ -22,9 +22,12 @@ from .task import TaskError
 def _refuse_kl(label: str):
     def refuse(metric: str) -> str | None:
         if metric == "kl":
-            return (f"{label} on KL is degenerate: KL(full || circuit) is zero with zero gradient at the clean run, "
-                    f"so every score would be 0. Use metric 'ce' (default) or 'logit-diff' for {label}, or EAP-IG for KL.")
+            return (
+                f"{label} on KL is degenerate: KL(full || circuit) is zero with zero gradient at the clean run, "
+                f"so every score would be 0. Use metric 'ce' (default) or 'logit-diff' for {label}, or EAP-IG for KL."
+            )
         return None
+
     return refuse
 
 
@@ -39,41 +42,136 @@ OPTIMISATION_STEPS = Option("steps", "Optimisation steps", 200, 20, 1000, 20, he
 
 
 def _registry() -> dict[str, Method]:
-    keep = Param("keep", "Keep ratio", 0.5, 0.0, 1.0, low_inclusive=False, help="fraction of components kept, by score",
-                 choices=tuple(round(0.05 * i, 2) for i in range(1, 21)))
+    keep = Param(
+        "keep",
+        "Keep ratio",
+        0.5,
+        0.0,
+        1.0,
+        low_inclusive=False,
+        help="fraction of components kept, by score",
+        choices=tuple(round(0.05 * i, 2) for i in range(1, 21)),
+    )
     ranked = (0.9, 0.8, 0.7, 0.6, 0.5)
-    return {m.name: m for m in (
-        Method("eap", "EAP", run_eap, "ce", keep, ranked, "2 forwards + 1 backward",
-               "EAP ranks by the gradient of the metric times the activation difference (default metric: cross-entropy "
-               "of the true label; KL is degenerate for EAP).", _refuse_kl("EAP"), granularities=("node", "edge"), edge_default=0.05),
-        Method("eap-ig", "EAP-IG", run_eap_ig, "kl", keep, ranked, "n_steps forwards + backwards (+1 forward)",
-               "EAP-IG integrates the gradient along the path from corrupt to clean (captum IntegratedGradients; default metric: KL).",
-               options=(INTEGRATION_STEPS,), expected_passes=lambda o, n: 3.0 * o.n_steps, granularities=("node", "edge"), edge_default=0.05),
-        # the default tau and the sweep's taus: see the Pareto sweep in the docs (docs/measurements/sweep.txt)
-        Method("acdc", "ACDC", run_acdc, "kl",
-               Param("tau", "tau", 0.01, 0.0, float("inf"), help="KL threshold: a component is removed if patching it raises KL by less",
-                     choices=(0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2), search=(1e-4, 0.5)),
-               (0.01, 0.05, 0.1, 0.15, 0.2), "cached residual per layer, candidates of a layer batched",
-               "ACDC greedily removes components, in reverse topological order, whose patching raises KL by less than tau.",
-               expected_passes=lambda o, n: 0.6 * n, granularities=("node", "edge"), edge_default=0.005, threshold_scores=True,
-               edge_evaluations=2000, edge_images=6),  # forward equivalents per component: docs/measurements/bench_circuits.txt
-        Method("learned", "learned", run_learned, "kl",
-               Param("sparsity", "Target sparsity", 0.5, 0.0, 1.0, high_inclusive=False, help="fraction of components removed",
-                     choices=tuple(round(0.05 * i, 2) for i in range(0, 20))),
-               (0.1, 0.2, 0.3, 0.4, 0.5), "one forward + backward per step",
-               "Learned masks train hard-concrete gates on KL while their expected sparsity is held on a target raised to the "
-               "requested sparsity (Edge Pruning's objective and schedule; the target is kept exactly by a common shift of the gates).",
-               options=(OPTIMISATION_STEPS,), expected_passes=lambda o, n: 3.0 * o.steps, granularities=("node", "edge"),
-               edge_default=0.95, setting_for_keep=lambda keep: 1 - keep),
-        Method("lrp", "LRP", run_lrp, "logit", keep, ranked, "1 forward + 1 backward (no counterfactual)",
-               "LRP (AttnLRP rules) scores each component by the relevance that flows through it when the true class's logit is "
-               "explained in one modified backward pass; ranked by mean absolute relevance.", _refuse_all_but_logit,
-               granularities=("node",)),
-        Method("relp", "RelP", run_relp, "ce", keep, ranked, "2 forwards + 1 backward",
-               "RelP is attribution patching with the gradient taken through LRP's rules (AttnLRP) instead of the plain one: "
-               "EAP's cost, with the relevance propagation that tracks exact patching more closely (Rezaei Jafari et al. 2025).",
-               _refuse_kl("RelP"), granularities=("node", "edge"), edge_default=0.05),
-    )}
+    return {
+        m.name: m
+        for m in (
+            Method(
+                "eap",
+                "EAP",
+                run_eap,
+                "ce",
+                keep,
+                ranked,
+                "2 forwards + 1 backward",
+                "EAP ranks by the gradient of the metric times the activation difference (default metric: "
+                "cross-entropy "
+                "of the true label; KL is degenerate for EAP).",
+                _refuse_kl("EAP"),
+                granularities=("node", "edge"),
+                edge_default=0.05,
+            ),
+            Method(
+                "eap-ig",
+                "EAP-IG",
+                run_eap_ig,
+                "kl",
+                keep,
+                ranked,
+                "n_steps forwards + backwards (+1 forward)",
+                "EAP-IG integrates the gradient along the path from corrupt to clean (captum IntegratedGradients; "
+                "default metric: KL).",
+                options=(INTEGRATION_STEPS,),
+                expected_passes=lambda o, n: 3.0 * o.n_steps,
+                granularities=("node", "edge"),
+                edge_default=0.05,
+            ),
+            # the default tau and the sweep's taus: see the Pareto sweep in the docs (docs/measurements/sweep.txt)
+            Method(
+                "acdc",
+                "ACDC",
+                run_acdc,
+                "kl",
+                Param(
+                    "tau",
+                    "tau",
+                    0.01,
+                    0.0,
+                    float("inf"),
+                    help="KL threshold: a component is removed if patching it raises KL by less",
+                    choices=(0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2),
+                    search=(1e-4, 0.5),
+                ),
+                (0.01, 0.05, 0.1, 0.15, 0.2),
+                "cached residual per layer, candidates of a layer batched",
+                "ACDC greedily removes components, in reverse topological order, whose patching raises KL by less "
+                "than tau.",
+                expected_passes=lambda o, n: 0.6 * n,
+                granularities=("node", "edge"),
+                edge_default=0.005,
+                threshold_scores=True,
+                edge_evaluations=2000,
+                edge_images=6,
+            ),  # forward equivalents per component: docs/measurements/bench_circuits.txt
+            Method(
+                "learned",
+                "learned",
+                run_learned,
+                "kl",
+                Param(
+                    "sparsity",
+                    "Target sparsity",
+                    0.5,
+                    0.0,
+                    1.0,
+                    high_inclusive=False,
+                    help="fraction of components removed",
+                    choices=tuple(round(0.05 * i, 2) for i in range(0, 20)),
+                ),
+                (0.1, 0.2, 0.3, 0.4, 0.5),
+                "one forward + backward per step",
+                "Learned masks train hard-concrete gates on KL while their expected sparsity is held on a target "
+                "raised to the "
+                "requested sparsity (Edge Pruning's objective and schedule; the target is kept exactly by a common "
+                "shift of the gates).",
+                options=(OPTIMISATION_STEPS,),
+                expected_passes=lambda o, n: 3.0 * o.steps,
+                granularities=("node", "edge"),
+                edge_default=0.95,
+                setting_for_keep=lambda keep: 1 - keep,
+            ),
+            Method(
+                "lrp",
+                "LRP",
+                run_lrp,
+                "logit",
+                keep,
+                ranked,
+                "1 forward + 1 backward (no counterfactual)",
+                "LRP (AttnLRP rules) scores each component by the relevance that flows through it when the true "
+                "class's logit is "
+                "explained in one modified backward pass; ranked by mean absolute relevance.",
+                _refuse_all_but_logit,
+                granularities=("node",),
+            ),
+            Method(
+                "relp",
+                "RelP",
+                run_relp,
+                "ce",
+                keep,
+                ranked,
+                "2 forwards + 1 backward",
+                "RelP is attribution patching with the gradient taken through LRP's rules (AttnLRP) instead of the "
+                "plain one: "
+                "EAP's cost, with the relevance propagation that tracks exact patching more closely (Rezaei Jafari et "
+                "al. 2025).",
+                _refuse_kl("RelP"),
+                granularities=("node", "edge"),
+                edge_default=0.05,
+            ),
+        )
+    }
 
 
 METHODS: dict[str, Method] = _registry()

@@ -7,7 +7,7 @@ the negated margin of the true class over the best other class.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch.nn.functional as F
 from torch import Tensor
@@ -19,7 +19,12 @@ METRICS = ("kl", "ce", "logit-diff", "logit")
 
 def kl_divergence(logits: Tensor, reference: Tensor, temperature: float = 1.0) -> Tensor:
     """Per-sample KL(softmax(reference / T) || softmax(logits / T))."""
-    return F.kl_div(F.log_softmax(logits / temperature, -1), F.log_softmax(reference / temperature, -1), log_target=True, reduction="none").sum(-1)
+    return F.kl_div(
+        F.log_softmax(logits / temperature, -1),
+        F.log_softmax(reference / temperature, -1),
+        log_target=True,
+        reduction="none",
+    ).sum(-1)
 
 
 def kl_damage(logits: Tensor, reference: Tensor, labels: Tensor) -> Tensor:
@@ -45,7 +50,12 @@ def logit_damage(logits: Tensor, reference: Tensor, labels: Tensor) -> Tensor:
     return -logits.gather(1, labels[:, None]).squeeze(1)
 
 
-DAMAGE: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {"kl": kl_damage, "ce": ce_damage, "logit-diff": logit_diff_damage, "logit": logit_damage}
+DAMAGE: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
+    "kl": kl_damage,
+    "ce": ce_damage,
+    "logit-diff": logit_diff_damage,
+    "logit": logit_damage,
+}
 
 
 def damage_fn(metric: str) -> Callable[[Tensor, Tensor, Tensor], Tensor]:

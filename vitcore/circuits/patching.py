@@ -26,7 +26,14 @@ class Patcher:
     (``True``: AttnLRP's) to give the same logits with LRP's modified backward, for RelP.
     """
 
-    def __init__(self, model: VisionTransformer, task: Task, cf: Activations | None, granularity: str = "node", lrp: bool | str = False):
+    def __init__(
+        self,
+        model: VisionTransformer,
+        task: Task,
+        cf: Activations | None,
+        granularity: str = "node",
+        lrp: bool | str = False,
+    ):
         if granularity not in GRANULARITIES:
             raise TaskError(f"unknown granularity {granularity!r}; choose one of {', '.join(GRANULARITIES)}")
         self.model, self.task, self.cf, self.granularity, self.lrp = model, task, cf, granularity, lrp
@@ -48,6 +55,7 @@ class Patcher:
             if self.lrp:
                 return self.model.forward_from(self.model.embed(x), 0, mask, cf, lrp=self.lrp)
             return self.model(x, mask=mask, counterfactual=cf)
+        assert self.corrupt is not None  # set for every edge-level patcher
         if mask.dim() == 2 and _blocks_repeat(mask, k):  # captum's rows: one mask per step, repeated per image
             mask = mask.view(k, b, -1).mean(1)  # the same values; the gradient spread evenly over the repeats
             k_corrupt = 1

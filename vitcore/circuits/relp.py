@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import torch
 
-from ..model import Activations, VisionTransformer
 from ..lrp_rules import CP_LRP
+from ..model import Activations, VisionTransformer
 from .eap import eap_scores
 from .method import MethodOutput, RunOptions
 from .task import Task
 
 
-def run(model: VisionTransformer, task: Task, cf: Activations | None, metric: str, keep: float, options: RunOptions) -> MethodOutput:
+def run(
+    model: VisionTransformer, task: Task, cf: Activations | None, metric: str, keep: float, options: RunOptions
+) -> MethodOutput:
     """Registry entry point: scores ranked by magnitude, as EAP's."""
     with torch.enable_grad():
         scores = eap_scores(model, task, cf, metric, granularity=options.granularity, lrp=CP_LRP).abs()

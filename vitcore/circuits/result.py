@@ -27,13 +27,12 @@ import csv
 import io
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-
-import re
 
 from ..components import Component, ComponentSpace
 from ..edges import EdgeSpace
@@ -76,13 +75,20 @@ class CircuitResult:
     def score_tensor(self) -> torch.Tensor:
         return torch.tensor(self.scores, dtype=torch.float32)
 
-    def keep_mask(self, space: ComponentSpace | EdgeSpace, keep_ratio: float | None = None, threshold: float | None = None) -> torch.Tensor:
+    def keep_mask(
+        self, space: ComponentSpace | EdgeSpace, keep_ratio: float | None = None, threshold: float | None = None
+    ) -> torch.Tensor:
         """Keep-set as a 0/1 mask over ``space`` (components, or edges for an edge result): top ``keep_ratio``
         of scores, scores >= ``threshold``, or ``kept``."""
         if isinstance(space, EdgeSpace) != self.is_edge:
-            raise ResultError(f"this is a {self.granularity}-level result; it gives a mask over {'edges' if self.is_edge else 'components'}")
+            raise ResultError(
+                f"this is a {self.granularity}-level result; it gives a mask over "
+                f"{'edges' if self.is_edge else 'components'}"
+            )
         if space.names != self.component_names:
-            raise ResultError(f"this result was computed for a model with different {'edges' if self.is_edge else 'components'}")
+            raise ResultError(
+                f"this result was computed for a model with different {'edges' if self.is_edge else 'components'}"
+            )
         if keep_ratio is not None:
             return keep_top(self.score_tensor(), keep_ratio)
         if threshold is not None:
@@ -101,7 +107,11 @@ class CircuitResult:
     def to_csv(self) -> str:
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["rank", "edge", "upstream", "input", "score", "kept"] if self.is_edge else ["rank", "component", "layer", "kind", "index", "score", "kept"])
+        w.writerow(
+            ["rank", "edge", "upstream", "input", "score", "kept"]
+            if self.is_edge
+            else ["rank", "component", "layer", "kind", "index", "score", "kept"]
+        )
         kept = set(self.kept or [])
         order = sorted(range(len(self.scores)), key=lambda i: -self.scores[i])
         for rank, i in enumerate(order, 1):
@@ -115,15 +125,21 @@ class CircuitResult:
         return buf.getvalue()
 
     @classmethod
-    def from_json(cls, text: str | bytes, source: str = "scores file") -> "CircuitResult":
+    def from_json(cls, text: str | bytes, source: str = "scores file") -> CircuitResult:
         d = parse_json(text, source, ResultError)
         if not isinstance(d, dict) or d.get("schema") != SCHEMA:
             raise ResultError(f"{source} is not a vitcore circuit result (schema field missing or foreign)")
         if d.get("version") not in READABLE_VERSIONS:
-            raise ResultError(f"{source} has schema version {d.get('version')!r}; this vitcore reads versions {', '.join(map(str, READABLE_VERSIONS))}")
-        d.pop("schema"), d.pop("version")
+            raise ResultError(
+                f"{source} has schema version {d.get('version')!r}; this vitcore reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}"
+            )
+        d.pop("schema")
+        d.pop("version")
         if d.setdefault("granularity", "node") not in GRANULARITIES:
-            raise ResultError(f"{source}: granularity must be one of {', '.join(GRANULARITIES)}, got {d['granularity']!r}")
+            raise ResultError(
+                f"{source}: granularity must be one of {', '.join(GRANULARITIES)}, got {d['granularity']!r}"
+            )
         names, scores = d.get("component_names"), d.get("scores")
         if not isinstance(names, list) or not isinstance(scores, list) or len(names) != len(scores):
             raise ResultError(f"{source}: component_names and scores must be lists of equal length")
@@ -131,7 +147,10 @@ class CircuitResult:
             raise ResultError(f"{source}: scores must be finite numbers")
         unknown = sorted(set(d.get("kept") or []) - set(names)) if isinstance(d.get("kept"), list) else []
         if unknown:
-            raise ResultError(f"{source}: kept names component(s) that are not among its component_names: {', '.join(map(str, unknown[:5]))}")
+            raise ResultError(
+                f"{source}: kept names component(s) that are not among its component_names: "
+                f"{', '.join(map(str, unknown[:5]))}"
+            )
         try:
             if d["granularity"] == "edge":
                 bad = [n for n in names if not isinstance(n, str) or not _EDGE_NAME.match(n)]
@@ -144,7 +163,7 @@ class CircuitResult:
             raise ResultError(f"{source}: {e}") from e
 
     @classmethod
-    def load(cls, path: str | Path) -> "CircuitResult":
+    def load(cls, path: str | Path) -> CircuitResult:
         try:
             return cls.from_json(Path(path).read_bytes(), str(path))
         except OSError as e:

@@ -32,7 +32,9 @@ class Task:
 
 
 @torch.no_grad()
-def build_task(model: VisionTransformer, data: ImageSet, wnids: list[str], n_images: int | None = None, seed: int = 0) -> Task:
+def build_task(
+    model: VisionTransformer, data: ImageSet, wnids: list[str], n_images: int | None = None, seed: int = 0
+) -> Task:
     """Task over at most ``n_images`` images of ``wnids`` (balanced by a seeded shuffle)."""
     if not wnids:
         raise TaskError("choose at least one class")

@@ -52,7 +52,11 @@ def exact_effects(model: VisionTransformer, task: Task, cf, metric: str, candida
         masks = torch.ones(len(ids), n)
         masks[torch.arange(len(ids)), list(ids)] = 0.0
         logits = patcher.logits(slice(None), masks.repeat_interleave(b, 0))
-        per = damage(logits, task.reference_logits.repeat(len(ids), 1), task.labels.repeat(len(ids))).view(len(ids), b).mean(1)
+        per = (
+            damage(logits, task.reference_logits.repeat(len(ids), 1), task.labels.repeat(len(ids)))
+            .view(len(ids), b)
+            .mean(1)
+        )
         effects[list(ids)] = per - clean
     return effects
 
@@ -72,8 +76,14 @@ def spearman(a: Tensor, b: Tensor) -> float:
     return pearson(_rank(a), _rank(b))
 
 
-def measure(model: VisionTransformer, data: ImageSet, class_sets=CLASS_SETS, n_images: int = 30, methods: list[str] | None = None,
-            progress=None) -> list[dict[str, Any]]:
+def measure(
+    model: VisionTransformer,
+    data: ImageSet,
+    class_sets=CLASS_SETS,
+    n_images: int = 30,
+    methods: list[str] | None = None,
+    progress=None,
+) -> list[dict[str, Any]]:
     """One row per (method, class set), as described in the module docstring."""
     rows = []
     names = methods or list(METHODS)
@@ -88,8 +98,16 @@ def measure(model: VisionTransformer, data: ImageSet, class_sets=CLASS_SETS, n_i
             if (s, result.metric) not in effects_cache:
                 effects_cache[s, result.metric] = exact_effects(model, task, cf, result.metric)
             exact = effects_cache[s, result.metric].abs()
-            row = {"method": name, "label": entry.label, "classes": list(classes), "images": len(task), "metric": result.metric,
-                   "spearman": round(spearman(scores, exact), 4), "pearson": round(pearson(scores, exact), 4), "wall_s": round(result.wall_time_s, 2)}
+            row = {
+                "method": name,
+                "label": entry.label,
+                "classes": list(classes),
+                "images": len(task),
+                "metric": result.metric,
+                "spearman": round(spearman(scores, exact), 4),
+                "pearson": round(pearson(scores, exact), 4),
+                "wall_s": round(result.wall_time_s, 2),
+            }
             for ratio in KEEP_RATIOS:
                 f = circuit_faithfulness(model, task, keep_top(scores, ratio), cf)
                 row[f"kl_at_{ratio:g}"], row[f"top1_at_{ratio:g}"] = round(f["kl"], 4), round(f["top1"], 4)
@@ -127,9 +145,13 @@ def describe(method: str, summary: dict[str, dict[str, float]]) -> str | None:
     row = summary.get(method)
     if row is None:
         return None
-    return (f"On the shipped model ({row['class_sets']} class sets x {row['images']} images, medians): Spearman {row['spearman']:.2f} "
-            f"with exact single-component patching; the patched circuit keeping the top 50% has KL {row['kl_at_0.5']:.2f} and "
-            f"top-1 {row['top1_at_0.5']:.0%} on those images; {row['wall_s']:.1f} s a run.")
+    return (
+        f"On the shipped model ({row['class_sets']} class sets x {row['images']} images, medians): Spearman "
+        f"{row['spearman']:.2f} "
+        f"with exact single-component patching; the patched circuit keeping the top 50% has KL {row['kl_at_0.5']:.2f} "
+        "and "
+        f"top-1 {row['top1_at_0.5']:.0%} on those images; {row['wall_s']:.1f} s a run."
+    )
 
 
 def most_faithful(summary: dict[str, dict[str, float]], budget_s: float = 2.0, page_images: int = 50) -> str | None:

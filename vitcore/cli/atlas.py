@@ -1,4 +1,6 @@
-"""Command ``atlas``: per-class circuits of every class by each method, on Ray (local or a cluster) or in one process."""
+"""Command ``atlas``: per-class circuits of every class by each method, on Ray (local or a cluster) or in one
+process.
+"""
 
 from __future__ import annotations
 
@@ -35,12 +37,32 @@ def run(args: argparse.Namespace) -> int:
     data = load_data_for(ckpt, args.data, "train", progress=True)
     classes = list(data.wnids) if args.classes == "all" else parse_classes(args.classes, data.wnids)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    settings = AtlasSettings(corruption=args.corruption, images=args.images, model_sha256=ckpt.sha256, options=tuple(sorted(options_from(args).items())))
-    result = run_atlas(ckpt.model, data, classes, methods, args.out, settings, args.backend, args.address, args.workers, args.retries)
+    settings = AtlasSettings(
+        corruption=args.corruption,
+        images=args.images,
+        model_sha256=ckpt.sha256,
+        options=tuple(sorted(options_from(args).items())),
+    )
+    result = run_atlas(
+        ckpt.model, data, classes, methods, args.out, settings, args.backend, args.address, args.workers, args.retries
+    )
     table = write_table(args.out)
     mean_task = sum(result.task_seconds) / len(result.task_seconds) if result.task_seconds else 0.0
-    print(f"{result.ran} task(s) run, {result.skipped} already done, backend {result.backend}, {result.seconds:.1f} s wall, "
-          f"{result.tasks_per_second:.2f} tasks/s, {mean_task:.2f} s per task inside its worker; table {table}")
-    print(json.dumps({"backend": result.backend, "ran": result.ran, "skipped": result.skipped, "wall_s": round(result.seconds, 2),
-                      "tasks_per_s": round(result.tasks_per_second, 3), "mean_task_s": round(mean_task, 3)}))
+    print(
+        f"{result.ran} task(s) run, {result.skipped} already done, backend {result.backend}, {result.seconds:.1f} s "
+        "wall, "
+        f"{result.tasks_per_second:.2f} tasks/s, {mean_task:.2f} s per task inside its worker; table {table}"
+    )
+    print(
+        json.dumps(
+            {
+                "backend": result.backend,
+                "ran": result.ran,
+                "skipped": result.skipped,
+                "wall_s": round(result.seconds, 2),
+                "tasks_per_s": round(result.tasks_per_second, 3),
+                "mean_task_s": round(mean_task, 3),
+            }
+        )
+    )
     return 0

@@ -9,7 +9,16 @@ import time
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..circuits import CORRUPTIONS, METHODS, METRICS, build_task, check_method_metric, circuit_faithfulness, counterfactual, discover
+from ..circuits import (
+    CORRUPTIONS,
+    METHODS,
+    METRICS,
+    build_task,
+    check_method_metric,
+    circuit_faithfulness,
+    counterfactual,
+    discover,
+)
 from ..circuits.patching import GRANULARITIES
 from ..circuits.result import keep_top
 from ..evaluate import predict_logits
@@ -27,7 +36,12 @@ def add_setting_flags(p: argparse.ArgumentParser) -> None:
         seen.setdefault(m.param.name, []).append(m.name)
     for name, methods in seen.items():
         param = next(m.param for m in METHODS.values() if m.param.name == name)
-        group.add_argument(f"--{name}", type=float, default=None, help=f"{param.help} ({', '.join(methods)}; default {param.default:g})")
+        group.add_argument(
+            f"--{name}",
+            type=float,
+            default=None,
+            help=f"{param.help} ({', '.join(methods)}; default {param.default:g})",
+        )
 
 
 def setting_from(args: argparse.Namespace, method: str) -> dict[str, float]:
@@ -37,16 +51,29 @@ def setting_from(args: argparse.Namespace, method: str) -> dict[str, float]:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("circuits", help="score components for chosen classes (" + ", ".join(m.label for m in METHODS.values()) + ")")
+    p = sub.add_parser(
+        "circuits", help="score components for chosen classes (" + ", ".join(m.label for m in METHODS.values()) + ")"
+    )
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--data", default=None, help="discovery data (train split used; default: bundled subset)")
     p.add_argument("--eval-data", default=None, help="eval data (val split used; default: bundled subset)")
     p.add_argument("--method", choices=list(METHODS), required=True)
-    p.add_argument("--granularity", choices=GRANULARITIES, default="node",
-                   help="score components (node) or the edges between them (edge; " + ", ".join(m.name for m in METHODS.values() if "edge" in m.granularities) + ")")
+    p.add_argument(
+        "--granularity",
+        choices=GRANULARITIES,
+        default="node",
+        help="score components (node) or the edges between them (edge; "
+        + ", ".join(m.name for m in METHODS.values() if "edge" in m.granularities)
+        + ")",
+    )
     p.add_argument("--classes", required=True, help="comma-separated wnids")
     p.add_argument("--corruption", choices=CORRUPTIONS, default="resample")
-    p.add_argument("--metric", choices=METRICS, default=None, help="default: " + ", ".join(f"{m.default_metric} for {m.name}" for m in METHODS.values()))
+    p.add_argument(
+        "--metric",
+        choices=METRICS,
+        default=None,
+        help="default: " + ", ".join(f"{m.default_metric} for {m.name}" for m in METHODS.values()),
+    )
     add_setting_flags(p)
     p.add_argument("--images", type=int, default=None, help="number of discovery images (default: all of the classes)")
     add_option_flags(p)
@@ -55,11 +82,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=10, help="rows of the ranked table to print")
     p.set_defaults(func=run_circuits)
 
-    p = sub.add_parser("bench-faithfulness", help="every method's scores against exact single-component patching, and its circuits' KL "
-                       "and top-1 at 25/50/75%% kept, over three class sets (writes the table the app shows)")
+    p = sub.add_parser(
+        "bench-faithfulness",
+        help="every method's scores against exact single-component patching, and its circuits' KL "
+        "and top-1 at 25/50/75%% kept, over three class sets (writes the table the app shows)",
+    )
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--data", default=None)
-    p.add_argument("--classes", action="append", default=None, help="a comma-separated class set; repeat for several (default: three built-in sets)")
+    p.add_argument(
+        "--classes",
+        action="append",
+        default=None,
+        help="a comma-separated class set; repeat for several (default: three built-in sets)",
+    )
     p.add_argument("--images", type=int, default=30, help="discovery images per class set")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--out", default=None, help="default: assets/faithfulness.json (the table the app shows)")
@@ -83,9 +118,19 @@ def run_circuits(args: argparse.Namespace) -> int:
     bar, update = progress_bar(args.method)
     try:
         result = discover(
-            ckpt.model, discovery, classes, args.method, args.corruption, metric, args.images, args.seed,
-            model_sha256=ckpt.sha256, progress=update, granularity=args.granularity,
-            **setting_from(args, args.method), **own_options(args, args.method),
+            ckpt.model,
+            discovery,
+            classes,
+            args.method,
+            args.corruption,
+            metric,
+            args.images,
+            args.seed,
+            model_sha256=ckpt.sha256,
+            progress=update,
+            granularity=args.granularity,
+            **setting_from(args, args.method),
+            **own_options(args, args.method),
         )
     finally:
         bar.close()
@@ -98,20 +143,34 @@ def run_circuits(args: argparse.Namespace) -> int:
     for rank, i in enumerate(order[: args.top], 1):
         print(f"{rank:>4}  {result.component_names[i]:<{width}} {result.scores[i]:>10.4g}")
     f = result.faithfulness
-    print(f"kept {len(result.kept or [])}/{len(result.scores)} {unit} | {result.n_images} images | {result.wall_time_s:.1f} s | "
-          f"{result.forward_passes:g} forward + {result.backward_passes:g} backward pass equivalents")
-    print(f"circuit on discovery images (removed {unit} patched): KL {f['kl']:.4f}  top1 {f['top1']:.3f}  CE {f['ce']:.3f}  logit diff {f['logit_diff']:.3f}")
+    print(
+        f"kept {len(result.kept or [])}/{len(result.scores)} {unit} | {result.n_images} images | "
+        f"{result.wall_time_s:.1f} s | "
+        f"{result.forward_passes:g} forward + {result.backward_passes:g} backward pass equivalents"
+    )
+    print(
+        f"circuit on discovery images (removed {unit} patched): KL {f['kl']:.4f}  top1 {f['top1']:.3f}  CE "
+        f"{f['ce']:.3f}  logit diff {f['logit_diff']:.3f}"
+    )
     eval_set = load_data_for(ckpt, args.eval_data, "val")
     if result.is_edge:
         keep = ckpt.model.edges.alive_components(ckpt.model.edges.mask_from_keep(result.kept or []))
-        print(f"{int(keep.sum())}/{len(keep)} components still reach the logits through kept edges; the other {len(keep) - int(keep.sum())} are cut out")
+        print(
+            f"{int(keep.sum())}/{len(keep)} components still reach the logits through kept edges; the other "
+            f"{len(keep) - int(keep.sum())} are cut out"
+        )
     else:
         keep = ckpt.model.components.mask_from_keep(result.kept or [])
     if keep.sum() == 0:
         print("the circuit keeps no component; nothing to prune")
         return 0
-    ev = evaluate_against(predict_logits(ckpt.model, eval_set.images), prune(ckpt.model, keep), eval_set, eval_set.chosen(classes))
-    print(f"pruned model on the eval set (removed components zeroed): top1 chosen {ev.top1_chosen:.3f}  top1 all {ev.top1_all:.3f}  KL chosen {ev.kl:.4f}")
+    ev = evaluate_against(
+        predict_logits(ckpt.model, eval_set.images), prune(ckpt.model, keep), eval_set, eval_set.chosen(classes)
+    )
+    print(
+        f"pruned model on the eval set (removed components zeroed): top1 chosen {ev.top1_chosen:.3f}  top1 all "
+        f"{ev.top1_all:.3f}  KL chosen {ev.kl:.4f}"
+    )
     return 0
 
 
@@ -122,18 +181,29 @@ def run_bench_faithfulness(args: argparse.Namespace) -> int:
     torch.set_num_threads(2)
     ckpt = load_checkpoint(args.checkpoint)
     data = load_data_for(ckpt, args.data, "train")
-    class_sets = [parse_classes(c, data.wnids) for c in args.classes] if args.classes else [list(c) for c in trust.CLASS_SETS]
+    class_sets = (
+        [parse_classes(c, data.wnids) for c in args.classes] if args.classes else [list(c) for c in trust.CLASS_SETS]
+    )
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-    rows = trust.measure(ckpt.model, data, class_sets, args.images, methods, progress=lambda r: print(json.dumps(r), flush=True))
+    rows = trust.measure(
+        ckpt.model, data, class_sets, args.images, methods, progress=lambda r: print(json.dumps(r), flush=True)
+    )
     path = write_measurement(args.out or trust.table_path(), rows)
-    print("| method | metric | Spearman | Pearson | KL @25% | KL @50% | KL @75% | top-1 @25% | top-1 @50% | top-1 @75% | wall s |")
+    print(
+        "| method | metric | Spearman | Pearson | KL @25% | KL @50% | KL @75% | top-1 @25% | top-1 @50% | top-1 @75% "
+        "| wall s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in trust.summarise(rows).items():
-        print(f"| {METHODS[name].label} | {METHODS[name].default_metric} | {r['spearman']:.3f} | {r['pearson']:.3f} | {r['kl_at_0.25']:.3f} | {r['kl_at_0.5']:.3f} | "
-              f"{r['kl_at_0.75']:.3f} | {r['top1_at_0.25']:.3f} | {r['top1_at_0.5']:.3f} | {r['top1_at_0.75']:.3f} | {r['wall_s']:.1f} |")
+        print(
+            f"| {METHODS[name].label} | {METHODS[name].default_metric} | {r['spearman']:.3f} | {r['pearson']:.3f} | "
+            f"{r['kl_at_0.25']:.3f} | {r['kl_at_0.5']:.3f} | "
+            f"{r['kl_at_0.75']:.3f} | {r['top1_at_0.25']:.3f} | {r['top1_at_0.5']:.3f} | {r['top1_at_0.75']:.3f} | "
+            f"{r['wall_s']:.1f} |"
+        )
     print(f"wrote {path}")
     return 0
 
@@ -155,15 +225,38 @@ def run_bench_circuits(args: argparse.Namespace) -> int:
     cf = counterfactual(model, task, "resample")
     for entry in METHODS.values():
         res = discover(model, data, classes, entry.name, "resample")
-        f50 = circuit_faithfulness(model, task, keep_top(res.score_tensor(), 0.5), cf)  # matched sparsity: the top half of each method's scores
-        rows.append({"method": entry.name, "setting": {entry.param.name: entry.param.default}, "wall_s": res.wall_time_s, "x_forward": res.wall_time_s / forward_s,
-                     "fwd_equiv": res.forward_passes, "bwd_equiv": res.backward_passes, "kl_at_50pct": f50["kl"], "top1_at_50pct": f50["top1"],
-                     "own_kept": len(res.kept or []), "own_kl": res.faithfulness["kl"]})
-    print(f"classes {','.join(classes)} | {len(task)} images | one forward over them: {forward_s * 1e3:.1f} ms | threads {torch.get_num_threads()}")
-    print("| method | setting | wall s | x one forward | fwd equiv | bwd equiv | KL @50% kept | top1 @50% kept | own kept | own KL |")
+        f50 = circuit_faithfulness(
+            model, task, keep_top(res.score_tensor(), 0.5), cf
+        )  # matched sparsity: the top half of each method's scores
+        rows.append(
+            {
+                "method": entry.name,
+                "setting": {entry.param.name: entry.param.default},
+                "wall_s": res.wall_time_s,
+                "x_forward": res.wall_time_s / forward_s,
+                "fwd_equiv": res.forward_passes,
+                "bwd_equiv": res.backward_passes,
+                "kl_at_50pct": f50["kl"],
+                "top1_at_50pct": f50["top1"],
+                "own_kept": len(res.kept or []),
+                "own_kl": res.faithfulness["kl"],
+            }
+        )
+    print(
+        f"classes {','.join(classes)} | {len(task)} images | one forward over them: {forward_s * 1e3:.1f} ms | "
+        f"threads {torch.get_num_threads()}"
+    )
+    print(
+        "| method | setting | wall s | x one forward | fwd equiv | bwd equiv | KL @50% kept | top1 @50% kept | own "
+        "kept | own KL |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         setting = ", ".join(f"{k}={v:g}" for k, v in r["setting"].items())
-        print(f"| {r['method']} | {setting} | {r['wall_s']:.2f} | {r['x_forward']:.1f} | {r['fwd_equiv']:.1f} | {r['bwd_equiv']:.1f} | {r['kl_at_50pct']:.4f} | {r['top1_at_50pct']:.3f} | {r['own_kept']} | {r['own_kl']:.4f} |")
+        print(
+            f"| {r['method']} | {setting} | {r['wall_s']:.2f} | {r['x_forward']:.1f} | {r['fwd_equiv']:.1f} | "
+            f"{r['bwd_equiv']:.1f} | {r['kl_at_50pct']:.4f} | {r['top1_at_50pct']:.3f} | "
+            f"{r['own_kept']} | {r['own_kl']:.4f} |"
+        )
     print(json.dumps({"rows": rows}, default=str))
     return 0

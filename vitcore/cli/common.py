@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..checkpoint import Checkpoint
 from ..data import ImageSet, check_classes, load_split
@@ -32,7 +33,7 @@ def parse_classes(arg: str | None, wnids: list[str]) -> list[str]:
     return classes
 
 
-def progress_bar(desc: str) -> tuple[object, Callable[[float], None]]:
+def progress_bar(desc: str) -> tuple[Any, Callable[[float], None]]:
     """A tqdm bar driven by fractions in [0, 1]."""
     from tqdm import tqdm
 
@@ -50,8 +51,13 @@ def add_option_flags(p: argparse.ArgumentParser) -> None:
     from ..circuits.methods import all_options, methods_reading
 
     for o in all_options():
-        p.add_argument(o.flag, type=int, default=None, dest=o.field,
-                       help=f"{o.help} ({', '.join(methods_reading(o.field))}; default {o.default}, range {o.low}-{o.high})")
+        p.add_argument(
+            o.flag,
+            type=int,
+            default=None,
+            dest=o.field,
+            help=f"{o.help} ({', '.join(methods_reading(o.field))}; default {o.default}, range {o.low}-{o.high})",
+        )
 
 
 def options_from(args: argparse.Namespace) -> dict[str, int]:
@@ -61,7 +67,7 @@ def options_from(args: argparse.Namespace) -> dict[str, int]:
     return {o.field: getattr(args, o.field) for o in all_options() if getattr(args, o.field, None) is not None}
 
 
-def own_options(args: argparse.Namespace, method: str) -> dict[str, int]:
+def own_options(args: argparse.Namespace, method: str) -> dict[str, Any]:
     """The run options given on the command line that ``method`` reads."""
     from ..circuits.methods import get_method
 
@@ -69,7 +75,9 @@ def own_options(args: argparse.Namespace, method: str) -> dict[str, int]:
 
 
 def load_data_for(ckpt: Checkpoint, path: str | Path | None, split: str, **kwargs: Any) -> ImageSet:
-    """A split of the data set at ``path`` (the bundled subset by default), refused unless its classes are the model's."""
+    """A split of the data set at ``path`` (the bundled subset by default), refused unless its classes are the
+    model's.
+    """
     data = load_split(path, split, **kwargs)
     check_classes(ckpt.wnids, ckpt.model.config.num_classes, data)
     return data

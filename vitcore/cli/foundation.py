@@ -41,7 +41,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--head-dim", type=int, default=16)
     p.add_argument("--mlp", type=int, default=384)
     p.add_argument("--patch", type=int, default=8)
-    p.add_argument("--recipe", choices=sorted(RECIPES), default="default", help="named recipe; the flags below override its values")
+    p.add_argument(
+        "--recipe", choices=sorted(RECIPES), default="default", help="named recipe; the flags below override its values"
+    )
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
@@ -50,9 +52,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             p.add_argument(flag, type=type(f.default), default=None, help=f"default {f.default!r}")
     p.set_defaults(func=run_train)
 
-    p = sub.add_parser("average", help="average the weights of checkpoints of one lineage (a run's epochs, a model soup)")
-    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT[=WEIGHT]", help="checkpoint folders or zips, each with an optional weight (default 1)")
-    p.add_argument("--out", required=True, help="folder (or .zip) to write; the config keeps the last checkpoint's training record")
+    p = sub.add_parser(
+        "average", help="average the weights of checkpoints of one lineage (a run's epochs, a model soup)"
+    )
+    p.add_argument(
+        "checkpoints",
+        nargs="+",
+        metavar="CHECKPOINT[=WEIGHT]",
+        help="checkpoint folders or zips, each with an optional weight (default 1)",
+    )
+    p.add_argument(
+        "--out", required=True, help="folder (or .zip) to write; the config keeps the last checkpoint's training record"
+    )
     p.set_defaults(func=run_average)
 
     p = sub.add_parser("bench-train", help="training throughput of the recipe's levers, side by side")
@@ -68,7 +79,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     d = dsub.add_parser("download", help="download the official zip (atomic, checked)")
     d.add_argument("--url", default=None)
     d.add_argument("--out", default="tiny-imagenet-200.zip")
-    d.add_argument("--sha256", default=None, help="expected SHA-256 (default: the official archive's when the URL is the official one)")
+    d.add_argument(
+        "--sha256",
+        default=None,
+        help="expected SHA-256 (default: the official archive's when the URL is the official one)",
+    )
     d = dsub.add_parser("make-subset", help="write the bundled subsets from the full set")
     d.add_argument("--source", required=True)
     d.add_argument("--out", default=None)
@@ -85,18 +100,25 @@ def run_evaluate(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint)
     data = load_data_for(ckpt, args.data, args.split, progress=not args.json)
     result = evaluate(ckpt.model, data, args.batch_size)
-    result.update(split=args.split, data=str(args.data or "bundled subset"), checkpoint=str(args.checkpoint or "shipped"))
+    result.update(
+        split=args.split, data=str(args.data or "bundled subset"), checkpoint=str(args.checkpoint or "shipped")
+    )
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{result['n_images']} images  top1 {result['top1']:.4f}  top5 {result['top5']:.4f}  loss {result['loss']:.4f}  {result['images_per_s']:.0f} img/s")
+        print(
+            f"{result['n_images']} images  top1 {result['top1']:.4f}  top5 {result['top5']:.4f}  loss "
+            f"{result['loss']:.4f}  {result['images_per_s']:.0f} img/s"
+        )
     return 0
 
 
 def run_train(args: argparse.Namespace) -> int:
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
     cfg = TrainConfig(**{**RECIPES[args.recipe], **given})
-    model_cfg = ViTConfig.uniform(args.depth, args.heads, args.mlp, dim=args.dim, head_dim=args.head_dim, patch_size=args.patch)
+    model_cfg = ViTConfig.uniform(
+        args.depth, args.heads, args.mlp, dim=args.dim, head_dim=args.head_dim, patch_size=args.patch
+    )
     command = shlex.join(["python", "-m", "vitcore", *getattr(args, "argv", [])])
     final = train(args.out, model_cfg, cfg, args.data, args.val_data, args.device, command=command)
     print(json.dumps(final))
@@ -126,19 +148,29 @@ def run_bench_train(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     data = datasets.load_split(args.data, "train", progress=True)
     rows = bench_train(data, steps=args.steps, rounds=args.rounds)
-    print(f"threads {torch.get_num_threads()} | {len(data)} training images | {args.rounds} rounds x {args.steps} steps per variant, interleaved, medians")
+    print(
+        f"threads {torch.get_num_threads()} | {len(data)} training images | {args.rounds} rounds x {args.steps} steps "
+        "per variant, interleaved, medians"
+    )
     print("| variant | images/s | p25-p75 | x today | s per 100k-image epoch |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['variant']} | {r['images_per_s']:.0f} | {r['p25']:.0f}-{r['p75']:.0f} | {r['vs_today']:.2f} | {r['epoch_s']:.0f} |")
+        print(
+            f"| {r['variant']} | {r['images_per_s']:.0f} | {r['p25']:.0f}-{r['p75']:.0f} | {r['vs_today']:.2f} | "
+            f"{r['epoch_s']:.0f} |"
+        )
     rates = {r["variant"]: r["images_per_s"] for r in rows}
     whole = {}
     for name in RECIPE_STAGES:
         whole[name], stages = named_recipe_throughput(rates, name)
-        print(f"{name} recipe (" + " + ".join(f"{e:g} epochs '{v}'" for v, e in stages) + f"): "
-              f"{whole[name]:.0f} images/s over the whole recipe = {whole[name] / rows[0]['images_per_s']:.2f}x today")
+        print(
+            f"{name} recipe (" + " + ".join(f"{e:g} epochs '{v}'" for v, e in stages) + f"): "
+            f"{whole[name]:.0f} images/s over the whole recipe = {whole[name] / rows[0]['images_per_s']:.2f}x today"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "recipes_images_per_s": whole, "threads": torch.get_num_threads()}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"rows": rows, "recipes_images_per_s": whole, "threads": torch.get_num_threads()}, indent=1)
+        )
     return 0
 
 
@@ -147,7 +179,9 @@ def run_data(args: argparse.Namespace) -> int:
         path = download.download(args.url or download.OFFICIAL_URL, Path(args.out), args.sha256)
         print(f"saved {path}")
     elif args.data_command == "make-subset":
-        counts = datasets.make_subset(args.source, args.out or datasets.BUNDLED_DATA, args.train_per_class, args.val_per_class, args.seed)
+        counts = datasets.make_subset(
+            args.source, args.out or datasets.BUNDLED_DATA, args.train_per_class, args.val_per_class, args.seed
+        )
         print(json.dumps(counts))
     elif args.data_command == "clear-cache":
         print(f"removed {datasets.clear_cache()} cached split(s) from {datasets.cache_dir()}")

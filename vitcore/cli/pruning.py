@@ -71,16 +71,34 @@ def run_prune(args: argparse.Namespace) -> int:
     else:
         discovery = load_data_for(ckpt, args.data, "train")
         classes = parse_classes(args.classes, discovery.wnids)
-        result = discover(ckpt.model, discovery, classes, args.method, args.corruption, model_sha256=ckpt.sha256, **setting_from(args, args.method),
-                          **own_options(args, args.method))
+        result = discover(
+            ckpt.model,
+            discovery,
+            classes,
+            args.method,
+            args.corruption,
+            model_sha256=ckpt.sha256,
+            **setting_from(args, args.method),
+            **own_options(args, args.method),
+        )
     keep = result.keep_mask(ckpt.model.components)
     if keep.sum() == 0:
-        raise UserError("the circuit keeps no component: pruning everything leaves no model; lower tau or raise the keep ratio")
+        raise UserError(
+            "the circuit keeps no component: pruning everything leaves no model; lower tau or raise the keep ratio"
+        )
     pruned = prune(ckpt.model, keep)
     setting = {k: v for k, v in result.params.items()}
-    info = {**{k: v for k, v in ckpt.info.items() if k != "model"}, "provenance": provenance(ckpt.sha256, result.method, result.classes, result.corruption, setting, result.kept or [], False)}
+    info = {
+        **{k: v for k, v in ckpt.info.items() if k != "model"},
+        "provenance": provenance(
+            ckpt.sha256, result.method, result.classes, result.corruption, setting, result.kept or [], False
+        ),
+    }
     save_checkpoint(pruned, args.out, info)
-    print(f"kept {int(keep.sum())}/{len(keep)} components -> heads {pruned.config.heads}, mlp {pruned.config.mlp_widths}; saved {args.out}")
+    print(
+        f"kept {int(keep.sum())}/{len(keep)} components -> heads {pruned.config.heads}, mlp "
+        f"{pruned.config.mlp_widths}; saved {args.out}"
+    )
     return 0
 
 
@@ -98,20 +116,45 @@ def run_finetune(args: argparse.Namespace) -> int:
     if resuming:
         state = load_state_file(state_file)
         if not {"optimizer", "epoch"} <= state.keys():
-            raise StateFileError(f"{state_file} lacks the optimizer and epoch a fine-tuning run writes; start a new --out folder")
+            raise StateFileError(
+                f"{state_file} lacks the optimizer and epoch a fine-tuning run writes; start a new --out folder"
+            )
         opt.load_state_dict(state["optimizer"])
         start = int(state["epoch"])
     steps = args.steps_per_epoch or max(1, len(data) // args.batch_size)
-    print(f"before: {json.dumps({k: round(v, 4) for k, v in evaluate(model, val).items() if k in ('top1', 'top5', 'loss')})}")
+    print(
+        "before:",
+        json.dumps({k: round(v, 4) for k, v in evaluate(model, val).items() if k in ("top1", "top5", "loss")}),
+    )
     for epoch in range(start, args.epochs):
         bar = tqdm(total=steps, desc=f"finetune {epoch + 1}/{args.epochs}", leave=False)
-        finetune_steps(model, data, steps, batch_size=args.batch_size, teacher=teacher, temperature=args.temperature, seed=epoch, optimizer=opt,
-                       progress=lambda s, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")))
+
+        def show(step: int, loss: float, bar: tqdm = bar) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}")
+
+        finetune_steps(
+            model,
+            data,
+            steps,
+            batch_size=args.batch_size,
+            teacher=teacher,
+            temperature=args.temperature,
+            seed=epoch,
+            optimizer=opt,
+            progress=show,
+        )
         bar.close()
         ev = evaluate(model, val)
         info = {k: v for k, v in ckpt.info.items() if k != "model"}
         info.setdefault("provenance", {})["finetuned"] = True
-        info["finetune"] = {"epochs_done": epoch + 1, "steps_per_epoch": steps, "distill": args.distill, "temperature": args.temperature, "val_top1": ev["top1"]}
+        info["finetune"] = {
+            "epochs_done": epoch + 1,
+            "steps_per_epoch": steps,
+            "distill": args.distill,
+            "temperature": args.temperature,
+            "val_top1": ev["top1"],
+        }
         save_checkpoint(model, out, info)
         torch.save({"optimizer": opt.state_dict(), "epoch": epoch + 1}, state_file)
         print(json.dumps({"epoch": epoch + 1, "val_top1": ev["top1"], "val_top5": ev["top5"], "val_loss": ev["loss"]}))
@@ -120,7 +163,11 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint)
-    data = export_zip(ckpt.model, {k: v for k, v in ckpt.info.items() if k != "model"}, args.out) if args.format == "zip" else export_onnx(ckpt.model, args.out)
+    data = (
+        export_zip(ckpt.model, {k: v for k, v in ckpt.info.items() if k != "model"}, args.out)
+        if args.format == "zip"
+        else export_onnx(ckpt.model, args.out)
+    )
     print(f"wrote {args.out} ({len(data) / 1e6:.2f} MB)")
     return 0
 
@@ -132,9 +179,16 @@ def run_bench_latency(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(r))
         return 0
-    print(f"threads {r['threads']} | MACs {r['macs']['base']:,} -> {r['macs']['pruned']:,} ({r['mac_reduction']:.2f}x fewer) | params {r['params']['base']:,} -> {r['params']['pruned']:,}")
-    print(f"batch 1 latency (median ms): {r['batch1_ms']['base']:.2f} -> {r['batch1_ms']['pruned']:.2f}  speed-up {r['speedup_batch1']:.2f}x = {r['speedup_over_mac_reduction_batch1']:.2f} x MAC reduction")
-    print(f"batch 64 throughput (img/s): {r['batch64_img_s']['base']:.0f} -> {r['batch64_img_s']['pruned']:.0f}  speed-up {r['speedup_batch64']:.2f}x = {r['speedup_over_mac_reduction_batch64']:.2f} x MAC reduction")
+    print(
+        f"threads {r['threads']} | MACs {r['macs']['base']:,} -> {r['macs']['pruned']:,} ({r['mac_reduction']:.2f}x "
+        f"fewer) | params {r['params']['base']:,} -> {r['params']['pruned']:,}"
+    )
+    print(
+        f"batch 1 latency (median ms): {r['batch1_ms']['base']:.2f} -> {r['batch1_ms']['pruned']:.2f}  speed-up "
+        f"{r['speedup_batch1']:.2f}x = {r['speedup_over_mac_reduction_batch1']:.2f} x MAC reduction"
+    )
+    print(
+        f"batch 64 throughput (img/s): {r['batch64_img_s']['base']:.0f} -> {r['batch64_img_s']['pruned']:.0f}  "
+        f"speed-up {r['speedup_batch64']:.2f}x = {r['speedup_over_mac_reduction_batch64']:.2f} x MAC reduction"
+    )
     return 0
-
-

@@ -32,7 +32,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--finetune-steps", type=int, default=30, help="recovery budget per configuration (0: none)")
     p.add_argument("--images", type=int, default=None)
     add_option_flags(p)
-    p.add_argument("--target-accuracy", type=float, default=None, help="find the smallest keep-set per method with chosen-class top-1 >= A")
+    p.add_argument(
+        "--target-accuracy",
+        type=float,
+        default=None,
+        help="find the smallest keep-set per method with chosen-class top-1 >= A",
+    )
     p.add_argument("--target-only", action="store_true", help="skip the sweep table; only the --target-accuracy search")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="sweep", help="output prefix: writes PREFIX.csv, PREFIX.html, PREFIX.png")
@@ -52,8 +57,15 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     eval_set = load_data_for(ckpt, args.eval_data, "val", progress=True)
     classes = parse_classes(args.classes, eval_set.wnids)
     chosen = eval_set.chosen(classes)
-    print(f"{len(classes)} classes, {int(chosen.sum())} chosen-class eval images of {len(eval_set)}" + ("" if args.target_only else
-          f"; fine-tuning: {args.finetune_steps} steps of batch 64 (CE + KD from the unpruned model, T=2); latency: {args.threads} threads, interleaved, medians"))
+    print(
+        f"{len(classes)} classes, {int(chosen.sum())} chosen-class eval images of {len(eval_set)}"
+        + (
+            ""
+            if args.target_only
+            else f"; fine-tuning: {args.finetune_steps} steps of batch 64 (CE + KD from the unpruned model, T=2); "
+            f"latency: {args.threads} threads, interleaved, medians"
+        )
+    )
     if not args.target_only:
         _sweep_table(args, ckpt.model, discovery, eval_set, classes, methods)
     if args.target_accuracy is not None:
@@ -61,7 +73,14 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep_table(args: argparse.Namespace, model: VisionTransformer, discovery: ImageSet, eval_set: ImageSet, classes: list[str], methods: list[str]) -> None:
+def _sweep_table(
+    args: argparse.Namespace,
+    model: VisionTransformer,
+    discovery: ImageSet,
+    eval_set: ImageSet,
+    classes: list[str],
+    methods: list[str],
+) -> None:
     bar = tqdm(total=100, desc="sweep", unit="%")
 
     def progress(fraction: float, what: str) -> None:
@@ -69,8 +88,18 @@ def _sweep_table(args: argparse.Namespace, model: VisionTransformer, discovery: 
         bar.set_postfix_str(what)
         bar.refresh()
 
-    rows = run_sweep(model, discovery, eval_set, classes, default_settings(methods), args.corruption, args.finetune_steps, args.images,
-                     options=options_from(args), progress=progress)
+    rows = run_sweep(
+        model,
+        discovery,
+        eval_set,
+        classes,
+        default_settings(methods),
+        args.corruption,
+        args.finetune_steps,
+        args.images,
+        options=options_from(args),
+        progress=progress,
+    )
     bar.close()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -82,25 +111,56 @@ def _sweep_table(args: argparse.Namespace, model: VisionTransformer, discovery: 
     except Exception as e:  # PNG needs vl-convert; the CSV and HTML are written regardless
         print(f"note: PNG not written ({e})")
     front = set(pareto_frontier([(r["latency_b1_ms"], 1 - r["top1_chosen"]) for r in rows]))
-    print("| method | setting | FT | heads | chunks | MMACs | b1 ms | b64 img/s | top1 chosen | top1 all | KL | disc s | frontier |")
+    print(
+        "| method | setting | FT | heads | chunks | MMACs | b1 ms | b64 img/s | top1 chosen | top1 all | KL | disc s "
+        "| frontier |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for i, r in enumerate(rows):
-        print(f"| {r['method']} | {r['setting']} | {'yes' if r['finetuned'] else 'no'} | {r['kept_heads']} | {r['kept_chunks']} | {r['macs'] / 1e6:.1f} | {r['latency_b1_ms']:.2f} | "
-              f"{r['throughput_b64_img_s']:.0f} | {r['top1_chosen']:.3f} | {r['top1_all']:.3f} | {r['kl']:.3f} | {r['discovery_s']:.1f} | {'*' if i in front else ''} |")
+        print(
+            f"| {r['method']} | {r['setting']} | {'yes' if r['finetuned'] else 'no'} | {r['kept_heads']} | "
+            f"{r['kept_chunks']} | {r['macs'] / 1e6:.1f} | {r['latency_b1_ms']:.2f} | "
+            f"{r['throughput_b64_img_s']:.0f} | {r['top1_chosen']:.3f} | {r['top1_all']:.3f} | {r['kl']:.3f} | "
+            f"{r['discovery_s']:.1f} | {'*' if i in front else ''} |"
+        )
     print(f"wrote {out.with_suffix('.csv')}, {out.with_suffix('.html')}")
 
 
-def _target_search(args: argparse.Namespace, model: VisionTransformer, discovery: ImageSet, eval_set: ImageSet, classes: list[str], chosen: torch.Tensor, methods: list[str]) -> None:
+def _target_search(
+    args: argparse.Namespace,
+    model: VisionTransformer,
+    discovery: ImageSet,
+    eval_set: ImageSet,
+    classes: list[str],
+    chosen: torch.Tensor,
+    methods: list[str],
+) -> None:
     base_logits = predict_logits(model, eval_set.images)
     for method in methods:
         entry = get_method(method)
         if entry.target_search == "setting":
-            value, ev, kept = bisect_setting(model, discovery, eval_set, classes, chosen, args.target_accuracy, method, args.corruption, base_logits=base_logits,
-                                             options=options_from(args))
+            value, ev, kept = bisect_setting(
+                model,
+                discovery,
+                eval_set,
+                classes,
+                chosen,
+                args.target_accuracy,
+                method,
+                args.corruption,
+                base_logits=base_logits,
+                options=options_from(args),
+            )
             what = f"{entry.param.name} {value:.4f}, keeps {kept} components"
         else:
             res = discover(model, discovery, classes, method, args.corruption, **own_options(args, method))
-            ratio, ev = bisect_keep(model, res.score_tensor(), eval_set, chosen, args.target_accuracy, base_logits=base_logits)
+            ratio, ev = bisect_keep(
+                model, res.score_tensor(), eval_set, chosen, args.target_accuracy, base_logits=base_logits
+            )
             what = f"keeps {ratio:.3f} of components (ranked by its scores)"
         status = "reached" if ev.top1_chosen >= args.target_accuracy else "NOT reachable"
-        print(f"target top-1 {args.target_accuracy}: {method} {what}; top1 chosen {ev.top1_chosen:.3f}, all {ev.top1_all:.3f}: {status}", flush=True)
+        print(
+            f"target top-1 {args.target_accuracy}: {method} {what}; top1 chosen {ev.top1_chosen:.3f}, all "
+            f"{ev.top1_all:.3f}: {status}",
+            flush=True,
+        )

@@ -13,8 +13,9 @@ import math
 import statistics
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -109,7 +110,9 @@ class Source:
 
             ckpt = load_checkpoint(self.checkpoint)
             if ckpt.sha256 != self.model_sha:
-                raise VitcoreError(f"the checkpoint at {self.checkpoint or 'the shipped path'} changed since the app loaded it")
+                raise VitcoreError(
+                    f"the checkpoint at {self.checkpoint or 'the shipped path'} changed since the app loaded it"
+                )
             for p in ckpt.model.parameters():
                 p.requires_grad_(False)
             got = _PROCESS[self] = (ckpt.model, load_split(self.data, "val"), _Models())
@@ -199,8 +202,14 @@ def fast_figures(src: AnySource, keep: bytes, classes: tuple) -> dict[str, Any]:
     labels = eval_set.labels[index]
     top1 = float((logits.argmax(1) == labels).float().mean()) if len(labels) else float("nan")
     kl = float(kl_damage(logits, reference, labels).mean()) if len(labels) else float("nan")
-    return {"kept": int(keep_mask(keep).sum()), "params": count_params(model), "macs": count_macs(model.config), "top1_chosen": top1,
-            "kl_chosen": kl, "seconds": time.perf_counter() - t0}
+    return {
+        "kept": int(keep_mask(keep).sum()),
+        "params": count_params(model),
+        "macs": count_macs(model.config),
+        "top1_chosen": top1,
+        "kl_chosen": kl,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def paired_latency(src: AnySource, keep: bytes, pairs: int) -> SpeedUp | float:
@@ -208,7 +217,9 @@ def paired_latency(src: AnySource, keep: bytes, pairs: int) -> SpeedUp | float:
     model, base = src.model(keep), src.base()
     if model is base:
         return time_forward({"full": base}, 1, pairs, warmup=3, threads=LATENCY_THREADS)["full"]["median_ms"]
-    return measure_speedup(base, model, 1, pairs, threads=LATENCY_THREADS)
+    speedup = measure_speedup(base, model, 1, pairs, threads=LATENCY_THREADS)
+    assert speedup is not None  # only a stop callback ends a timing early
+    return speedup
 
 
 def sample_accuracy(src: AnySource, keep: bytes) -> dict[str, Any]:
@@ -230,7 +241,9 @@ def paired_throughput(src: AnySource, keep: bytes) -> dict[str, Any]:
     model, base, eval_set = src.model(keep), src.base(), src.eval_set()
     batch = normalize(eval_set.images[:THROUGHPUT_BATCH], base.config)
     model_s, base_s = [], []
-    runs = ((base, base_s), (model, model_s)) if model is not base else ((base, base_s),)  # the full model is its own reference
+    runs = (
+        ((base, base_s), (model, model_s)) if model is not base else ((base, base_s),)
+    )  # the full model is its own reference
     with torch.inference_mode():
         for m, _ in runs:  # warm-up
             m(batch)
@@ -242,8 +255,12 @@ def paired_throughput(src: AnySource, keep: bytes) -> dict[str, Any]:
     model_s = model_s or base_s
     ratios = [b / m for b, m in zip(base_s, model_s)]
     n = len(batch)
-    return {"model": n / statistics.median(model_s), "base": n / statistics.median(base_s), "ratio": statistics.median(ratios),
-            "spread": (max(ratios) - min(ratios)) / max(statistics.median(ratios), 1e-9)}
+    return {
+        "model": n / statistics.median(model_s),
+        "base": n / statistics.median(base_s),
+        "ratio": statistics.median(ratios),
+        "spread": (max(ratios) - min(ratios)) / max(statistics.median(ratios), 1e-9),
+    }
 
 
 def exact_chunk(src: AnySource, keep: bytes, start: int, stop: int) -> dict[str, int]:
@@ -267,7 +284,7 @@ def architecture(src: AnySource, keep: bytes) -> tuple:
     return heads, chunks
 
 
-def job_key(kind: str, src: AnySource, keep: bytes, *extra: Hashable) -> Hashable:
+def job_key(kind: str, src: AnySource, keep: bytes, *extra: Hashable) -> tuple[Hashable, ...]:
     """Everything a job's result depends on. Timings depend on the architecture only, not on which heads or
     weights (a fine-tuned model times like the pruned one), so they are shared across keep-sets of one shape."""
     if kind in ("latency", "throughput"):
@@ -275,5 +292,10 @@ def job_key(kind: str, src: AnySource, keep: bytes, *extra: Hashable) -> Hashabl
     return (kind, src.id, src.model_id(keep), keep, *extra)
 
 
-JOBS: dict[str, Callable[..., Any]] = {"fast": fast_figures, "latency": paired_latency, "sample": sample_accuracy,
-                                        "throughput": paired_throughput, "exact": exact_chunk}
+JOBS: dict[str, Callable[..., Any]] = {
+    "fast": fast_figures,
+    "latency": paired_latency,
+    "sample": sample_accuracy,
+    "throughput": paired_throughput,
+    "exact": exact_chunk,
+}

@@ -18,9 +18,10 @@ import heapq
 import itertools
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable
+from typing import Any
 
 
 class Dropped(CancelledError):
@@ -70,8 +71,17 @@ class Scheduler:
         self._dispatcher.start()
 
     # --- requests -------------------------------------------------------------------------------------------
-    def submit(self, key: Hashable, fn: Callable[..., Any], *args: Any, priority: int = 0, exclusive: bool = False,
-               session: str = "", channel: str = "", tag: Hashable = None) -> Future:
+    def submit(
+        self,
+        key: Hashable,
+        fn: Callable[..., Any],
+        *args: Any,
+        priority: int = 0,
+        exclusive: bool = False,
+        session: str = "",
+        channel: str = "",
+        tag: Hashable = None,
+    ) -> Future:
         """A future of ``fn(*args)``, which must depend on nothing but ``key``. A cached result comes back
         at once; a request with the same key queued or running is joined. A request with a ``session``
         makes ``tag`` that session's current tag in ``channel`` (see :meth:`supersede`)."""
@@ -156,7 +166,7 @@ class Scheduler:
                 entry = None
                 while not self._closed and (entry := self._next_runnable()) is None:
                     self._cond.wait()
-                if self._closed:
+                if self._closed or entry is None:
                     return
                 self._running += 1
                 self._running_exclusive = entry.exclusive

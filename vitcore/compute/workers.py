@@ -17,8 +17,9 @@ import struct
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import Executor, Future
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, cast
 
 from .figures import JOBS, Source
 
@@ -56,16 +57,22 @@ def _receive(stream: BinaryIO) -> Any:
 class _Worker:
     """One child process and the thread that feeds it jobs from the pool's queue."""
 
-    def __init__(self, pool: "WorkerPool", index: int):
+    def __init__(self, pool: WorkerPool, index: int):
         self.pool, self.index = pool, index
         self.process = self._start()
         self.thread = threading.Thread(target=self._serve, name=f"vitcore-worker-{index}", daemon=True)
         self.thread.start()
 
     def _start(self) -> subprocess.Popen:
-        env = {**os.environ, "OMP_NUM_THREADS": str(self.pool.threads), "VITCORE_WORKER_THREADS": str(self.pool.threads),
-               "VITCORE_WORKER_NICE": str(self.pool.nice)}
-        return subprocess.Popen([sys.executable, "-m", "vitcore.compute.workers"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": str(self.pool.threads),
+            "VITCORE_WORKER_THREADS": str(self.pool.threads),
+            "VITCORE_WORKER_NICE": str(self.pool.nice),
+        }
+        return subprocess.Popen(
+            [sys.executable, "-m", "vitcore.compute.workers"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+        )
 
     def _serve(self) -> None:
         while True:
@@ -76,18 +83,22 @@ class _Worker:
             if not future.set_running_or_notify_cancel():
                 continue
             try:
-                _send(self.process.stdin, (fn, args))
-                ok, value = _receive(self.process.stdout)
+                _send(cast(BinaryIO, self.process.stdin), (fn, args))  # both pipes exist: _start asks for them
+                ok, value = _receive(cast(BinaryIO, self.process.stdout))
             except (EOFError, OSError, pickle.UnpicklingError) as e:
                 self.process.kill()
                 self.process = self._start()  # before the waiter hears of it: the pool is whole again when it does
-                future.set_exception(WorkerDied(f"worker {self.index} ended while running {getattr(fn, '__name__', fn)} ({e or 'no answer'})"))
+                future.set_exception(
+                    WorkerDied(
+                        f"worker {self.index} ended while running {getattr(fn, '__name__', fn)} ({e or 'no answer'})"
+                    )
+                )
                 continue
             (future.set_result if ok else future.set_exception)(value)
 
     def stop(self) -> None:
         try:
-            self.process.stdin.close()
+            cast(BinaryIO, self.process.stdin).close()
         except OSError:
             pass
         self.process.terminate()

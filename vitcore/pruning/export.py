@@ -13,9 +13,27 @@ from ..checkpoint import zip_bytes
 from ..model import VisionTransformer
 
 
-def provenance(base_sha256: str, method: str | None, classes: list[str], corruption: str | None, setting: dict[str, Any], kept: list[str], finetuned: bool, **extra: Any) -> dict[str, Any]:
+def provenance(
+    base_sha256: str,
+    method: str | None,
+    classes: list[str],
+    corruption: str | None,
+    setting: dict[str, Any],
+    kept: list[str],
+    finetuned: bool,
+    **extra: Any,
+) -> dict[str, Any]:
     """The provenance record an exported config.json carries."""
-    return {"base_sha256": base_sha256, "method": method, "classes": classes, "corruption": corruption, "setting": setting, "kept_components": kept, "finetuned": finetuned, **extra}
+    return {
+        "base_sha256": base_sha256,
+        "method": method,
+        "classes": classes,
+        "corruption": corruption,
+        "setting": setting,
+        "kept_components": kept,
+        "finetuned": finetuned,
+        **extra,
+    }
 
 
 def export_zip(model: VisionTransformer, info: dict[str, Any], path: str | Path | None = None) -> bytes:
@@ -34,7 +52,16 @@ def onnx_bytes(model: VisionTransformer, opset: int = 18) -> bytes:
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), buf, input_names=["pixels"], output_names=["logits"], dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset, dynamo=False)
+        torch.onnx.export(
+            model,
+            (x,),
+            buf,  # pyright: ignore[reportArgumentType]  (a file object is accepted, as torch.onnx.export documents)
+            input_names=["pixels"],
+            output_names=["logits"],
+            dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
     return buf.getvalue()
 
 

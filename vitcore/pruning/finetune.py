@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -47,13 +47,20 @@ def finetune_steps(
     opt = optimizer or torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     model.train()
     losses = []
-    with torch.random.fork_rng(devices=[]):  # the augmentation draws from torch's global generator: seed it here, restore it after
+    with torch.random.fork_rng(
+        devices=[]
+    ):  # the augmentation draws from torch's global generator: seed it here, restore it after
         torch.manual_seed(seed)
         for step in range(steps):
             n = min(batch_size, len(data))
             if focus is not None and len(focus):
                 k = max(1, round(focus_fraction * n))
-                idx = torch.cat([focus[torch.randint(len(focus), (k,), generator=gen)], torch.randint(len(data), (n - k,), generator=gen)])
+                idx = torch.cat(
+                    [
+                        focus[torch.randint(len(focus), (k,), generator=gen)],
+                        torch.randint(len(data), (n - k,), generator=gen),
+                    ]
+                )
             else:
                 idx = torch.randint(len(data), (n,), generator=gen)
             x = normalize(torch.stack([augment(img) for img in data.images[idx]]), model.config)
@@ -74,8 +81,14 @@ def finetune_steps(
     return losses
 
 
-def estimate_finetune_seconds(steps: int, throughput_b64: float | None, throughput_ratio: float | None, predicted_b1_ms: float | None,
-                              distill: bool, batch_size: int = 64) -> float:
+def estimate_finetune_seconds(
+    steps: int,
+    throughput_b64: float | None,
+    throughput_ratio: float | None,
+    predicted_b1_ms: float | None,
+    distill: bool,
+    batch_size: int = 64,
+) -> float:
     """Expected wall time of ``steps`` fine-tuning steps: a step is a forward and a backward (about three
     forwards) of the pruned model on a batch, plus the teacher's forward when distilling. The rate comes from
     the measured batch-64 throughput (and the full model's, ``throughput_b64 / throughput_ratio``); before it is

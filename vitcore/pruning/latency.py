@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
-logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime" notice on CPU machines
-from torch.utils.benchmark import Timer  # noqa: E402
-
 from ..model import VisionTransformer
 from .counts import count_macs, count_params
+
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime" notice on CPU machines
+from torch.utils.benchmark import Timer  # noqa: E402
 
 
 def _inference(model: VisionTransformer) -> Callable[[Tensor], Tensor]:
@@ -29,12 +30,21 @@ def _inference(model: VisionTransformer) -> Callable[[Tensor], Tensor]:
     return forward
 
 
-def time_forward(models: dict[str, VisionTransformer], batch_size: int, repeats: int = 30, warmup: int = 5, threads: int | None = None) -> dict[str, dict[str, float]]:
+def time_forward(
+    models: dict[str, VisionTransformer],
+    batch_size: int,
+    repeats: int = 30,
+    warmup: int = 5,
+    threads: int | None = None,
+) -> dict[str, dict[str, float]]:
     """Per model: median, p25 and p75 of one forward's wall time (ms), interleaved across models."""
     threads = threads or torch.get_num_threads()  # Timer sets it for the timed calls only, then restores it
     cfg = next(iter(models.values())).config
     x = torch.randn(batch_size, cfg.in_chans, cfg.image_size, cfg.image_size)
-    timers = {name: Timer("forward(x)", globals={"forward": _inference(m), "x": x}, num_threads=threads) for name, m in models.items()}
+    timers = {
+        name: Timer("forward(x)", globals={"forward": _inference(m), "x": x}, num_threads=threads)
+        for name, m in models.items()
+    }
     for timer in timers.values():
         timer.timeit(warmup)
     times: dict[str, list[float]] = {name: [] for name in models}
@@ -48,7 +58,13 @@ def time_forward(models: dict[str, VisionTransformer], batch_size: int, repeats:
     return out
 
 
-def compare(base: VisionTransformer, pruned: VisionTransformer, repeats: int = 30, threads: int | None = None, throughput_batch: int = 64) -> dict[str, Any]:
+def compare(
+    base: VisionTransformer,
+    pruned: VisionTransformer,
+    repeats: int = 30,
+    threads: int | None = None,
+    throughput_batch: int = 64,
+) -> dict[str, Any]:
     """Batch-1 latency and batch-64 throughput of ``pruned`` against ``base``, measured in one run."""
     models = {"base": base, "pruned": pruned}
     b1 = time_forward(models, 1, repeats, threads=threads)
@@ -93,8 +109,15 @@ class SpeedUp:
         return (self.p75 - self.p25) / max(self.ratio, 1e-9) > BUSY_SPREAD
 
 
-def measure_speedup(reference: VisionTransformer, model: VisionTransformer, batch_size: int = 1, pairs: int = 15, warmup: int = 3, threads: int = 1,
-                    stop: Callable[[], bool] | None = None) -> SpeedUp | None:
+def measure_speedup(
+    reference: VisionTransformer,
+    model: VisionTransformer,
+    batch_size: int = 1,
+    pairs: int = 15,
+    warmup: int = 3,
+    threads: int = 1,
+    stop: Callable[[], bool] | None = None,
+) -> SpeedUp | None:
     """Interleaved A/B timing: each pair times the reference and the model back to back, so that
     load on the machine hits both; the ratio's median and quartiles come from the pairs.
     ``stop`` is asked before every pair; when it answers True the timing ends and None is returned.
@@ -104,7 +127,9 @@ def measure_speedup(reference: VisionTransformer, model: VisionTransformer, batc
     under one busy-loop process with 2 threads on 2 cores, 1.58x to 1.65x with 1 thread)."""
     cfg = reference.config
     x = torch.randn(batch_size, cfg.in_chans, cfg.image_size, cfg.image_size)
-    timers = [Timer("forward(x)", globals={"forward": _inference(m), "x": x}, num_threads=threads) for m in (reference, model)]
+    timers = [
+        Timer("forward(x)", globals={"forward": _inference(m), "x": x}, num_threads=threads) for m in (reference, model)
+    ]
     for t in timers:
         t.timeit(warmup)
     ref_ms, model_ms = [], []
@@ -130,7 +155,7 @@ class LatencyModel:
         return self.intercept_ms + self.slope_ms_per_mmac * count_macs(config) / 1e6
 
     @classmethod
-    def fit(cls, models: list[VisionTransformer], repeats: int = 15, threads: int = 1) -> "LatencyModel":
+    def fit(cls, models: list[VisionTransformer], repeats: int = 15, threads: int = 1) -> LatencyModel:
         """Measure ``models`` side by side (interleaved, medians) and fit a least-squares line."""
         timed = time_forward({str(i): m for i, m in enumerate(models)}, 1, repeats, threads=threads)
         points = [(count_macs(m.config) / 1e6, timed[str(i)]["median_ms"]) for i, m in enumerate(models)]

@@ -8,7 +8,7 @@ pruned model computes exactly what the full model computes with those components
 from __future__ import annotations
 
 import copy
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor

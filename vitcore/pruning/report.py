@@ -10,8 +10,20 @@ from ..circuits.methods import METHODS
 from .pareto import pareto_frontier
 
 COLUMNS = [
-    "method", "setting", "finetuned", "kept_heads", "kept_chunks", "params", "macs", "latency_b1_ms", "throughput_b64_img_s",
-    "top1_chosen", "top1_all", "kl", "discovery_s", "kept_components",
+    "method",
+    "setting",
+    "finetuned",
+    "kept_heads",
+    "kept_chunks",
+    "params",
+    "macs",
+    "latency_b1_ms",
+    "throughput_b64_img_s",
+    "top1_chosen",
+    "top1_all",
+    "kl",
+    "discovery_s",
+    "kept_components",
 ]
 NUMERIC_COLUMNS = [c for c in COLUMNS if c not in ("method", "finetuned", "kept_components")]
 
@@ -35,7 +47,11 @@ def read_csv(path: str | Path) -> list[dict[str, Any]]:
             raise ValueError(f"{path} is not a vitcore sweep CSV: it lacks the column(s) {', '.join(sorted(missing))}")
         rows = []
         for line, r in enumerate(reader, start=2):
-            row: dict[str, Any] = {"method": r["method"], "finetuned": r["finetuned"] in ("True", "true", "1"), "kept_components": r.get("kept_components")}
+            row: dict[str, Any] = {
+                "method": r["method"],
+                "finetuned": r["finetuned"] in ("True", "true", "1"),
+                "kept_components": r.get("kept_components"),
+            }
             try:
                 row.update({k: float(r[k]) for k in NUMERIC_COLUMNS})
             except (TypeError, ValueError) as e:
@@ -69,9 +85,13 @@ def config_colours(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     """Colour-scale domain (config labels) and range: baseline black, each method a ramp over its settings."""
     domain, colours = ["baseline"], ["#000000"]
     present = {r["method"] for r in rows} - {"baseline"}
-    for method in [m for m in RAMPS if m in present] + sorted(present - set(RAMPS)):  # every method in the rows gets a legend entry
+    for method in [m for m in RAMPS if m in present] + sorted(
+        present - set(RAMPS)
+    ):  # every method in the rows gets a legend entry
         ramp = RAMPS.get(method, OTHER_RAMP)
-        values = sorted({r["setting"] for r in rows if r["method"] == method}, reverse=method in METHODS and METHODS[method].ranks)
+        values = sorted(
+            {r["setting"] for r in rows if r["method"] == method}, reverse=method in METHODS and METHODS[method].ranks
+        )
         for i, v in enumerate(values):  # darker = more pruned
             domain.append(config_label(method, v))
             colours.append(ramp[round(i * (len(ramp) - 1) / max(len(values) - 1, 1))])
@@ -89,15 +109,32 @@ def frontier_chart(rows: list[dict[str, Any]], title: str = "Pareto frontier: er
     df = pd.DataFrame(rows)
     df["error"] = 1 - df["top1_chosen"]
     df["config"] = [config_label(m, v) for m, v in zip(df["method"], df["setting"])]
-    df["fine-tuned"] = df["finetuned"].map({True: "yes", False: "no"})
+    df["fine-tuned"] = df["finetuned"].map(lambda done: "yes" if done else "no")
     front = df.iloc[pareto_frontier(list(zip(df["latency_b1_ms"], df["error"])))]
     domain, colours = config_colours(rows)
-    points = alt.Chart(df).mark_point(filled=True, size=80, opacity=0.9, stroke="#333333", strokeWidth=0.5).encode(
-        x=alt.X("latency_b1_ms:Q", title="batch-1 latency (ms, median)", scale=alt.Scale(zero=False)),
-        y=alt.Y("error:Q", title="error on the chosen classes"),
-        color=alt.Color("config:N", title="method, setting", scale=alt.Scale(domain=domain, range=colours), sort=domain),
-        shape=alt.Shape("fine-tuned:N", scale=alt.Scale(domain=["no", "yes"], range=["circle", "triangle-up"])),
-        tooltip=["config", "fine-tuned", "kept_heads", "kept_chunks", "latency_b1_ms", "throughput_b64_img_s", "top1_chosen", "top1_all", "kl", "macs"],
+    points = (
+        alt.Chart(df)
+        .mark_point(filled=True, size=80, opacity=0.9, stroke="#333333", strokeWidth=0.5)
+        .encode(
+            x=alt.X("latency_b1_ms:Q", title="batch-1 latency (ms, median)", scale=alt.Scale(zero=False)),
+            y=alt.Y("error:Q", title="error on the chosen classes"),
+            color=alt.Color(
+                "config:N", title="method, setting", scale=alt.Scale(domain=domain, range=colours), sort=domain
+            ),
+            shape=alt.Shape("fine-tuned:N", scale=alt.Scale(domain=["no", "yes"], range=["circle", "triangle-up"])),
+            tooltip=[
+                "config",
+                "fine-tuned",
+                "kept_heads",
+                "kept_chunks",
+                "latency_b1_ms",
+                "throughput_b64_img_s",
+                "top1_chosen",
+                "top1_all",
+                "kl",
+                "macs",
+            ],
+        )
     )
     line = alt.Chart(front).mark_line(color="black", strokeDash=[4, 3]).encode(x="latency_b1_ms:Q", y="error:Q")
     return (line + points).properties(width=560, height=360, title=title)

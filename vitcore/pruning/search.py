@@ -14,7 +14,12 @@ from .prune import prune
 
 
 def bisect_keep(
-    base: VisionTransformer, scores: torch.Tensor, eval_set: ImageSet, chosen: torch.Tensor, target: float, iterations: int = 8,
+    base: VisionTransformer,
+    scores: torch.Tensor,
+    eval_set: ImageSet,
+    chosen: torch.Tensor,
+    target: float,
+    iterations: int = 8,
     base_logits: torch.Tensor | None = None,
 ) -> tuple[float, PrunedEval]:
     """Smallest keep ratio (by ranking ``scores``) whose chosen-class top-1 stays >= ``target``.
@@ -36,9 +41,19 @@ def bisect_keep(
 
 
 def bisect_setting(
-    base: VisionTransformer, discovery: ImageSet, eval_set: ImageSet, classes: list[str], chosen: torch.Tensor, target: float,
-    method: str, corruption: str = "resample", lo: float | None = None, hi: float | None = None, iterations: int = 6,
-    base_logits: torch.Tensor | None = None, options: dict[str, int] | None = None,
+    base: VisionTransformer,
+    discovery: ImageSet,
+    eval_set: ImageSet,
+    classes: list[str],
+    chosen: torch.Tensor,
+    target: float,
+    method: str,
+    corruption: str = "resample",
+    lo: float | None = None,
+    hi: float | None = None,
+    iterations: int = 6,
+    base_logits: torch.Tensor | None = None,
+    options: dict[str, int] | None = None,
 ) -> tuple[float, PrunedEval, int]:
     """Largest setting (e.g. a threshold: fewest kept components) whose chosen-class top-1 stays >= ``target``.
 
@@ -47,28 +62,34 @@ def bisect_setting(
     setting 0 (a threshold then removes only components that do not matter at all) when even ``lo`` misses.
     """
     entry = get_method(method)
-    if entry.param.search is None:
+    search = entry.param.search
+    if search is None:
         raise TaskError(f"{entry.label} has no setting range to search; search its keep ratio instead")
-    lo = entry.param.search[0] if lo is None else lo
-    hi = entry.param.search[1] if hi is None else hi
+    low: float = search[0] if lo is None else lo
+    high: float = search[1] if hi is None else hi
     base_logits = predict_logits(base, eval_set.images) if base_logits is None else base_logits
 
     def probe(value: float) -> tuple[PrunedEval, int]:
-        keep = base.components.mask_from_keep(discover(base, discovery, classes, method, corruption, setting=value, **(options or {})).kept or [])
+        keep = base.components.mask_from_keep(
+            discover(
+                base, discovery, classes, method, corruption, setting=value, **entry.own_options(options or {})
+            ).kept
+            or []
+        )
         return evaluate_against(base_logits, prune(base, keep), eval_set, chosen), int(keep.sum())
 
-    ev, kept = probe(hi)
+    ev, kept = probe(high)
     if ev.top1_chosen >= target:
-        return hi, ev, kept
-    ev, kept = probe(lo)
+        return high, ev, kept
+    ev, kept = probe(low)
     if ev.top1_chosen < target:
         return (0.0, *probe(0.0))
-    best = (lo, ev, kept)
+    best = (low, ev, kept)
     for _ in range(iterations):
-        mid = (lo * hi) ** 0.5
+        mid = (low * high) ** 0.5
         ev, kept = probe(mid)
         if ev.top1_chosen >= target:
-            lo, best = mid, (mid, ev, kept)
+            low, best = mid, (mid, ev, kept)
         else:
-            hi = mid
+            high = mid
     return best

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
-
+from collections.abc import Callable
+from typing import Any
 
 from ..circuits import discover
 from ..circuits.methods import METHODS, get_method
@@ -24,12 +24,30 @@ def default_settings(methods: list[str] | None = None) -> dict[str, list[float]]
     return {m: list(get_method(m).sweep) for m in (methods or list(METHODS))}
 
 
-def _row(method: str, setting: float, finetuned: bool, model: VisionTransformer, ev: PrunedEval, disc_s: float, kept: list[str]) -> dict[str, Any]:
+def _row(
+    method: str,
+    setting: float,
+    finetuned: bool,
+    model: VisionTransformer,
+    ev: PrunedEval,
+    disc_s: float,
+    kept: list[str],
+) -> dict[str, Any]:
     return {
-        "method": method, "setting": setting, "finetuned": finetuned, "kept_heads": sum(model.config.heads),
-        "kept_chunks": len(model.components) - sum(model.config.heads), "params": count_params(model), "macs": count_macs(model.config),
-        "latency_b1_ms": float("nan"), "throughput_b64_img_s": float("nan"), "top1_chosen": round(ev.top1_chosen, 4),
-        "top1_all": round(ev.top1_all, 4), "kl": round(ev.kl, 5), "discovery_s": round(disc_s, 2), "kept_components": " ".join(kept),
+        "method": method,
+        "setting": setting,
+        "finetuned": finetuned,
+        "kept_heads": sum(model.config.heads),
+        "kept_chunks": len(model.components) - sum(model.config.heads),
+        "params": count_params(model),
+        "macs": count_macs(model.config),
+        "latency_b1_ms": float("nan"),
+        "throughput_b64_img_s": float("nan"),
+        "top1_chosen": round(ev.top1_chosen, 4),
+        "top1_all": round(ev.top1_all, 4),
+        "kl": round(ev.kl, 5),
+        "discovery_s": round(disc_s, 2),
+        "kept_components": " ".join(kept),
     }
 
 
@@ -41,15 +59,25 @@ def measure_latencies(models: list[VisionTransformer], repeats: int = 20) -> lis
     return [(b1[k]["median_ms"], 64e3 / b64[k]["median_ms"]) for k in named]
 
 
-def _within(progress: Callable[[float, str], None] | None, done: int, total: int, what: str) -> Callable[[float], None] | None:
+def _within(
+    progress: Callable[[float, str], None] | None, done: int, total: int, what: str
+) -> Callable[[float], None] | None:
     """A method's own progress (0..1) as a part of the sweep's: a long ACDC or learned-mask run reports as it goes."""
     if progress is None:
         return None
     return lambda f: progress((done + min(max(f, 0.0), 1.0)) / total, what)
 
 
-def estimate_sweep_seconds(settings: dict[str, list[float]], forward_s: float, task_images: int, eval_images: int, n_components: int,
-                           finetune: int = 0, options: dict[str, int] | None = None, latency_repeats: int = 20) -> float:
+def estimate_sweep_seconds(
+    settings: dict[str, list[float]],
+    forward_s: float,
+    task_images: int,
+    eval_images: int,
+    n_components: int,
+    finetune: int = 0,
+    options: dict[str, int] | None = None,
+    latency_repeats: int = 20,
+) -> float:
     """Expected wall time of :func:`run_sweep` from one measured forward over ``task_images`` images: each
     method's own estimate, a forward over the eval set per row, fine-tuning as batches of 64 (forward,
     backward and the teacher's forward: about four forwards each), and the side-by-side latency runs."""
@@ -61,7 +89,9 @@ def estimate_sweep_seconds(settings: dict[str, list[float]], forward_s: float, t
         one = entry.estimate_seconds(forward_s, entry.run_options(options), n_components)
         seconds += one if entry.ranks else one * len(values)
     seconds += rows * finetune * 4 * 64 * per_image
-    seconds += (rows + 1) * per_image * (latency_repeats + 5 + (max(3, latency_repeats // 3) + 5) * 64)  # measure_latencies, warm-up included
+    seconds += (
+        (rows + 1) * per_image * (latency_repeats + 5 + (max(3, latency_repeats // 3) + 5) * 64)
+    )  # measure_latencies, warm-up included
     return seconds
 
 
@@ -102,24 +132,49 @@ def run_sweep(
             t0 = time.perf_counter()
             if entry.ranks:
                 if ranked is None:  # scores do not depend on the keep ratio: compute once
-                    ranked = discover(base, discovery, classes, method, corruption, n_images=n_images, progress=_within(progress, done, total, f"{method} scores"),
-                                      **entry.own_options(options))
+                    ranked = discover(
+                        base,
+                        discovery,
+                        classes,
+                        method,
+                        corruption,
+                        n_images=n_images,
+                        progress=_within(progress, done, total, f"{method} scores"),
+                        **entry.own_options(options),
+                    )
                     first_s = time.perf_counter() - t0
                 keep = keep_top(ranked.score_tensor(), value)
                 disc_s = first_s
             else:
-                res = discover(base, discovery, classes, method, corruption, n_images=n_images, setting=value, **entry.own_options(options),
-                               progress=_within(progress, done, total, f"{method} {value}"))
+                res = discover(
+                    base,
+                    discovery,
+                    classes,
+                    method,
+                    corruption,
+                    n_images=n_images,
+                    setting=value,
+                    **entry.own_options(options),
+                    progress=_within(progress, done, total, f"{method} {value}"),
+                )
                 keep = base.components.mask_from_keep(res.kept or [])
                 disc_s = time.perf_counter() - t0
             kept = [names[i] for i in base.components.keep_from_mask(keep)]
             pruned = prune(base, keep)
-            rows.append(_row(method, value, False, pruned, evaluate_against(base_logits, pruned, eval_set, chosen), disc_s, kept))
+            rows.append(
+                _row(
+                    method, value, False, pruned, evaluate_against(base_logits, pruned, eval_set, chosen), disc_s, kept
+                )
+            )
             arch.append(pruned)
             if finetune > 0:
                 tuned = pruned.clone()
                 finetune_steps(tuned, discovery, finetune, teacher=base)
-                rows.append(_row(method, value, True, tuned, evaluate_against(base_logits, tuned, eval_set, chosen), disc_s, kept))
+                rows.append(
+                    _row(
+                        method, value, True, tuned, evaluate_against(base_logits, tuned, eval_set, chosen), disc_s, kept
+                    )
+                )
                 arch.append(pruned)
             done += 1
             if progress:

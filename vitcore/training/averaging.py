@@ -20,7 +20,9 @@ from ..model import VisionTransformer
 TRAINING_ONLY = ("drop_path",)  # config fields that do not change the trained function
 
 
-def average_state_dicts(states: Sequence[dict[str, Tensor]], weights: Sequence[float] | None = None) -> dict[str, Tensor]:
+def average_state_dicts(
+    states: Sequence[dict[str, Tensor]], weights: Sequence[float] | None = None
+) -> dict[str, Tensor]:
     """The weighted mean of state dicts with the same keys and shapes (uniform when ``weights`` is None)."""
     if not states:
         raise CheckpointError("nothing to average: give at least one checkpoint")
@@ -32,11 +34,15 @@ def average_state_dicts(states: Sequence[dict[str, Tensor]], weights: Sequence[f
     keys = list(states[0])
     for i, state in enumerate(states[1:], 2):
         if set(state) != set(keys):
-            raise CheckpointError(f"checkpoint {i} has different parameters from checkpoint 1: {sorted(set(state) ^ set(keys))[:3]}")
+            raise CheckpointError(
+                f"checkpoint {i} has different parameters from checkpoint 1: {sorted(set(state) ^ set(keys))[:3]}"
+            )
         wrong = [k for k in keys if state[k].shape != states[0][k].shape]
         if wrong:
-            raise CheckpointError(f"checkpoint {i} differs in shape from checkpoint 1 at {wrong[0]}: "
-                                  f"{tuple(state[wrong[0]].shape)} vs {tuple(states[0][wrong[0]].shape)}")
+            raise CheckpointError(
+                f"checkpoint {i} differs in shape from checkpoint 1 at {wrong[0]}: "
+                f"{tuple(state[wrong[0]].shape)} vs {tuple(states[0][wrong[0]].shape)}"
+            )
     total = sum(weights)
     averaged = {}
     for k in keys:
@@ -68,5 +74,7 @@ def average_checkpoints(paths: Sequence[str | Path], weights: Sequence[float] | 
     model = VisionTransformer.from_state_dict(ckpts[0].model.config, state).eval()
     weights = [1.0] * len(ckpts) if weights is None else [float(w) for w in weights]
     info = {k: v for k, v in ckpts[-1].info.items() if k not in ("model", "metrics")}  # metrics were the source's
-    info["averaged_from"] = [{"checkpoint": str(p), "weight": w, "sha256": c.sha256} for p, w, c in zip(paths, weights, ckpts)]
+    info["averaged_from"] = [
+        {"checkpoint": str(p), "weight": w, "sha256": c.sha256} for p, w, c in zip(paths, weights, ckpts)
+    ]
     return Checkpoint(model, info)

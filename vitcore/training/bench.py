@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -40,12 +41,27 @@ VARIANTS = [
     Variant("64px, patch keep 0.5, batch 256", 256, 64, 0.5),
     Variant("32px, batch 256", 256, 32),
     Variant("32px, patch keep 0.5, batch 256", 256, 32, 0.5),
-    Variant("32px, patch keep 0.5, batch 256, AutoAugment + MixUp/CutMix + erasing", 256, 32, 0.5, augmentation="regularized-cpu"),
-    Variant("64px, patch keep 0.5, batch 256, AutoAugment + MixUp/CutMix + erasing", 256, 64, 0.5, augmentation="regularized-cpu"),
+    Variant(
+        "32px, patch keep 0.5, batch 256, AutoAugment + MixUp/CutMix + erasing",
+        256,
+        32,
+        0.5,
+        augmentation="regularized-cpu",
+    ),
+    Variant(
+        "64px, patch keep 0.5, batch 256, AutoAugment + MixUp/CutMix + erasing",
+        256,
+        64,
+        0.5,
+        augmentation="regularized-cpu",
+    ),
 ]
 
 # each recipe's (low-resolution stage, full-resolution stage) as measured variants
-RECIPE_STAGES = {"fast-cpu": (VARIANTS[5].name, VARIANTS[3].name), "regularized-cpu": (VARIANTS[6].name, VARIANTS[7].name)}
+RECIPE_STAGES = {
+    "fast-cpu": (VARIANTS[5].name, VARIANTS[3].name),
+    "regularized-cpu": (VARIANTS[6].name, VARIANTS[7].name),
+}
 
 
 class _PerImage(Dataset):
@@ -53,10 +69,14 @@ class _PerImage(Dataset):
 
     def __init__(self, data: ImageSet, model_cfg: ViTConfig, padding: int):
         self.data = data
-        self.transform = v2.Compose([
-            v2.RandomCrop(model_cfg.image_size, padding=padding), v2.RandomHorizontalFlip(),
-            v2.ToDtype(torch.float32, scale=True), v2.Normalize(model_cfg.mean, model_cfg.std),
-        ])
+        self.transform = v2.Compose(
+            [
+                v2.RandomCrop(model_cfg.image_size, padding=padding),
+                v2.RandomHorizontalFlip(),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(model_cfg.mean, model_cfg.std),
+            ]
+        )
 
     def __len__(self) -> int:
         return len(self.data)
@@ -69,12 +89,16 @@ def _step_fn(variant: Variant, data: ImageSet, model_cfg: ViTConfig, cfg: TrainC
     model = VisionTransformer(model_cfg)
     net: torch.nn.Module = TrainingForward(model)
     if variant.compile:
-        net = torch.compile(net)
+        net = cast(torch.nn.Module, torch.compile(net))  # compiling a Module gives a Module
     opt = make_optimizer(model, cfg)
-    augment = BatchAugment(TrainConfig(**{**RECIPES[variant.augmentation], "augment_groups": variant.augment_groups}), model_cfg)
+    augment = BatchAugment(
+        TrainConfig(**{**RECIPES[variant.augmentation], "augment_groups": variant.augment_groups}), model_cfg
+    )
     loader_iter = None
     if variant.per_sample_loader:
-        loader = DataLoader(_PerImage(data, model_cfg, cfg.crop_padding), variant.batch_size, shuffle=True, drop_last=True)
+        loader = DataLoader(
+            _PerImage(data, model_cfg, cfg.crop_padding), variant.batch_size, shuffle=True, drop_last=True
+        )
 
     def batch():
         nonlocal loader_iter
@@ -127,13 +151,26 @@ def bench_train(
                 seen += fn()
             rates[i].append(seen / (time.perf_counter() - start))
         if progress:
-            print(f"round {r + 1}/{rounds}: " + ", ".join(f"{v.name.split(',')[0]} {x[-1]:.0f}" for v, x in zip(variants, rates)), flush=True)
+            print(
+                f"round {r + 1}/{rounds}: "
+                + ", ".join(f"{v.name.split(',')[0]} {x[-1]:.0f}" for v, x in zip(variants, rates)),
+                flush=True,
+            )
     base = statistics.median(rates[0])
     rows = []
     for v, xs in zip(variants, rates):
         q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
         med = statistics.median(xs)
-        rows.append({"variant": v.name, "images_per_s": med, "p25": q[0], "p75": q[2], "vs_today": med / base, "epoch_s": len(data) and 100_000 / med})
+        rows.append(
+            {
+                "variant": v.name,
+                "images_per_s": med,
+                "p25": q[0],
+                "p75": q[2],
+                "vs_today": med / base,
+                "epoch_s": len(data) and 100_000 / med,
+            }
+        )
     return rows
 
 

@@ -8,7 +8,7 @@ import signal
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -66,7 +66,7 @@ class _StopFlag:
         self.set = False
         self._old: dict[int, Any] = {}
 
-    def __enter__(self) -> "_StopFlag":
+    def __enter__(self) -> _StopFlag:
         if int(os.environ.get("WORLD_SIZE", "1")) == 1:
             try:
                 for sig in (signal.SIGTERM, signal.SIGINT):
@@ -95,10 +95,17 @@ def _check_same_run(out: Path, cfg: TrainConfig, model_cfg: ViTConfig, rank: int
         stored = json.loads(path.read_text())
         # a setting added to the code after the run started counts as its default
         defaults = {"training": asdict(TrainConfig()), "model": ViTConfig().to_dict()}
-        diff = sorted(k for part in ("training", "model") for k in set(stored[part]) | set(wanted[part])
-                      if stored[part].get(k, defaults[part].get(k)) != wanted[part].get(k))
+        diff = sorted(
+            k
+            for part in ("training", "model")
+            for k in set(stored[part]) | set(wanted[part])
+            if stored[part].get(k, defaults[part].get(k)) != wanted[part].get(k)
+        )
         if diff:
-            raise TrainingError(f"{out} holds a run with other settings ({', '.join(diff)}); resume with the same command or use a new --out")
+            raise TrainingError(
+                f"{out} holds a run with other settings ({', '.join(diff)}); resume with the same command or use a "
+                "new --out"
+            )
     elif rank == 0:
         path.write_text(json.dumps(wanted, indent=1))
 
@@ -146,7 +153,9 @@ def train(
         raise TrainingError(f"{len(train_set)} training images are fewer than one batch of {cfg.batch_size * world}")
     total_steps = steps_per_epoch * cfg.epochs
     warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total_steps, warmup_steps, cfg.lr, cfg.min_lr))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, total_steps, warmup_steps, cfg.lr, cfg.min_lr)
+    )
 
     _check_same_run(out, cfg, model_cfg, rank)
     run = RunState.load(out) or RunState()
@@ -162,8 +171,10 @@ def train(
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
     if cfg.compile:
-        net = torch.compile(net)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+        net = cast(torch.nn.Module, torch.compile(net))  # compiling a Module gives a Module
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+    )
     augment = BatchAugment(cfg, model_cfg)
     info = {"classes": {"wnids": train_set.wnids, "names": train_set.names}, "training": asdict(cfg)}
     if command:
@@ -179,13 +190,23 @@ def train(
             side, keep = cfg.stage(epoch, model_cfg.image_size)
             order = epoch_order(len(train_set), cfg.seed, epoch)[rank::world]
             first = run.step if epoch == run.epoch else 0
-            sums = dict(run.sums) if epoch == run.epoch and first else {"seen": 0.0, "loss": 0.0, "correct": 0.0, "seconds": 0.0}
+            sums = (
+                dict(run.sums)
+                if epoch == run.epoch and first
+                else {"seen": 0.0, "loss": 0.0, "correct": 0.0, "seconds": 0.0}
+            )
             net.train()
             bar = None
             if progress and rank == 0:
                 from tqdm import tqdm
 
-                bar = tqdm(total=steps_per_epoch, initial=first, desc=f"epoch {epoch + 1}/{cfg.epochs} @{side}px", unit="step", leave=False)
+                bar = tqdm(
+                    total=steps_per_epoch,
+                    initial=first,
+                    desc=f"epoch {epoch + 1}/{cfg.epochs} @{side}px",
+                    unit="step",
+                    leave=False,
+                )
             last_save = time.monotonic()
             for step in range(first, steps_per_epoch):
                 t0 = time.perf_counter()
@@ -212,7 +233,9 @@ def train(
                 steps_this_call += 1
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{sums['loss'] * world / sums['seen']:.3f}", img_s=f"{sums['seen'] / sums['seconds']:.0f}")
+                    bar.set_postfix(
+                        loss=f"{sums['loss'] * world / sums['seen']:.3f}", img_s=f"{sums['seen'] / sums['seconds']:.0f}"
+                    )
                 halt = stop.set or (stop_after_steps is not None and steps_this_call >= stop_after_steps)
                 if step + 1 < steps_per_epoch and (halt or time.monotonic() - last_save > cfg.checkpoint_minutes * 60):
                     save_state(epoch, step + 1, sums)
@@ -236,7 +259,9 @@ def train(
             if rank == 0:
                 if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
                     ev = evaluate(model, val_set)
-                    entry.update(val_top1=ev["top1"], val_top5=ev["top5"], val_loss=ev["loss"], val_images=ev["n_images"])
+                    entry.update(
+                        val_top1=ev["top1"], val_top5=ev["top5"], val_loss=ev["loss"], val_images=ev["n_images"]
+                    )
                 log.append(entry)
                 info["metrics"] = {k: v for k, v in entry.items() if k.startswith("val_")}
                 info["training"].update(epochs_done=epoch + 1, world_size=world)

@@ -27,7 +27,9 @@ class TrainConfig:
     cutmix: float = 1.0  # alpha; 0 disables
     erasing: float = 0.25
     crop_padding: int = 4
-    augment_groups: int = 0  # 0: per-image augmentation on the CPU; N: N random groups per batch, on the training device
+    augment_groups: int = (
+        0  # 0: per-image augmentation on the CPU; N: N random groups per batch, on the training device
+    )
     drop_path: float = 0.1
     seed: int = 0
     compile: bool = False
@@ -51,7 +53,9 @@ class TrainConfig:
         if self.epochs < 1 or self.batch_size < 1:
             problems.append("epochs and batch size must be at least 1")
         if self.low_res and (self.low_res % patch_size or not 0 < self.low_res <= image_size):
-            problems.append(f"low_res {self.low_res} must be a multiple of the patch size {patch_size} and at most {image_size}")
+            problems.append(
+                f"low_res {self.low_res} must be a multiple of the patch size {patch_size} and at most {image_size}"
+            )
         for name in ("patch_keep", "low_res_patch_keep"):
             if not 0 < getattr(self, name) <= 1:
                 problems.append(f"{name} must be in (0, 1]")
@@ -70,15 +74,35 @@ RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
     "baseline": dict(augment="none", mixup=0.0, cutmix=0.0, erasing=0.0, drop_path=0.0, warmup_epochs=0.3),
     "fast-cpu": dict(
-        epochs=30, batch_size=256, lr=1.5e-3, warmup_epochs=2.0, augment="none", mixup=0.0, cutmix=0.0, erasing=0.0,
-        drop_path=0.1, low_res=32, low_res_epochs=24, low_res_patch_keep=0.5, patch_keep=0.5, val_every=3,
+        epochs=30,
+        batch_size=256,
+        lr=1.5e-3,
+        warmup_epochs=2.0,
+        augment="none",
+        mixup=0.0,
+        cutmix=0.0,
+        erasing=0.0,
+        drop_path=0.1,
+        low_res=32,
+        low_res_epochs=24,
+        low_res_patch_keep=0.5,
+        patch_keep=0.5,
+        val_every=3,
     ),
     # fast-cpu's levers with the regularisation of Lee et al. 2021 (AutoAugment, MixUp 0.8 /
     # CutMix 1.0, random erasing 0.25): fast-cpu without it overfits (90 epochs: train 81%,
     # val 35%, val loss rising from epoch 33). AutoAugment adds ~0.04 s per batch of 256.
     "regularized-cpu": dict(
-        epochs=100, batch_size=256, lr=1.5e-3, warmup_epochs=5.0, drop_path=0.1,
-        low_res=32, low_res_epochs=55, low_res_patch_keep=0.5, patch_keep=0.5, val_every=3,
+        epochs=100,
+        batch_size=256,
+        lr=1.5e-3,
+        warmup_epochs=5.0,
+        drop_path=0.1,
+        low_res=32,
+        low_res_epochs=55,
+        low_res_patch_keep=0.5,
+        patch_keep=0.5,
+        val_every=3,
     ),
 }
 

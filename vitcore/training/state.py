@@ -33,11 +33,13 @@ class RunState:
         os.replace(tmp, out / STATE)
 
     @classmethod
-    def load(cls, out: Path) -> "RunState | None":
+    def load(cls, out: Path) -> RunState | None:
         path = out / STATE
         if not path.exists():
             return None
         raw = load_state_file(path)
         if "model" not in raw:
-            raise TrainingError(f"{path} was written by an older trainer that cannot resume mid-run; start a new --out folder")
+            raise TrainingError(
+                f"{path} was written by an older trainer that cannot resume mid-run; start a new --out folder"
+            )
         return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})

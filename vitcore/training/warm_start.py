@@ -25,7 +25,12 @@ def initial_weights(path: str | Path, model_cfg: ViTConfig, wnids: list[str]) ->
     differ = sorted(k for k in set(theirs) | set(ours) if k not in _FREE and theirs.get(k) != ours.get(k))
     if differ:
         shown = "; ".join(f"{k}: {theirs.get(k)} in the checkpoint, {ours.get(k)} in this run" for k in differ[:3])
-        raise TrainingError(f"--init-from {path} has another architecture ({shown}); give the matching --depth/--dim/--heads/--mlp/--patch")
+        raise TrainingError(
+            f"--init-from {path} has another architecture ({shown}); give the matching "
+            "--depth/--dim/--heads/--mlp/--patch"
+        )
     if ckpt.wnids != wnids:
-        raise TrainingError(f"--init-from {path} was trained on other classes (or another class order) than this run's training data")
+        raise TrainingError(
+            f"--init-from {path} was trained on other classes (or another class order) than this run's training data"
+        )
     return ckpt.model.state_dict()
