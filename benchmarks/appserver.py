@@ -11,9 +11,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 
 class ServerError(RuntimeError):
@@ -27,21 +27,42 @@ def free_port() -> int:
 
 
 @contextmanager
-def app_server(root: str | Path, timeout_s: float = 120.0, extra_args: tuple[str, ...] = (), script: str = "serve.py") -> Iterator[tuple[str, float]]:
+def app_server(
+    root: str | Path, timeout_s: float = 120.0, extra_args: tuple[str, ...] = (), script: str = "serve.py"
+) -> Iterator[tuple[str, float]]:
     """Yield (url, start time from ``time.perf_counter``) of a healthy server running ``script``
     (``app.py``, or ``serve.py``: the same app with its shared resources loaded first); stop it afterwards."""
     port = free_port()
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", *extra_args],
-        cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            script,
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+            *extra_args,
+        ],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         while True:
             if proc.poll() is not None:
-                raise ServerError(f"streamlit exited with {proc.returncode}: " + proc.stdout.read().decode(errors="replace")[-2000:])
+                raise ServerError(
+                    f"streamlit exited with {proc.returncode}: " + proc.stdout.read().decode(errors="replace")[-2000:]
+                )
             try:
                 if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
                     break

@@ -1,6 +1,7 @@
 """ACDC's cached, batched search against the naive one-candidate-at-a-time loop: wall time and the removed set.
 
-Run: python benchmarks/bench_acdc_cache.py [--classes n01443537,n01629819,n01641577] [--out docs/measurements/bench_acdc_cache.json]
+Run: python benchmarks/bench_acdc_cache.py [--classes n01443537,n01629819,n01641577]
+       [--out docs/measurements/bench_acdc_cache.json]
 Shipped model, bundled train subset, resample corruption, the registry's default tau; runs alternate, medians.
 """
 
@@ -37,11 +38,19 @@ def main() -> None:
             masks[name] = out.kept_mask
             passes[name] = out.forward_passes
     cached, naive = statistics.median(times["cached"]), statistics.median(times["naive"])
-    result = {"tau": tau, "images": len(task), "cached_s": times["cached"], "naive_s": times["naive"], "cached_median_s": round(cached, 2),
-              "naive_median_s": round(naive, 2), "speedup": round(naive / cached, 2),
-              # layers run, in full-forward equivalents: the speed-up the cache could give if time were only layer work
-              "forward_equivalents": {k: round(v, 1) for k, v in passes.items()}, "layer_work_ratio": round(passes["naive"] / passes["cached"], 2),
-              "same_removed_set": bool(torch.equal(masks["cached"], masks["naive"]))}
+    result = {
+        "tau": tau,
+        "images": len(task),
+        "cached_s": times["cached"],
+        "naive_s": times["naive"],
+        "cached_median_s": round(cached, 2),
+        "naive_median_s": round(naive, 2),
+        "speedup": round(naive / cached, 2),
+        # layers run, in full-forward equivalents: the speed-up the cache could give if time were only layer work
+        "forward_equivalents": {k: round(v, 1) for k, v in passes.items()},
+        "layer_work_ratio": round(passes["naive"] / passes["cached"], 2),
+        "same_removed_set": bool(torch.equal(masks["cached"], masks["naive"])),
+    }
     print(result)
     write_measurement(args.out, result)
 

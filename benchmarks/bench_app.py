@@ -5,7 +5,8 @@ the Prune page does (Playground.fast, .measure, .estimate on a stratified sample
 Cold start: `streamlit run app.py` until a headless Chromium shows the Model page with its gallery
 (its title and the 32 gallery images drawn).
 
-Run: python benchmarks/bench_app.py [--flips 20] [--threads 2] [--no-cold-start | --cold-start-only] [--script serve.py|app.py]
+Run: python benchmarks/bench_app.py [--flips 20] [--threads 2] [--no-cold-start | --cold-start-only]
+       [--script serve.py|app.py]
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import torch
 
 from vitcore import load_checkpoint, load_split
 from vitcore.circuits import discover
+from vitcore.playground import Playground
 from vitcore.pruning import prune
 from vitcore.pruning.latency import measure_speedup
-from vitcore.playground import Playground
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: the harness is a package beside it
@@ -62,10 +63,17 @@ def toggle_speed(flips: int) -> dict:
         measured.append(tm - t0)
         estimate.append(te - t0)
         total.append(t2 - t0)
-    return {"flips": len(fast), "fast_median_s": statistics.median(fast), "fast_max_s": max(fast),
-            "fast_and_measured_latency_median_s": statistics.median(measured), "fast_and_measured_latency_max_s": max(measured),
-            "all_figures_estimated_median_s": statistics.median(estimate), "all_figures_estimated_max_s": max(estimate),
-            "all_figures_exact_median_s": statistics.median(total), "all_figures_exact_max_s": max(total)}
+    return {
+        "flips": len(fast),
+        "fast_median_s": statistics.median(fast),
+        "fast_max_s": max(fast),
+        "fast_and_measured_latency_median_s": statistics.median(measured),
+        "fast_and_measured_latency_max_s": max(measured),
+        "all_figures_estimated_median_s": statistics.median(estimate),
+        "all_figures_estimated_max_s": max(estimate),
+        "all_figures_exact_median_s": statistics.median(total),
+        "all_figures_exact_max_s": max(total),
+    }
 
 
 def speedup_stability(repetitions: int, background_load: int) -> dict:
@@ -85,7 +93,9 @@ def speedup_stability(repetitions: int, background_load: int) -> dict:
     shown = [r.ratio for r in runs if not r.busy]
     med = statistics.median(shown) if shown else float("nan")
     return {
-        "background_load_processes": background_load, "repetitions": repetitions, "flagged_busy": len(runs) - len(shown),
+        "background_load_processes": background_load,
+        "repetitions": repetitions,
+        "flagged_busy": len(runs) - len(shown),
         "shown_median_speedup": med,
         "shown_range_over_median": (max(shown) - min(shown)) / med if shown else None,
         "shown_p25_p75": statistics.quantiles(shown, n=4)[::2] if len(shown) > 1 else shown,
@@ -98,12 +108,15 @@ def cold_start(script: str) -> dict:
 
     with app_server(ROOT, script=script) as (url, start):
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            browser = pw.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
             page = browser.new_page()
             page.goto(url)
             page.locator("h1", has_text="Model").wait_for(timeout=120_000)
             title = time.perf_counter() - start
-            page.locator('img.gallery').nth(31).wait_for(timeout=120_000)
+            page.locator("img.gallery").nth(31).wait_for(timeout=120_000)
             elapsed = time.perf_counter() - start
             browser.close()
     return {"title_s": round(title, 2), "gallery_s": round(elapsed, 2)}
@@ -115,9 +128,18 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-cold-start", action="store_true")
     p.add_argument("--cold-start-only", action="store_true")
-    p.add_argument("--script", default="serve.py", choices=["serve.py", "app.py"], help="what the cold start runs (serve.py: the README's command)")
-    p.add_argument("--stability", type=int, default=20, help="repetitions of the fixed model's speed-up measurement (0: skip)")
-    p.add_argument("--background-load", type=int, default=1, help="busy-loop processes running during the stability measurement")
+    p.add_argument(
+        "--script",
+        default="serve.py",
+        choices=["serve.py", "app.py"],
+        help="what the cold start runs (serve.py: the README's command)",
+    )
+    p.add_argument(
+        "--stability", type=int, default=20, help="repetitions of the fixed model's speed-up measurement (0: skip)"
+    )
+    p.add_argument(
+        "--background-load", type=int, default=1, help="busy-loop processes running during the stability measurement"
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     out = {"threads": args.threads}

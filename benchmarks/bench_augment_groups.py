@@ -22,7 +22,9 @@ GROUPS = (0, 8, 32)
 def augmentation_alone(rounds: int = 7, batch: int = 256) -> None:
     data = load_split(None, "train", progress=False)
     model_cfg = ViTConfig(num_classes=len(data.wnids))
-    augments = {g: BatchAugment(TrainConfig(**{**RECIPES["regularized-cpu"], "augment_groups": g}), model_cfg) for g in GROUPS}
+    augments = {
+        g: BatchAugment(TrainConfig(**{**RECIPES["regularized-cpu"], "augment_groups": g}), model_cfg) for g in GROUPS
+    }
     seconds: dict[int, list[float]] = {g: [] for g in GROUPS}
     for _ in range(rounds):
         for g, augment in augments.items():
@@ -40,8 +42,18 @@ def augmentation_alone(rounds: int = 7, batch: int = 256) -> None:
 
 def whole_steps() -> None:
     data = load_split(None, "train", progress=False)
-    variants = [Variant(f"{side}px keep 0.5 regularized, {f'{g} groups' if g else 'per image'}", 256, side, 0.5,
-                        augmentation="regularized-cpu", augment_groups=g) for side in (32, 64) for g in (0, 32)]
+    variants = [
+        Variant(
+            f"{side}px keep 0.5 regularized, {f'{g} groups' if g else 'per image'}",
+            256,
+            side,
+            0.5,
+            augmentation="regularized-cpu",
+            augment_groups=g,
+        )
+        for side in (32, 64)
+        for g in (0, 32)
+    ]
     rows = bench_train(data, ViTConfig(num_classes=len(data.wnids)), variants, steps=3, rounds=3)
     print("whole training steps (augmentation, forward, backward, AdamW), 3 rounds x 3 steps, medians:")
     print("| variant | images/s | p25-p75 |\n|---|---|---|")

@@ -35,7 +35,9 @@ CLASS = "n01443537"  # goldfish
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--max-estimate", type=float, default=120.0, help="run only actions estimated at most this many seconds")
+    p.add_argument(
+        "--max-estimate", type=float, default=120.0, help="run only actions estimated at most this many seconds"
+    )
     p.add_argument("--out", type=Path)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -50,9 +52,13 @@ def main() -> None:
                 ckpt.model(normalize(images, ckpt.model.config))
             forward_s = time.perf_counter() - t0
             estimate = entry.estimate_seconds(forward_s, entry.run_options(), len(ckpt.model.components), granularity)
-            if estimate > args.max_estimate:  # announced as a long run; not run here (it would take this benchmark past its budget)
+            if (
+                estimate > args.max_estimate
+            ):  # announced as a long run; not run here (it would take this benchmark past its budget)
                 rows.append({"action": f"{entry.label} ({granularity})", "estimate_s": estimate, "actual_s": None})
-                print(f"{rows[-1]['action']:28s} estimated {estimate:7.1f} s, not run (over --max-estimate)", flush=True)
+                print(
+                    f"{rows[-1]['action']:28s} estimated {estimate:7.1f} s, not run (over --max-estimate)", flush=True
+                )
                 continue
             t0 = time.perf_counter()
             discover(ckpt.model, discovery, [CLASS], name, granularity=granularity)
@@ -73,7 +79,16 @@ def main() -> None:
     rows.append({"action": f"fine-tuning, {steps} steps with distillation", "estimate_s": estimate, "actual_s": actual})
     print(f"{rows[-1]['action']:28s} estimated {estimate:7.1f} s, took {actual:7.1f} s")
     if args.out:
-        write_measurement(args.out, {"threads": args.threads, "class": CLASS, "images": len(images), "max_estimate_s": args.max_estimate, "rows": rows})
+        write_measurement(
+            args.out,
+            {
+                "threads": args.threads,
+                "class": CLASS,
+                "images": len(images),
+                "max_estimate_s": args.max_estimate,
+                "rows": rows,
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,12 @@ def main() -> None:
     p.add_argument("--edge-targets", type=float, nargs="*", default=[0.95])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=200, help="the default step budget of the method")
-    p.add_argument("--edge-images", type=int, default=10, help="discovery images for edge runs (an edge step costs about 0.15 s per image here)")
+    p.add_argument(
+        "--edge-images",
+        type=int,
+        default=10,
+        help="discovery images for edge runs (an edge step costs about 0.15 s per image here)",
+    )
     p.add_argument("--constraints", nargs="+", default=list(CONSTRAINTS), choices=CONSTRAINTS)
     p.add_argument("--edge-constraints", nargs="+", default=["projection"], choices=CONSTRAINTS)
     p.add_argument("--out", default="docs/measurements/bench_learned_target.json")
@@ -39,7 +44,10 @@ def main() -> None:
     rows = []
     plan = [("node", t, c, None) for c in args.constraints for t in args.node_targets]
     plan += [("edge", t, c, args.edge_images) for c in args.edge_constraints for t in args.edge_targets]
-    print("| granularity | constraint | target | expected sparsity per seed | max abs error | KL of the kept circuit (median) | top-1 | wall s |")
+    print(
+        "| granularity | constraint | target | expected sparsity per seed | max abs error | KL of the kept circuit "
+        "(median) | top-1 | wall s |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for granularity, target, constraint, n_images in plan:
         task = build_task(model, data, CLASSES, n_images, 0)
@@ -47,17 +55,38 @@ def main() -> None:
         runs = []
         for seed in range(args.seeds):
             start = time.perf_counter()
-            out = learn_masks(model, task, cf, target, steps=args.steps, seed=seed, granularity=granularity, constraint=constraint)
+            out = learn_masks(
+                model, task, cf, target, steps=args.steps, seed=seed, granularity=granularity, constraint=constraint
+            )
             faith = circuit_faithfulness(model, task, out.kept_mask, cf, granularity)
-            runs.append({"seed": seed, "expected_sparsity": round(out.expected_sparsity, 4), "kept": int(out.kept_mask.sum()),
-                         "kl": round(faith["kl"], 4), "top1": round(faith["top1"], 3), "wall_s": round(time.perf_counter() - start, 1)})
-        row = {"granularity": granularity, "constraint": constraint, "target": target, "steps": args.steps, "n_images": len(task),
-               "max_abs_error": round(max(abs(r["expected_sparsity"] - target) for r in runs), 4),
-               "kl_median": statistics.median(r["kl"] for r in runs), "top1_median": statistics.median(r["top1"] for r in runs), "runs": runs}
+            runs.append(
+                {
+                    "seed": seed,
+                    "expected_sparsity": round(out.expected_sparsity, 4),
+                    "kept": int(out.kept_mask.sum()),
+                    "kl": round(faith["kl"], 4),
+                    "top1": round(faith["top1"], 3),
+                    "wall_s": round(time.perf_counter() - start, 1),
+                }
+            )
+        row = {
+            "granularity": granularity,
+            "constraint": constraint,
+            "target": target,
+            "steps": args.steps,
+            "n_images": len(task),
+            "max_abs_error": round(max(abs(r["expected_sparsity"] - target) for r in runs), 4),
+            "kl_median": statistics.median(r["kl"] for r in runs),
+            "top1_median": statistics.median(r["top1"] for r in runs),
+            "runs": runs,
+        }
         rows.append(row)
         per_seed = ", ".join(f"{r['expected_sparsity']:.3f}" for r in runs)
-        print(f"| {granularity} | {constraint} | {target:g} | {per_seed} | {row['max_abs_error']:.3f} | "
-              f"{row['kl_median']:.3f} | {row['top1_median']:.3f} | {sum(r['wall_s'] for r in runs):.0f} |", flush=True)
+        print(
+            f"| {granularity} | {constraint} | {target:g} | {per_seed} | {row['max_abs_error']:.3f} | "
+            f"{row['kl_median']:.3f} | {row['top1_median']:.3f} | {sum(r['wall_s'] for r in runs):.0f} |",
+            flush=True,
+        )
         write_measurement(args.out, rows)
 
 

@@ -39,11 +39,14 @@ def worker(steps: int) -> dict[str, float]:
     from vitcore.data import ImageSet
     from vitcore.model import VisionTransformer
     from vitcore.training.bench import Variant, bench_train
+
     torch.set_num_threads(2)
     torch.manual_seed(0)
     wnids = [f"n{i:08d}" for i in range(200)]
     n = 1024
-    data = ImageSet(torch.randint(0, 256, (n, 3, 64, 64), dtype=torch.uint8), torch.randint(0, 200, (n,)), wnids, wnids, [""] * n)
+    data = ImageSet(
+        torch.randint(0, 256, (n, 3, 64, 64), dtype=torch.uint8), torch.randint(0, 200, (n,)), wnids, wnids, [""] * n
+    )
     variants = [Variant(name, batch, side, keep, augmentation=aug) for name, batch, side, keep, aug in TRAIN_VARIANTS]
     rows = bench_train(data, ViTConfig(num_classes=200), variants, steps=steps, rounds=1, progress=False)
     rates = {r["variant"]: r["images_per_s"] for r in rows}
@@ -60,8 +63,14 @@ def worker(steps: int) -> dict[str, float]:
 
 def run_worker(shim: Path | None, steps: int) -> dict[str, float]:
     env = mkl_amd.with_preload(dict(os.environ), shim) if shim is not None else dict(os.environ)
-    done = subprocess.run([sys.executable, __file__, "--worker", "--steps", str(steps)], env=env, cwd=ROOT,
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--worker", "--steps", str(steps)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -85,18 +94,30 @@ def main() -> None:
     for r in range(args.rounds):
         for arm in ((None, plain), (shim, shimmed)) if r % 2 == 0 else ((shim, shimmed), (None, plain)):
             arm[1].append(run_worker(arm[0], args.steps))
-        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k.split(',')[0]} {plain[-1][k]:.0f} -> {shimmed[-1][k]:.0f}" for k in plain[-1]), flush=True)
-    model = next((line.partition(":")[2].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), platform.processor())
+        print(
+            f"round {r + 1}/{args.rounds}: "
+            + ", ".join(f"{k.split(',')[0]} {plain[-1][k]:.0f} -> {shimmed[-1][k]:.0f}" for k in plain[-1]),
+            flush=True,
+        )
+    model = next(
+        (line.partition(":")[2].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
+        platform.processor(),
+    )
     lines = [
-        f"# python benchmarks/bench_mkl_amd.py --rounds {args.rounds} --steps {args.steps}; {time.strftime('%Y-%m-%d')}; {model};"
+        f"# python benchmarks/bench_mkl_amd.py --rounds {args.rounds} --steps {args.steps}; "
+        f"{time.strftime('%Y-%m-%d')}; {model};"
         f" shim applies to this CPU: {mkl_amd.cpu_wants_shim(cpuinfo)}; 2 threads; wall {time.time() - start:.0f} s",
-        "| variant | images/s without | images/s with the shim | ratio (median of per-round ratios) | per-round ratios |",
+        "| variant | images/s without | images/s with the shim | ratio (median of per-round ratios) | per-round "
+        "ratios |",
         "|---|---|---|---|---|",
     ]
     for key in plain[0]:
         ratios = [s[key] / p[key] for p, s in zip(plain, shimmed)]
-        lines.append(f"| {key} | {statistics.median(p[key] for p in plain):.0f} | {statistics.median(s[key] for s in shimmed):.0f} | "
-                     f"{statistics.median(ratios):.2f}x | {', '.join(f'{x:.2f}' for x in ratios)} |")
+        lines.append(
+            f"| {key} | {statistics.median(p[key] for p in plain):.0f} | "
+            f"{statistics.median(s[key] for s in shimmed):.0f} | "
+            f"{statistics.median(ratios):.2f}x | {', '.join(f'{x:.2f}' for x in ratios)} |"
+        )
     text = "\n".join(lines)
     print(text)
     if args.out:

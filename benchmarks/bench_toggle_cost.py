@@ -21,7 +21,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from vitcore import load_checkpoint  # noqa: E402
-from vitcore.compute.figures import Source, fast_figures, keep_bytes, outside_sample, paired_latency, paired_throughput, exact_chunk, sample_accuracy, stratified_sample  # noqa: E402
+from vitcore.compute.figures import (  # noqa: E402
+    Source,
+    exact_chunk,
+    fast_figures,
+    keep_bytes,
+    outside_sample,
+    paired_latency,
+    paired_throughput,
+    sample_accuracy,
+    stratified_sample,
+)
 from vitcore.measurement import write_measurement  # noqa: E402
 from vitcore.playground import EXACT_CHUNK  # noqa: E402
 
@@ -38,16 +48,27 @@ def main() -> None:
     n_rest = len(outside_sample(len(eval_set), stratified_sample(eval_set.labels)))
     heads = [i for i, name in enumerate(ckpt.model.components.names) if ".H" in name]
     g = torch.Generator().manual_seed(0)
-    seconds: dict[str, list[float]] = {"fast (one class, 10 images)": [], "sample estimate (400 images)": [], f"exact (the other {n_rest} images)": [],
-                                       "batch-1 speed-up (15 pairs)": [], "batch-64 throughput (2 pairs)": []}
+    seconds: dict[str, list[float]] = {
+        "fast (one class, 10 images)": [],
+        "sample estimate (400 images)": [],
+        f"exact (the other {n_rest} images)": [],
+        "batch-1 speed-up (15 pairs)": [],
+        "batch-64 throughput (2 pairs)": [],
+    }
     for _ in range(args.keep_sets):
         mask = ckpt.model.components.ones()
         mask[torch.tensor(heads)[torch.randperm(len(heads), generator=g)[:5]]] = 0
         k = keep_bytes(mask)
         source.model(k)  # prune once, as a worker does at a keep-set's first job
-        jobs = [lambda: fast_figures(source, k, (eval_set.wnids[0],)), lambda: sample_accuracy(source, k),
-                lambda: [exact_chunk(source, k, s, min(s + EXACT_CHUNK, n_rest)) for s in range(0, n_rest, EXACT_CHUNK)],
-                lambda: paired_latency(source, k, 15), lambda: paired_throughput(source, k)]
+        jobs = [
+            lambda k=k: fast_figures(source, k, (eval_set.wnids[0],)),
+            lambda k=k: sample_accuracy(source, k),
+            lambda k=k: [
+                exact_chunk(source, k, s, min(s + EXACT_CHUNK, n_rest)) for s in range(0, n_rest, EXACT_CHUNK)
+            ],
+            lambda k=k: paired_latency(source, k, 15),
+            lambda k=k: paired_throughput(source, k),
+        ]
         for name, job in zip(seconds, jobs):
             t0 = time.perf_counter()
             job()

@@ -27,8 +27,16 @@ from benchmarks.appserver import app_server
 from ui.trace import read_trace
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 KEPT = re.compile(r"(\d+)/(\d+) components kept")
 FAST = re.compile(r"fast figures in ([\d.]+) s")
 
@@ -47,9 +55,15 @@ class SessionReport:
     circuit_s: float = float("nan")  # Run pressed -> result shown
     prune_page_s: float = float("nan")  # link clicked -> fast figures shown
     toggle_s: list[float] = field(default_factory=list)  # click -> the new fast figures drawn
-    toggle_server_s: list[float] = field(default_factory=list)  # of which the server computed the fast figures (the page's caption)
-    toggle_clicked_at: list[float] = field(default_factory=list)  # wall clock (time.time) of each click, to align with the server's trace
-    toggle_estimate_s: list[float] = field(default_factory=list)  # class pattern: click -> the all-class estimate (or the exact figure) shown
+    toggle_server_s: list[float] = field(
+        default_factory=list
+    )  # of which the server computed the fast figures (the page's caption)
+    toggle_clicked_at: list[float] = field(
+        default_factory=list
+    )  # wall clock (time.time) of each click, to align with the server's trace
+    toggle_estimate_s: list[float] = field(
+        default_factory=list
+    )  # class pattern: click -> the all-class estimate (or the exact figure) shown
     toggle_exact_s: list[float] = field(default_factory=list)  # class pattern: click -> the exact all-class top-1 shown
     last_exact_at: float = float("nan")  # wall clock of the last exact figure (class pattern)
     kept_seen: list[int] = field(default_factory=list)  # kept count after the run, then after each toggle
@@ -78,7 +92,9 @@ DEFAULT_PLANS = [
 
 
 async def _wait_idle(page, timeout_ms: float) -> None:
-    await page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
+    await page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms
+    )
 
 
 async def _kept(page, timeout_ms: float, not_equal: int | None = None) -> tuple[int, str]:
@@ -122,7 +138,9 @@ async def _all_class_times(page, t0: float, timeout_ms: float) -> tuple[float, f
     return estimate, exact
 
 
-async def _session(browser, url: str, plan: SessionPlan, timeout_ms: float, think_s: float = 1.0, wait_all: bool = False) -> SessionReport:
+async def _session(
+    browser, url: str, plan: SessionPlan, timeout_ms: float, think_s: float = 1.0, wait_all: bool = False
+) -> SessionReport:
     from playwright.async_api import expect
 
     report = SessionReport(plan)
@@ -133,7 +151,7 @@ async def _session(browser, url: str, plan: SessionPlan, timeout_ms: float, thin
         t0 = time.perf_counter()
         await page.goto(url)
         await expect(page.locator("h1", has_text="Model")).to_be_visible(timeout=timeout_ms)
-        await expect(page.locator('img.gallery').nth(31)).to_be_visible(timeout=timeout_ms)
+        await expect(page.locator("img.gallery").nth(31)).to_be_visible(timeout=timeout_ms)
         report.model_page_s = time.perf_counter() - t0
 
         await page.get_by_role("link", name="Circuits").click()
@@ -178,13 +196,17 @@ async def _session(browser, url: str, plan: SessionPlan, timeout_ms: float, thin
             report.toggle_server_s.append(float(fast.group(1)) if fast else float("nan"))
             report.kept_seen.append(now)
             if now != before + (-1 if was_on else 1):
-                report.errors.append(f"toggling {name} ({'on' if was_on else 'off'} before) moved kept from {before} to {now}")
+                report.errors.append(
+                    f"toggling {name} ({'on' if was_on else 'off'} before) moved kept from {before} to {now}"
+                )
             if wait_all:  # a student waits for every figure before the next toggle
                 estimate, exact = await _all_class_times(page, t0, timeout_ms)
                 report.toggle_estimate_s.append(estimate)
                 report.toggle_exact_s.append(exact)
                 report.last_exact_at = time.time()
-            await asyncio.sleep(think_s)  # a user looks at the fast figures, then toggles again: the slower ones may still be running
+            await asyncio.sleep(
+                think_s
+            )  # a user looks at the fast figures, then toggles again: the slower ones may still be running
         await _wait_idle(page, timeout_ms)
         all_classes = page.locator('[data-testid="stMetric"]', has_text="Top-1, all eval classes").first
         try:  # a fragment's run may not show Streamlit's status widget: wait for the figure itself
@@ -193,7 +215,9 @@ async def _session(browser, url: str, plan: SessionPlan, timeout_ms: float, thin
         except AssertionError:
             report.errors.append(f"the exact all-class top-1 never arrived: {await all_classes.inner_text()!r}")
         if plan.cls not in report.classes_caption:
-            report.errors.append(f"the Prune page names {report.classes_caption!r}, not this session's class {plan.cls!r}")
+            report.errors.append(
+                f"the Prune page names {report.classes_caption!r}, not this session's class {plan.cls!r}"
+            )
         final = (await _kept(page, timeout_ms))[0]
         if final != report.kept_seen[-1]:
             report.errors.append(f"kept count changed to {final} without this session touching it")
@@ -212,13 +236,18 @@ def niced_executable(executable: str, niceness: int, folder: Path) -> str:
     return str(launcher)
 
 
-async def _run_all(url: str, plans: list[SessionPlan], timeout_s: float, chromium: str, wait_all: bool = False) -> list[SessionReport]:
+async def _run_all(
+    url: str, plans: list[SessionPlan], timeout_s: float, chromium: str, wait_all: bool = False
+) -> list[SessionReport]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         try:
-            return await asyncio.wait_for(asyncio.gather(*(_session(browser, url, p, timeout_s * 1e3, wait_all=wait_all) for p in plans)), timeout_s)
+            return await asyncio.wait_for(
+                asyncio.gather(*(_session(browser, url, p, timeout_s * 1e3, wait_all=wait_all) for p in plans)),
+                timeout_s,
+            )
         finally:
             await browser.close()
 
@@ -283,7 +312,11 @@ def toggle_breakdown(reports: list[SessionReport], events: list[dict], wnid_of: 
             waits.append(run["t"] - clicked)
             server.append(drawn["t"] - run["t"])
             browser.append(clicked + took - drawn["t"])
-    return {"click_to_server_run_s": _summary(waits), "server_run_to_fast_drawn_s": _summary(server), "fast_drawn_to_browser_s": _summary(browser)}
+    return {
+        "click_to_server_run_s": _summary(waits),
+        "server_run_to_fast_drawn_s": _summary(server),
+        "fast_drawn_to_browser_s": _summary(browser),
+    }
 
 
 def _wnids_by_name() -> dict[str, str]:
@@ -294,8 +327,16 @@ def _wnids_by_name() -> dict[str, str]:
     return {name: wnid for wnid, name in zip(data.wnids, data.names)}
 
 
-def run_load_test(root: str | Path, plans: list[SessionPlan] | None = None, timeout_s: float = 480.0, chromium: str = CHROMIUM,
-                  server_args: tuple[str, ...] = (), browser_nice: int = 0, script: str = "serve.py", wait_all: bool = False) -> dict:
+def run_load_test(
+    root: str | Path,
+    plans: list[SessionPlan] | None = None,
+    timeout_s: float = 480.0,
+    chromium: str = CHROMIUM,
+    server_args: tuple[str, ...] = (),
+    browser_nice: int = 0,
+    script: str = "serve.py",
+    wait_all: bool = False,
+) -> dict:
     """Start the app, run every plan's session at once, and summarise (medians over sessions and toggles).
 
     ``browser_nice`` > 0 runs the browsers at that niceness, so that the server has the CPU first, as it
@@ -324,12 +365,19 @@ def run_load_test(root: str | Path, plans: list[SessionPlan] | None = None, time
         return statistics.median(xs) if xs else float("nan")
 
     return {
-        "sessions": len(reports), "script": script, "browser_nice": browser_nice, "server_ready_s": server_ready_s,
+        "sessions": len(reports),
+        "script": script,
+        "browser_nice": browser_nice,
+        "server_ready_s": server_ready_s,
         "server_warm_s": warm_s,
         "model_page_s": {"median": med([r.model_page_s for r in reports]), "max": max(r.model_page_s for r in reports)},
         "prune_page_s": {"median": med([r.prune_page_s for r in reports]), "max": max(r.prune_page_s for r in reports)},
         "circuit_s": {"median": med([r.circuit_s for r in reports]), "max": max(r.circuit_s for r in reports)},
-        "toggle_fast_figures_s": {"median": med(toggles), "max": max(toggles) if toggles else float("nan"), "n": len(toggles)},
+        "toggle_fast_figures_s": {
+            "median": med(toggles),
+            "max": max(toggles) if toggles else float("nan"),
+            "n": len(toggles),
+        },
         "toggle_fast_figures_server_s": {"median": med([t for r in reports for t in r.toggle_server_s])},
         "toggle_estimate_s": _summary([t for r in reports for t in r.toggle_estimate_s]),
         "toggle_exact_s": _summary([t for r in reports for t in r.toggle_exact_s]),

@@ -37,7 +37,9 @@ def main() -> None:
     for r in range(1, len(probs) + 1):
         for combo in itertools.combinations(probs, r):
             ensemble = top1(sum(probs[c] for c in combo))
-            averaged = top1(predict_logits(average_checkpoints(list(combo)).model, val.images, 256)) if r > 1 else ensemble
+            averaged = (
+                top1(predict_logits(average_checkpoints(list(combo)).model, val.images, 256)) if r > 1 else ensemble
+            )
             print(f"| {' + '.join(combo)} | {ensemble:.4f} | {averaged:.4f} |", flush=True)
 
 

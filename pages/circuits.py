@@ -7,13 +7,13 @@ import streamlit as st
 
 from ui.charts import heatmap, pixel_heatmap, score_frames
 from ui.engine import current_model, keep_of
-from ui.shell import open_page
 from ui.longrun import announce, forward_seconds, progress_bar, running, stop_button
+from ui.shell import open_page
+from vitcore.attribution import input_attribution, lrp_input_attribution
 from vitcore.circuits import CORRUPTIONS, METHODS, METRICS, discover
 from vitcore.circuits.methods import DEFAULT_METHOD
 from vitcore.circuits.result import CircuitResult
 from vitcore.circuits.trust import describe, load_summary
-from vitcore.attribution import input_attribution, lrp_input_attribution
 from vitcore.errors import VitcoreError
 
 state = open_page()
@@ -37,22 +37,41 @@ class RunChoice:
 def class_picker() -> None:
     options = state.class_options()
     labels = {v: k for k, v in options.items()}
-    chosen = st.multiselect("Classes (type to search)", list(options), default=[labels[w] for w in state.classes if w in labels], key="class_pick")
+    chosen = st.multiselect(
+        "Classes (type to search)",
+        list(options),
+        default=[labels[w] for w in state.classes if w in labels],
+        key="class_pick",
+    )
     state.classes = [options[c] for c in chosen]
 
 
 def run_choice() -> RunChoice:
     """The method row, its description and trust, and its setting, options and number of images."""
     c1, c2, c3, c4 = st.columns(4)
-    method = c1.selectbox("Method", list(METHODS), index=list(METHODS).index(DEFAULT_METHOD), format_func=lambda m: METHODS[m].label, key="method")
+    method = c1.selectbox(
+        "Method",
+        list(METHODS),
+        index=list(METHODS).index(DEFAULT_METHOD),
+        format_func=lambda m: METHODS[m].label,
+        key="method",
+    )
     entry = METHODS[method]
     corruption = c2.selectbox("Corruption", CORRUPTIONS, key="corruption")
     metric = c3.selectbox("Metric", METRICS, index=METRICS.index(entry.default_metric), key=f"metric_{method}")
-    granularity = c4.radio("Score", entry.granularities, horizontal=True, key=f"granularity_{method}",
-                           format_func=lambda g: "components" if g == "node" else f"edges ({len(ckpt.model.edges):,})",
-                           help="components: heads and MLP chunks; edges: each connection from an earlier component (or the embedding) "
-                                "into a head's query, key or value, an MLP's input or the logits. The Circuit graph page draws edge circuits.")
-    st.caption(f"{entry.description} Cost: {entry.cost}" + (", on an edge-instrumented forward (several times a plain one)." if granularity == "edge" else "."))
+    granularity = c4.radio(
+        "Score",
+        entry.granularities,
+        horizontal=True,
+        key=f"granularity_{method}",
+        format_func=lambda g: "components" if g == "node" else f"edges ({len(ckpt.model.edges):,})",
+        help="components: heads and MLP chunks; edges: each connection from an earlier component (or the embedding) "
+        "into a head's query, key or value, an MLP's input or the logits. The Circuit graph page draws edge circuits.",
+    )
+    st.caption(
+        f"{entry.description} Cost: {entry.cost}"
+        + (", on an edge-instrumented forward (several times a plain one)." if granularity == "edge" else ".")
+    )
     trust = describe(method, st.cache_data(load_summary)())
     if trust:
         st.caption(trust + " (python -m vitcore bench-faithfulness)")
@@ -60,7 +79,15 @@ def run_choice() -> RunChoice:
     p1, p2, p3 = st.columns(3)
     n_images = p1.slider("Number of discovery images", 1, max(2, n_available), n_available, key="n_images")
     param = entry.param
-    kwargs = {param.name: p2.select_slider(param.label, list(param.choices), value=entry.default(granularity), help=param.help, key=f"{param.name}_param_{granularity}")}
+    kwargs = {
+        param.name: p2.select_slider(
+            param.label,
+            list(param.choices),
+            value=entry.default(granularity),
+            help=param.help,
+            key=f"{param.name}_param_{granularity}",
+        )
+    }
     for o in entry.options:  # the run options this method reads, as the registry declares them
         kwargs[o.field] = p3.slider(o.label, o.low, o.high, o.default, o.step, help=o.help, key=o.field)
     return RunChoice(method, corruption, metric, granularity, n_images, kwargs)
@@ -73,7 +100,9 @@ def run_panel(choice: RunChoice) -> None:
     if state.classes:
         images = discovery.images[discovery.chosen(state.classes)][: choice.n_images]
         forward_s = forward_seconds(ckpt.model, images, (tuple(state.classes), choice.n_images, ckpt.sha256))
-        estimate = entry.estimate_seconds(forward_s, entry.run_options(choice.kwargs), len(ckpt.model.components), choice.granularity)
+        estimate = entry.estimate_seconds(
+            forward_s, entry.run_options(choice.kwargs), len(ckpt.model.components), choice.granularity
+        )
         note = announce(estimate, "This run")
     run_col, stop_col = st.columns([1, 5])
     stop_button("circuit", "circuit run", stop_col)
@@ -82,8 +111,19 @@ def run_panel(choice: RunChoice) -> None:
     progress = progress_bar(choice.method)
     try:
         with running("circuit"):
-            result = discover(ckpt.model, discovery, state.classes, choice.method, choice.corruption, choice.metric, choice.n_images,
-                              model_sha256=ckpt.sha256, progress=progress, granularity=choice.granularity, **choice.kwargs)
+            result = discover(
+                ckpt.model,
+                discovery,
+                state.classes,
+                choice.method,
+                choice.corruption,
+                choice.metric,
+                choice.n_images,
+                model_sha256=ckpt.sha256,
+                progress=progress,
+                granularity=choice.granularity,
+                **choice.kwargs,
+            )
     except VitcoreError as e:
         st.error(str(e))
         return
@@ -96,7 +136,8 @@ def run_panel(choice: RunChoice) -> None:
 
 def label(i: int) -> str:
     r = state.results[i]
-    return f"#{i + 1} {r.method}{' (edges)' if r.is_edge else ''} · {len(r.classes)} class(es) · {r.corruption} · {r.metric}"
+    edges = " (edges)" if r.is_edge else ""
+    return f"#{i + 1} {r.method}{edges} · {len(r.classes)} class(es) · {r.corruption} · {r.metric}"
 
 
 def result_header(i: int) -> CircuitResult:
@@ -108,24 +149,47 @@ def result_header(i: int) -> CircuitResult:
     m2.metric("KL (circuit)", f"{f['kl']:.4f}")
     m3.metric("Top-1 chosen (circuit)", f"{f['top1']:.1%}")
     m4.metric("Time", f"{r.wall_time_s:.1f} s")
-    m5.metric("Passes", f"{r.forward_passes:.0f}F+{r.backward_passes:.0f}B", help=f"{r.forward_passes:g} forward and {r.backward_passes:g} backward pass equivalents over the images")
+    m5.metric(
+        "Passes",
+        f"{r.forward_passes:.0f}F+{r.backward_passes:.0f}B",
+        help=f"{r.forward_passes:g} forward and {r.backward_passes:g} backward pass equivalents over the images",
+    )
     return r
 
 
 def downloads(r: CircuitResult, suffix: str = "") -> None:
     d1, d2 = st.columns(2)
-    d1.download_button("Download scores (CSV)", r.to_csv(), file_name=f"circuit-{r.method}{suffix}.csv", mime="text/csv", key="dl_csv")
-    d2.download_button("Download result (JSON)", r.to_json(), file_name=f"circuit-{r.method}{suffix}.json", mime="application/json", key="dl_json")
+    d1.download_button(
+        "Download scores (CSV)", r.to_csv(), file_name=f"circuit-{r.method}{suffix}.csv", mime="text/csv", key="dl_csv"
+    )
+    d2.download_button(
+        "Download result (JSON)",
+        r.to_json(),
+        file_name=f"circuit-{r.method}{suffix}.json",
+        mime="application/json",
+        key="dl_json",
+    )
 
 
 def edge_result_view(r: CircuitResult) -> None:
     alive = keep_of(state, r)
-    st.caption(f"{int(alive.sum())} of {len(alive)} components still reach the logits through kept edges: the Prune page starts from them "
-               "(a pruned model keeps every edge between kept components). The Circuit graph page draws the edges.")
+    st.caption(
+        f"{int(alive.sum())} of {len(alive)} components still reach the logits through kept edges: the Prune page "
+        "starts from them "
+        "(a pruned model keeps every edge between kept components). The Circuit graph page draws the edges."
+    )
     top = sorted(range(len(r.scores)), key=lambda j: -r.scores[j])[:200]
     kept_set = set(r.kept or [])
-    st.dataframe(pd.DataFrame({"edge": [r.component_names[j] for j in top], "score": [r.scores[j] for j in top],
-                               "kept": [r.component_names[j] in kept_set for j in top]}), height=240)
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "edge": [r.component_names[j] for j in top],
+                "score": [r.scores[j] for j in top],
+                "kept": [r.component_names[j] in kept_set for j in top],
+            }
+        ),
+        height=240,
+    )
     downloads(r, "-edges")
 
 
@@ -149,11 +213,19 @@ def compare_results() -> None:
     st.subheader("Compare results")
     a, b = st.columns(2)
     # keys change with the number of results, so that a new run is compared by default
-    ia = a.selectbox("Result A", node_results, format_func=label, index=len(node_results) - 2, key=f"cmp_a_{len(results)}")
-    ib = b.selectbox("Result B", node_results, format_func=label, index=len(node_results) - 1, key=f"cmp_b_{len(results)}")
+    ia = a.selectbox(
+        "Result A", node_results, format_func=label, index=len(node_results) - 2, key=f"cmp_a_{len(results)}"
+    )
+    ib = b.selectbox(
+        "Result B", node_results, format_func=label, index=len(node_results) - 1, key=f"cmp_b_{len(results)}"
+    )
     ka, kb = set(results[ia].kept or []), set(results[ib].kept or [])
     jaccard = len(ka & kb) / max(1, len(ka | kb))
-    st.metric("Overlap of kept sets (Jaccard)", f"{jaccard:.2f}", help=f"{len(ka & kb)} shared of {len(ka | kb)} kept by either")
+    st.metric(
+        "Overlap of kept sets (Jaccard)",
+        f"{jaccard:.2f}",
+        help=f"{len(ka & kb)} shared of {len(ka | kb)} kept by either",
+    )
     for col, idx in ((a, ia), (b, ib)):
         hh, cc = score_frames(results[idx].component_names, results[idx].scores, set(results[idx].kept or []))
         col.altair_chart(heatmap(hh, f"Heads #{idx + 1}"), width="stretch")
@@ -166,7 +238,9 @@ def attribution_panel() -> None:
     wanted = [eval_set.class_index(w) for w in state.classes]
     pool = [i for i, y in enumerate(eval_set.labels.tolist()) if not wanted or y in wanted][:200]
     a1, a2 = st.columns([3, 1])
-    pick = a1.selectbox("Eval image", pool, format_func=lambda i: f"#{i} · {eval_set.names[eval_set.labels[i]]}", key="attr_image")
+    pick = a1.selectbox(
+        "Eval image", pool, format_func=lambda i: f"#{i} · {eval_set.names[eval_set.labels[i]]}", key="attr_image"
+    )
     steps = a2.number_input("IG steps", 4, 128, 32, 4, key="attr_steps")
     if st.button("Explain this image", key="attr_run"):
         target = int(eval_set.labels[pick])
@@ -177,8 +251,11 @@ def attribution_panel() -> None:
         elif pruned is not ckpt.model:
             models["current pruned model"] = pruned
         image = eval_set.images[pick]
-        state.attribution = (pick, {name: input_attribution(m, image, target, int(steps)) for name, m in models.items()},
-                             {name: lrp_input_attribution(m, image, target) for name, m in models.items()})
+        state.attribution = (
+            pick,
+            {name: input_attribution(m, image, target, int(steps)) for name, m in models.items()},
+            {name: lrp_input_attribution(m, image, target) for name, m in models.items()},
+        )
     shown = state.attribution
     if not shown or shown[0] >= len(eval_set):
         return
@@ -188,7 +265,10 @@ def attribution_panel() -> None:
     for i, (name, a) in enumerate(maps.items()):
         r = lrp_maps[name]
         cols[2 * i].altair_chart(pixel_heatmap(a.pixels, f"{name}, IG: logit {a.logit:.2f}"), width="content")
-        cols[2 * i].caption(f"integrated gradients · completeness gap {a.convergence_delta:+.3f} (logit - baseline {a.logit - a.baseline_logit:.2f})")
+        cols[2 * i].caption(
+            f"integrated gradients · completeness gap {a.convergence_delta:+.3f} (logit - baseline "
+            f"{a.logit - a.baseline_logit:.2f})"
+        )
         cols[2 * i + 1].altair_chart(pixel_heatmap(r.pixels, f"{name}, LRP: logit {r.logit:.2f}"), width="content")
         cols[2 * i + 1].caption(f"LRP (AttnLRP) · pixels hold {float(r.pixels.sum()):.2f} of the logit's {r.logit:.2f}")
     st.caption(f"Red raises, blue lowers the '{eval_set.names[next(iter(maps.values())).target]}' logit.")
@@ -204,6 +284,11 @@ if state.results:
         node_result_view(active)
         compare_results()
 else:
-    st.info("Pick one or more classes and press Run to score every attention head and MLP chunk (or every edge between them).")
-with st.expander("What does the model look at? (integrated gradients with captum, and LRP)", expanded=state.attribution is not None):
+    st.info(
+        "Pick one or more classes and press Run to score every attention head and MLP chunk (or every edge between "
+        "them)."
+    )
+with st.expander(
+    "What does the model look at? (integrated gradients with captum, and LRP)", expanded=state.attribution is not None
+):
     attribution_panel()

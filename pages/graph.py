@@ -4,8 +4,8 @@ import streamlit as st
 import torch
 
 from ui.engine import playground
-from ui.rerun import rerun_pending
 from ui.figures import show_live_figures, show_timings
+from ui.rerun import rerun_pending
 from ui.shell import open_page
 from vitcore.circuits.graph import INPUT_COLOURS, circuit_dot, shown_edges
 from vitcore.playground import NothingKeptError
@@ -19,12 +19,21 @@ edge_results = [i for i, r in enumerate(results) if r.is_edge]
 
 st.title("Circuit graph")
 if not edge_results:
-    st.info(f"Run a method with Score = edges on the Circuits page: this model has {len(edges):,} edges between its "
-            f"{len(space)} components, the embedding and the logits.")
+    st.info(
+        f"Run a method with Score = edges on the Circuits page: this model has {len(edges):,} edges between its "
+        f"{len(space)} components, the embedding and the logits."
+    )
     st.stop()
 
-pick = st.selectbox("Edge result", edge_results, index=len(edge_results) - 1,
-                    format_func=lambda i: f"#{i + 1} {results[i].method} · {len(results[i].kept or [])} kept edges · {len(results[i].classes)} class(es)", key="graph_result")
+pick = st.selectbox(
+    "Edge result",
+    edge_results,
+    index=len(edge_results) - 1,
+    format_func=lambda i: (
+        f"#{i + 1} {results[i].method} · {len(results[i].kept or [])} kept edges · {len(results[i].classes)} class(es)"
+    ),
+    key="graph_result",
+)
 r = results[pick]
 kept = edges.mask_from_keep(r.kept or [])
 scores = r.score_tensor()
@@ -33,7 +42,9 @@ c1, c2, c3 = st.columns([2, 2, 3])
 limit = c1.slider("Edges drawn (best first)", 10, 300, 60, 10, key="graph_limit")
 kept_scores = scores[kept > 0.5]
 low, high = (float(kept_scores.min()), float(kept_scores.max())) if len(kept_scores) else (0.0, 1.0)
-min_score = c2.slider("Minimum score", low, max(high, low + 1e-9), low, (high - low) / 100 or 1e-3, format="%.4g", key=f"graph_min_{pick}")
+min_score = c2.slider(
+    "Minimum score", low, max(high, low + 1e-9), low, (high - low) / 100 or 1e-3, format="%.4g", key=f"graph_min_{pick}"
+)
 alive_before = edges.alive_components(kept)
 choices = [space.names[i] for i in torch.nonzero(alive_before).flatten().tolist()]
 off_key = f"graph_off_{pick}"
@@ -46,15 +57,21 @@ for name in off:
 alive = edges.alive_components(mask)
 
 drawn = shown_edges(edges, mask, scores, min_score, limit, off)
-st.caption(f"{int(mask.sum())} of {len(edges):,} edges kept · {int(alive.sum())} of {len(space)} components reach the logits · "
-           f"drawing {len(drawn)} · colour = the input an edge feeds: " +
-           ", ".join(f"<span style='color:{c}'>{name}</span>" for name, c in INPUT_COLOURS.items()), unsafe_allow_html=True)
+st.caption(
+    f"{int(mask.sum())} of {len(edges):,} edges kept · {int(alive.sum())} of {len(space)} components reach the logits "
+    "· "
+    f"drawing {len(drawn)} · colour = the input an edge feeds: "
+    + ", ".join(f"<span style='color:{c}'>{name}</span>" for name, c in INPUT_COLOURS.items()),
+    unsafe_allow_html=True,
+)
 
 pg = playground(state)
 row = None
 try:
     fig, row = show_live_figures(pg, alive)
-    st.caption("Figures of the physically pruned model that keeps these components (every edge between kept components stays).")
+    st.caption(
+        "Figures of the physically pruned model that keeps these components (every edge between kept components stays)."
+    )
 except NothingKeptError:
     st.error("Nothing reaches the logits any more: switch some components back on.")
 

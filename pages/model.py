@@ -25,9 +25,19 @@ c2.metric("MACs / image", f"{count_macs(cfg) / 1e6:.1f} M")
 metrics = ckpt.info.get("metrics", {})
 # an exported model's card measured it on the eval set the app had (the bundled subset, say), not the full val split
 bundled = metrics.get("eval_set") == "bundled"
-card_set = f"{metrics['val_images']:,} {'bundled ' if bundled else ''}val images" if "val_images" in metrics else "val split"
-c3.metric("Top-1 (card)", f"{metrics['val_top1']:.1%}" if "val_top1" in metrics else "n/a", help=f"measured on the {card_set}, as the model card says")
-c4.metric("Top-5 (card)", f"{metrics['val_top5']:.1%}" if "val_top5" in metrics else "n/a", help=f"measured on the {card_set}, as the model card says")
+card_set = (
+    f"{metrics['val_images']:,} {'bundled ' if bundled else ''}val images" if "val_images" in metrics else "val split"
+)
+c3.metric(
+    "Top-1 (card)",
+    f"{metrics['val_top1']:.1%}" if "val_top1" in metrics else "n/a",
+    help=f"measured on the {card_set}, as the model card says",
+)
+c4.metric(
+    "Top-5 (card)",
+    f"{metrics['val_top5']:.1%}" if "val_top5" in metrics else "n/a",
+    help=f"measured on the {card_set}, as the model card says",
+)
 if bundled:
     st.caption(f"This model's card was measured on the {card_set} shipped with the app, not on the full val split.")
 st.caption(
@@ -47,7 +57,13 @@ def shared_logits() -> torch.Tensor:
 st.subheader("Gallery")
 names = eval_set.names
 f1, f2 = st.columns([3, 1])
-pick = f1.multiselect("Classes", options=list(range(len(names))), format_func=lambda i: names[i], key="gallery_classes", placeholder="all classes")
+pick = f1.multiselect(
+    "Classes",
+    options=list(range(len(names))),
+    format_func=lambda i: names[i],
+    key="gallery_classes",
+    placeholder="all classes",
+)
 which = f2.selectbox("Show", ["all", "correct", "wrong"], key="gallery_filter")
 idx = torch.arange(len(eval_set))
 if pick:
@@ -63,7 +79,10 @@ shown = idx[:GALLERY_SIZE]
 if len(shown):
     # one element with the images inline: 32 separate image elements cost one request each, which under
     # six sessions at once doubled the time to a usable page (docs/measurements/load_test.json)
-    st.markdown(gallery_html(model, eval_set, ckpt.sha256, state.data_key, tuple(shown.tolist()), logits), unsafe_allow_html=True)
+    st.markdown(
+        gallery_html(model, eval_set, ckpt.sha256, state.data_key, tuple(shown.tolist()), logits),
+        unsafe_allow_html=True,
+    )
     trace_event("gallery")
 logits = shared_logits()  # the whole eval set: computed once per model and data set, shared by every session
 if len(idx):
@@ -80,10 +99,17 @@ def class_list(rows: pd.DataFrame) -> str:
 
 st.markdown(f"**Best:** {class_list(df.head(5))}  \n**Worst:** {class_list(df.tail(5).iloc[::-1])}")
 # the 200-bar chart on demand: drawn on every visit it made the page slower to become usable for six
-# browsers at once (load-test medians 11.7-14.0 s with it, 8.7-9.9 s without; docs/measurements/load_test*.json)
+# browsers at once (docs/results/app.md)
 if st.toggle(f"Chart of all {len(names)} classes", key="per_class_chart"):
     st.altair_chart(
-        alt.Chart(df).mark_bar().encode(x=alt.X("class:N", sort=None, axis=alt.Axis(labels=False, ticks=False)), y="top1:Q", tooltip=["class", alt.Tooltip("top1:Q", format=".0%")]).properties(height=220),
+        alt.Chart(df)
+        .mark_bar()
+        .encode(
+            x=alt.X("class:N", sort=None, axis=alt.Axis(labels=False, ticks=False)),
+            y="top1:Q",
+            tooltip=["class", alt.Tooltip("top1:Q", format=".0%")],
+        )
+        .properties(height=220),
         width="stretch",
     )
 
@@ -95,7 +121,9 @@ if upload is not None:
     except ImageError as e:
         st.error(f"Could not use that file: {e}")
     else:
-        x = normalize(torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(64, 64, 3).permute(2, 0, 1)[None], cfg)
+        x = normalize(
+            torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(64, 64, 3).permute(2, 0, 1)[None], cfg
+        )
         left, mid, right = st.columns([1, 2, 2])
         left.image(img, caption="as the model sees it (64x64)", width=160)
         pruned = current_model(state)
@@ -107,4 +135,7 @@ if upload is not None:
             with torch.inference_mode():
                 probs = m(x).softmax(-1)[0]
             top = probs.topk(5)
-            col.dataframe(pd.DataFrame({"class": [names[i] for i in top.indices.tolist()], "probability": top.values.numpy()}), hide_index=True)
+            col.dataframe(
+                pd.DataFrame({"class": [names[i] for i in top.indices.tolist()], "probability": top.values.numpy()}),
+                hide_index=True,
+            )

@@ -19,7 +19,10 @@ from vitcore.playground import KeepSetFigures, NothingKeptError, Playground
 from vitcore.pruning.finetune import estimate_finetune_seconds, finetune_steps
 from vitcore.pruning.pareto import pareto_frontier
 
-FT_STEPS, FT_LR = 40, 1e-4  # chosen on the shipped model: README, "Fine-tuning on the Prune page" (benchmarks/finetune_defaults.py)
+FT_STEPS, FT_LR = (
+    40,
+    1e-4,
+)  # chosen on the shipped model: docs/results/pruning.md (benchmarks/finetune_defaults.py)
 SLIDERS = ("threshold_slider", "keep_slider")
 
 state = open_page()
@@ -28,14 +31,18 @@ space = ckpt.model.components
 depth = space.depth
 result = state.active()
 edge_result = result is not None and result.is_edge
-if edge_result:  # an edge circuit sets the grid to the components it keeps alive; its scores are per edge, not per component
+if (
+    edge_result
+):  # an edge circuit sets the grid to the components it keeps alive; its scores are per edge, not per component
     result = None
 
 st.title("Prune")
 if state.classes:
     st.caption("Chosen classes: " + ", ".join(state.class_names()))
 else:
-    st.warning("No classes chosen (Circuits page): chosen-class figures use a stratified sample of every class's eval images.")
+    st.warning(
+        "No classes chosen (Circuits page): chosen-class figures use a stratified sample of every class's eval images."
+    )
 
 
 def grid_keys(layer: int) -> tuple[str, str]:
@@ -47,8 +54,12 @@ def sync_grid_from_mask() -> None:
     mask = state.keep_mask()
     for layer in range(depth):
         hk, ck = grid_keys(layer)
-        st.session_state[hk] = [f"H{i}" for i in range(space.heads_per_layer[layer]) if mask[space.head_slices[layer].start + i] > 0.5]
-        st.session_state[ck] = [f"C{i}" for i in range(space.chunks_per_layer[layer]) if mask[space.chunk_slices[layer].start + i] > 0.5]
+        st.session_state[hk] = [
+            f"H{i}" for i in range(space.heads_per_layer[layer]) if mask[space.head_slices[layer].start + i] > 0.5
+        ]
+        st.session_state[ck] = [
+            f"C{i}" for i in range(space.chunks_per_layer[layer]) if mask[space.chunk_slices[layer].start + i] > 0.5
+        ]
     st.session_state["prune_grid_version"] = state.keep_version
 
 
@@ -100,21 +111,39 @@ def slider_row() -> None:
     entry = METHODS[result.method] if result is not None else None
     if "keep_slider" not in st.session_state:
         st.session_state["keep_slider"] = state.slider_values.get("keep_slider", 0.5)
-    if entry is not None and entry.threshold_scores:  # a value left by another method's slider is not among this one's choices
-        value = st.session_state.get("threshold_slider", state.slider_values.get("threshold_slider", entry.param.default))
+    if (
+        entry is not None and entry.threshold_scores
+    ):  # a value left by another method's slider is not among this one's choices
+        value = st.session_state.get(
+            "threshold_slider", state.slider_values.get("threshold_slider", entry.param.default)
+        )
         st.session_state["threshold_slider"] = value if value in entry.param.choices else entry.param.default
     if entry is not None:
         if entry.threshold_scores:
-            st.select_slider(f"{entry.param.label} (threshold on {entry.label}'s scores; re-run {entry.label} for its exact circuit)",
-                             list(entry.param.choices), key="threshold_slider", on_change=apply_slider)
+            st.select_slider(
+                f"{entry.param.label} (threshold on {entry.label}'s scores; re-run {entry.label} for its exact "
+                "circuit)",
+                list(entry.param.choices),
+                key="threshold_slider",
+                on_change=apply_slider,
+            )
         else:
-            st.slider(f"Keep ratio from the {entry.label} scores", 0.05, 1.0, step=0.05, key="keep_slider", on_change=apply_slider)
+            st.slider(
+                f"Keep ratio from the {entry.label} scores",
+                0.05,
+                1.0,
+                step=0.05,
+                key="keep_slider",
+                on_change=apply_slider,
+            )
     elif edge_result:
-        st.info("The grid starts from the components the edge circuit keeps alive; the Circuit graph page edits the edges.")
+        st.info(
+            "The grid starts from the components the edge circuit keeps alive; the Circuit graph page edits the edges."
+        )
     else:
         st.info("Run a method on the Circuits page to drive the grid from scores; or toggle by hand.")
     r1, r2, r3, r4 = st.columns([3, 1, 1, 1])
-    r1.multiselect("Rows (layers)", list(range(depth)), key="row_pick", format_func=lambda l: f"layer {l}")
+    r1.multiselect("Rows (layers)", list(range(depth)), key="row_pick", format_func=lambda layer: f"layer {layer}")
     r2.button("Keep rows", on_click=set_rows, args=(1.0,), key="rows_on")
     r3.button("Drop rows", on_click=set_rows, args=(0.0,), key="rows_off")
     r4.button("Keep all", on_click=reset_all, key="all_on")
@@ -125,28 +154,56 @@ def toggle_grid() -> None:
     # full-width rows: in half-width columns the 12th head and chunk wrapped out of sight at 1280-1500 px
     st.markdown("**Attention heads** (highlighted = kept)")
     for layer in range(depth):
-        st.pills(f"L{layer}", [f"H{i}" for i in range(space.heads_per_layer[layer])], selection_mode="multi", key=grid_keys(layer)[0], on_change=mask_from_grid)
+        st.pills(
+            f"L{layer}",
+            [f"H{i}" for i in range(space.heads_per_layer[layer])],
+            selection_mode="multi",
+            key=grid_keys(layer)[0],
+            on_change=mask_from_grid,
+        )
     st.markdown("**MLP neuron chunks** (highlighted = kept)")
     for layer in range(depth):
-        st.pills(f"L{layer} ", [f"C{i}" for i in range(space.chunks_per_layer[layer])], selection_mode="multi", key=grid_keys(layer)[1], on_change=mask_from_grid)
+        st.pills(
+            f"L{layer} ",
+            [f"C{i}" for i in range(space.chunks_per_layer[layer])],
+            selection_mode="multi",
+            key=grid_keys(layer)[1],
+            on_change=mask_from_grid,
+        )
 
 
 def all_class_figures(pg: Playground, mask: torch.Tensor, p_all) -> KeepSetFigures | None:
     """The all-class top-1: a sample's estimate, then exact; None when the user moved on."""
     p_all.metric("Top-1, all eval classes", "updating…")
     base_est = pg.estimate(space.ones(), stop=rerun_pending)
-    fig = pg.estimate(mask, stop=rerun_pending)  # first a stratified sample (with its standard error), then every eval image
+    fig = pg.estimate(
+        mask, stop=rerun_pending
+    )  # first a stratified sample (with its standard error), then every eval image
     if base_est.sample_correct is None or fig.sample_correct is None:  # the user toggled again
         return None
     n_sample = len(pg.sample_index())
-    sample_help = f"estimate on a stratified sample of {n_sample} eval images (± one binomial standard error); the exact figure follows"
+    sample_help = (
+        f"estimate on a stratified sample of {n_sample} eval images (± one binomial standard error); "
+        "the exact figure follows"
+    )
     if fig.top1_all is None:
-        p_all.metric("Top-1, all eval classes", f"≈ {fig.top1_all_estimate:.1%} ± {fig.top1_all_se:.1%}", "updating…", delta_color="off", help=sample_help)
+        p_all.metric(
+            "Top-1, all eval classes",
+            f"≈ {fig.top1_all_estimate:.1%} ± {fig.top1_all_se:.1%}",
+            "updating…",
+            delta_color="off",
+            help=sample_help,
+        )
     base_slow = pg.slow(space.ones())
     for fig in pg.refine(mask, stop=rerun_pending):  # chunk by chunk; a new toggle ends it (the work done is kept)
         if fig.top1_all is None:
-            p_all.metric("Top-1, all eval classes", f"≈ {fig.top1_all_estimate:.1%} ± {fig.top1_all_se:.1%}",
-                         f"updating… {fig.top1_all_done}/{len(pg.eval_set)} images", delta_color="off", help=sample_help)
+            p_all.metric(
+                "Top-1, all eval classes",
+                f"≈ {fig.top1_all_estimate:.1%} ± {fig.top1_all_se:.1%}",
+                f"updating… {fig.top1_all_done}/{len(pg.eval_set)} images",
+                delta_color="off",
+                help=sample_help,
+            )
     if fig.top1_all is None:  # dropped: the session looks at another keep-set now
         return None
     p_all.metric("Top-1, all eval classes", f"{fig.top1_all:.1%}", f"{fig.top1_all - base_slow.top1_all:+.1%}")
@@ -160,27 +217,54 @@ def timed_figures(pg: Playground, mask: torch.Tensor, row: LiveRow, p_thr) -> Ke
     if fig.throughput_b64 is None:
         return fig
     if fig.throughput_busy:
-        p_thr.metric("Batch-64 throughput", "not measured", "machine busy", delta_color="off",
-                     help=f"the paired timings' ratios spread {fig.throughput_spread:.0%} of their median: too wide to report")
+        p_thr.metric(
+            "Batch-64 throughput",
+            "not measured",
+            "machine busy",
+            delta_color="off",
+            help=f"the paired timings' ratios spread {fig.throughput_spread:.0%} of their median: too wide to report",
+        )
     else:
         ratio = fig.throughput_ratio  # the sign leads, so that a slow-down gets a down arrow
-        p_thr.metric("Batch-64 throughput (measured)", f"{fig.throughput_b64:.0f} img/s", f"{ratio - 1:+.0%} ({ratio:.2f}x)",
-                     help=f"medians of interleaved batches of 64 with the full model, {QUIET}")
+        p_thr.metric(
+            "Batch-64 throughput (measured)",
+            f"{fig.throughput_b64:.0f} img/s",
+            f"{ratio - 1:+.0%} ({ratio:.2f}x)",
+            help=f"medians of interleaved batches of 64 with the full model, {QUIET}",
+        )
     return fig
 
 
 def history_chart(pg: Playground, mask: torch.Tensor, fig: KeepSetFigures) -> None:
     """The configurations this session has tried, on the latency-error plane with their Pareto frontier."""
     measured = fig.latency_b1_ms is not None and not (fig.speedup and fig.speedup.busy)
-    state.history[pg.key(mask)] = {"kept": fig.kept, "error": 1 - fig.top1_chosen, "latency_b1_ms": fig.latency_b1_ms if measured else fig.predicted_b1_ms,
-                                   "latency": "measured" if measured else "predicted", "top1_all": fig.top1_all, "macs": fig.macs,
-                                   "config": "full model" if fig.kept == len(space) else f"{fig.kept} kept"}
+    state.history[pg.key(mask)] = {
+        "kept": fig.kept,
+        "error": 1 - fig.top1_chosen,
+        "latency_b1_ms": fig.latency_b1_ms if measured else fig.predicted_b1_ms,
+        "latency": "measured" if measured else "predicted",
+        "top1_all": fig.top1_all,
+        "macs": fig.macs,
+        "config": "full model" if fig.kept == len(space) else f"{fig.kept} kept",
+    }
     df = pd.DataFrame(list(state.history.values()))
     front = pareto_frontier(list(zip(df["latency_b1_ms"], df["error"])))
     st.markdown("**Configurations tried in this session** (dashed: Pareto frontier)")
-    order = list(df.sort_values("kept", ascending=False)["config"])  # by components kept, not as text ("215 kept" after "24 kept")
-    st.altair_chart(pareto_chart(df, "latency_b1_ms", "error", "config", front, ["config", "kept", "error", "latency_b1_ms", "latency", "top1_all", "macs"], order),
-                    width="stretch")
+    order = list(
+        df.sort_values("kept", ascending=False)["config"]
+    )  # by components kept, not as text ("215 kept" after "24 kept")
+    st.altair_chart(
+        pareto_chart(
+            df,
+            "latency_b1_ms",
+            "error",
+            "config",
+            front,
+            ["config", "kept", "error", "latency_b1_ms", "latency", "top1_all", "macs"],
+            order,
+        ),
+        width="stretch",
+    )
 
 
 def fine_tune_panel(pg: Playground, mask: torch.Tensor, fig: KeepSetFigures) -> None:
@@ -190,12 +274,21 @@ def fine_tune_panel(pg: Playground, mask: torch.Tensor, fig: KeepSetFigures) -> 
     f1, f2 = st.columns([1, 3])
     steps = f1.number_input("Steps", 5, 500, FT_STEPS, 5, key="ft_steps")
     distill = f1.checkbox("Distil from the full model", value=True, key="ft_distill")
-    focus = f1.checkbox("Half of each batch from the chosen classes", value=True, key="ft_focus",
-                        help="the discovery set has 10 images per class: without this, a batch of 64 holds about 3 chosen-class images")
+    focus = f1.checkbox(
+        "Half of each batch from the chosen classes",
+        value=True,
+        key="ft_focus",
+        help="the discovery set has 10 images per class: without this, a batch of 64 holds about 3 chosen-class images",
+    )
     with f2:
         # this session's measured rate once it has fine-tuned; before that, from the throughputs above
-        estimate = (state.ft_seconds_per_step * steps if state.ft_seconds_per_step else
-                    estimate_finetune_seconds(int(steps), fig.throughput_b64, fig.throughput_ratio, fig.predicted_b1_ms, distill))
+        estimate = (
+            state.ft_seconds_per_step * steps
+            if state.ft_seconds_per_step
+            else estimate_finetune_seconds(
+                int(steps), fig.throughput_b64, fig.throughput_ratio, fig.predicted_b1_ms, distill
+            )
+        )
         note = announce(estimate, f"{steps} fine-tuning steps")
         stop_button("finetune", "fine-tuning")
     if f2.button("Fine-tune the current pruned model", key="ft_run"):
@@ -207,24 +300,46 @@ def fine_tune_panel(pg: Playground, mask: torch.Tensor, fig: KeepSetFigures) -> 
         chosen = torch.nonzero(state.discovery.chosen(state.classes)).flatten() if state.classes and focus else None
         t0 = time.perf_counter()
         with running("finetune"):
-            losses = finetune_steps(model, state.discovery, int(steps), lr=FT_LR, teacher=ckpt.model if distill else None, focus=chosen,
-                                    progress=lambda s, loss: progress(s / steps, f"step {s}/{steps} · loss {loss:.3f}"))
+            losses = finetune_steps(
+                model,
+                state.discovery,
+                int(steps),
+                lr=FT_LR,
+                teacher=ckpt.model if distill else None,
+                focus=chosen,
+                progress=lambda s, loss: progress(s / steps, f"step {s}/{steps} · loss {loss:.3f}"),
+            )
         note.done(time.perf_counter() - t0)
-        state.ft_seconds_per_step = (time.perf_counter() - t0) / max(int(steps), 1)  # this machine's rate, for the next estimate
+        state.ft_seconds_per_step = (time.perf_counter() - t0) / max(
+            int(steps), 1
+        )  # this machine's rate, for the next estimate
         pg.replace_model(mask, model)
         after = pg.slow(mask)
         state.finetuned = key
-        state.fine_tune = FineTuned(key, {"before fine-tuning": previous, "fine-tuned": model}, losses, {"before fine-tuning": before, "fine-tuned": after},
-                                    f"Top-1 chosen {before.top1_chosen:.1%} → {after.top1_chosen:.1%} · all classes {before.top1_all:.1%} → {after.top1_all:.1%}")
+        state.fine_tune = FineTuned(
+            key,
+            {"before fine-tuning": previous, "fine-tuned": model},
+            losses,
+            {"before fine-tuning": before, "fine-tuned": after},
+            f"Top-1 chosen {before.top1_chosen:.1%} → {after.top1_chosen:.1%} · all classes {before.top1_all:.1%} → "
+            f"{after.top1_all:.1%}",
+        )
         state.history.pop(key, None)  # the chart and the figures above now show the fine-tuned model
         st.session_state["ft_use"] = "fine-tuned" if after.top1_chosen >= before.top1_chosen else "before fine-tuning"
         st.rerun()
     ft = state.fine_tune
     if ft and ft.key == key:
         worse = ft.figures["fine-tuned"].top1_chosen < ft.figures["before fine-tuning"].top1_chosen
-        (f2.warning if worse else f2.success)(ft.message + (
-            " — fine-tuning lowered the chosen-class accuracy on the eval images, so the model before fine-tuning is selected; "
-            "switch below to use the fine-tuned one anyway." if worse else ""))
+        (f2.warning if worse else f2.success)(
+            ft.message
+            + (
+                " — fine-tuning lowered the chosen-class accuracy on the eval images, so the model before fine-tuning "
+                "is selected; "
+                "switch below to use the fine-tuned one anyway."
+                if worse
+                else ""
+            )
+        )
         f2.line_chart(pd.DataFrame({"training loss": ft.losses}), height=160, x_label="step", y_label="loss")
         use = f2.radio("Use", ["fine-tuned", "before fine-tuning"], horizontal=True, key="ft_use")
         if pg.model_for(mask) is not ft.models[use]:

@@ -7,7 +7,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_ZIP = ROOT.parent / "shared" / "data" / "tiny-imagenet-200.zip"
 
-from vitcore import ViTConfig, VisionTransformer  # noqa: E402
+from vitcore import VisionTransformer, ViTConfig  # noqa: E402
 
 torch.set_num_threads(int(os.environ.get("VITCORE_TEST_THREADS", min(2, os.cpu_count() or 1))))
 
@@ -18,7 +18,16 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 
 def tiny_config(**kw) -> ViTConfig:
-    base = dict(image_size=16, patch_size=4, dim=24, head_dim=4, heads=[3, 2, 3], mlp_widths=[16, 24, 8], num_classes=5, chunk_size=8)
+    base = dict(
+        image_size=16,
+        patch_size=4,
+        dim=24,
+        head_dim=4,
+        heads=[3, 2, 3],
+        mlp_widths=[16, 24, 8],
+        num_classes=5,
+        chunk_size=8,
+    )
     base.update(kw)
     return ViTConfig(**base)
 
@@ -54,4 +63,6 @@ def tiny_imageset(n_per_class: int = 6, classes: int = 5, size: int = 16, seed: 
     noise = torch.randint(-60, 60, (len(labels), 3, size, size), generator=gen)
     images = (base[labels] + noise).clamp(0, 255).to(torch.uint8)
     wnids = [f"n{i:08d}" for i in range(classes)]
-    return ImageSet(images, labels, wnids, [f"class {i}" for i in range(classes)], [f"img{i}.JPEG" for i in range(len(labels))])
+    return ImageSet(
+        images, labels, wnids, [f"class {i}" for i in range(classes)], [f"img{i}.JPEG" for i in range(len(labels))]
+    )

@@ -23,8 +23,12 @@ def node_outputs(model, x) -> dict[str, torch.Tensor]:
     seen = {}
     handles = [model.blocks[0].register_forward_pre_hook(lambda m, a: seen.__setitem__("embed", a[0].clone()))]
     for layer, block in enumerate(model.blocks):
-        handles.append(block.attn.proj.register_forward_pre_hook(lambda m, a, l=layer: seen.__setitem__(("H", l), a[0].clone())))
-        handles.append(block.mlp.fc2.register_forward_pre_hook(lambda m, a, l=layer: seen.__setitem__(("C", l), a[0].clone())))
+        handles.append(
+            block.attn.proj.register_forward_pre_hook(lambda m, a, l=layer: seen.__setitem__(("H", l), a[0].clone()))
+        )
+        handles.append(
+            block.mlp.fc2.register_forward_pre_hook(lambda m, a, l=layer: seen.__setitem__(("C", l), a[0].clone()))
+        )
     try:
         model(x)
     finally:
@@ -56,8 +60,10 @@ def patch_edges(model, x, edges: list[str], clean: dict, corrupt: dict) -> torch
     block_in: dict[int, torch.Tensor] = {}
     hd = model.config.head_dim
     with ExitStack() as stack:
+
         def keep(h):
             stack.callback(h.remove)
+
         for down, shift in shifts.items():
             if down == "logits":
                 keep(model.norm.register_forward_pre_hook(lambda m, a, s=shift: (a[0] + s[:, 0],)))

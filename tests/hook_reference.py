@@ -49,6 +49,7 @@ def record(model, x) -> dict[tuple[int, str], torch.Tensor]:
     def grab(key):
         def fn(module, args):
             seen[key] = args[0].detach().clone()
+
         return fn
 
     pairs = [(target(model, l, k), grab((l, k))) for l in range(model.config.depth) for k in "HC"]
@@ -70,6 +71,7 @@ def patched_logits(model, x, names, corrupt: dict[tuple[int, str], torch.Tensor]
             for s in slices:
                 new[..., s] = corrupt[key][..., s].expand_as(new[..., s])
             return (new,)
+
         return fn
 
     with hooks([(target(model, *key), replace(key, slices)) for key, slices in by_module.items()]):
@@ -91,7 +93,8 @@ def _gelu_rule(module, args, out):
 @contextmanager
 def lrp_rule_hooks(model):
     """The AttnLRP rules applied module by module with forward hooks on an unmodified forward:
-    LayerNorm recomputed with a detached standard deviation, GELU as out.detach() + (in - in.detach()) * (out / in).detach(),
+    LayerNorm recomputed with a detached standard deviation,
+    GELU as out.detach() + (in - in.detach()) * (out / in).detach(),
     the fused qkv output scaled in the backward (1/4 for q and k, 1/2 for v) by x*s + (x*(1-s)).detach()."""
 
     def qkv_hook(module, args, out):
@@ -125,6 +128,7 @@ def mixed_logits(model, x, mask, corrupt, rules: str | None = None) -> torch.Ten
     def keep_qkv(layer):
         def fn(module, args, out):
             qkv_out[layer] = out
+
         return fn
 
     def mix(key):
@@ -136,13 +140,14 @@ def mixed_logits(model, x, mask, corrupt, rules: str | None = None) -> torch.Ten
                 B, T, _ = a.shape
                 H, hd = model.blocks[layer].attn.num_heads, model.config.head_dim
                 q, k, v = qkv_out[layer].view(B, T, 3, H, hd).permute(2, 0, 3, 1, 4)
-                pattern = torch.softmax(q @ k.transpose(-2, -1) / hd ** 0.5, dim=-1).detach()
+                pattern = torch.softmax(q @ k.transpose(-2, -1) / hd**0.5, dim=-1).detach()
                 a = (pattern @ v).transpose(1, 2).reshape(B, T, H * hd)
             parts = []
             for s, i in sorted(slices[key], key=lambda p: p[0].start):
                 c = corrupt[key][..., s]
                 parts.append(c + mask[i] * (a[..., s] - c))
             return (torch.cat(parts, -1),)
+
         return fn
 
     handles = []

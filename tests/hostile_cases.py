@@ -28,10 +28,9 @@ def png(w: int, h: int) -> bytes:
 
 
 def main(work: Path) -> None:
-    from vitcore.checkpoint import load_checkpoint, parse_checkpoint
+    from vitcore.checkpoint import load_checkpoint, parse_checkpoint, read_zip_parts
     from vitcore.circuits.result import CircuitResult
     from vitcore.config import ViTConfig
-    from vitcore.checkpoint import read_zip_parts
     from vitcore.data import check_classes, load_split
     from vitcore.errors import VitcoreError, load_state_file
     from vitcore.images import load_rgb, to_model_size
@@ -55,8 +54,19 @@ def main(work: Path) -> None:
 
     def bad_scores():
         names = [f"L0.H{i}" for i in range(3)]
-        doc = {"schema": "vitcore.circuit-result", "version": 1, "method": "eap", "metric": "ce", "corruption": "resample", "classes": ["n0"],
-               "n_images": 1, "seed": 0, "component_names": names, "scores": [0.1, 0.2, 0.3], "kept": ["L0.H0", "L5.H7"]}
+        doc = {
+            "schema": "vitcore.circuit-result",
+            "version": 1,
+            "method": "eap",
+            "metric": "ce",
+            "corruption": "resample",
+            "classes": ["n0"],
+            "n_images": 1,
+            "seed": 0,
+            "component_names": names,
+            "scores": [0.1, 0.2, 0.3],
+            "kept": ["L0.H0", "L5.H7"],
+        }
         return CircuitResult.from_json(json.dumps(doc))
 
     def data_with(name: str, content: bytes):
@@ -68,7 +78,9 @@ def main(work: Path) -> None:
         return lambda: load_split(root, "val", use_cache=False)
 
     def uploaded(name: str):  # what the app's sidebar does with an uploaded zip
-        return lambda: parse_checkpoint(*read_zip_parts(io.BytesIO((work / name).read_bytes()), f"'{name}'"), "uploaded checkpoint")
+        return lambda: parse_checkpoint(
+            *read_zip_parts(io.BytesIO((work / name).read_bytes()), f"'{name}'"), "uploaded checkpoint"
+        )
 
     def data_adding_a_class():
         root = work / "data-extra-class"
@@ -90,7 +102,9 @@ def main(work: Path) -> None:
         "dim_1e6": with_model(dim=10**6),
         "classes_1e10": with_model(num_classes=10**10),
         "dim_fraction": with_model(dim=192.5),
-        "dim_nan": lambda: parse_checkpoint(weights, json.dumps(config).replace('"dim": 192', '"dim": NaN').encode(), "crafted"),
+        "dim_nan": lambda: parse_checkpoint(
+            weights, json.dumps(config).replace('"dim": 192', '"dim": NaN').encode(), "crafted"
+        ),
         "head_dim_fraction": with_model(head_dim=16.5),
         "std_zero": with_model(std=[0, 0, 0]),
         "png_100000x1": lambda: to_model_size(load_rgb(png(100_000, 1), "strip.png")),
@@ -111,7 +125,9 @@ def main(work: Path) -> None:
         except MemoryError:
             print(json.dumps({"case": name, "outcome": "memory"}), flush=True)
         except Exception as e:  # a traceback-worthy failure is a bug: report its type
-            print(json.dumps({"case": name, "outcome": "crash", "message": f"{type(e).__name__}: {e}"[:300]}), flush=True)
+            print(
+                json.dumps({"case": name, "outcome": "crash", "message": f"{type(e).__name__}: {e}"[:300]}), flush=True
+            )
     print(json.dumps({"case": "_cap", "normal_bytes": normal, "cap_over_start": cap - start}), flush=True)
 
 

@@ -1,6 +1,5 @@
 """The Streamlit app through streamlit.testing.v1.AppTest: every page, bad input, two sessions."""
 
-
 import base64
 import gc
 import io
@@ -12,14 +11,14 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
-
-pytestmark = pytest.mark.slow
 from vitcore import load_checkpoint
 from vitcore.data import normalize
+
+pytestmark = pytest.mark.slow
 
 APP = str(ROOT / "app.py")
 GOLDFISH = "goldfish (n01443537)"
@@ -97,14 +96,26 @@ def test_model_page_widgets_and_uploads(app):
         pred = model(normalize(val.images, model.config)).argmax(1)
     accs = [float((pred[val.labels == c] == c).float().mean()) for c in range(len(val.wnids))]
     line = next(m.value for m in at.markdown if m.value.startswith("**Best:**"))
-    assert any(line.startswith(f"**Best:** {val.names[c]} {max(accs):.0%}") for c in range(len(accs)) if accs[c] == max(accs)), line
-    assert any(f"**Worst:** {val.names[c]} {min(accs):.0%}" in line for c in range(len(accs)) if accs[c] == min(accs)), line
+    assert any(
+        line.startswith(f"**Best:** {val.names[c]} {max(accs):.0%}") for c in range(len(accs)) if accs[c] == max(accs)
+    ), line
+    assert any(
+        f"**Worst:** {val.names[c]} {min(accs):.0%}" in line for c in range(len(accs)) if accs[c] == min(accs)
+    ), line
     charts = len(at.get("arrow_vega_lite_chart")) + len(at.get("vega_lite_chart"))
     at.toggle(key="per_class_chart").set_value(True).run()
-    assert len(at.get("arrow_vega_lite_chart")) + len(at.get("vega_lite_chart")) == charts + 1  # the 200-class chart, on demand
+    assert (
+        len(at.get("arrow_vega_lite_chart")) + len(at.get("vega_lite_chart")) == charts + 1
+    )  # the 200-class chart, on demand
     uploader = at.get("file_uploader")
     assert uploader
-    good = [image_bytes("RGB"), image_bytes("RGBA"), image_bytes("CMYK", "JPEG"), image_bytes("I;16"), image_bytes("L", "JPEG")]
+    good = [
+        image_bytes("RGB"),
+        image_bytes("RGBA"),
+        image_bytes("CMYK", "JPEG"),
+        image_bytes("I;16"),
+        image_bytes("L", "JPEG"),
+    ]
     for data in good:
         at.file_uploader(key="try_image").clear().upload("img.png", data).run()
         assert not at.error, [e.value for e in at.error]
@@ -112,7 +123,11 @@ def test_model_page_widgets_and_uploads(app):
     jpeg = image_bytes("RGB", "JPEG", (64, 64))
     bomb = io.BytesIO()
     Image.new("1", (10000, 10000)).save(bomb, "PNG")
-    for data, message in ((b"%PDF-1.4 not an image", "not an image"), (jpeg[:150], "truncated"), (bomb.getvalue(), "bomb")):
+    for data, message in (
+        (b"%PDF-1.4 not an image", "not an image"),
+        (jpeg[:150], "truncated"),
+        (bomb.getvalue(), "bomb"),
+    ):
         at.file_uploader(key="try_image").clear().upload("x.bin", data).run()
         assert any(message in e.value for e in at.error), [e.value for e in at.error]
         assert not at.exception and "Parameters" in [m.label for m in at.metric]  # the page keeps working
@@ -203,7 +218,10 @@ def test_finetune_and_export_download_loads(app, tmp_path):
     from vitcore.evaluate import evaluate
 
     own = evaluate(ckpt.model, load_split(None, "val"))["top1"]  # the exported model's card carries its own accuracy
-    assert ckpt.info["metrics"]["val_top1"] == pytest.approx(own, abs=1e-6) and ckpt.info["metrics"]["eval_set"] == "bundled"
+    assert (
+        ckpt.info["metrics"]["val_top1"] == pytest.approx(own, abs=1e-6)
+        and ckpt.info["metrics"]["eval_set"] == "bundled"
+    )
 
 
 def sidebar_app(**state) -> AppTest:
@@ -218,7 +236,9 @@ def sidebar_app(**state) -> AppTest:
 
 
 def test_server_paths_are_closed_by_default(tmp_path):
-    at = sidebar_app(model_source="Path on this machine", model_path=str(tmp_path / "x"), data_path=str(tmp_path / "missing"))
+    at = sidebar_app(
+        model_source="Path on this machine", model_path=str(tmp_path / "x"), data_path=str(tmp_path / "missing")
+    )
     assert not at.exception and not at.error  # the preset path options are ignored: not offered at all
     assert at.session_state["model_source"] == "Shipped model" and at.session_state["app"].data_key == "bundled"
 
@@ -227,7 +247,10 @@ def test_bad_checkpoints_and_data_keep_the_app_working(tmp_path, monkeypatch):
     monkeypatch.setenv("VITCORE_ALLOW_SERVER_PATHS", "1")
     with zipfile.ZipFile(tmp_path / "pickle.zip", "w") as z:
         z.writestr("model.safetensors", b"\x80\x04pickle")
-        z.writestr("config.json", json.dumps({"model": {"dim": 192, "heads": [12] * 9, "mlp_widths": [384] * 9, "num_classes": 200}}))
+        z.writestr(
+            "config.json",
+            json.dumps({"model": {"dim": 192, "heads": [12] * 9, "mlp_widths": [384] * 9, "num_classes": 200}}),
+        )
     shipped = ROOT / "assets" / "model"
     with zipfile.ZipFile(tmp_path / "wrong.zip", "w") as z:
         z.writestr("model.safetensors", (shipped / "model.safetensors").read_bytes())
@@ -291,10 +314,38 @@ def test_compare_page_loads_a_sweep_csv_and_applies_a_point(tmp_path):
     names = load_checkpoint().model.components.names
     kept = names[::2]
     rows = [
-        {"method": "baseline", "setting": 1.0, "finetuned": False, "kept_heads": 108, "kept_chunks": 108, "params": 2761928, "macs": 189522816,
-         "latency_b1_ms": 6.0, "throughput_b64_img_s": 300.0, "top1_chosen": 0.6, "top1_all": 0.2, "kl": 0.0, "discovery_s": 0.0, "kept_components": " ".join(names)},
-        {"method": "eap", "setting": 0.5, "finetuned": True, "kept_heads": 54, "kept_chunks": 54, "params": 1500000, "macs": 96000000,
-         "latency_b1_ms": 4.0, "throughput_b64_img_s": 520.0, "top1_chosen": 0.5, "top1_all": 0.1, "kl": 0.3, "discovery_s": 1.0, "kept_components": " ".join(kept)},
+        {
+            "method": "baseline",
+            "setting": 1.0,
+            "finetuned": False,
+            "kept_heads": 108,
+            "kept_chunks": 108,
+            "params": 2761928,
+            "macs": 189522816,
+            "latency_b1_ms": 6.0,
+            "throughput_b64_img_s": 300.0,
+            "top1_chosen": 0.6,
+            "top1_all": 0.2,
+            "kl": 0.0,
+            "discovery_s": 0.0,
+            "kept_components": " ".join(names),
+        },
+        {
+            "method": "eap",
+            "setting": 0.5,
+            "finetuned": True,
+            "kept_heads": 54,
+            "kept_chunks": 54,
+            "params": 1500000,
+            "macs": 96000000,
+            "latency_b1_ms": 4.0,
+            "throughput_b64_img_s": 520.0,
+            "top1_chosen": 0.5,
+            "top1_all": 0.1,
+            "kl": 0.3,
+            "discovery_s": 1.0,
+            "kept_components": " ".join(kept),
+        },
     ]
     write_csv(rows, tmp_path / "s.csv")
     at = goto(new_app(), "compare")
@@ -307,7 +358,12 @@ def test_compare_page_loads_a_sweep_csv_and_applies_a_point(tmp_path):
     assert any("EAP keep 0.5" in s.value and "fine-tune again" in s.value for s in at.success)
     keep = at.session_state["app"].keep
     assert [n for n, k in zip(names, keep.tolist()) if k] == kept
-    older = "\n".join([",".join(k for k in rows[0] if k != "kept_components"), ",".join(str(v) for k, v in rows[1].items() if k != "kept_components")])
+    older = "\n".join(
+        [
+            ",".join(k for k in rows[0] if k != "kept_components"),
+            ",".join(str(v) for k, v in rows[1].items() if k != "kept_components"),
+        ]
+    )
     at.file_uploader(key="sweep_csv").clear().upload("old.csv", older.encode()).run()
     at.selectbox(key="sweep_pick").set_value(0).run()
     at.button(key="apply_sweep").click().run()
@@ -365,8 +421,12 @@ def test_edge_circuit_graph_toggles_components_and_feeds_the_prune_page(app):
 
 def test_atlas_page_shows_the_shipped_atlas_and_measures_a_group(app):
     at = goto(app, "atlas")
-    assert not [w for w in at.warning if "another checkpoint" in w.value]  # the shipped atlas belongs to the shipped model (a 'machine busy' timing warning may show)
-    assert len(at.get("arrow_vega_lite_chart")) + len(at.get("vega_lite_chart")) >= 3  # two usage maps and the similarity matrix
+    assert not [
+        w for w in at.warning if "another checkpoint" in w.value
+    ]  # the shipped atlas belongs to the shipped model (a 'machine busy' timing warning may show)
+    assert (
+        len(at.get("arrow_vega_lite_chart")) + len(at.get("vega_lite_chart")) >= 3
+    )  # two usage maps and the similarity matrix
     assert metric(at, "KL to full model")
     group = at.multiselect(key="atlas_group")
     assert len(group.value) == 5
@@ -379,7 +439,9 @@ def test_compare_page_estimates_a_sweep_and_reports_a_stopped_one():
     goto(at, "compare")
     at.multiselect(key="sweep_methods").set_value(["eap", "acdc", "learned"]).run()
     texts = [c.value for c in at.caption] + [w.value for w in at.warning]
-    assert any("configurations" in t and ("s expected on this machine" in t or "will take about" in t) for t in texts), texts
+    assert any(
+        "configurations" in t and ("s expected on this machine" in t or "will take about" in t) for t in texts
+    ), texts
     at.session_state["app"].running.add("sweep")  # as left behind by a sweep that Stop interrupted
     at.run()
     assert any("sweep was stopped before it finished" in i.value for i in at.info) and not at.exception

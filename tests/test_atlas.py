@@ -4,8 +4,8 @@ import os
 
 import pytest
 import torch
-
 from conftest import tiny_imageset, tiny_model
+
 from vitcore.atlas import AtlasSettings, cluster_order, load_atlas, run_atlas, similarity, solve, union_circuit, usage
 from vitcore.atlas.analysis import write_table
 from vitcore.atlas.run import AtlasError
@@ -30,7 +30,9 @@ def test_local_run_resumes_and_skips_finished_work(setup, tmp_path):
     assert (again.ran, again.skipped) == (1, 5)
     assert all(f.stat().st_mtime_ns == stamps[f] for f in files[1:])  # finished work untouched
     with pytest.raises(AtlasError, match="other settings"):
-        run_atlas(model, data, CLASSES, ["eap"], tmp_path, AtlasSettings(corruption="zero"), backend="local", progress=False)
+        run_atlas(
+            model, data, CLASSES, ["eap"], tmp_path, AtlasSettings(corruption="zero"), backend="local", progress=False
+        )
 
 
 def test_a_failing_task_is_retried_in_process(setup, tmp_path):
@@ -60,7 +62,17 @@ def test_ray_with_two_workers_equals_the_sequential_path_and_retries_a_killed_wo
             os._exit(1)  # the worker process dies mid-task, as on a lost machine
         return solve(model, data, task, settings)
 
-    ray_run = run_atlas(model, data, CLASSES, ["eap", "learned"], tmp_path / "ray", backend="ray", workers=2, progress=False, solver=killed_once)
+    ray_run = run_atlas(
+        model,
+        data,
+        CLASSES,
+        ["eap", "learned"],
+        tmp_path / "ray",
+        backend="ray",
+        workers=2,
+        progress=False,
+        solver=killed_once,
+    )
     assert marker.exists(), "the worker was never killed: the retry was not exercised"
     assert ray_run.backend == "ray" and ray_run.ran == local.ran == 6
     a, b = load_atlas(write_table(tmp_path / "local")), load_atlas(write_table(tmp_path / "ray"))

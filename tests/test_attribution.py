@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from conftest import tiny_imageset, tiny_model
+
 from vitcore import load_pretrained, load_split
 from vitcore.attribution import input_attribution
 from vitcore.pruning.prune import prune
@@ -15,7 +15,9 @@ def test_integrated_gradients_complete_and_leave_the_model_untouched():
     fine = input_attribution(model, image, target=2, n_steps=64)
     assert fine.pixels.shape == image.shape[1:]
     # completeness: attributions sum to logit(image) - logit(baseline), closer with more steps
-    assert float(fine.pixels.sum()) == pytest.approx(fine.logit - fine.baseline_logit, abs=abs(fine.convergence_delta) + 1e-5)
+    assert float(fine.pixels.sum()) == pytest.approx(
+        fine.logit - fine.baseline_logit, abs=abs(fine.convergence_delta) + 1e-5
+    )
     assert abs(fine.convergence_delta) < 0.02 * max(1.0, abs(fine.logit - fine.baseline_logit))
     assert abs(fine.convergence_delta) <= abs(coarse.convergence_delta)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -44,6 +46,8 @@ def test_lrp_map_sums_to_the_logit_minus_what_biases_absorb_and_leaves_the_model
     a = lrp_input_attribution(model, image, 3)
     assert a.pixels.shape == (64, 64) and a.pixels.abs().sum() > 0
     assert a.convergence_delta == pytest.approx(float(a.pixels.sum()) - a.logit)
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and all(
+        p.grad is None for p in model.parameters()
+    )
     with pytest.raises(ValueError, match="uint8"):
         lrp_input_attribution(model, image.float(), 3)

@@ -5,8 +5,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import tiny_model
+
 from vitcore import load_checkpoint
 from vitcore.checkpoint import CheckpointError, save_checkpoint
 from vitcore.cli import main
@@ -62,28 +62,35 @@ def test_cli_writes_a_loadable_checkpoint_that_records_its_sources(tmp_path, cap
         torch.testing.assert_close(v, 0.25 * sa[k] + 0.75 * sb[k], rtol=1e-6, atol=1e-6)
     sources = saved.info["averaged_from"]
     assert [s["weight"] for s in sources] == [1.0, 3.0]
-    assert [s["sha256"] for s in sources] == [hashlib.sha256((p / "model.safetensors").read_bytes()).hexdigest() for p in (a, b)]
+    assert [s["sha256"] for s in sources] == [
+        hashlib.sha256((p / "model.safetensors").read_bytes()).hexdigest() for p in (a, b)
+    ]
     assert saved.info["training"] == {"epochs_done": 2}  # the last source's training record
     assert "metrics" not in saved.info  # the sources' val scores do not describe the average
     assert "vitcore average" in saved.info["averaged_command"]
     assert json.loads((out / "config.json").read_text())["classes"]["wnids"][0] == "n00000000"
 
 
-@pytest.mark.parametrize("case, message", [
-    ("architecture", "architecture differs"),
-    ("classes", "classes (wnids) differ"),
-    ("weight text", "must be a number"),
-    ("negative weight", "non-negative"),
-    ("infinite weight", "finite"),
-    ("zero weights", "positive sum"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("architecture", "architecture differs"),
+        ("classes", "classes (wnids) differ"),
+        ("weight text", "must be a number"),
+        ("negative weight", "non-negative"),
+        ("infinite weight", "finite"),
+        ("zero weights", "positive sum"),
+    ],
+)
 def test_bad_input_gets_one_clear_error_line(tmp_path, capsys, case, message):
     a = _save(tiny_model(), tmp_path / "a")
     args = [str(a), str(a)]
     if case == "architecture":
         args[1] = str(_save(tiny_model(mlp_widths=[16, 24, 16]), tmp_path / "wide"))
     elif case == "classes":
-        args[1] = str(save_checkpoint(tiny_model(), tmp_path / "other", {"classes": {"wnids": [f"x{i}" for i in range(5)]}}))
+        args[1] = str(
+            save_checkpoint(tiny_model(), tmp_path / "other", {"classes": {"wnids": [f"x{i}" for i in range(5)]}})
+        )
     elif case == "weight text":
         args[1] += "=heavy"
     elif case == "negative weight":

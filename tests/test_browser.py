@@ -1,16 +1,22 @@
-"""A real browser drives `streamlit run serve.py` (the README command): pick a class, run EAP, switch off a head, download."""
+"""A real browser drives `streamlit run serve.py` (the README command): pick a class, run EAP, switch off a head,
+download.
+"""
 
 import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
+
 from benchmarks.appserver import app_server
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
-pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (.ci/run installs it)")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (.ci/run installs it)"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +40,19 @@ def test_browser_walkthrough(server, tmp_path):
     url, started = server
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
         page.set_default_timeout(180_000)
         expect.set_options(timeout=180_000)
@@ -57,7 +73,9 @@ def test_browser_walkthrough(server, tmp_path):
 
 
 def walk_through(page, expect, url: str, started: float, tmp_path: Path) -> None:
-    """Model, Circuits (EAP), Prune (toggle a head), Compare, Export (download), an edge circuit's graph, Atlas, a bad upload."""
+    """Model, Circuits (EAP), Prune (toggle a head), Compare, Export (download), an edge circuit's graph, Atlas, a bad
+    upload.
+    """
     page.goto(url)
     expect(page.get_by_role("heading", name="Model")).to_be_visible()
     print(f"cold start to the first page rendered: {time.perf_counter() - started:.1f} s")
@@ -76,7 +94,8 @@ def walk_through(page, expect, url: str, started: float, tmp_path: Path) -> None
     page.get_by_role("button", name="Run", exact=True).click()
     expect(page.locator('[data-testid="stMetric"]', has_text="Kept")).to_be_visible()
     wait_idle(page)
-    drawn_heatmaps = "document.querySelectorAll('[data-testid=\"stVegaLiteChart\"] canvas, [data-testid=\"stVegaLiteChart\"] svg').length"
+    chart = '[data-testid="stVegaLiteChart"]'
+    drawn_heatmaps = f"document.querySelectorAll('{chart} canvas, {chart} svg').length"
     page.wait_for_function(f"() => {drawn_heatmaps} >= 2")  # heads and chunks drawn, not just their placeholders
     expect(page.get_by_role("button", name="Download scores (CSV)")).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "circuits.png"), full_page=True)
@@ -96,7 +115,9 @@ def walk_through(page, expect, url: str, started: float, tmp_path: Path) -> None
     after = {k: metric_text(page, k) for k in before}
     assert after["MACs / image"] != full["MACs / image"]
     assert after["KL to full model"] != full["KL to full model"]  # the accuracy/KL figures moved
-    speed = metric_text(page, "Batch-1 speed-up")  # paired against the full model; its value is machine noise, not asserted
+    speed = metric_text(
+        page, "Batch-1 speed-up"
+    )  # paired against the full model; its value is machine noise, not asserted
     assert "x" in speed or "machine busy" in speed
     all_classes = page.locator('[data-testid="stMetric"]', has_text="Top-1, all eval classes")
     expect(all_classes).to_contain_text("%")  # the sampled figure has arrived (it may lag the fast tier's idle moment)
@@ -105,7 +126,9 @@ def walk_through(page, expect, url: str, started: float, tmp_path: Path) -> None
     page.get_by_role("link", name="Compare").click()
     expect(page.get_by_role("heading", name="Compare")).to_be_visible()
     page.get_by_text("Load a saved CSV").click()
-    page.locator('input[type="file"]').set_input_files(str(ROOT / "docs" / "figures" / "sweep.csv"))  # the README's sweep
+    page.locator('input[type="file"]').set_input_files(
+        str(ROOT / "docs" / "figures" / "sweep.csv")
+    )  # the README's sweep
     expect(page.get_by_text("Colour: method and setting")).to_be_visible()
     wait_idle(page)
     page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
@@ -139,6 +162,8 @@ def walk_through(page, expect, url: str, started: float, tmp_path: Path) -> None
 
     page.get_by_role("link", name="Model").click()
     page.get_by_text("Upload a zip").click()
-    page.locator('[data-testid="stSidebar"] input[type="file"]').set_input_files(files=[{"name": "bad.zip", "mimeType": "application/zip", "buffer": b"PK\x03\x04 not a zip"}])
+    page.locator('[data-testid="stSidebar"] input[type="file"]').set_input_files(
+        files=[{"name": "bad.zip", "mimeType": "application/zip", "buffer": b"PK\x03\x04 not a zip"}]
+    )
     expect(page.get_by_text("Could not load that model")).to_be_visible()
     expect(page.locator('[data-testid="stMetric"]', has_text="Parameters")).to_be_visible()

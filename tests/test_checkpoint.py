@@ -3,8 +3,8 @@ import zipfile
 
 import pytest
 import torch
-
 from conftest import tiny_model
+
 from vitcore import CheckpointError, load_checkpoint, load_pretrained, save_checkpoint
 from vitcore.checkpoint import DEFAULT_CHECKPOINT
 

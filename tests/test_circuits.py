@@ -3,10 +3,19 @@ import math
 
 import pytest
 import torch
-
 from conftest import tiny_imageset, tiny_model
+
 from vitcore.circuits import (
-    CircuitResult, ResultError, TaskError, acdc, build_task, counterfactual, discover, eap_ig_scores, eap_scores, learn_masks,
+    CircuitResult,
+    ResultError,
+    TaskError,
+    acdc,
+    build_task,
+    counterfactual,
+    discover,
+    eap_ig_scores,
+    eap_scores,
+    learn_masks,
 )
 from vitcore.circuits.corruptions import corrupted_inputs, shuffle_patches
 from vitcore.circuits.metrics import damage_fn
@@ -35,6 +44,7 @@ def test_eap_matches_a_gradient_taken_through_forward_hooks(setup):
     def keep_grad(key):
         def fn(module, args):
             clean[key] = args[0]  # part of the graph: the total derivative flows through later layers
+
         return fn
 
     from hook_reference import hooks
@@ -42,17 +52,25 @@ def test_eap_matches_a_gradient_taken_through_forward_hooks(setup):
     with hooks([(target(model, l, k), keep_grad((l, k))) for l in range(model.config.depth) for k in "HC"]):
         loss = damage_fn("ce")(model(task.inputs), task.reference_logits, task.labels).mean()
     grads = dict(zip(clean, torch.autograd.grad(loss, list(clean.values()))))
-    ref = torch.tensor([
-        float(((corrupt[(l, k)] - clean[(l, k)].detach())[..., columns(model, l, k, i)] * grads[(l, k)][..., columns(model, l, k, i)]).sum())
-        for l, k, i in map(parse, model.components.names)
-    ])
+    ref = torch.tensor(
+        [
+            float(
+                (
+                    (corrupt[(l, k)] - clean[(l, k)].detach())[..., columns(model, l, k, i)]
+                    * grads[(l, k)][..., columns(model, l, k, i)]
+                ).sum()
+            )
+            for l, k, i in map(parse, model.components.names)
+        ]
+    )
     assert torch.allclose(scores, ref, atol=1e-5, rtol=1e-4)
     assert ref.abs().max() > 1e-3
 
 
 def _hook_acdc(model, task, corrupt, tau):
     """ACDC written from its definition over hook patching: visit layers last to first, chunks then
-    heads (each in index order: components of one layer are parallel, this is the documented convention), remove when KL rises by less than tau."""
+    heads (each in index order: components of one layer are parallel, this is the documented convention),
+    remove when KL rises by less than tau."""
     from hook_reference import patched_logits
 
     kl = damage_fn("kl")
@@ -60,7 +78,9 @@ def _hook_acdc(model, task, corrupt, tau):
 
     def damage(names):
         with torch.no_grad():
-            return float(kl(patched_logits(model, task.inputs, names, corrupt), task.reference_logits, task.labels).mean())
+            return float(
+                kl(patched_logits(model, task.inputs, names, corrupt), task.reference_logits, task.labels).mean()
+            )
 
     current = damage(removed)
     cfg = model.config
@@ -96,7 +116,11 @@ def test_eap_ig_completeness_error_shrinks(setup):
     cf = counterfactual(model, task, "resample")
     d = damage_fn("kl")
     with torch.no_grad():
-        patched_all = d(model(task.inputs, mask=torch.zeros(len(model.components)), counterfactual=cf), task.reference_logits, task.labels).mean()
+        patched_all = d(
+            model(task.inputs, mask=torch.zeros(len(model.components)), counterfactual=cf),
+            task.reference_logits,
+            task.labels,
+        ).mean()
     exact = float(patched_all)  # clean KL is 0
     errors = [abs(float(eap_ig_scores(model, task, cf, "kl", n_steps=n).sum()) - exact) for n in (1, 4, 16, 64)]
     assert exact > 0.05
@@ -194,11 +218,16 @@ def test_shuffle_patches_permutes_whole_patches_and_nothing_else():
     assert not torch.equal(out, x)
 
     def tiles(t):  # each image's 16 patches as flat vectors
-        return [t[b, :, i:i + 4, j:j + 4].reshape(-1) for b in range(3) for i in range(0, 16, 4) for j in range(0, 16, 4)]
+        return [
+            t[b, :, i : i + 4, j : j + 4].reshape(-1)
+            for b in range(3)
+            for i in range(0, 16, 4)
+            for j in range(0, 16, 4)
+        ]
 
     for b in range(3):
-        before = sorted(tuple(v.tolist()) for v in tiles(x)[b * 16:(b + 1) * 16])
-        after = sorted(tuple(v.tolist()) for v in tiles(out)[b * 16:(b + 1) * 16])
+        before = sorted(tuple(v.tolist()) for v in tiles(x)[b * 16 : (b + 1) * 16])
+        after = sorted(tuple(v.tolist()) for v in tiles(out)[b * 16 : (b + 1) * 16])
         assert before == after  # the same patches of the same image, only moved
 
 
@@ -216,7 +245,8 @@ def test_learned_masks_hold_every_target_and_the_kept_size_is_exact(granularity,
         # recomputed from the final gates, not taken from the outcome's own figure
         assert abs(1 - float(expected_density(out.log_alpha).mean()) - target) <= 0.02
         assert int(out.kept_mask.sum()) == round((1 - target) * n)
-        # the schedule: expected sparsity follows the linear warm-up (checked on the recorded history, before each step's shift)
+        # the schedule: expected sparsity follows the linear warm-up
+        # (checked on the recorded history, before each step's shift)
         ramped = [h["expected_sparsity"] for h in out.history[1:]]
         wanted = [scheduled_target(target, i + 1, 40, 0.5) for i in range(len(ramped))]
         assert max(abs(a - b) for a, b in zip(ramped, wanted)) <= 0.02

@@ -41,7 +41,9 @@ def test_figures_from_worker_processes_equal_a_sessions_own(shipped, pool):
     alone = Playground(ckpt.model, eval_set, CLASSES).slow(mask)  # every job in this process, over live objects
     for field in ("kept", "params", "macs", "sample_correct", "top1_all_correct", "top1_all_done"):
         assert getattr(served, field) == getattr(alone, field), field
-    assert served.top1_chosen == pytest.approx(alone.top1_chosen) and served.kl_chosen == pytest.approx(alone.kl_chosen, abs=1e-5)
+    assert served.top1_chosen == pytest.approx(alone.top1_chosen) and served.kl_chosen == pytest.approx(
+        alone.kl_chosen, abs=1e-5
+    )
     assert served.top1_all == pytest.approx(alone.top1_all)
     with torch.inference_mode():  # an independent reference: the masked full model over every eval image
         from vitcore.data import normalize

@@ -3,13 +3,16 @@
 from pathlib import Path
 
 import pytest
-
-from benchmarks.appserver import app_server
 from conftest import ROOT
 
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (.ci/run installs it)")]
+from benchmarks.appserver import app_server
 
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (.ci/run installs it)"),
+]
 
 
 def page_titles() -> dict[str, str]:
@@ -39,7 +42,9 @@ def test_a_page_link_opened_first_on_a_fresh_server_opens_that_page(page, script
             nav = tab.locator('[data-testid="stSidebarNav"] a')
             listed = sorted(nav.nth(i).get_attribute("href").rstrip("/").rsplit("/", 1)[-1] for i in range(nav.count()))
             # every page is listed by its own link (the default page at the root), and no helper module is
-            assert len(listed) == len(page_titles()) and set(listed) - {"", str(url.rsplit("/", 1)[-1])} <= set(page_titles()), listed
+            assert len(listed) == len(page_titles()) and set(listed) - {"", str(url.rsplit("/", 1)[-1])} <= set(
+                page_titles()
+            ), listed
             assert tab.url.rstrip("/").endswith(page) or page == "model", tab.url
         finally:
             browser.close()

@@ -3,13 +3,13 @@ import zipfile
 
 import pytest
 import torch
-
 from conftest import tiny_imageset, tiny_model
+
 from vitcore import CheckpointError, load_checkpoint, load_pretrained
+from vitcore.circuits.result import keep_top
 from vitcore.pruning import prune
 from vitcore.pruning.export import export_onnx, export_zip, onnx_logits, provenance
 from vitcore.pruning.finetune import finetune_steps
-from vitcore.circuits.result import keep_top
 from vitcore.pruning.pareto import pareto_frontier
 from vitcore.pruning.report import COLUMNS, read_csv, write_csv
 from vitcore.pruning.sweep import run_sweep
@@ -26,7 +26,10 @@ def pruned_tiny():
 def test_zip_export_round_trip_with_provenance(tmp_path):
     model, pruned, mask = pruned_tiny()
     kept = [model.components.names[i] for i in model.components.keep_from_mask(mask)]
-    info = {"classes": {"wnids": [f"w{i}" for i in range(5)], "names": list("abcde")}, "provenance": provenance("abc", "eap", ["w1"], "mean", {"keep": 0.8}, kept, False)}
+    info = {
+        "classes": {"wnids": [f"w{i}" for i in range(5)], "names": list("abcde")},
+        "provenance": provenance("abc", "eap", ["w1"], "mean", {"keep": 0.8}, kept, False),
+    }
     export_zip(pruned, info, tmp_path / "p.zip")
     back = load_checkpoint(tmp_path / "p.zip")
     x = torch.randn(4, 3, 16, 16)
@@ -86,7 +89,11 @@ def test_finetune_is_reproducible_and_focus_draws_half_of_each_batch_from_the_ch
     finetune_steps(pruned, data, 2, batch_size=16, seed=7)
     assert torch.equal(torch.get_rng_state(), state)  # the global generator is restored afterwards
     labels_seen = []
-    monkeypatch.setattr(ft.F, "cross_entropy", lambda logits, y, _real=ft.F.cross_entropy: (labels_seen.append(y.clone()), _real(logits, y))[1])
+    monkeypatch.setattr(
+        ft.F,
+        "cross_entropy",
+        lambda logits, y, _real=ft.F.cross_entropy: (labels_seen.append(y.clone()), _real(logits, y))[1],
+    )
     focus = torch.nonzero(data.labels == 3).flatten()
     _, pruned, _ = pruned_tiny()
     finetune_steps(pruned, data, 4, batch_size=16, focus=focus)
@@ -102,8 +109,17 @@ def test_pareto_frontier_on_hand_made_points():
 def test_sweep_on_tiny_model_writes_csv(tmp_path):
     model = tiny_model()
     data = tiny_imageset()
-    rows = run_sweep(model, data, tiny_imageset(seed=1), ["n00000001", "n00000002"], {"eap": [0.8, 0.5], "acdc": [0.01, 1e9], "learned": [0.5]},
-                     corruption="mean", finetune=2, latency_repeats=3, options={"steps": 20})
+    rows = run_sweep(
+        model,
+        data,
+        tiny_imageset(seed=1),
+        ["n00000001", "n00000002"],
+        {"eap": [0.8, 0.5], "acdc": [0.01, 1e9], "learned": [0.5]},
+        corruption="mean",
+        finetune=2,
+        latency_repeats=3,
+        options={"steps": 20},
+    )
     write_csv(rows, tmp_path / "s.csv")
     back = read_csv(tmp_path / "s.csv")
     assert set(back[0]) == set(COLUMNS)
@@ -115,11 +131,18 @@ def test_sweep_on_tiny_model_writes_csv(tmp_path):
     assert eap[0]["macs"] > eap[1]["macs"]  # keep 0.8 costs more than keep 0.5
     assert all(r["latency_b1_ms"] > 0 and r["throughput_b64_img_s"] > 0 for r in back)
     for plain, tuned in zip(back[1::2], back[2::2]):  # fine-tuning keeps the shapes, and so the measured latency
-        assert (plain["method"], plain["setting"], plain["finetuned"], tuned["finetuned"]) == (tuned["method"], tuned["setting"], False, True)
+        assert (plain["method"], plain["setting"], plain["finetuned"], tuned["finetuned"]) == (
+            tuned["method"],
+            tuned["setting"],
+            False,
+            True,
+        )
         assert plain["latency_b1_ms"] == tuned["latency_b1_ms"] and plain["kept_components"] == tuned["kept_components"]
     assert all(len(r["kept_components"].split()) == r["kept_heads"] + r["kept_chunks"] for r in back)
     empty = [r for r in back if r["method"] == "acdc" and r["setting"] == 1e9]
-    assert empty and empty[0]["kept_heads"] == empty[0]["kept_chunks"] == 0 and empty[0]["macs"] > 0  # an empty circuit is a row
+    assert (
+        empty and empty[0]["kept_heads"] == empty[0]["kept_chunks"] == 0 and empty[0]["macs"] > 0
+    )  # an empty circuit is a row
     (tmp_path / "foreign.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="not a vitcore sweep"):
         read_csv(tmp_path / "foreign.csv")
@@ -157,7 +180,23 @@ def test_sweep_cli_target_only_reports_the_search_and_writes_no_table(tmp_path, 
 
     assert main(["sweep", "--target-only", "--out", str(tmp_path / "s")]) == 2
     assert "--target-only needs --target-accuracy" in capsys.readouterr().err
-    assert main(["sweep", "--methods", "eap", "--target-only", "--target-accuracy", "0.3", "--classes", "n01443537,n01629819,n01641577", "--out", str(tmp_path / "s")]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "--methods",
+                "eap",
+                "--target-only",
+                "--target-accuracy",
+                "0.3",
+                "--classes",
+                "n01443537,n01629819,n01641577",
+                "--out",
+                str(tmp_path / "s"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "target top-1 0.3: eap keeps" in out and "reached" in out
     assert not (tmp_path / "s.csv").exists()
@@ -167,12 +206,40 @@ def test_the_compare_chart_legend_has_every_configuration_of_every_method():
     from vitcore.pruning.report import frontier_chart
 
     def row(method, setting, ft=False):
-        return {"method": method, "setting": setting, "finetuned": ft, "kept_heads": 1, "kept_chunks": 1, "params": 1, "macs": 1,
-                "latency_b1_ms": 5.0 - setting, "throughput_b64_img_s": 1.0, "top1_chosen": setting / 2, "top1_all": 0.1, "kl": 0.1}
+        return {
+            "method": method,
+            "setting": setting,
+            "finetuned": ft,
+            "kept_heads": 1,
+            "kept_chunks": 1,
+            "params": 1,
+            "macs": 1,
+            "latency_b1_ms": 5.0 - setting,
+            "throughput_b64_img_s": 1.0,
+            "top1_chosen": setting / 2,
+            "top1_all": 0.1,
+            "kl": 0.1,
+        }
 
-    rows = [row("baseline", 1.0), row("eap", 0.5), row("eap", 0.7, True), row("lrp", 0.5), row("lrp", 0.9), row("acdc", 0.01), row("someday", 0.3)]
+    rows = [
+        row("baseline", 1.0),
+        row("eap", 0.5),
+        row("eap", 0.7, True),
+        row("lrp", 0.5),
+        row("lrp", 0.9),
+        row("acdc", 0.01),
+        row("someday", 0.3),
+    ]
     spec = frontier_chart(rows).to_dict()
     scale = next(layer["encoding"]["color"]["scale"] for layer in spec["layer"] if "color" in layer["encoding"])
-    shown = {"baseline", "EAP keep 0.5", "EAP keep 0.7", "LRP keep 0.5", "LRP keep 0.9", "ACDC tau 0.01", "someday"}  # by hand
+    shown = {
+        "baseline",
+        "EAP keep 0.5",
+        "EAP keep 0.7",
+        "LRP keep 0.5",
+        "LRP keep 0.9",
+        "ACDC tau 0.01",
+        "someday",
+    }  # by hand
     assert shown <= set(scale["domain"])  # a label outside an explicit domain gets no legend entry (LRP's were dropped)
     assert len(scale["domain"]) == len(scale["range"]) == len(set(scale["domain"]))

@@ -14,13 +14,25 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 CASES = {
-    "zip_bomb": "over the limit", "heads_20000": "heads per layer", "dim_1e6": "dim must be", "classes_1e10": "num_classes must be",
-    "dim_fraction": "dim must be an integer", "dim_nan": "dim must be an integer", "head_dim_fraction": "head_dim must be an integer",
-    "std_zero": "std must be positive", "png_100000x1": "too elongated", "png_1000000x1": "too elongated",
-    "nested_config": "nests JSON too deeply", "nested_scores": "nests JSON too deeply", "scores_unknown_kept": "L5.H7",
-    "wnids_not_utf8": "wnids.txt is not UTF-8", "annotations_not_utf8": "val_annotations.txt is not UTF-8",
+    "zip_bomb": "over the limit",
+    "heads_20000": "heads per layer",
+    "dim_1e6": "dim must be",
+    "classes_1e10": "num_classes must be",
+    "dim_fraction": "dim must be an integer",
+    "dim_nan": "dim must be an integer",
+    "head_dim_fraction": "head_dim must be an integer",
+    "std_zero": "std must be positive",
+    "png_100000x1": "too elongated",
+    "png_1000000x1": "too elongated",
+    "nested_config": "nests JSON too deeply",
+    "nested_scores": "nests JSON too deeply",
+    "scores_unknown_kept": "L5.H7",
+    "wnids_not_utf8": "wnids.txt is not UTF-8",
+    "annotations_not_utf8": "val_annotations.txt is not UTF-8",
     "config_rejects_direct": "dim must be an integer",
-    "upload_bomb_500MiB": "over the limit", "data_image_1GiB": "over the limit", "state_file_pickle": "refused without unpickling",
+    "upload_bomb_500MiB": "over the limit",
+    "data_image_1GiB": "over the limit",
+    "state_file_pickle": "refused without unpickling",
     "wnids_unknown_class": "adds n99999999",
 }
 
@@ -33,10 +45,16 @@ def _zeros_member(z: zipfile.ZipFile, name: str, mib: int) -> None:
 
 
 def _bomb(path: Path, mib: int = 1024, config: bytes | None = None, level: int = 1) -> None:
-    """A checkpoint zip whose model.safetensors inflates to ``mib`` MiB of zeros (about 1 MB on disk per 200 MiB at level 9)."""
+    """A checkpoint zip whose model.safetensors inflates to ``mib`` MiB of zeros (about 1 MB on disk per 200 MiB at
+    level 9).
+    """
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level) as z:
         _zeros_member(z, "model.safetensors", mib)
-        z.writestr("config.json", config or json.dumps({"model": {"dim": 192, "heads": [12] * 9, "mlp_widths": [384] * 9, "num_classes": 200}}))
+        z.writestr(
+            "config.json",
+            config
+            or json.dumps({"model": {"dim": 192, "heads": [12] * 9, "mlp_widths": [384] * 9, "num_classes": 200}}),
+        )
 
 
 def _data_bomb(path: Path) -> None:
@@ -47,7 +65,9 @@ def _data_bomb(path: Path) -> None:
 
 
 def _upload_bomb(path: Path) -> None:
-    """The shipped model's own config.json beside weights that inflate to 500 MiB: under the old flat limit of 512 MiB."""
+    """The shipped model's own config.json beside weights that inflate to 500 MiB: under the old flat limit of 512
+    MiB.
+    """
     from vitcore.assets import shipped_checkpoint
 
     _bomb(path, 500, (Path(shipped_checkpoint()) / "config.json").read_bytes(), level=9)
@@ -69,7 +89,9 @@ def outcomes(tmp_path_factory):
     _data_bomb(work / "data_bomb.zip")
     _pickle_state(work / "state.pt")
     assert (work / "bomb.zip").stat().st_size < 8 * 2**20
-    proc = subprocess.run([sys.executable, str(HERE / "hostile_cases.py"), str(work)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "hostile_cases.py"), str(work)], capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     return {r["case"]: r for r in rows}
@@ -108,7 +130,12 @@ def test_an_upload_that_inflates_to_500_mib_costs_under_100_mb_to_refuse(tmp_pat
     weights' declared size is checked against the config before anything is inflated)."""
     _upload_bomb(tmp_path / "upload_bomb.zip")
     assert (tmp_path / "upload_bomb.zip").stat().st_size < 2 * 2**20
-    proc = subprocess.run([sys.executable, "-c", UPLOAD_PEAK, str(tmp_path / "upload_bomb.zip")], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", UPLOAD_PEAK, str(tmp_path / "upload_bomb.zip")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     row = json.loads(proc.stdout.strip().splitlines()[-1])
     assert "over the limit" in row["outcome"], row

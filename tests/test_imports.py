@@ -57,7 +57,7 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
             if m.startswith(d + "."):
                 continue
             if state.get(d) == 1:
-                return stack[stack.index(d):] + [d]
+                return stack[stack.index(d) :] + [d]
             if d not in state and (found := visit(d)):
                 return found
         stack.pop()
@@ -86,6 +86,12 @@ def test_library_never_imports_streamlit():
     offenders = []
     for f in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(f.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             offenders += [f"{f.name}: {n}" for n in names if n.split(".")[0] == "streamlit"]
     assert not offenders

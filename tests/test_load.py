@@ -6,11 +6,15 @@ method, keep CI within its time on the slower 2-core machines (the six-session t
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
+
 from benchmarks.loadtest import CHROMIUM, DEFAULT_PLANS, run_load_test
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (.ci/run installs it)")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (.ci/run installs it)"),
+]
 
 
 def test_three_sessions_at_once_see_only_their_own_work():
@@ -23,6 +27,8 @@ def test_three_sessions_at_once_see_only_their_own_work():
     for r in reports:
         assert len(r["toggle_s"]) == len(r["plan"]["toggles"]) == 3
         assert r["plan"]["cls"] in r["classes_caption"]
-        assert not any(other["plan"]["cls"] in r["classes_caption"] for other in reports if other is not r)  # no other session's class
+        assert not any(
+            other["plan"]["cls"] in r["classes_caption"] for other in reports if other is not r
+        )  # no other session's class
         steps = [b - a for a, b in zip(r["kept_seen"], r["kept_seen"][1:])]
         assert all(abs(s) == 1 for s in steps)  # each toggle moved this session's own count by exactly one

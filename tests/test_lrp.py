@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-
 from conftest import tiny_imageset, tiny_model
 from hook_reference import columns, hooks, lrp_rule_hooks, parse, target
+
 from vitcore import load_checkpoint, load_split
 from vitcore.circuits import build_task, counterfactual, discover
 from vitcore.circuits.lrp import lrp_relevance
@@ -15,22 +15,28 @@ CLASSES = ["n01443537", "n01629819", "n01641577"]
 
 
 def _hook_lrp_components(model, x, y):
-    """Component relevance as activation x gradient, with the AttnLRP rules applied by forward hooks (hook_reference.lrp_rule_hooks)."""
+    """Component relevance as activation x gradient, with the AttnLRP rules applied by forward hooks
+    (hook_reference.lrp_rule_hooks).
+    """
     cfg, acts = model.config, {}
 
     def keep(key):
         def fn(module, args):
             acts[key] = args[0]
+
         return fn
 
     with lrp_rule_hooks(model), hooks([(target(model, l, k), keep((l, k))) for l in range(cfg.depth) for k in "HC"]):
         logits = model(x)
         explained = logits.gather(1, y[:, None]).sum()
         grads = dict(zip(acts, torch.autograd.grad(explained, list(acts.values()))))
-    return torch.stack([
-        ((acts[(l, k)].detach() * grads[(l, k)])[..., columns(model, l, k, i)]).sum(dim=(1, 2))
-        for l, k, i in map(parse, model.components.names)
-    ], 1)
+    return torch.stack(
+        [
+            ((acts[(l, k)].detach() * grads[(l, k)])[..., columns(model, l, k, i)]).sum(dim=(1, 2))
+            for l, k, i in map(parse, model.components.names)
+        ],
+        1,
+    )
 
 
 def test_component_relevance_matches_a_hook_based_reference():
@@ -65,8 +71,11 @@ def _additive_relevance(model, inputs, targets):
     the embedding's additive terms (position embeddings, CLS token, patch-projection bias)."""
     from vitcore.model import Activations
 
-    params = {n: p for n, p in model.named_parameters()
-              if n in EMBEDDING_TERMS or (n.startswith("blocks.") and n.endswith("bias"))}
+    params = {
+        n: p
+        for n, p in model.named_parameters()
+        if n in EMBEDDING_TERMS or (n.startswith("blocks.") and n.endswith("bias"))
+    }
     with torch.enable_grad():
         logits = model.forward_from(model.embed(inputs), 0, record=Activations(want=()), lrp=True)
         grads = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), list(params.values()), allow_unused=True)
@@ -124,12 +133,18 @@ def test_pruning_the_least_relevant_quarter_hurts_less_than_the_most_relevant(sh
         m = model.components.ones()
         m[ids] = 0
         with torch.no_grad():
-            return float(damage_fn("kl")(model(task.inputs, mask=m, counterfactual=cf), task.reference_logits, task.labels).mean())
+            return float(
+                damage_fn("kl")(
+                    model(task.inputs, mask=m, counterfactual=cf), task.reference_logits, task.labels
+                ).mean()
+            )
 
     low, high = kl_without(order[:q]), kl_without(order[-q:])
     print(f"LRP: KL without lowest 25% = {low:.4f}, without highest 25% = {high:.4f}")
     assert low < high / 5
-    assert res.forward_passes == 2 and res.backward_passes == 1  # 1 + 1, plus the counterfactual's forward for faithfulness
+    assert (
+        res.forward_passes == 2 and res.backward_passes == 1
+    )  # 1 + 1, plus the counterfactual's forward for faithfulness
 
 
 def test_lrp_refuses_other_metrics():

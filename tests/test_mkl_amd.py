@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "tools"))
@@ -55,7 +54,9 @@ def test_an_existing_preload_is_kept_behind_the_shim(tmp_path):
 def test_a_training_step_gives_the_same_numbers_with_the_shim(tmp_path):
     def run(extra_env):
         env = {**os.environ, "OMP_NUM_THREADS": "2", **extra_env}
-        done = subprocess.run([sys.executable, "-c", STEP], env=env, capture_output=True, text=True, cwd=ROOT, check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", STEP], env=env, capture_output=True, text=True, cwd=ROOT, check=True
+        )
         return json.loads(done.stdout)
 
     shim = mkl_amd.build_shim(tmp_path)
@@ -69,7 +70,12 @@ def test_a_training_step_gives_the_same_numbers_with_the_shim(tmp_path):
 def test_the_wrapper_runs_the_command_with_its_exit_code(tmp_path):
     env = {**os.environ, "VITCORE_CACHE": str(tmp_path)}
     code = "import os, sys; print(os.environ.get('LD_PRELOAD', '')); sys.exit(3)"
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "mkl_amd.py"), sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "mkl_amd.py"), sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 3
     applies = mkl_amd.cpu_wants_shim(Path("/proc/cpuinfo").read_text()) if Path("/proc/cpuinfo").exists() else False
     if applies and (shutil.which("cc") or shutil.which("gcc")):
@@ -80,6 +86,11 @@ def test_the_wrapper_runs_the_command_with_its_exit_code(tmp_path):
 
 def test_a_command_that_does_not_exist_gets_a_clear_error(tmp_path):
     env = {**os.environ, "VITCORE_CACHE": str(tmp_path)}
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "mkl_amd.py"), "no-such-command-xyz"], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "mkl_amd.py"), "no-such-command-xyz"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 127
     assert "cannot run 'no-such-command-xyz'" in done.stderr and "Traceback" not in done.stderr

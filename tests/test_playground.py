@@ -5,8 +5,8 @@ import hashlib
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import tiny_imageset, tiny_model
+
 from vitcore.data import normalize
 from vitcore.playground import NothingKeptError, Playground
 
@@ -38,7 +38,11 @@ def test_fast_figures_equal_a_masked_forward_of_the_full_model(pg):
     assert figures.top1_chosen == pytest.approx(float((masked.argmax(1) == y).float().mean()))
     kl = F.kl_div(F.log_softmax(masked, -1), F.log_softmax(full, -1), log_target=True, reduction="none").sum(-1).mean()
     assert figures.kl_chosen == pytest.approx(float(kl), abs=1e-5)
-    assert figures.params == sum(p.numel() for p in playground.model_for(mask).parameters()) < sum(p.numel() for p in model.parameters())
+    assert (
+        figures.params
+        == sum(p.numel() for p in playground.model_for(mask).parameters())
+        < sum(p.numel() for p in model.parameters())
+    )
     assert figures.latency_b1_ms is None  # the fast tier times nothing
     assert playground.measure(mask) is figures and figures.latency_b1_ms > 0
 
@@ -51,7 +55,9 @@ def test_slow_figures_cover_every_eval_image_and_results_are_cached(pg):
     with torch.no_grad():
         pred = model(normalize(data.images, model.config), mask=mask).argmax(1)
     assert figures.top1_all == pytest.approx(float((pred == data.labels).float().mean()))
-    assert figures.throughput_b64 is None and playground.measure(mask).throughput_b64 > 0  # timings come with measure, when quiet
+    assert (
+        figures.throughput_b64 is None and playground.measure(mask).throughput_b64 > 0
+    )  # timings come with measure, when quiet
     if not figures.speedup.busy:  # a busy timing is measured again on the next call, by design
         assert playground.fast(mask) is figures
     assert playground.model_for(mask) is playground.model_for(mask.clone())
@@ -89,7 +95,9 @@ def test_nothing_kept_is_refused_and_the_shared_model_is_untouched(pg):
         for p in tuned.parameters():
             p.add_(1.0)
     playground.replace_model(mask, tuned)
-    assert playground.model_for(mask) is tuned and playground.fast(mask).top1_all is None  # figures recomputed for the new model
+    assert (
+        playground.model_for(mask) is tuned and playground.fast(mask).top1_all is None
+    )  # figures recomputed for the new model
     assert weights_hash(model) == before and model.training == mode and all(p.grad is None for p in model.parameters())
 
 
@@ -110,7 +118,9 @@ def test_speedup_flags_a_wide_spread_and_the_cost_model_fits_a_line(monkeypatch)
     assert latency.SpeedUp(1.5, 1.0, 2.0, 6.0, 4.0, 15).busy  # (2.0 - 1.0) / 1.5 > 0.25
     models = [tiny_model(), tiny_model(heads=[1, 1, 1]), tiny_model(heads=[0, 1, 0], mlp_widths=[8, 8, 8])]
     mmacs = [count_macs(m.config) / 1e6 for m in models]
-    fake = {str(i): {"median_ms": 2.0 + 30.0 * x} for i, x in enumerate(mmacs)}  # an exact line: 2 ms + 30 ms per M MACs
+    fake = {
+        str(i): {"median_ms": 2.0 + 30.0 * x} for i, x in enumerate(mmacs)
+    }  # an exact line: 2 ms + 30 ms per M MACs
     monkeypatch.setattr(latency, "time_forward", lambda named, batch, repeats, threads: fake)
     fitted = latency.LatencyModel.fit(models)
     assert fitted.intercept_ms == pytest.approx(2.0) and fitted.slope_ms_per_mmac == pytest.approx(30.0)
@@ -144,7 +154,10 @@ def test_a_session_given_the_shared_base_logits_runs_no_full_model_pass_over_the
     assert [b for b in batches if b > 1] == []  # the shared logits gave every figure: no batch of the full model ran
     chosen = data.labels == 1
     assert full.top1_chosen == pytest.approx(float((shared[chosen].argmax(1) == 1).float().mean()))
-    assert full.top1_all == pytest.approx(float((shared.argmax(1) == data.labels).float().mean())) and full.kl_chosen == 0.0
+    assert (
+        full.top1_all == pytest.approx(float((shared.argmax(1) == data.labels).float().mean()))
+        and full.kl_chosen == 0.0
+    )
 
 
 def test_refining_all_class_top1_can_stop_between_chunks_and_go_on_later(monkeypatch):
@@ -160,12 +173,16 @@ def test_refining_all_class_top1_can_stop_between_chunks_and_go_on_later(monkeyp
     assert (first.top1_all_done, first.top1_all) == (60, None)
     steps.close()  # the user toggled: this refinement stops here
     counted = []
-    handle = playground.model_for(mask).register_forward_pre_hook(lambda m, args: counted.append(len(args[0])) if len(args[0]) > 1 else None)
+    handle = playground.model_for(mask).register_forward_pre_hook(
+        lambda m, args: counted.append(len(args[0])) if len(args[0]) > 1 else None
+    )
     try:
         done = [f.top1_all_done for f in playground.refine(mask, chunk=50)]
     finally:
         handle.remove()
-    assert done == [60, 110, 160, 200] and sum(counted) <= 190 - 50  # the first chunk came from the cache: not run again
+    assert (
+        done == [60, 110, 160, 200] and sum(counted) <= 190 - 50
+    )  # the first chunk came from the cache: not run again
     with torch.no_grad():
         pred = model(normalize(data.images, model.config), mask=mask).argmax(1)
     assert playground.slow(mask).top1_all == pytest.approx(float((pred == data.labels).float().mean()))
@@ -198,7 +215,9 @@ def test_a_stopped_estimate_loses_no_work_and_the_next_call_runs_no_image_again(
     playground.measure(mask)  # the tier before
     pruned = playground.model_for(mask)
     batches = []
-    handle = pruned.register_forward_pre_hook(lambda m, args: batches.append(len(args[0])) if len(args[0]) > 1 else None)  # not the batch-1 timings
+    handle = pruned.register_forward_pre_hook(
+        lambda m, args: batches.append(len(args[0])) if len(args[0]) > 1 else None
+    )  # not the batch-1 timings
     release = held(monkeypatch, "sample")
     try:
         first = playground.estimate(mask, stop=lambda: True)  # the user moved on while the sample ran
@@ -224,12 +243,18 @@ def test_a_page_that_stops_waiting_for_a_timing_finds_it_on_the_next_call(monkey
     release = held(monkeypatch, "latency")
     try:
         asked = []
-        stopped = playground.measure(mask, stop=lambda: len(asked.append(0) or asked) > 2)  # the user moves on while it is timed
+        stopped = playground.measure(
+            mask, stop=lambda: len(asked.append(0) or asked) > 2
+        )  # the user moves on while it is timed
         assert len(asked) == 3 and stopped.latency_b1_ms is None and stopped.speedup is None
     finally:
         release.set()
     measured = playground.measure(mask, stop=lambda: False)
-    assert measured.speedup is not None and measured.speedup.pairs == 5 and measured.latency_b1_ms == measured.speedup.model_ms
+    assert (
+        measured.speedup is not None
+        and measured.speedup.pairs == 5
+        and measured.latency_b1_ms == measured.speedup.model_ms
+    )
 
 
 def test_two_threads_of_one_session_count_every_image_once(monkeypatch):
@@ -247,7 +272,9 @@ def test_two_threads_of_one_session_count_every_image_once(monkeypatch):
     playground.measure(mask)
     pruned = playground.model_for(mask)
     batches = []
-    handle = pruned.register_forward_pre_hook(lambda m, args: batches.append(len(args[0])) if len(args[0]) > 1 else None)  # not the batch-1 timings
+    handle = pruned.register_forward_pre_hook(
+        lambda m, args: batches.append(len(args[0])) if len(args[0]) > 1 else None
+    )  # not the batch-1 timings
     out, errors = {}, []
 
     def run(name, work):
@@ -256,7 +283,10 @@ def test_two_threads_of_one_session_count_every_image_once(monkeypatch):
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=run, args=("old", lambda: playground.estimate(mask))), threading.Thread(target=run, args=("new", lambda: playground.slow(mask)))]
+    threads = [
+        threading.Thread(target=run, args=("old", lambda: playground.estimate(mask))),
+        threading.Thread(target=run, args=("new", lambda: playground.slow(mask))),
+    ]
     try:
         for t in threads:
             t.start()
@@ -284,7 +314,8 @@ def test_a_cost_model_far_from_the_measured_full_model_is_refit_for_this_session
     model, data = tiny_model(), tiny_imageset()
     shared = LatencyModel(intercept_ms=1000.0, slope_ms_per_mmac=0.0, points=[])
     playground = Playground(model, data, ["n00000001"], latency_repeats=3, latency_model=shared)
-    # a quiet reading (the tiny model's own pairs are too short to be reliably unflagged); the refit itself times for real
+    # a quiet reading (the tiny model's own pairs are too short to be reliably unflagged);
+    # the refit itself times for real
     monkeypatch.setattr(figures_module, "measure_speedup", lambda *a, **k: SpeedUp(1.1, 1.05, 1.15, 2.0, 1.8, 3))
     mask = model.components.ones()
     mask[0] = 0
@@ -293,19 +324,25 @@ def test_a_cost_model_far_from_the_measured_full_model_is_refit_for_this_session
     assert shared.intercept_ms == 1000.0 and playground.latency_model is not shared
     full_ms = time_forward({"m": model}, 1, 5, threads=1)["m"]["median_ms"]  # an independent timing of the tiny model
     assert playground.latency_model.predict_ms(model.config) < 100 * max(full_ms, 1.0)  # 1000 ms was far off
-    assert figures.predicted_b1_ms == pytest.approx(playground.latency_model.predict_ms(playground.model_for(mask).config))
+    assert figures.predicted_b1_ms == pytest.approx(
+        playground.latency_model.predict_ms(playground.model_for(mask).config)
+    )
 
     refit = playground.latency_model
     other = model.components.ones()
     other[model.components.id("L1.C0")] = 0
     monkeypatch.setattr(pg_module, "fit_latency_model", lambda base: pytest.fail("refit twice within a minute"))
-    playground._cost_model_refit_at = pg_module.time.monotonic()  # as if the refit had just been taken, whatever it predicts
+    playground._cost_model_refit_at = (
+        pg_module.time.monotonic()
+    )  # as if the refit had just been taken, whatever it predicts
     playground.measure(other)
     assert playground.latency_model is refit
 
 
 @pytest.mark.parametrize("measured_full_ms", [5.5, 12.0])  # 10% slower than predicted; 2.4x slower (a loaded machine)
-def test_a_cost_model_is_kept_when_the_full_model_measures_close_to_or_slower_than_predicted(monkeypatch, measured_full_ms):
+def test_a_cost_model_is_kept_when_the_full_model_measures_close_to_or_slower_than_predicted(
+    monkeypatch, measured_full_ms
+):
     from vitcore import playground as pg_module
     from vitcore.compute import figures as figures_module
     from vitcore.pruning.latency import LatencyModel, SpeedUp
@@ -315,7 +352,9 @@ def test_a_cost_model_is_kept_when_the_full_model_measures_close_to_or_slower_th
     playground = Playground(model, data, ["n00000001"], latency_repeats=3, latency_model=shared)
     reading = SpeedUp(1.2, 1.15, 1.25, measured_full_ms, measured_full_ms / 1.2, 3)
     monkeypatch.setattr(figures_module, "measure_speedup", lambda *a, **k: reading)
-    monkeypatch.setattr(pg_module, "fit_latency_model", lambda base: pytest.fail("refit although the fit was not too slow"))
+    monkeypatch.setattr(
+        pg_module, "fit_latency_model", lambda base: pytest.fail("refit although the fit was not too slow")
+    )
     mask = model.components.ones()
     mask[0] = 0
     assert playground.measure(mask).speedup.reference_ms == measured_full_ms
@@ -333,12 +372,18 @@ def test_a_fine_tuned_model_outlives_any_number_of_other_keep_sets(pg):
     with torch.no_grad():
         next(tuned.parameters()).add_(1.0)  # weights no pruning of the base can give
     playground.replace_model(tuned_mask, tuned)
-    others = [(i, j) for i in range(1, len(space)) for j in range(i + 1, len(space))][:40]  # far more than the cache holds
+    others = [(i, j) for i in range(1, len(space)) for j in range(i + 1, len(space))][
+        :40
+    ]  # far more than the cache holds
     for i, j in others:
         other = space.ones()
         other[[i, j]] = 0
         playground.model_for(other)
     assert playground.model_for(tuned_mask) is tuned
-    assert weights_hash(playground.model_for(tuned_mask)) == weights_hash(tuned) != weights_hash(playground.model_for(space.ones()))
+    assert (
+        weights_hash(playground.model_for(tuned_mask))
+        == weights_hash(tuned)
+        != weights_hash(playground.model_for(space.ones()))
+    )
     playground.forget(tuned_mask)  # forgetting it goes back to pruning the base
     assert playground.model_for(tuned_mask) is not tuned

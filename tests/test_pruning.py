@@ -1,10 +1,10 @@
 import pytest
 import torch
+from conftest import tiny_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import tiny_model
-from vitcore import ViTConfig, VisionTransformer
+from vitcore import VisionTransformer, ViTConfig
 from vitcore.pruning import PruneError, count_macs, count_params, prune
 
 MODEL = tiny_model(heads=[3, 2, 4], mlp_widths=[16, 24, 20])  # last layer: chunks of 8, 8, 4
@@ -58,7 +58,9 @@ def test_reference_counts_match_hand_count():
     per_layer = 2 * 384 + (192 * 576 + 576) + (192 * 192 + 192) + (192 * 384 + 384) + (384 * 192 + 192)
     params = (192 * 192 + 192) + 192 + 65 * 192 + 9 * per_layer + 384 + (192 * 200 + 200)
     assert count_params(model) == params == 2_761_928
-    half = prune(model, model.components.mask_from_keep([c for c in model.components.names if c.endswith(("H0", "H1", "C0"))]))
+    half = prune(
+        model, model.components.mask_from_keep([c for c in model.components.names if c.endswith(("H0", "H1", "C0"))])
+    )
     assert count_params(half) < params
 
 
@@ -70,7 +72,11 @@ def test_macs_match_torch_flop_counter(keep):
 
     model = VisionTransformer(ViTConfig()).eval()
     names = model.components.names
-    chosen = {"all": names, "some": [c for c in names if c.endswith(("H0", "H1", "C0"))], "one layer empty": [c for c in names if not c.startswith("L4.")]}[keep]
+    chosen = {
+        "all": names,
+        "some": [c for c in names if c.endswith(("H0", "H1", "C0"))],
+        "one layer empty": [c for c in names if not c.startswith("L4.")],
+    }[keep]
     pruned = prune(model, model.components.mask_from_keep(chosen)) if keep != "all" else model
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:

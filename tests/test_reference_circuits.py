@@ -41,10 +41,14 @@ def exact_effects(model, task, metric):
     d = damage_fn(metric)
     corrupt = record(model, corrupted_inputs(model, task, "resample"))
     base = d(model(task.inputs), task.reference_logits, task.labels).mean()
-    return torch.tensor([
-        float(d(patched_logits(model, task.inputs, [name], corrupt), task.reference_logits, task.labels).mean() - base)
-        for name in model.components.names
-    ])
+    return torch.tensor(
+        [
+            float(
+                d(patched_logits(model, task.inputs, [name], corrupt), task.reference_logits, task.labels).mean() - base
+            )
+            for name in model.components.names
+        ]
+    )
 
 
 def test_eap_ranking_correlates_with_exact_patching(ref):
@@ -52,14 +56,16 @@ def test_eap_ranking_correlates_with_exact_patching(ref):
     signed = eap_scores(model, task, cf, "ce")  # the estimate itself; discover() ranks by its magnitude
     exact = exact_effects(model, task, "ce")
     rho = spearman(signed, exact)
-    # Chance is rho ~ 0 (|rho| < 0.14 at p = 0.05 for 216 components). On the shipped checkpoint
-    # we measured rho = 0.828 on the 30-epoch model (python -m pytest tests/test_reference_circuits.py -s prints it; 0.959 on the 4-epoch one);
+    # Chance is rho ~ 0 (|rho| < 0.14 at p = 0.05 for 216 components). What the shipped checkpoint gives is
+    # printed by `python -m pytest -s tests/test_reference_circuits.py` and recorded in docs/results/methods.md;
     # 0.5 leaves margin for BLAS differences while staying far above chance.
     print(f"spearman(EAP, exact patching) = {rho:.3f}")
     assert rho > 0.5
 
 
-@pytest.mark.parametrize("method,kw", [("eap", {}), ("eap-ig", {}), ("acdc", {"tau": 0.01}), ("learned", {"steps": 100}), ("lrp", {})])
+@pytest.mark.parametrize(
+    "method,kw", [("eap", {}), ("eap-ig", {}), ("acdc", {"tau": 0.01}), ("learned", {"steps": 100}), ("lrp", {})]
+)
 def test_low_scores_hurt_kl_less_than_high_scores(ref, method, kw):
     model, data, task, cf = ref
     res = discover(model, data, CLASSES, method, "resample", n_images=N_IMAGES, **kw)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import ROOT, tiny_imageset, tiny_model
+
 from vitcore.circuits import METHODS, TaskError, discover
 from vitcore.circuits.patching import GRANULARITIES
 
@@ -88,7 +88,9 @@ def test_every_method_through_the_sweep_and_the_atlas(tiny, tmp_path):
     rows = run_sweep(model, data, data, data.wnids[:2], settings, latency_repeats=2, options=SMALL_OPTIONS)
     assert {r["method"] for r in rows} == {"baseline", *METHODS}
     atlas = AtlasSettings(options=tuple(SMALL_OPTIONS.items()))
-    run = run_atlas(model, data, data.wnids[:1], list(METHODS), tmp_path / "atlas", atlas, backend="local", progress=False)
+    run = run_atlas(
+        model, data, data.wnids[:1], list(METHODS), tmp_path / "atlas", atlas, backend="local", progress=False
+    )
     assert run.ran == len(METHODS)
     assert {p.parent.name for p in (tmp_path / "atlas" / "results").glob("*/*.json")} == set(METHODS)
 
@@ -129,13 +131,19 @@ def _names_used(path: Path) -> set[str]:
 
 
 def test_no_method_is_named_outside_its_module_and_the_registry():
-    files = sorted((ROOT / "pages").glob("*.py")) + sorted((ROOT / "ui").glob("*.py")) + sorted((ROOT / "vitcore" / "cli").glob("*.py"))
+    files = (
+        sorted((ROOT / "pages").glob("*.py"))
+        + sorted((ROOT / "ui").glob("*.py"))
+        + sorted((ROOT / "vitcore" / "cli").glob("*.py"))
+    )
     offenders = {str(p.relative_to(ROOT)): sorted(found) for p in files if (found := _names_used(p))}
     assert not offenders, offenders
 
 
 def test_the_documented_threshold_method_holds(tiny, monkeypatch):
-    """The README's second example, registered for this test: discover, the sweep and the target search take it."""
+    """The threshold example of docs/how-to/add-method.md, registered for this test: discover, the sweep and the
+    target search take it.
+    """
     from vitcore.circuits.method import Method, MethodOutput, Option, Param
     from vitcore.circuits.trust import exact_effects
     from vitcore.pruning.search import bisect_setting
@@ -147,12 +155,22 @@ def test_the_documented_threshold_method_holds(tiny, monkeypatch):
         seen.append(options.steps)
         scores = exact_effects(model, task, cf, metric)
         kept = (scores >= tau).float()
-        return MethodOutput(scores, kept, forward_passes=len(scores), backward_passes=0.0, params={"tau": tau, "rounds": options.steps})
+        return MethodOutput(
+            scores, kept, forward_passes=len(scores), backward_passes=0.0, params={"tau": tau, "rounds": options.steps}
+        )
 
-    entry = Method("my-threshold", "My threshold", run_my_threshold, "kl",
-                   Param("tau", "tau", 0.01, 0.0, float("inf"), choices=(0.0, 0.005, 0.01, 0.05, 0.1), search=(1e-4, 0.5)),
-                   (0.01, 0.05, 0.1), "one forward per component", "One sentence for the app.",
-                   options=(Option("steps", "Rounds", 3, 1, 10),), threshold_scores=True)
+    entry = Method(
+        "my-threshold",
+        "My threshold",
+        run_my_threshold,
+        "kl",
+        Param("tau", "tau", 0.01, 0.0, float("inf"), choices=(0.0, 0.005, 0.01, 0.05, 0.1), search=(1e-4, 0.5)),
+        (0.01, 0.05, 0.1),
+        "one forward per component",
+        "One sentence for the app.",
+        options=(Option("steps", "Rounds", 3, 1, 10),),
+        threshold_scores=True,
+    )
     monkeypatch.setitem(METHODS, entry.name, entry)
     model, data = tiny
     classes = data.wnids[:2]
@@ -162,5 +180,7 @@ def test_the_documented_threshold_method_holds(tiny, monkeypatch):
         discover(model, data, classes, "my-threshold", steps=11)
     rows = run_sweep(model, data, data, classes, {"my-threshold": [0.01, 0.1]}, latency_repeats=2, options={"steps": 2})
     assert [r["setting"] for r in rows if r["method"] == "my-threshold"] == [0.01, 0.1] and seen[-1] == 2
-    value, ev, kept = bisect_setting(model, data, data, classes, data.chosen(classes), 0.0, "my-threshold", iterations=2)
+    value, ev, kept = bisect_setting(
+        model, data, data, classes, data.chosen(classes), 0.0, "my-threshold", iterations=2
+    )
     assert value == 0.5  # any circuit reaches top-1 0: the search returns the top of the declared range

@@ -2,12 +2,12 @@
 
 import pytest
 import torch
-
 from conftest import tiny_imageset, tiny_model
 from hook_reference import mixed_logits, record
+
 from vitcore.circuits import build_task, counterfactual, discover
-from vitcore.circuits.eap import eap_scores
 from vitcore.circuits.corruptions import corrupted_inputs
+from vitcore.circuits.eap import eap_scores
 from vitcore.circuits.metrics import damage_fn
 from vitcore.lrp_rules import CP_LRP
 
@@ -26,7 +26,9 @@ def hook_attribution_patching(model, task, metric: str, rules: str | None) -> to
     corrupt = record(model, corrupted_inputs(model, task, "resample"))
     mask = torch.ones(len(model.components), requires_grad=True)
     logits = mixed_logits(model, task.inputs, mask, corrupt, rules)
-    torch.testing.assert_close(logits, task.reference_logits, atol=1e-5, rtol=1e-5)  # the rules leave the forward as it is
+    torch.testing.assert_close(
+        logits, task.reference_logits, atol=1e-5, rtol=1e-5
+    )  # the rules leave the forward as it is
     damage = damage_fn(metric)(logits, task.reference_logits, task.labels).sum()
     (grad,) = torch.autograd.grad(damage, mask)
     return -grad / len(task)
@@ -38,8 +40,12 @@ def test_relp_equals_the_hook_reference_and_without_rules_eap(setup, metric):
     cf = counterfactual(model, task, "resample")
     relp = eap_scores(model, task, cf, metric, lrp=CP_LRP)
     torch.testing.assert_close(relp, hook_attribution_patching(model, task, metric, "cp-lrp"), atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(eap_scores(model, task, cf, metric), hook_attribution_patching(model, task, metric, None), atol=1e-5, rtol=1e-4)
-    assert not torch.allclose(relp, eap_scores(model, task, cf, metric, lrp=True), atol=1e-4)  # not AttnLRP's rules either
+    torch.testing.assert_close(
+        eap_scores(model, task, cf, metric), hook_attribution_patching(model, task, metric, None), atol=1e-5, rtol=1e-4
+    )
+    assert not torch.allclose(
+        relp, eap_scores(model, task, cf, metric, lrp=True), atol=1e-4
+    )  # not AttnLRP's rules either
     assert not torch.allclose(relp, eap_scores(model, task, cf, metric), atol=1e-4)  # the rules change the scores
 
 
@@ -58,7 +64,9 @@ def test_relp_through_discover_ranks_its_magnitudes_and_refuses_kl(setup):
     model, data, task = setup
     result = discover(model, data, data.wnids[:2], "relp", keep=0.5)
     cf = counterfactual(model, task, "resample")
-    torch.testing.assert_close(result.score_tensor(), eap_scores(model, task, cf, "ce", lrp=CP_LRP).abs(), atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(
+        result.score_tensor(), eap_scores(model, task, cf, "ce", lrp=CP_LRP).abs(), atol=1e-6, rtol=1e-4
+    )
     assert len(result.kept) == round(0.5 * len(model.components))
     with pytest.raises(Exception, match="RelP on KL is degenerate"):
         discover(model, data, data.wnids[:2], "relp", metric="kl")

@@ -28,6 +28,7 @@ class Gate:
             with self._lock:
                 self.running.discard(name)
             return value if value is not None else name
+
         return run
 
     def _event(self, name: str) -> threading.Event:
@@ -65,7 +66,13 @@ def test_cheaper_tiers_of_every_session_run_before_anyones_slow_tier(gate_and_sc
     for name in ["blocker", "a-fast", "b-fast", "a-exact", "b-exact"]:
         gate.release(name)
     gate.wait_started(5)
-    assert gate.started == ["blocker", "a-fast", "b-fast", "a-exact", "b-exact"]  # queue order was exact, fast, exact, fast
+    assert gate.started == [
+        "blocker",
+        "a-fast",
+        "b-fast",
+        "a-exact",
+        "b-exact",
+    ]  # queue order was exact, fast, exact, fast
 
 
 def test_two_sessions_with_the_same_key_pay_once_and_later_requests_hit_the_cache(gate_and_scheduler):
@@ -88,7 +95,9 @@ def test_a_newer_toggle_drops_the_sessions_queued_work_unless_another_session_wa
     old_a = s.submit("exact-k1", gate.task("exact-k1"), priority=4, session="a", channel="prune", tag="k1")
     shared = s.submit("exact-k2", gate.task("exact-k2"), priority=4, session="a", channel="prune", tag="k2")
     assert s.stats.dropped == 1  # a moved on to k2: its queued work for k1 is stale
-    s.submit("exact-k2", gate.task("exact-k2-copy"), priority=4, session="b", channel="prune", tag="k2")  # b wants the same work
+    s.submit(
+        "exact-k2", gate.task("exact-k2-copy"), priority=4, session="b", channel="prune", tag="k2"
+    )  # b wants the same work
     s.submit("fast-k3", gate.task("fast-k3"), priority=0, session="a", channel="prune", tag="k3")  # a toggled again
     assert s.stats.dropped == 1  # k2 stays: b waits on it
     with pytest.raises(Dropped):
@@ -127,8 +136,10 @@ def test_an_exclusive_timing_runs_alone_and_nothing_starts_past_it():
 def test_a_failing_task_reaches_every_waiter_and_is_not_cached():
     s = Scheduler(slots=1)
     try:
+
         def boom():
             raise ValueError("bad keep-set")
+
         a, b = s.submit("k", boom, session="a"), s.submit("k", boom, session="b")
         for f in (a, b):
             with pytest.raises(ValueError, match="bad keep-set"):

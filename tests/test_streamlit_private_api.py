@@ -13,12 +13,15 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 def test_a_widget_rerun_queued_behind_a_running_fragment_is_seen(monkeypatch):
-    import ui.rerun as common
     from streamlit.runtime.scriptrunner_utils import script_run_context
     from streamlit.runtime.scriptrunner_utils.script_requests import RerunData, ScriptRequests
 
+    import ui.rerun as common
+
     requests = ScriptRequests()
-    monkeypatch.setattr(script_run_context, "get_script_run_ctx", lambda *a, **k: SimpleNamespace(script_requests=requests))
+    monkeypatch.setattr(
+        script_run_context, "get_script_run_ctx", lambda *a, **k: SimpleNamespace(script_requests=requests)
+    )
     assert common.rerun_pending() is False
     requests.request_rerun(RerunData(fragment_id="prune-panel"))  # a pill clicked while the fragment runs
     assert requests.on_scriptrunner_yield() is None  # Streamlit does not interrupt the fragment for it ...
@@ -30,14 +33,17 @@ def test_a_widget_rerun_queued_behind_a_running_fragment_is_seen(monkeypatch):
 def test_a_run_stopped_for_a_fast_rerun_is_seen(monkeypatch):
     """A page link stops the running script and (runner.fastReruns) starts the next run in a new
     thread at once; the old run must see the stop, or both work on the session's state together."""
-    import ui.rerun as common
     from streamlit import config
     from streamlit.runtime.scriptrunner_utils import script_run_context
     from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequests
 
+    import ui.rerun as common
+
     assert config.get_option("runner.fastReruns") is True  # the default this relies on
     requests = ScriptRequests()
-    monkeypatch.setattr(script_run_context, "get_script_run_ctx", lambda *a, **k: SimpleNamespace(script_requests=requests))
+    monkeypatch.setattr(
+        script_run_context, "get_script_run_ctx", lambda *a, **k: SimpleNamespace(script_requests=requests)
+    )
     assert common.rerun_pending() is False
     requests.request_stop()  # what AppSession.request_rerun does to the running script under fast reruns
     assert common.rerun_pending() is True
@@ -54,7 +60,9 @@ def test_folder_routing_is_the_flag_the_page_guard_reads_and_navigation_clears_i
 
     assert "uses_pages_directory" in vars(PagesManager), "Streamlit renamed the flag ui/shell.py reads"
     # the script runner runs a page file alone (its older multipage mode) exactly when the flag is set ...
-    assert "if PagesManager.uses_pages_directory:" in inspect.getsource(script_runner.ScriptRunner), "folder routing is decided elsewhere now"
+    assert "if PagesManager.uses_pages_directory:" in inspect.getsource(script_runner.ScriptRunner), (
+        "folder routing is decided elsewhere now"
+    )
     # ... and st.navigation clears it for the whole process, which is what open_page's rerun relies on
     assert "PagesManager.uses_pages_directory = False" in inspect.getsource(st.navigation)
     saved = PagesManager.uses_pages_directory

@@ -12,7 +12,17 @@ tvit = pytest.importorskip("timm.models.vision_transformer")
 
 def _timm_vit(**kw):
     torch.manual_seed(0)
-    args = dict(img_size=64, patch_size=8, num_classes=200, embed_dim=192, depth=9, num_heads=12, mlp_ratio=2.0, qkv_bias=True, global_pool="token")
+    args = dict(
+        img_size=64,
+        patch_size=8,
+        num_classes=200,
+        embed_dim=192,
+        depth=9,
+        num_heads=12,
+        mlp_ratio=2.0,
+        qkv_bias=True,
+        global_pool="token",
+    )
     model = tvit.VisionTransformer(**{**args, **kw}).eval()
     with torch.no_grad():  # timm zero-initialises the head and biases: randomise everything so that a mix-up shows
         for p in model.parameters():

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import ROOT
+
 from vitcore import load_checkpoint
 from vitcore.config import ViTConfig
 from vitcore.model import VisionTransformer
@@ -38,7 +38,9 @@ def test_train_saves_and_resumes(tmp_path):
     from vitcore.data import load_split
     from vitcore.evaluate import evaluate
 
-    assert evaluate(best.model, load_split(None, "val", progress=False))["top1"] == pytest.approx(best.info["metrics"]["val_top1"])
+    assert evaluate(best.model, load_split(None, "val", progress=False))["top1"] == pytest.approx(
+        best.info["metrics"]["val_top1"]
+    )
 
 
 def _weights(path):
@@ -51,13 +53,30 @@ def test_stop_anywhere_and_resume_equals_a_straight_run(tmp_path):
     Exercises every random draw: crop/flip, RandAugment, MixUp/CutMix, erasing, drop path,
     patch dropout, and the switch from the low-resolution stage to full resolution.
     """
-    cfg = dict(epochs=3, batch_size=16, steps_per_epoch=4, warmup_epochs=1, augment="randaugment", mixup=0.8, cutmix=1.0,
-               erasing=0.25, drop_path=0.1, low_res=32, low_res_epochs=1, low_res_patch_keep=0.5, patch_keep=0.75)
+    cfg = dict(
+        epochs=3,
+        batch_size=16,
+        steps_per_epoch=4,
+        warmup_epochs=1,
+        augment="randaugment",
+        mixup=0.8,
+        cutmix=1.0,
+        erasing=0.25,
+        drop_path=0.1,
+        low_res=32,
+        low_res_epochs=1,
+        low_res_patch_keep=0.5,
+        patch_keep=0.75,
+    )
     model = dict(TINY, patch_size=8)
     train(tmp_path / "straight", ViTConfig.uniform(**model), TrainConfig(**cfg), progress=False)
     broken = tmp_path / "broken"
-    assert train(broken, ViTConfig.uniform(**model), TrainConfig(**cfg), progress=False, stop_after_steps=2) == {"stopped_at": {"epoch": 0, "step": 2}}
-    assert train(broken, ViTConfig.uniform(**model), TrainConfig(**cfg), progress=False, stop_after_steps=5)["stopped_at"] == {"epoch": 1, "step": 3}
+    assert train(broken, ViTConfig.uniform(**model), TrainConfig(**cfg), progress=False, stop_after_steps=2) == {
+        "stopped_at": {"epoch": 0, "step": 2}
+    }
+    assert train(broken, ViTConfig.uniform(**model), TrainConfig(**cfg), progress=False, stop_after_steps=5)[
+        "stopped_at"
+    ] == {"epoch": 1, "step": 3}
     train(broken, ViTConfig.uniform(**model), TrainConfig(**cfg), progress=False)
     a, b = _weights(tmp_path / "straight"), _weights(broken)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -71,7 +90,9 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     cfg = TrainConfig(epochs=2, batch_size=32, steps_per_epoch=2)
     train(tmp_path, ViTConfig.uniform(**TINY), cfg, progress=False, stop_after_steps=1)
     with pytest.raises(TrainingError, match="epochs"):
-        train(tmp_path, ViTConfig.uniform(**TINY), TrainConfig(epochs=3, batch_size=32, steps_per_epoch=2), progress=False)
+        train(
+            tmp_path, ViTConfig.uniform(**TINY), TrainConfig(epochs=3, batch_size=32, steps_per_epoch=2), progress=False
+        )
 
 
 def test_patch_dropout_keeps_cls_and_a_subset_of_distinct_patches():
@@ -87,7 +108,9 @@ def test_patch_dropout_keeps_cls_and_a_subset_of_distinct_patches():
 
 def test_low_resolution_input_uses_resampled_positions():
     model = VisionTransformer(ViTConfig.uniform(**dict(TINY, patch_size=8)))
-    assert model.embed(torch.zeros(1, 3, 64, 64)).shape[1] == 65 and model.embed(torch.zeros(1, 3, 32, 32)).shape[1] == 17
+    assert (
+        model.embed(torch.zeros(1, 3, 64, 64)).shape[1] == 65 and model.embed(torch.zeros(1, 3, 32, 32)).shape[1] == 17
+    )
     with torch.no_grad():  # a constant position table stays constant when resampled
         model.pos_embed.fill_(0.5)
     assert torch.allclose(model.positions((4, 4)), torch.full((1, 17, 32), 0.5), atol=1e-6)
@@ -96,9 +119,39 @@ def test_low_resolution_input_uses_resampled_positions():
 @pytest.mark.ddp
 @pytest.mark.slow
 def test_ddp_two_processes_gloo(tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "vitcore", "train",
-           "--out", str(tmp_path), "--depth", "1", "--dim", "32", "--heads", "2", "--head-dim", "16", "--mlp", "32", "--patch", "16",
-           "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "vitcore",
+        "train",
+        "--out",
+        str(tmp_path),
+        "--depth",
+        "1",
+        "--dim",
+        "32",
+        "--heads",
+        "2",
+        "--head-dim",
+        "16",
+        "--mlp",
+        "32",
+        "--patch",
+        "16",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -117,8 +170,16 @@ def test_a_run_started_by_older_code_resumes(tmp_path):
     del run_json["model"]["norm_eps"]
     (tmp_path / "run.json").write_text(json.dumps(run_json))
     state = RunState.load(tmp_path)
-    state.model = {("patch_embed.weight" if k == "patch_embed.proj.weight" else "patch_embed.bias" if k == "patch_embed.proj.bias" else k): v
-                   for k, v in state.model.items()}
+    state.model = {
+        (
+            "patch_embed.weight"
+            if k == "patch_embed.proj.weight"
+            else "patch_embed.bias"
+            if k == "patch_embed.proj.bias"
+            else k
+        ): v
+        for k, v in state.model.items()
+    }
     state.save(tmp_path)
     assert train(tmp_path, ViTConfig.uniform(**TINY), cfg, progress=False)["epoch"] == 2
 
@@ -132,7 +193,13 @@ def test_bench_train_runs_each_recipes_stages_and_averages_them_by_time():
     names = {v.name for v in VARIANTS}
     assert all(low in names and high in names for low, high in RECIPE_STAGES.values())
     wnids = [f"n{i:08d}" for i in range(200)]
-    data = ImageSet(torch.randint(0, 256, (160, 3, 64, 64), dtype=torch.uint8), torch.randint(0, 200, (160,)), wnids, wnids, [""] * 160)
+    data = ImageSet(
+        torch.randint(0, 256, (160, 3, 64, 64), dtype=torch.uint8),
+        torch.randint(0, 200, (160,)),
+        wnids,
+        wnids,
+        [""] * 160,
+    )
     tiny = ViTConfig.uniform(**TINY)
     regularized = [v for v in VARIANTS if v.augmentation == "regularized-cpu"]
     rows = bench_train(data, tiny, [VARIANTS[0]] + regularized, steps=1, rounds=2, progress=False)
@@ -144,7 +211,17 @@ def test_bench_train_runs_each_recipes_stages_and_averages_them_by_time():
 
 
 def test_init_from_starts_at_the_checkpoints_weights_and_refuses_a_mismatch(tmp_path):
-    cfg = dict(epochs=1, batch_size=16, steps_per_epoch=1, warmup_epochs=0, lr=1e-3, augment="none", mixup=0.0, cutmix=0.0, erasing=0.0)
+    cfg = dict(
+        epochs=1,
+        batch_size=16,
+        steps_per_epoch=1,
+        warmup_epochs=0,
+        lr=1e-3,
+        augment="none",
+        mixup=0.0,
+        cutmix=0.0,
+        erasing=0.0,
+    )
     train(tmp_path / "a", ViTConfig.uniform(**TINY), TrainConfig(**cfg, seed=1), progress=False)
     start = _weights(tmp_path / "a")
     train(tmp_path / "b", ViTConfig.uniform(**TINY), TrainConfig(**cfg, init_from=str(tmp_path / "a")), progress=False)
@@ -156,14 +233,26 @@ def test_init_from_starts_at_the_checkpoints_weights_and_refuses_a_mismatch(tmp_
     assert json.loads((tmp_path / "b" / "run.json").read_text())["training"]["init_from"] == str(tmp_path / "a")
 
     with pytest.raises(TrainingError, match="dim: 32 in the checkpoint, 48 in this run"):
-        train(tmp_path / "d", ViTConfig.uniform(**dict(TINY, dim=48)), TrainConfig(**cfg, init_from=str(tmp_path / "a")), progress=False)
+        train(
+            tmp_path / "d",
+            ViTConfig.uniform(**dict(TINY, dim=48)),
+            TrainConfig(**cfg, init_from=str(tmp_path / "a")),
+            progress=False,
+        )
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     config["classes"]["wnids"] = config["classes"]["wnids"][::-1]
     (tmp_path / "a" / "config.json").write_text(json.dumps(config))
     with pytest.raises(TrainingError, match="other classes"):
-        train(tmp_path / "e", ViTConfig.uniform(**TINY), TrainConfig(**cfg, init_from=str(tmp_path / "a")), progress=False)
+        train(
+            tmp_path / "e", ViTConfig.uniform(**TINY), TrainConfig(**cfg, init_from=str(tmp_path / "a")), progress=False
+        )
     with pytest.raises(TrainingError, match="does not exist"):
-        train(tmp_path / "f", ViTConfig.uniform(**TINY), TrainConfig(**cfg, init_from=str(tmp_path / "nowhere")), progress=False)
+        train(
+            tmp_path / "f",
+            ViTConfig.uniform(**TINY),
+            TrainConfig(**cfg, init_from=str(tmp_path / "nowhere")),
+            progress=False,
+        )
 
 
 def test_grouped_augmentation_shares_one_draw_per_group_and_keeps_each_image_in_place():
@@ -178,13 +267,25 @@ def test_grouped_augmentation_shares_one_draw_per_group_and_keeps_each_image_in_
     crop = v2.RandomCrop(16, padding=4)
     distinct = lambda x: len({tuple(img.flatten().tolist()) for img in x})  # noqa: E731
     assert distinct(per_group(crop, same, 4)) <= 4 < distinct(per_group(crop, same, 0))
-    flipped = torch.stack([(per_group(v2.RandomHorizontalFlip(), same, 8) != same).flatten(1).any(1) for _ in range(100)])
+    flipped = torch.stack(
+        [(per_group(v2.RandomHorizontalFlip(), same, 8) != same).flatten(1).any(1) for _ in range(100)]
+    )
     assert 0.4 < flipped.float().mean().item() < 0.6  # each image flipped with probability 1/2, as per image
 
 
 def test_grouped_augmentation_runs_resume_bit_identically(tmp_path):
-    cfg = dict(epochs=2, batch_size=16, steps_per_epoch=3, warmup_epochs=1, augment="autoaugment", mixup=0.8, cutmix=1.0,
-               erasing=0.25, augment_groups=4, patch_keep=0.75)
+    cfg = dict(
+        epochs=2,
+        batch_size=16,
+        steps_per_epoch=3,
+        warmup_epochs=1,
+        augment="autoaugment",
+        mixup=0.8,
+        cutmix=1.0,
+        erasing=0.25,
+        augment_groups=4,
+        patch_keep=0.75,
+    )
     train(tmp_path / "straight", ViTConfig.uniform(**TINY), TrainConfig(**cfg), progress=False)
     train(tmp_path / "broken", ViTConfig.uniform(**TINY), TrainConfig(**cfg), progress=False, stop_after_steps=4)
     train(tmp_path / "broken", ViTConfig.uniform(**TINY), TrainConfig(**cfg), progress=False)
@@ -197,8 +298,31 @@ def test_grouped_augmentation_runs_resume_bit_identically(tmp_path):
 def test_the_train_command_records_itself_in_the_checkpoint(tmp_path):
     from vitcore.cli import main
 
-    argv = ["train", "--out", str(tmp_path / "run"), "--depth", "1", "--heads", "2", "--head-dim", "16", "--dim", "32",
-            "--mlp", "32", "--patch", "16", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "32", "--lr", "1e-3"]
+    argv = [
+        "train",
+        "--out",
+        str(tmp_path / "run"),
+        "--depth",
+        "1",
+        "--heads",
+        "2",
+        "--head-dim",
+        "16",
+        "--dim",
+        "32",
+        "--mlp",
+        "32",
+        "--patch",
+        "16",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--batch-size",
+        "32",
+        "--lr",
+        "1e-3",
+    ]
     assert main(argv) == 0
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())["training"]["command"]
     assert recorded.split() == ["python", "-m", "vitcore", *argv]

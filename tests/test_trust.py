@@ -4,10 +4,10 @@ import json
 
 import pytest
 import torch
-from scipy import stats
-
 from conftest import tiny_imageset, tiny_model
 from hook_reference import patched_logits, record
+from scipy import stats
+
 from vitcore.circuits import build_task, counterfactual
 from vitcore.circuits.corruptions import corrupted_inputs
 from vitcore.circuits.metrics import damage_fn
@@ -23,8 +23,17 @@ def test_exact_effects_equal_one_hook_patch_per_component(metric):
     damage = damage_fn(metric)
     clean = float(damage(task.reference_logits, task.reference_logits, task.labels).mean())
     with torch.no_grad():
-        ref = torch.tensor([float(damage(patched_logits(model, task.inputs, [name], corrupt), task.reference_logits, task.labels).mean()) - clean
-                            for name in model.components.names])
+        ref = torch.tensor(
+            [
+                float(
+                    damage(
+                        patched_logits(model, task.inputs, [name], corrupt), task.reference_logits, task.labels
+                    ).mean()
+                )
+                - clean
+                for name in model.components.names
+            ]
+        )
     torch.testing.assert_close(exact_effects(model, task, cf, metric, candidates=3), ref, atol=1e-5, rtol=1e-4)
 
 
@@ -42,7 +51,9 @@ def test_table_on_a_tiny_model_round_trips_to_the_app_sentence(tmp_path):
     model, data = tiny_model(), tiny_imageset()
     rows = measure(model, data, [tuple(data.wnids[:2]), tuple(data.wnids[2:4])], n_images=6, methods=["eap", "relp"])
     assert {r["method"] for r in rows} == {"eap", "relp"} and len(rows) == 4
-    assert all(-1 <= r["spearman"] <= 1 and r["kl_at_0.25"] >= r["kl_at_0.75"] - 1e-6 for r in rows)  # more kept, closer (nested circuits)
+    assert all(
+        -1 <= r["spearman"] <= 1 and r["kl_at_0.25"] >= r["kl_at_0.75"] - 1e-6 for r in rows
+    )  # more kept, closer (nested circuits)
     path = write_measurement(tmp_path / "f.json", rows, command="test")
     assert json.loads(path.read_text())["command"] == "test"
     summary = load_summary(path)
@@ -63,9 +74,11 @@ def test_the_default_method_is_the_shipped_tables_pick():
 def test_most_faithful_weighs_kl_within_the_time_budget():
     from vitcore.circuits.trust import most_faithful
 
-    table = {"fast": {"wall_s": 0.3, "images": 30, "kl_at_0.5": 2.0, "spearman": 0.5},
-             "good": {"wall_s": 1.0, "images": 30, "kl_at_0.5": 1.0, "spearman": 0.4},
-             "slow": {"wall_s": 10.0, "images": 30, "kl_at_0.5": 0.5, "spearman": 0.9}}
+    table = {
+        "fast": {"wall_s": 0.3, "images": 30, "kl_at_0.5": 2.0, "spearman": 0.5},
+        "good": {"wall_s": 1.0, "images": 30, "kl_at_0.5": 1.0, "spearman": 0.4},
+        "slow": {"wall_s": 10.0, "images": 30, "kl_at_0.5": 0.5, "spearman": 0.9},
+    }
     assert most_faithful(table) == "good"  # slow: 10 s / 30 images x 50 images > 2 s
     assert most_faithful(table, budget_s=20) == "slow"
     assert most_faithful(table, budget_s=0.1) is None

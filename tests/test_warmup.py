@@ -4,9 +4,9 @@ import json
 
 import torch
 
-from vitcore.data import normalize
 from benchmarks.loadtest import server_times
 from ui.trace import read_trace, trace
+from vitcore.data import normalize
 
 
 def test_the_warm_up_fills_the_caches_that_sessions_read_so_they_run_no_forward():
@@ -19,7 +19,9 @@ def test_the_warm_up_fills_the_caches_that_sessions_read_so_they_run_no_forward(
     forwards = []
     handle = ckpt.model.register_forward_pre_hook(lambda module, args: forwards.append(len(args[0])))
     try:
-        logits = common.shared_eval_logits(ckpt.model, eval_set, ckpt.sha256, "bundled")  # what a session's first pages ask for
+        logits = common.shared_eval_logits(
+            ckpt.model, eval_set, ckpt.sha256, "bundled"
+        )  # what a session's first pages ask for
         html = gallery_html(ckpt.model, eval_set, ckpt.sha256, "bundled", tuple(range(GALLERY_SIZE)))
         common.shared_latency_model(ckpt.model, ckpt.sha256)
     finally:
@@ -39,12 +41,19 @@ def test_trace_writes_only_when_asked_and_server_times_pairs_each_sessions_event
     monkeypatch.setenv("VITCORE_TRACE", str(path))
     trace("s1", "run", page="Model")
     assert read_trace(str(path))[0]["page"] == "Model"
-    events = [  # two sessions, by hand: gallery 1.5 s and 2.0 s after each one's first run; fragment runs 0.25 s and 0.5 s to the fast figures
-        {"t": 10.0, "session": "a", "event": "run"}, {"t": 10.5, "session": "b", "event": "run"},
-        {"t": 11.5, "session": "a", "event": "gallery"}, {"t": 12.5, "session": "b", "event": "gallery"},
-        {"t": 13.0, "session": "a", "event": "run"}, {"t": 14.0, "session": "a", "event": "gallery"},  # a later visit: not a first page
-        {"t": 20.0, "session": "a", "event": "prune_run"}, {"t": 20.25, "session": "a", "event": "fast_drawn"},
-        {"t": 21.0, "session": "b", "event": "prune_run"}, {"t": 21.5, "session": "b", "event": "fast_drawn"},
+    # two sessions, by hand: gallery 1.5 s and 2.0 s after each one's first run;
+    # fragment runs 0.25 s and 0.5 s to the fast figures
+    events = [
+        {"t": 10.0, "session": "a", "event": "run"},
+        {"t": 10.5, "session": "b", "event": "run"},
+        {"t": 11.5, "session": "a", "event": "gallery"},
+        {"t": 12.5, "session": "b", "event": "gallery"},
+        {"t": 13.0, "session": "a", "event": "run"},
+        {"t": 14.0, "session": "a", "event": "gallery"},  # a later visit: not a first page
+        {"t": 20.0, "session": "a", "event": "prune_run"},
+        {"t": 20.25, "session": "a", "event": "fast_drawn"},
+        {"t": 21.0, "session": "b", "event": "prune_run"},
+        {"t": 21.5, "session": "b", "event": "fast_drawn"},
     ]
     out = server_times(json.loads(json.dumps(events)))
     assert out["first_run_to_gallery_s"] == {"median": 1.75, "max": 2.0, "n": 2}
@@ -57,9 +66,12 @@ def test_toggle_breakdown_splits_each_click_between_waiting_server_and_browser()
     report = SessionReport(SessionPlan("goldfish", "EAP", ["H0", "H1"]))
     report.toggle_clicked_at, report.toggle_s = [100.0, 105.0], [2.0, 1.0]
     events = [  # by hand: "a" is goldfish's session, "b" another class's, with runs at the same moments
-        {"t": 100.5, "session": "b", "event": "prune_run", "classes": ["n02"]}, {"t": 100.6, "session": "b", "event": "fast_drawn"},
-        {"t": 100.25, "session": "a", "event": "prune_run", "classes": ["n01"]}, {"t": 101.0, "session": "a", "event": "fast_drawn"},
-        {"t": 105.5, "session": "a", "event": "prune_run", "classes": ["n01"]}, {"t": 105.75, "session": "a", "event": "fast_drawn"},
+        {"t": 100.5, "session": "b", "event": "prune_run", "classes": ["n02"]},
+        {"t": 100.6, "session": "b", "event": "fast_drawn"},
+        {"t": 100.25, "session": "a", "event": "prune_run", "classes": ["n01"]},
+        {"t": 101.0, "session": "a", "event": "fast_drawn"},
+        {"t": 105.5, "session": "a", "event": "prune_run", "classes": ["n01"]},
+        {"t": 105.75, "session": "a", "event": "fast_drawn"},
     ]
     events.sort(key=lambda e: e["t"])
     out = toggle_breakdown([report], events, {"goldfish": "n01"})

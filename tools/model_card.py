@@ -56,27 +56,40 @@ def fmt(entry: dict, key: str, spec: str) -> str:
 def stage_recipe(t: dict, m: dict, command: str = "") -> str:
     """One training stage's recipe, as run, from its config's training section."""
     done, planned = t.get("epochs_done", t["epochs"]), t["epochs"]
-    partial = (f" This checkpoint is epoch {done} of a planned {planned}-epoch schedule (the run's best val epoch"
-               f" so far); the learning rate had not finished its decay." if done < planned else "")
+    partial = (
+        f" This checkpoint is epoch {done} of a planned {planned}-epoch schedule (the run's best val epoch"
+        f" so far); the learning rate had not finished its decay."
+        if done < planned
+        else ""
+    )
     side = m["image_size"]
-    resolution = (f"{t['low_res_epochs']:g} epochs at {t['low_res']}x{t['low_res']} (position embeddings resampled bicubically), keeping "
-                  f"{t['low_res_patch_keep']:.0%} of the patch tokens per image, then {t['epochs'] - t['low_res_epochs']:g} epochs at "
-                  f"{side}x{side} keeping {t['patch_keep']:.0%}" if t.get("low_res") else
-                  f"{t['epochs']} epochs at {side}x{side} keeping {t.get('patch_keep', 1.0):.0%} of the patch tokens")
+    resolution = (
+        f"{t['low_res_epochs']:g} epochs at {t['low_res']}x{t['low_res']} (position embeddings resampled "
+        "bicubically), keeping "
+        f"{t['low_res_patch_keep']:.0%} of the patch tokens per image, then {t['epochs'] - t['low_res_epochs']:g} "
+        "epochs at "
+        f"{side}x{side} keeping {t['patch_keep']:.0%}"
+        if t.get("low_res")
+        else f"{t['epochs']} epochs at {side}x{side} keeping {t.get('patch_keep', 1.0):.0%} of the patch tokens"
+    )
     start = f", starting from the weights of {t['init_from']} (the stage before)" if t.get("init_from") else ""
     sources = t.get("averaged_from", [])
     weights = ", ".join(format(source["weight"], "g") for source in sources)
     names = ", ".join(source["checkpoint"] for source in sources)
-    averaged = (f" The stage ended in a weighted mean of the weights of {len(sources)} checkpoints (weights {weights};"
-                f" SHA-256 in config.json), the start of the next stage: {names}." if sources else "")
-    return f"""{resolution}{start}.{partial} AdamW lr {t['lr']}, weight decay {t['weight_decay']}, batch {t['batch_size']}, warm-up {t['warmup_epochs']} epoch(s)
-then cosine to {t['min_lr']}, label smoothing {t['label_smoothing']}, gradient clipping 1.0, random crop (pad {t['crop_padding']})
-+ flip on uint8 batches in the main process (augment={t['augment']}, mixup={t['mixup']}, cutmix={t['cutmix']},
-erasing={t['erasing']}), drop path {t['drop_path']}. Seed {t['seed']}. Command:
+    averaged = (
+        f" The stage ended in a weighted mean of the weights of {len(sources)} checkpoints (weights {weights};"
+        f" SHA-256 in config.json), the start of the next stage: {names}."
+        if sources
+        else ""
+    )
+    return f"""{resolution}{start}.{partial} AdamW lr {t["lr"]}, weight decay {t["weight_decay"]}, batch {t["batch_size"]}, warm-up {t["warmup_epochs"]} epoch(s)
+then cosine to {t["min_lr"]}, label smoothing {t["label_smoothing"]}, gradient clipping 1.0, random crop (pad {t["crop_padding"]})
++ flip on uint8 batches in the main process (augment={t["augment"]}, mixup={t["mixup"]}, cutmix={t["cutmix"]},
+erasing={t["erasing"]}), drop path {t["drop_path"]}. Seed {t["seed"]}. Command:
 
-    {command or t.get('command') or '(not recorded)'}
+    {command or t.get("command") or "(not recorded)"}
 
-The same command resumes the run from its last saved state (every {t.get('checkpoint_minutes', 5):g} minutes and each epoch).{averaged}"""
+The same command resumes the run from its last saved state (every {t.get("checkpoint_minutes", 5):g} minutes and each epoch).{averaged}"""
 
 
 def averaging(cfg: dict) -> str:
@@ -90,7 +103,7 @@ def averaging(cfg: dict) -> str:
 ## Weight averaging
 These weights are the weighted mean of {len(sources)} checkpoints' weights (SWA / model soup), made with
 
-    {cfg.get('averaged_command', '(command not recorded)')}
+    {cfg.get("averaged_command", "(command not recorded)")}
 
 | checkpoint | weight | SHA-256 of its weights |
 |---|---|---|
@@ -116,17 +129,22 @@ def main() -> None:
     hours = sum(e["seconds"] for e in log) / 3600
     staged = len(stages) > 1
     rows = "\n".join(
-        (f"| {e.get('stage', 1)} " if staged else "") +
-        f"| {e['epoch']} | {e.get('side', m['image_size'])} | {e.get('patch_keep', 1.0):g} | {e['train_loss']:.3f} | "
-        f"{fmt(e, 'val_top1', '.4f')} | {fmt(e, 'val_top5', '.4f')} | {e['images_per_s']:.0f} |" for e in log
+        (f"| {e.get('stage', 1)} " if staged else "")
+        + f"| {e['epoch']} | {e.get('side', m['image_size'])} | {e.get('patch_keep', 1.0):g} | {e['train_loss']:.3f} | "
+        f"{fmt(e, 'val_top1', '.4f')} | {fmt(e, 'val_top5', '.4f')} | {e['images_per_s']:.0f} |"
+        for e in log
     )
-    header = ("| stage " if staged else "") + "| epoch | side | patch keep | train loss | val top-1 | val top-5 | train img/s |"
+    header = (
+        "| stage " if staged else ""
+    ) + "| epoch | side | patch keep | train loss | val top-1 | val top-5 | train img/s |"
     rule = "|---" * (header.count("|") - 1) + "|"
-    recipes = "\n\n".join((f"**Stage {i}.** " if staged else "") + stage_recipe(stage, m, args.command if stage is t else "")
-                           for i, stage in enumerate(stages, 1))
+    recipes = "\n\n".join(
+        (f"**Stage {i}.** " if staged else "") + stage_recipe(stage, m, args.command if stage is t else "")
+        for i, stage in enumerate(stages, 1)
+    )
     text = f"""# Shipped checkpoint: ViT for Tiny ImageNet, trained on a 2-core CPU
 
-**Top-1 {ev['top1']:.4f}, top-5 {ev['top5']:.4f} on the full Tiny ImageNet val split ({ev['n_images']:,} images)**, measured with
+**Top-1 {ev["top1"]:.4f}, top-5 {ev["top5"]:.4f} on the full Tiny ImageNet val split ({ev["n_images"]:,} images)**, measured with
 
     python -m vitcore evaluate --data ../shared/data/tiny-imagenet-200.zip --split val --json
 
@@ -135,9 +153,9 @@ work; per-epoch evaluation not included). The anchor for this architecture, Lee 
 57.1% after 100 GPU epochs.
 {averaging(cfg)}
 ## Architecture
-Pre-norm ViT: patch {m['patch_size']}, dim {m['dim']}, depth {len(m['heads'])}, heads {m['heads'][0]} x {m['head_dim']},
-MLP {m['mlp_widths'][0]}, {m['num_classes']} classes, {count_params(net):,} parameters, {count_macs(net.config) / 1e6:.1f} M MACs per image.
-Normalization mean {m['mean']}, std {m['std']}.
+Pre-norm ViT: patch {m["patch_size"]}, dim {m["dim"]}, depth {len(m["heads"])}, heads {m["heads"][0]} x {m["head_dim"]},
+MLP {m["mlp_widths"][0]}, {m["num_classes"]} classes, {count_params(net):,} parameters, {count_macs(net.config) / 1e6:.1f} M MACs per image.
+Normalization mean {m["mean"]}, std {m["std"]}.
 
 ## Recipe (as run)
 {recipes}

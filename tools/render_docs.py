@@ -21,7 +21,9 @@ from vitcore.circuits.trust import summarise  # noqa: E402
 
 DOCS = ROOT / "docs" / "results"
 MEASUREMENTS = ROOT / "docs" / "measurements"
-HEADER = "Rendered by `python tools/render_docs.py` from the measurement files named under each table; do not edit by hand."
+HEADER = (
+    "Rendered by `python tools/render_docs.py` from the measurement files named under each table; do not edit by hand."
+)
 
 
 def _read(path: Path) -> dict | None:
@@ -36,8 +38,11 @@ def _measurement(name: str) -> tuple[Path, dict | None]:
 
 def _source(record: dict, path: Path) -> str:
     m = record["machine"]
-    where = (f"{m['cpu']} ({m['cores']} cores, torch {m['torch']}, {m['torch_threads']} threads)" if "cores" in m
-             else f"{m['cpu']} (machine described {m['recorded']})")
+    where = (
+        f"{m['cpu']} ({m['cores']} cores, torch {m['torch']}, {m['torch_threads']} threads)"
+        if "cores" in m
+        else f"{m['cpu']} (machine described {m['recorded']})"
+    )
     model = f" Model: {record['model']}." if record.get("model") else ""
     return f"Measured {record['date']} with `{record['command']}` on {where}; file `{path.relative_to(ROOT)}`.{model}"
 
@@ -55,15 +60,55 @@ def faithfulness_section() -> list[str]:
     rows = record["results"]
     summary = summarise(rows)
     sets = sorted({", ".join(r["classes"]) for r in rows})
-    lines = ["## How far each method's scores can be trusted", "",
-             "Each method at node level with its default setting and metric, on the shipped model, over "
-             f"{len(sets)} class sets of {rows[0]['images']} discovery images each ({'; '.join(sets)}), resample corruption. "
-             "*Spearman* and *Pearson*: correlation of the scores the method ranks by with the magnitude of the exact effect of "
-             "patching each component alone (same metric, same images). *KL* and *top-1*: the patched circuit that keeps the top "
-             "25/50/75% of the scores, on the same images (chosen classes only). Medians over the class sets.", ""]
-    lines += _table(["method", "metric", "Spearman", "Pearson", "KL @25%", "KL @50%", "KL @75%", "top-1 @25%", "top-1 @50%", "top-1 @75%", "wall s"],
-                    [[METHODS[name].label, METHODS[name].default_metric, *(f"{r[k]:.3f}" for k in ("spearman", "pearson", "kl_at_0.25", "kl_at_0.5",
-                      "kl_at_0.75", "top1_at_0.25", "top1_at_0.5", "top1_at_0.75")), f"{r['wall_s']:.2f}"] for name, r in summary.items()])
+    lines = [
+        "## How far each method's scores can be trusted",
+        "",
+        "Each method at node level with its default setting and metric, on the shipped model, over "
+        f"{len(sets)} class sets of {rows[0]['images']} discovery images each ({'; '.join(sets)}), resample "
+        "corruption. "
+        "*Spearman* and *Pearson*: correlation of the scores the method ranks by with the magnitude of the exact "
+        "effect of "
+        "patching each component alone (same metric, same images). *KL* and *top-1*: the patched circuit that keeps "
+        "the top "
+        "25/50/75% of the scores, on the same images (chosen classes only). Medians over the class sets.",
+        "",
+    ]
+    lines += _table(
+        [
+            "method",
+            "metric",
+            "Spearman",
+            "Pearson",
+            "KL @25%",
+            "KL @50%",
+            "KL @75%",
+            "top-1 @25%",
+            "top-1 @50%",
+            "top-1 @75%",
+            "wall s",
+        ],
+        [
+            [
+                METHODS[name].label,
+                METHODS[name].default_metric,
+                *(
+                    f"{r[k]:.3f}"
+                    for k in (
+                        "spearman",
+                        "pearson",
+                        "kl_at_0.25",
+                        "kl_at_0.5",
+                        "kl_at_0.75",
+                        "top1_at_0.25",
+                        "top1_at_0.5",
+                        "top1_at_0.75",
+                    )
+                ),
+                f"{r['wall_s']:.2f}",
+            ]
+            for name, r in summary.items()
+        ],
+    )
     return lines + ["", _source(record, path), ""]
 
 
@@ -72,14 +117,42 @@ def learned_section() -> list[str]:
     if not paths:
         return []
     records = [(p, _read(p)) for p in paths]
-    lines = ["## Learned masks reach their sparsity target", "",
-             "Expected sparsity at the end of the default step budget, per seed, for each way of holding the target "
-             "(goldfish, fire salamander, bullfrog; resample corruption). The kept circuit is always the top (1 - target) "
-             "of the gates, so its size is exact either way; *KL* is that circuit's, patched, on the discovery images.", ""]
-    lines += _table(["granularity", "constraint", "target", "steps", "images", "expected sparsity per seed", "max error", "KL (median)", "top-1 (median)"],
-                    [[r["granularity"], r["constraint"], f"{r['target']:g}", str(r["steps"]), str(r["n_images"]),
-                      ", ".join(f"{x['expected_sparsity']:.3f}" for x in r["runs"]), f"{r['max_abs_error']:.3f}", f"{r['kl_median']:.3f}",
-                      f"{r['top1_median']:.3f}"] for _, record in records for r in record["results"]])
+    lines = [
+        "## Learned masks reach their sparsity target",
+        "",
+        "Expected sparsity at the end of the default step budget, per seed, for each way of holding the target "
+        "(goldfish, fire salamander, bullfrog; resample corruption). The kept circuit is always the top (1 - target) "
+        "of the gates, so its size is exact either way; *KL* is that circuit's, patched, on the discovery images.",
+        "",
+    ]
+    lines += _table(
+        [
+            "granularity",
+            "constraint",
+            "target",
+            "steps",
+            "images",
+            "expected sparsity per seed",
+            "max error",
+            "KL (median)",
+            "top-1 (median)",
+        ],
+        [
+            [
+                r["granularity"],
+                r["constraint"],
+                f"{r['target']:g}",
+                str(r["steps"]),
+                str(r["n_images"]),
+                ", ".join(f"{x['expected_sparsity']:.3f}" for x in r["runs"]),
+                f"{r['max_abs_error']:.3f}",
+                f"{r['kl_median']:.3f}",
+                f"{r['top1_median']:.3f}",
+            ]
+            for _, record in records
+            for r in record["results"]
+        ],
+    )
     return lines + [""] + [line for path, record in records for line in (_source(record, path), "")]
 
 
@@ -90,12 +163,21 @@ def acdc_section() -> list[str]:
         return []
     r = record["results"]
     eq = r["forward_equivalents"]
-    return ["## ACDC's layer cache", "",
-            f"tau {r['tau']:g}, {r['images']} images, runs alternated, medians: the cached search {r['cached_median_s']:.2f} s, "
-            f"naive loop {r['naive_median_s']:.2f} s, a speed-up of {r['speedup']:.2f}x with the same removed set: {r['same_removed_set']}. "
-            f"In full-forward equivalents the cached search runs {eq['cached']:g} and the naive loop {eq['naive']:g}, a ratio of "
-            f"{r['layer_work_ratio']:.2f}: the most the cache can save while each candidate must still run the layers after it.", "",
-            _source(record, path), ""]
+    return [
+        "## ACDC's layer cache",
+        "",
+        f"tau {r['tau']:g}, {r['images']} images, runs alternated, medians: the cached search "
+        f"{r['cached_median_s']:.2f} s, "
+        f"naive loop {r['naive_median_s']:.2f} s, a speed-up of {r['speedup']:.2f}x with the same removed set: "
+        f"{r['same_removed_set']}. "
+        f"In full-forward equivalents the cached search runs {eq['cached']:g} and the naive loop {eq['naive']:g}, a "
+        "ratio of "
+        f"{r['layer_work_ratio']:.2f}: the most the cache can save while each candidate must still run the layers "
+        "after it.",
+        "",
+        _source(record, path),
+        "",
+    ]
 
 
 def atlas_section() -> list[str]:
@@ -103,16 +185,27 @@ def atlas_section() -> list[str]:
     records = [(p, _read(p)) for p in paths]
     if not records:
         return []
-    lines = ["## Do related classes share circuits? (the atlas)", "",
-             "For hand-picked groups of related classes, the mean Jaccard overlap of their circuits in the atlas, and the share "
-             "of 2,000 random groups of the same size whose overlap is at least as high (small = the group stands out).", "",
-             "| atlas method | all pairs: mean (min-max) | " + " | ".join(f"{g}" for g in records[0][1]["results"]["groups"]) + " |",
-             "|---|---|" + "---|" * len(records[0][1]["results"]["groups"])]
-    for path, record in records:
+    lines = [
+        "## Do related classes share circuits? (the atlas)",
+        "",
+        "For hand-picked groups of related classes, the mean Jaccard overlap of their circuits in the atlas, and the "
+        "share "
+        "of 2,000 random groups of the same size whose overlap is at least as high (small = the group stands out).",
+        "",
+        "| atlas method | all pairs: mean (min-max) | "
+        + " | ".join(f"{g}" for g in records[0][1]["results"]["groups"])
+        + " |",
+        "|---|---|" + "---|" * len(records[0][1]["results"]["groups"]),
+    ]
+    for _path, record in records:
         r = record["results"]
         cells = [f"{g['within']:.3f} (p {g['p_random_at_least']:.2f})" for g in r["groups"].values()]
         label = METHODS[r["method"]].label if r["method"] in METHODS else r["method"]
-        lines.append(f"| {label} | {r['mean_overlap_all_pairs']:.3f} ({r['min_overlap']:.2f}-{r['max_overlap']:.2f}) | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {label} | {r['mean_overlap_all_pairs']:.3f} ({r['min_overlap']:.2f}-{r['max_overlap']:.2f}) | "
+            + " | ".join(cells)
+            + " |"
+        )
     lines.append("")
     for path, record in records:
         r = record["results"]
@@ -136,34 +229,54 @@ def seed_study_section() -> list[str]:
     for r in rows:
         if r["method"] != "baseline":
             pairs.setdefault((r["method"], r["setting"]), {})[bool(r["finetuned"])] = r
-    lines = ["## The seed study's finding, re-tested on the full val split", "",
-             "The seed study found EAP ahead of ACDC at matched circuit size on well-trained models, with ACDC catching up after "
-             "fine-tuning. Every method's sweep settings on goldfish, fire salamander and bullfrog, evaluated on the full val split "
-             f"({n_eval} chosen-class images: one image is {100 / n_eval:.2f} points), before and after 20 fine-tuning steps; the "
-             f"full model scores {base['top1_chosen']:.3f} on these images.", "",
-             "| method | setting | components kept | top-1 chosen | after fine-tuning | KL | KL after fine-tuning |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "## The seed study's finding, re-tested on the full val split",
+        "",
+        "The seed study found EAP ahead of ACDC at matched circuit size on well-trained models, with ACDC catching up "
+        "after "
+        "fine-tuning. Every method's sweep settings on goldfish, fire salamander and bullfrog, evaluated on the full "
+        "val split "
+        f"({n_eval} chosen-class images: one image is {100 / n_eval:.2f} points), before and after 20 fine-tuning "
+        "steps; the "
+        f"full model scores {base['top1_chosen']:.3f} on these images.",
+        "",
+        "| method | setting | components kept | top-1 chosen | after fine-tuning | KL | KL after fine-tuning |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for (method, setting), both in pairs.items():
         a, b = both.get(False), both.get(True)
         label = METHODS[method].setting_label(setting) if method in METHODS else f"{method} {setting}"
-        lines.append(f"| {METHODS[method].label} | {label} | {size(a)} | {a['top1_chosen']:.3f} | {b['top1_chosen']:.3f} | {a['kl']:.3f} | {b['kl']:.3f} |")
+        lines.append(
+            f"| {METHODS[method].label} | {label} | {size(a)} | {a['top1_chosen']:.3f} | {b['top1_chosen']:.3f} | "
+            f"{a['kl']:.3f} | {b['kl']:.3f} |"
+        )
     threshold = [k for k in pairs if k[0] in METHODS and METHODS[k[0]].threshold_scores]
     if threshold:
         ref_key = min(threshold, key=lambda k: k[1])  # the threshold method's smallest setting: its largest circuit
         ref = pairs[ref_key]
-        lines += ["", f"Matched against {METHODS[ref_key[0]].setting_label(ref_key[1])} ({size(ref[False])} components), each other "
-                  "method's setting with the closest circuit size:", "",
-                  "| method | setting | components | top-1 chosen: circuit - reference | after fine-tuning | KL: circuit - reference | after fine-tuning |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Matched against {METHODS[ref_key[0]].setting_label(ref_key[1])} ({size(ref[False])} components), each "
+            "other "
+            "method's setting with the closest circuit size:",
+            "",
+            "| method | setting | components | top-1 chosen: circuit - reference | after fine-tuning | KL: circuit - "
+            "reference | after fine-tuning |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for method in dict.fromkeys(k[0] for k in pairs):
             if method == ref_key[0]:
                 continue
             key = min((k for k in pairs if k[0] == method), key=lambda k: abs(size(pairs[k][False]) - size(ref[False])))
             a, b = pairs[key][False], pairs[key][True]
-            lines.append(f"| {METHODS[method].label} | {METHODS[method].setting_label(key[1])} | {size(a)} | "
-                         f"{a['top1_chosen'] - ref[False]['top1_chosen']:+.3f} ({round((a['top1_chosen'] - ref[False]['top1_chosen']) * n_eval):+d} images) | "
-                         f"{b['top1_chosen'] - ref[True]['top1_chosen']:+.3f} ({round((b['top1_chosen'] - ref[True]['top1_chosen']) * n_eval):+d} images) | "
-                         f"{a['kl'] - ref[False]['kl']:+.3f} | {b['kl'] - ref[True]['kl']:+.3f} |")
+            lines.append(
+                f"| {METHODS[method].label} | {METHODS[method].setting_label(key[1])} | {size(a)} | "
+                f"{a['top1_chosen'] - ref[False]['top1_chosen']:+.3f} "
+                f"({round((a['top1_chosen'] - ref[False]['top1_chosen']) * n_eval):+d} images) | "
+                f"{b['top1_chosen'] - ref[True]['top1_chosen']:+.3f} "
+                f"({round((b['top1_chosen'] - ref[True]['top1_chosen']) * n_eval):+d} images) | "
+                f"{a['kl'] - ref[False]['kl']:+.3f} | {b['kl'] - ref[True]['kl']:+.3f} |"
+            )
     return lines + ["", _source(record, path), ""]
 
 
@@ -181,51 +294,114 @@ def class_section() -> list[str]:
     runs = [(p, r) for p, r in runs if r is not None]
     if not runs:
         return []
-    lines = ["# A class at once: measured", "",
-             "Rendered by `python tools/render_docs.py` from the measurement files named below; do not edit by hand.", "",
-             "Six Chromium sessions at niceness 19 (the server gets the CPU first, as when students' browsers run on their own "
-             "machines) against one `streamlit run serve.py` on this machine. Each session opens the Model page, runs EAP on its own "
-             "class, opens the Prune page and toggles five heads of layer 0, waiting after each toggle until the exact all-class "
-             "top-1 is shown (`benchmarks/loadtest.py`, `CLASS_PLANS`). Seconds, median / max over sessions (or over the 30 toggles).", ""]
-    header = ["figure", "target"] + [f"{p.stem.removeprefix('load_test_class_')} ({r['results'].get('commit', '?')})" for p, r in runs]
+    lines = [
+        "# A class at once: measured",
+        "",
+        "Rendered by `python tools/render_docs.py` from the measurement files named below; do not edit by hand.",
+        "",
+        "Six Chromium sessions at niceness 19 (the server gets the CPU first, as when students' browsers run on their "
+        "own "
+        "machines) against one `streamlit run serve.py` on this machine. Each session opens the Model page, runs EAP "
+        "on its own "
+        "class, opens the Prune page and toggles five heads of layer 0, waiting after each toggle until the exact "
+        "all-class "
+        "top-1 is shown (`benchmarks/loadtest.py`, `CLASS_PLANS`). Seconds, median / max over sessions (or over the "
+        "30 toggles).",
+        "",
+    ]
+    header = ["figure", "target"] + [
+        f"{p.stem.removeprefix('load_test_class_')} ({r['results'].get('commit', '?')})" for p, r in runs
+    ]
 
     def cell(stat: dict) -> str:
         return f"{stat['median']:.2f} / {stat['max']:.2f}" if stat and "median" in stat else "n/a"
 
-    rows = [[label, target] + [cell(r["results"].get(key, {})) for _, r in runs] for key, (label, target) in CLASS_TARGETS.items()]
-    rows.append(["fully evaluated toggles per minute", "—"] + [f"{r['results']['fully_evaluated_toggles_per_minute']:.1f}"
-                 if r["results"].get("fully_evaluated_toggles_per_minute") else "n/a" for _, r in runs])
-    rows.append(["cross-talk or errors seen by the sessions", "none"] + [str(len(r["results"]["errors"])) for _, r in runs])
+    rows = [
+        [label, target] + [cell(r["results"].get(key, {})) for _, r in runs]
+        for key, (label, target) in CLASS_TARGETS.items()
+    ]
+    rows.append(
+        ["fully evaluated toggles per minute", "—"]
+        + [
+            f"{r['results']['fully_evaluated_toggles_per_minute']:.1f}"
+            if r["results"].get("fully_evaluated_toggles_per_minute")
+            else "n/a"
+            for _, r in runs
+        ]
+    )
+    rows.append(
+        ["cross-talk or errors seen by the sessions", "none"] + [str(len(r["results"]["errors"])) for _, r in runs]
+    )
     lines += _table(header, rows)
     lines += [""] + [f"- {p.stem.removeprefix('load_test_class_')}: " + _source(r, p) for p, r in runs] + [""]
-    lines += ["*before* is the same harness serving the app as it was before the compute service "
-              "(`git worktree add /tmp/before 6373ba4`, then `--root /tmp/before`). A run's figures move by seconds "
-              "from one run to the next on this machine; each column is one run.", ""]
-    lines += ["Where a toggle's time goes (from the server's trace: the click until the session's Prune fragment starts its run, "
-              "that run until the fast figures are drawn, and until the browser shows them), median / max:", ""]
-    parts = {"click_to_server_run_s": "click to the server's run", "server_run_to_fast_drawn_s": "server run to fast figures drawn",
-             "fast_drawn_to_browser_s": "drawn to shown in the browser"}
-    lines += _table(["part"] + header[2:], [[label] + [cell(r["results"]["toggle_breakdown"].get(key, {})) for _, r in runs] for key, label in parts.items()])
-    lines += ["", "The Model page's time is the browser's: the server draws the gallery within "
-              + ", ".join(f"{cell(r['results']['server']['first_run_to_gallery_s'])} s ({p.stem.removeprefix('load_test_class_')})" for p, r in runs)
-              + " of a session's first run; the rest is six browser contexts loading Streamlit's frontend at the lowest priority on "
-              "the same two cores.", ""]
+    lines += [
+        "*before* is the same harness serving the app as it was before the compute service "
+        "(`git worktree add /tmp/before 6373ba4`, then `--root /tmp/before`). A run's figures move by seconds "
+        "from one run to the next on this machine; each column is one run.",
+        "",
+    ]
+    lines += [
+        "Where a toggle's time goes (from the server's trace: the click until the session's Prune fragment starts its "
+        "run, "
+        "that run until the fast figures are drawn, and until the browser shows them), median / max:",
+        "",
+    ]
+    parts = {
+        "click_to_server_run_s": "click to the server's run",
+        "server_run_to_fast_drawn_s": "server run to fast figures drawn",
+        "fast_drawn_to_browser_s": "drawn to shown in the browser",
+    }
+    lines += _table(
+        ["part"] + header[2:],
+        [
+            [label] + [cell(r["results"]["toggle_breakdown"].get(key, {})) for _, r in runs]
+            for key, label in parts.items()
+        ],
+    )
+    lines += [
+        "",
+        "The Model page's time is the browser's: the server draws the gallery within "
+        + ", ".join(
+            f"{cell(r['results']['server']['first_run_to_gallery_s'])} s ({p.stem.removeprefix('load_test_class_')})"
+            for p, r in runs
+        )
+        + " of a session's first run; the rest is six browser contexts loading Streamlit's frontend "
+        + "at the lowest priority on "
+        "the same two cores.",
+        "",
+    ]
     cost_path, cost = _measurement("toggle_cost.json")
     if cost:
         c = cost["results"]
         per = c["toggle_core_s"]
-        lines += ["## Sizing a class", "",
-                  "What one fully evaluated toggle costs the workers, one thread, medians over "
-                  f"{c['keep_sets']} keep-sets of the shipped model with five heads removed:", ""]
-        lines += _table(["job", "core-seconds"], [[name, f"{s:.2f}"] for name, s in c["median_s"].items()] + [["one toggle, every figure", f"{per:.2f}"]])
+        lines += [
+            "## Sizing a class",
+            "",
+            "What one fully evaluated toggle costs the workers, one thread, medians over "
+            f"{c['keep_sets']} keep-sets of the shipped model with five heads removed:",
+            "",
+        ]
+        lines += _table(
+            ["job", "core-seconds"],
+            [[name, f"{s:.2f}"] for name, s in c["median_s"].items()] + [["one toggle, every figure", f"{per:.2f}"]],
+        )
         untimed = per - sum(s for name, s in c["median_s"].items() if "speed-up" in name or "throughput" in name)
-        lines += ["", _source(cost, cost_path), "",
-                  f"A class of N students who each toggle every T seconds needs about N x {per:.1f} / T cores of workers "
-                  f"(N x {untimed:.1f} / T when the machine is too busy for timings, which then show the cost model's prediction), "
-                  "plus the server process's own share (pages, the fast tier, circuit runs). For a class of 30 toggling every 30 s: "
-                  f"about {30 * per / 30:.0f} worker cores with every figure, {30 * untimed / 30:.0f} without the timings. Set the pool "
-                  "with `VITCORE_APP_WORKERS=<cores>` (default: one per core). This scales the measured cost by the class's pace; "
-                  "it was not measured with 30 browsers, and the Ray cluster backend the issue suggests is not built.", ""]
+        lines += [
+            "",
+            _source(cost, cost_path),
+            "",
+            f"A class of N students who each toggle every T seconds needs about N x {per:.1f} / T cores of workers "
+            f"(N x {untimed:.1f} / T when the machine is too busy for timings, which then show the cost model's "
+            "prediction), "
+            "plus the server process's own share (pages, the fast tier, circuit runs). For a class of 30 toggling "
+            "every 30 s: "
+            f"about {30 * per / 30:.0f} worker cores with every figure, {30 * untimed / 30:.0f} without the timings. "
+            "Set the pool "
+            "with `VITCORE_APP_WORKERS=<cores>` (default: one per core). This scales the measured cost by the class's "
+            "pace; "
+            "it was not measured with 30 browsers, and the Ray cluster backend the issue suggests is not built.",
+            "",
+        ]
     return lines
 
 
@@ -234,16 +410,37 @@ def estimates_section() -> list[str]:
     if record is None:
         return []
     r = record["results"]
-    lines = ["## Time estimates against the time taken", "",
-             f"What the pages announce before a long action, against what it then took on an idle machine ({r['threads']} threads; "
-             f"circuit runs on {r['images']} discovery images of {r['class']}, each method's defaults):", ""]
-    lines += _table(["action", "estimated s", "took s", "took / estimated"],
-                    [[row["action"], f"{row['estimate_s']:.1f}"] + ([f"{row['actual_s']:.1f}", f"{row['actual_s'] / row['estimate_s']:.2f}"]
-                      if row["actual_s"] is not None else [f"not run (estimated over {r['max_estimate_s']:.0f} s)", "—"]) for row in r["rows"]])
-    return lines + ["", _source(record, path), "",
-                    "Under load the circuit estimates scale with it (their forward is timed when the page is drawn); the fine-tuning "
-                    "estimate does not until the session has fine-tuned once (it then uses its own measured rate). A run's end replaces "
-                    "its estimate with the time it took.", ""]
+    lines = [
+        "## Time estimates against the time taken",
+        "",
+        f"What the pages announce before a long action, against what it then took on an idle machine ({r['threads']} "
+        "threads; "
+        f"circuit runs on {r['images']} discovery images of {r['class']}, each method's defaults):",
+        "",
+    ]
+    lines += _table(
+        ["action", "estimated s", "took s", "took / estimated"],
+        [
+            [row["action"], f"{row['estimate_s']:.1f}"]
+            + (
+                [f"{row['actual_s']:.1f}", f"{row['actual_s'] / row['estimate_s']:.2f}"]
+                if row["actual_s"] is not None
+                else [f"not run (estimated over {r['max_estimate_s']:.0f} s)", "—"]
+            )
+            for row in r["rows"]
+        ],
+    )
+    return lines + [
+        "",
+        _source(record, path),
+        "",
+        "Under load the circuit estimates scale with it (their forward is timed when the page is drawn); the "
+        "fine-tuning "
+        "estimate does not until the session has fine-tuned once (it then uses its own measured rate). A run's end "
+        "replaces "
+        "its estimate with the time it took.",
+        "",
+    ]
 
 
 def _cell(value) -> str:
@@ -259,8 +456,12 @@ def _flat(results: dict) -> list[list[str]]:
     rows = []
     for key, value in results.items():
         if isinstance(value, dict):
-            rows += [[f"{key}.{k}", _cell(v)] for k, v in value.items() if not isinstance(v, (dict, list)) or
-                     (isinstance(v, list) and len(v) <= 8 and all(not isinstance(x, (list, dict)) for x in v))]
+            rows += [
+                [f"{key}.{k}", _cell(v)]
+                for k, v in value.items()
+                if not isinstance(v, (dict, list))
+                or (isinstance(v, list) and len(v) <= 8 and all(not isinstance(x, (list, dict)) for x in v))
+            ]
         elif not isinstance(value, list) or (len(value) <= 8 and all(not isinstance(x, (list, dict)) for x in value)):
             rows.append([key, _cell(value)])
     return rows
@@ -296,72 +497,109 @@ def page(title: str, intro: str, sections: list[list[str]]) -> str:
 
 def _pruning_page() -> str:
     w = "goldfish, European fire salamander and bullfrog"
-    return page("Pruning, sweeps and speed", "Physical pruning of the shipped model and what it buys, for " + w + ".", [
-        record_section("prune_eap50.json", "Prune: EAP keep 0.5"),
-        record_section("bench_latency_eap50.json", "Latency of that pruned model against the full one",
-                       "Batch-1 latency and batch-64 throughput, interleaved, medians; the speed-up set against the MAC cut."),
-        record_section("bench.json", "Inference speed of the full model"),
-        record_section("sweep.json", "The Pareto sweep on the bundled eval subset",
-                       "Every registered method at each of its sweep settings, before and after 20 fine-tuning steps; "
-                       "30 chosen-class eval images, so one image is 3.3 points of chosen-class top-1.",
-                       "../figures/sweep.png"),
-        record_section("sweep_full_val.json", "The same sweep on the full val split",
-                       "150 chosen-class eval images (10,000 in all).", "../figures/sweep_full_val.png"),
-        record_section("target_full_val.json", "Smallest circuit reaching a target accuracy (full val split)"),
-        record_section("finetune_defaults.json", "Fine-tuning settings of the Prune page"),
-        record_section("sweep_four_stage.json", "The bundled sweep on an earlier model (four-stage)"),
-        record_section("sweep_two_stage.json", "The bundled sweep on an earlier model (two-stage)"),
-    ])
+    return page(
+        "Pruning, sweeps and speed",
+        "Physical pruning of the shipped model and what it buys, for " + w + ".",
+        [
+            record_section("prune_eap50.json", "Prune: EAP keep 0.5"),
+            record_section(
+                "bench_latency_eap50.json",
+                "Latency of that pruned model against the full one",
+                "Batch-1 latency and batch-64 throughput, interleaved, medians; the speed-up set against the MAC cut.",
+            ),
+            record_section("bench.json", "Inference speed of the full model"),
+            record_section(
+                "sweep.json",
+                "The Pareto sweep on the bundled eval subset",
+                "Every registered method at each of its sweep settings, before and after 20 fine-tuning steps; "
+                "30 chosen-class eval images, so one image is 3.3 points of chosen-class top-1.",
+                "../figures/sweep.png",
+            ),
+            record_section(
+                "sweep_full_val.json",
+                "The same sweep on the full val split",
+                "150 chosen-class eval images (10,000 in all).",
+                "../figures/sweep_full_val.png",
+            ),
+            record_section("target_full_val.json", "Smallest circuit reaching a target accuracy (full val split)"),
+            record_section("finetune_defaults.json", "Fine-tuning settings of the Prune page"),
+            record_section("sweep_four_stage.json", "The bundled sweep on an earlier model (four-stage)"),
+            record_section("sweep_two_stage.json", "The bundled sweep on an earlier model (two-stage)"),
+        ],
+    )
 
 
 def _model_page() -> str:
-    return page("The shipped model and its training",
-                "Accuracy of the shipped checkpoint, and the probes that chose between training stages. The recipe and "
-                "per-epoch log of every stage are in the model card, `assets/model/README.md`.", [
-        record_section("evaluate_full_val.json", "Full val split (10,000 images)"),
-        record_section("evaluate_bundled_val.json", "Bundled eval subset (2,000 images)"),
-        record_section("stage3_probe.json", "Stage 3 probe: heavy against light augmentation"),
-        record_section("stage4_probe.json", "Stage 4 probe: with and without AutoAugment and drop path"),
-        record_section("stage3_light_aug_train_log.json", "Stage 3's training log"),
-        record_section("stage4_no_aug_train_log.json", "Stage 4's training log"),
-        record_section("stage4_weight_average.json", "Weight averages of stage 4's epochs"),
-        record_section("probe_ensemble.json", "Ensembles and weight averages of earlier stages"),
-    ])
+    return page(
+        "The shipped model and its training",
+        "Accuracy of the shipped checkpoint, and the probes that chose between training stages. The recipe and "
+        "per-epoch log of every stage are in the model card, `assets/model/README.md`.",
+        [
+            record_section("evaluate_full_val.json", "Full val split (10,000 images)"),
+            record_section("evaluate_bundled_val.json", "Bundled eval subset (2,000 images)"),
+            record_section("stage3_probe.json", "Stage 3 probe: heavy against light augmentation"),
+            record_section("stage4_probe.json", "Stage 4 probe: with and without AutoAugment and drop path"),
+            record_section("stage3_light_aug_train_log.json", "Stage 3's training log"),
+            record_section("stage4_no_aug_train_log.json", "Stage 4's training log"),
+            record_section("stage4_weight_average.json", "Weight averages of stage 4's epochs"),
+            record_section("probe_ensemble.json", "Ensembles and weight averages of earlier stages"),
+        ],
+    )
 
 
 def _training_speed_page() -> str:
-    return page("Training speed on a CPU",
-                "Each lever of the CPU recipes timed side by side against the baseline in one run (ratios within a run "
-                "are what to compare; machines differ from day to day).", [
-        record_section("bench_train.json", "Training throughput by lever (Intel Xeon)"),
-        record_section("bench_train_amd_epyc.json", "The same on an AMD EPYC machine"),
-        record_section("bench_train_compile.json", "torch.compile against eager"),
-        record_section("bench_augment_groups.json", "Augmenting in groups against per image"),
-        record_section("bench_mkl_amd_on_amd.json", "MKL's fast kernels on AMD (tools/mkl_amd.py)"),
-        record_section("bench_mkl_amd_on_intel.json", "The same shim on Intel (a noise check)"),
-    ])
+    return page(
+        "Training speed on a CPU",
+        "Each lever of the CPU recipes timed side by side against the baseline in one run (ratios within a run "
+        "are what to compare; machines differ from day to day).",
+        [
+            record_section("bench_train.json", "Training throughput by lever (Intel Xeon)"),
+            record_section("bench_train_amd_epyc.json", "The same on an AMD EPYC machine"),
+            record_section("bench_train_compile.json", "torch.compile against eager"),
+            record_section("bench_augment_groups.json", "Augmenting in groups against per image"),
+            record_section("bench_mkl_amd_on_amd.json", "MKL's fast kernels on AMD (tools/mkl_amd.py)"),
+            record_section("bench_mkl_amd_on_intel.json", "The same shim on Intel (a noise check)"),
+        ],
+    )
 
 
 def _circuit_benchmarks() -> list[list[str]]:
     return [
-        record_section("bench_circuits.json", "Every method on one class set (node level)",
-                       "Wall time, passes and the KL of each method's top half on 30 discovery images."),
+        record_section(
+            "bench_circuits.json",
+            "Every method on one class set (node level)",
+            "Wall time, passes and the KL of each method's top half on 30 discovery images.",
+        ),
         record_section("bench_circuits_two_stage.json", "The same on an earlier model (two-stage)"),
-        record_section("bench_edges.json", "Edge-level methods", "Predates learned masks that hold their target exactly."),
+        record_section(
+            "bench_edges.json", "Edge-level methods", "Predates learned masks that hold their target exactly."
+        ),
         record_section("lrp_and_reference_tests.json", "LRP conservation and agreement with exact patching"),
     ]
 
 
 def _app_page() -> str:
-    runs = [record_section(f"load_test_chart_on_demand_run{i}.json", f"Six browser sessions, run {i}") for i in range(1, 5)]
-    older = [record_section(name, f"Six browser sessions, older page ({name})") for name in
-             ("load_test.json", "load_test_run2.json", "load_test_run3.json", "load_test_run4.json", "load_test_run5.json",
-              "load_test_browsers_niced.json")]
-    return page("The app alone and with six users",
-                "One session's toggle path and cold start, then six browsers on the same 2 cores (the earlier load-test "
-                "pattern: EAP, then three clicks a second apart). The class pattern, with every figure awaited, is in "
-                "[A class at once](class.md).", [
-        record_section("bench_app.json", "One session: a toggle's tiers and the cold start"), *runs, *older])
+    runs = [
+        record_section(f"load_test_chart_on_demand_run{i}.json", f"Six browser sessions, run {i}") for i in range(1, 5)
+    ]
+    older = [
+        record_section(name, f"Six browser sessions, older page ({name})")
+        for name in (
+            "load_test.json",
+            "load_test_run2.json",
+            "load_test_run3.json",
+            "load_test_run4.json",
+            "load_test_run5.json",
+            "load_test_browsers_niced.json",
+        )
+    ]
+    return page(
+        "The app alone and with six users",
+        "One session's toggle path and cold start, then six browsers on the same 2 cores (the earlier load-test "
+        "pattern: EAP, then three clicks a second apart). The class pattern, with every figure awaited, is in "
+        "[A class at once](class.md).",
+        [record_section("bench_app.json", "One session: a toggle's tiers and the cold start"), *runs, *older],
+    )
 
 
 def _cli_reference() -> str:
@@ -369,8 +607,13 @@ def _cli_reference() -> str:
     from vitcore.cli import build_parser
 
     parser = build_parser()
-    lines = ["# Command line", "", "Generated from the argparse parser by `python tools/render_docs.py`; do not edit by hand.",
-             "`vitcore COMMAND` and `python -m vitcore COMMAND` are the same.", ""]
+    lines = [
+        "# Command line",
+        "",
+        "Generated from the argparse parser by `python tools/render_docs.py`; do not edit by hand.",
+        "`vitcore COMMAND` and `python -m vitcore COMMAND` are the same.",
+        "",
+    ]
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for name, p in sub.choices.items():
         p.prog = f"python -m vitcore {name}"
@@ -379,11 +622,20 @@ def _cli_reference() -> str:
 
 
 def render() -> dict[Path, str]:
-    methods = [faithfulness_section(), learned_section(), acdc_section(), seed_study_section(), atlas_section(),
-               *_circuit_benchmarks()]
+    methods = [
+        faithfulness_section(),
+        learned_section(),
+        acdc_section(),
+        seed_study_section(),
+        atlas_section(),
+        *_circuit_benchmarks(),
+    ]
     pages = {
-        DOCS / "methods.md": page("Circuit methods: measured results", "How each method's scores and circuits compare on "
-                                  "the shipped model, and what they cost.", methods),
+        DOCS / "methods.md": page(
+            "Circuit methods: measured results",
+            "How each method's scores and circuits compare on the shipped model, and what they cost.",
+            methods,
+        ),
         DOCS / "pruning.md": _pruning_page(),
         DOCS / "model.md": _model_page(),
         DOCS / "training-speed.md": _training_speed_page(),

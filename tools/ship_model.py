@@ -5,7 +5,7 @@ model can be kept loadable in a checkpoints/ folder. The shipped config.json rec
 command; a run warm-started (--init-from) from a checkpoint folder ships with that checkpoint's stages
 before its own: their recipes and commands in "training.earlier_stages", their epochs in
 train_log.json (each entry marked by "stage"). What depends on the model (the shipped atlas, the
-README's figures) is then re-measured with tools/measure_all.sh.
+the docs' figures) is then re-measured with tools/measure_all.sh.
 
 A weight average of a run's epochs (``python -m vitcore average``) ships the same way: give its folder
 and the run's log with --log; the card lists what was averaged.
@@ -62,7 +62,9 @@ def stage_history(training: dict, keep_previous: Path | None) -> tuple[list[dict
         own = start.parent / "train_log.json"
     entries = json.loads(own.read_text()) if own.is_file() else []
     if "stage" not in (entries[:1] or [{}])[0]:  # a run's own log: its epochs up to the checkpoint, as one stage
-        entries = [dict(e, stage=len(stages) + 1) for e in entries if e["epoch"] <= before.get("epochs_done", e["epoch"])]
+        entries = [
+            dict(e, stage=len(stages) + 1) for e in entries if e["epoch"] <= before.get("epochs_done", e["epoch"])
+        ]
     stages, log = stages + [before], log + entries
     if keep_previous and same_weights(start, MODEL):  # the shipped model it started from moves there
         training["init_from"] = str(keep_previous.resolve().relative_to(ROOT.resolve()))
@@ -71,13 +73,23 @@ def stage_history(training: dict, keep_previous: Path | None) -> tuple[list[dict
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", type=Path, help="a run folder of `python -m vitcore train` (its best/ checkpoint is used when present)")
-    p.add_argument("--command", default="", help="the training command, as run (goes into the model card); "
-                   "default: the one the run recorded")
+    p.add_argument(
+        "run", type=Path, help="a run folder of `python -m vitcore train` (its best/ checkpoint is used when present)"
+    )
+    p.add_argument(
+        "--command",
+        default="",
+        help="the training command, as run (goes into the model card); default: the one the run recorded",
+    )
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "tiny-imagenet-200.zip"))
     p.add_argument("--keep-previous", type=Path, default=None, help="copy the shipped model here first")
-    p.add_argument("--log", type=Path, default=None, help="the run's train_log.json (default: RUN/train_log.json; "
-                   "for a weight average, the log of the run it averages)")
+    p.add_argument(
+        "--log",
+        type=Path,
+        default=None,
+        help="the run's train_log.json (default: RUN/train_log.json; "
+        "for a weight average, the log of the run it averages)",
+    )
     args = p.parse_args()
     source = args.run / "best" if (args.run / "best").is_dir() else args.run
     if args.keep_previous and args.keep_previous.exists():
@@ -96,23 +108,38 @@ def main() -> int:
         return 1
     earlier, log = stage_history(training, args.keep_previous)  # read before the shipped model is replaced
     shipped_sha = hashlib.sha256((MODEL / "model.safetensors").read_bytes()).hexdigest()
-    for ingredient in config.get("averaged_from", []):  # an average that includes the shipped model names where it moves
+    for ingredient in config.get(
+        "averaged_from", []
+    ):  # an average that includes the shipped model names where it moves
         if args.keep_previous and ingredient["sha256"] == shipped_sha:
             ingredient["checkpoint"] = str(args.keep_previous.resolve().relative_to(ROOT.resolve()))
     if args.keep_previous:
         shutil.copytree(MODEL, args.keep_previous)
     shutil.copy2(source / "model.safetensors", MODEL / "model.safetensors")
     epochs = training["epochs_done"]
-    log += [dict(e, stage=len(earlier) + 1) if earlier else e
-            for e in json.loads((args.log or args.run / "train_log.json").read_text()) if e["epoch"] <= epochs]
+    log += [
+        dict(e, stage=len(earlier) + 1) if earlier else e
+        for e in json.loads((args.log or args.run / "train_log.json").read_text())
+        if e["epoch"] <= epochs
+    ]
     training.update(command=command, **({"earlier_stages": earlier} if earlier else {}))
     (MODEL / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (MODEL / "train_log.json").write_text(json.dumps(log, indent=1))
     evaluation = ROOT / "docs" / "measurements" / "evaluate_full_val.json"
     evaluation.write_text(json.dumps(new | {"split": "val", "data": args.data, "checkpoint": "shipped"}))
-    subprocess.run([sys.executable, str(ROOT / "tools" / "model_card.py"), str(evaluation), "--command", command], check=True)
-    subprocess.run([sys.executable, str(ROOT / "tools" / "plot_train_log.py"), str(MODEL / "train_log.json"), str(ROOT / "docs" / "figures" / "train_log.png")], check=True)
-    print(f"shipped epoch {epochs} of {args.run}; next: bash tools/measure_all.sh (README figures and the shipped atlas)")
+    subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "model_card.py"), str(evaluation), "--command", command], check=True
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "plot_train_log.py"),
+            str(MODEL / "train_log.json"),
+            str(ROOT / "docs" / "figures" / "train_log.png"),
+        ],
+        check=True,
+    )
+    print(f"shipped epoch {epochs} of {args.run}; next: bash tools/measure_all.sh (the docs' figures, the atlas)")
     return 0
 
 

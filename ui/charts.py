@@ -6,11 +6,22 @@ import pandas as pd
 from vitcore.components import Component
 
 
-def score_frames(names: list[str], values: list[float], kept: set[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def score_frames(
+    names: list[str], values: list[float], kept: set[str] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = []
     for name, v in zip(names, values):
         c = Component.parse(name)
-        rows.append({"component": name, "layer": c.layer, "kind": c.kind, "index": c.index, "score": v, "kept": None if kept is None else name in kept})
+        rows.append(
+            {
+                "component": name,
+                "layer": c.layer,
+                "kind": c.kind,
+                "index": c.index,
+                "score": v,
+                "kept": None if kept is None else name in kept,
+            }
+        )
     df = pd.DataFrame(rows)
     return df[df.kind == "head"], df[df.kind == "chunk"]
 
@@ -31,13 +42,27 @@ def heatmap(df: pd.DataFrame, title: str, field: str = "score", legend: str | No
     )
 
 
-def pareto_chart(df: pd.DataFrame, x: str, y: str, color: str, frontier_idx: list[int], tooltip: list[str], color_order: list[str] | None = None) -> alt.Chart:
+def pareto_chart(
+    df: pd.DataFrame,
+    x: str,
+    y: str,
+    color: str,
+    frontier_idx: list[int],
+    tooltip: list[str],
+    color_order: list[str] | None = None,
+) -> alt.Chart:
     """Points on the x-y plane (axis labels to three significant digits), their Pareto frontier dashed;
     ``color_order`` orders the legend (default: as the values first appear)."""
     order = color_order or list(dict.fromkeys(df[color]))
-    points = alt.Chart(df).mark_point(filled=True, size=80).encode(
-        x=alt.X(f"{x}:Q", scale=alt.Scale(zero=False), axis=alt.Axis(format=".3~g")), y=alt.Y(f"{y}:Q", axis=alt.Axis(format=".3~g")),
-        color=alt.Color(f"{color}:N", sort=order), tooltip=tooltip
+    points = (
+        alt.Chart(df)
+        .mark_point(filled=True, size=80)
+        .encode(
+            x=alt.X(f"{x}:Q", scale=alt.Scale(zero=False), axis=alt.Axis(format=".3~g")),
+            y=alt.Y(f"{y}:Q", axis=alt.Axis(format=".3~g")),
+            color=alt.Color(f"{color}:N", sort=order),
+            tooltip=tooltip,
+        )
     )
     line = alt.Chart(df.iloc[frontier_idx]).mark_line(color="black", strokeDash=[4, 3]).encode(x=f"{x}:Q", y=f"{y}:Q")
     return (line + points).properties(height=320)
@@ -46,7 +71,13 @@ def pareto_chart(df: pd.DataFrame, x: str, y: str, color: str, frontier_idx: lis
 def pixel_heatmap(pixels, title: str) -> alt.Chart:
     """A [H, W] attribution map as a square heatmap, red = raises the logit, blue = lowers it."""
     h, w = pixels.shape
-    df = pd.DataFrame({"x": [i % w for i in range(h * w)], "y": [i // w for i in range(h * w)], "attribution": pixels.flatten().tolist()})
+    df = pd.DataFrame(
+        {
+            "x": [i % w for i in range(h * w)],
+            "y": [i // w for i in range(h * w)],
+            "attribution": pixels.flatten().tolist(),
+        }
+    )
     bound = float(pixels.abs().max()) or 1.0
     return (
         alt.Chart(df)
@@ -54,17 +85,27 @@ def pixel_heatmap(pixels, title: str) -> alt.Chart:
         .encode(
             x=alt.X("x:O", axis=None),
             y=alt.Y("y:O", axis=None),
-            color=alt.Color("attribution:Q", scale=alt.Scale(scheme="redblue", reverse=True, domain=[-bound, bound]), legend=None),
+            color=alt.Color(
+                "attribution:Q", scale=alt.Scale(scheme="redblue", reverse=True, domain=[-bound, bound]), legend=None
+            ),
             tooltip=["x", "y", alt.Tooltip("attribution:Q", format=".3g")],
         )
-        .properties(title=alt.TitleParams(title.split(", ")), width=220, height=220)  # one line per part: long titles were cut off
+        .properties(
+            title=alt.TitleParams(title.split(", ")), width=220, height=220
+        )  # one line per part: long titles were cut off
     )
 
 
 def similarity_chart(sim, labels: list[str], title: str) -> alt.Chart:
     """A class x class matrix in the given order (labels already ordered), with hover names."""
     n = len(labels)
-    df = pd.DataFrame({"a": [labels[i // n] for i in range(n * n)], "b": [labels[i % n] for i in range(n * n)], "jaccard": sim.flatten().tolist()})
+    df = pd.DataFrame(
+        {
+            "a": [labels[i // n] for i in range(n * n)],
+            "b": [labels[i % n] for i in range(n * n)],
+            "jaccard": sim.flatten().tolist(),
+        }
+    )
     return (
         alt.Chart(df)
         .mark_rect()

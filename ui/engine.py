@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from ui.resources import shared_eval_logits, shared_latency_model, shared_scheduler, shared_thread_share
+from ui.state import AppState
 from vitcore.circuits.result import CircuitResult
 from vitcore.model import VisionTransformer
 from vitcore.playground import Playground
-from ui.resources import shared_eval_logits, shared_latency_model, shared_scheduler, shared_thread_share
-from ui.state import AppState
 
 
 def apply_thread_share(state: AppState) -> int:
@@ -24,8 +24,16 @@ def playground(state: AppState) -> Playground:
     pg = state.playground
     if pg is None or pg.base is not ckpt.model or pg.eval_set is not eval_set:
         logits = shared_eval_logits(ckpt.model, eval_set, ckpt.sha256, state.data_key)
-        pg = Playground(ckpt.model, eval_set, state.classes, base_logits=logits, latency_model=shared_latency_model(ckpt.model, ckpt.sha256),
-                        scheduler=shared_scheduler(), source=state.source(), session=state.session_uid)
+        pg = Playground(
+            ckpt.model,
+            eval_set,
+            state.classes,
+            base_logits=logits,
+            latency_model=shared_latency_model(ckpt.model, ckpt.sha256),
+            scheduler=shared_scheduler(),
+            source=state.source(),
+            session=state.session_uid,
+        )
         state.playground = pg
     elif pg.classes != state.classes:
         pg.set_classes(state.classes)

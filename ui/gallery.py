@@ -23,16 +23,28 @@ def png_data_uri(image: torch.Tensor) -> str:
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
-def gallery_html(_model: VisionTransformer, _eval_set: ImageSet, model_sha: str, data_key: str, shown: tuple[int, ...],
-                 _logits: torch.Tensor | None = None) -> str:
+def gallery_html(
+    _model: VisionTransformer,
+    _eval_set: ImageSet,
+    model_sha: str,
+    data_key: str,
+    shown: tuple[int, ...],
+    _logits: torch.Tensor | None = None,
+) -> str:
     """The eval images ``shown`` with the model's predictions (from ``_logits`` when given), as one grid;
     computed once per model, data set and selection (the default view is every session's first page)."""
     index = torch.tensor(shown, dtype=torch.long)
-    pred = _logits[index].argmax(1) if _logits is not None else predict_logits(_model, _eval_set.images[index]).argmax(1)
+    pred = (
+        _logits[index].argmax(1) if _logits is not None else predict_logits(_model, _eval_set.images[index]).argmax(1)
+    )
     cells = []
     for i, p in zip(shown, pred.tolist()):
         mark = "✅" if p == _eval_set.labels[i] else "❌"
-        cells.append(f'<figure style="margin:0"><img class="gallery" alt="eval image {i}" src="{png_data_uri(_eval_set.images[i])}" '
-                     f'style="width:100%;image-rendering:pixelated"><figcaption style="font-size:0.8em">{mark} '
-                     f'{html.escape(_eval_set.names[_eval_set.labels[i]])} → {html.escape(_eval_set.names[p])}</figcaption></figure>')
+        cells.append(
+            f'<figure style="margin:0"><img class="gallery" alt="eval image {i}" '
+            f'src="{png_data_uri(_eval_set.images[i])}" '
+            f'style="width:100%;image-rendering:pixelated"><figcaption style="font-size:0.8em">{mark} '
+            f"{html.escape(_eval_set.names[_eval_set.labels[i]])} → "
+            f"{html.escape(_eval_set.names[p])}</figcaption></figure>"
+        )
     return '<div style="display:grid;grid-template-columns:repeat(8,1fr);gap:10px">' + "".join(cells) + "</div>"

@@ -8,15 +8,15 @@ say that the last one was stopped.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import streamlit as st
 import torch
 
-from vitcore.data import normalize
 from ui.shell import trace_event
 from ui.state import app_state
+from vitcore.data import normalize
 
 
 class Announcement:
@@ -26,12 +26,16 @@ class Announcement:
         self.estimate_s, self.what = estimate_s, what
         self.slot = st.empty()
         if estimate_s > 60:
-            self.slot.warning(f"{what} will take about {estimate_s / 60:.0f} min on this machine. The Stop button cancels it.")
+            self.slot.warning(
+                f"{what} will take about {estimate_s / 60:.0f} min on this machine. The Stop button cancels it."
+            )
         else:
             self.slot.caption(f"{what}: about {estimate_s:.0f} s expected on this machine.")
 
     def done(self, actual_s: float) -> None:
-        """The run ended: show its time against the estimate (and trace both, for the docs' estimate-against-actual table)."""
+        """The run ended: show its time against the estimate (and trace both, for the docs' estimate-against-actual
+        table).
+        """
         self.slot.caption(f"{self.what} took {actual_s:.1f} s (estimated {self.estimate_s:.0f} s).")
         trace_event("estimate", what=self.what, estimated_s=round(self.estimate_s, 2), actual_s=round(actual_s, 2))
 
@@ -43,7 +47,9 @@ def announce(estimate_s: float, what: str) -> Announcement:
 
 def stop_button(name: str, what: str, column=None) -> None:
     """The Stop button, and a note when the last run of ``name`` did not finish."""
-    (column or st).button("Stop", key=f"stop_{name}", help=f"cancels the running {what} (it ends at its next progress update)")
+    (column or st).button(
+        "Stop", key=f"stop_{name}", help=f"cancels the running {what} (it ends at its next progress update)"
+    )
     running = app_state().running
     if name in running:
         running.discard(name)
@@ -85,6 +91,9 @@ def progress_bar(label: str) -> Callable[[float, str], None]:
     def update(fraction: float, what: str = "") -> None:
         elapsed = time.perf_counter() - start
         left = f" · about {elapsed / fraction * (1 - fraction):.0f} s left" if 0.02 < fraction < 1 else ""
-        bar.progress(min(1.0, max(0.0, fraction)), text=f"{label}: {fraction:.0%} · {elapsed:.1f} s{left}" + (f" · {what}" if what else ""))
+        bar.progress(
+            min(1.0, max(0.0, fraction)),
+            text=f"{label}: {fraction:.0%} · {elapsed:.1f} s{left}" + (f" · {what}" if what else ""),
+        )
 
     return update

@@ -9,15 +9,14 @@ import os
 import streamlit as st
 import torch
 
+from ui.trace import trace
 from vitcore import load_split
 from vitcore.checkpoint import Checkpoint, load_checkpoint, parse_checkpoint, read_zip_parts
-from vitcore.data import ImageSet
 from vitcore.compute import Scheduler
 from vitcore.compute.figures import Source
 from vitcore.compute.workers import WorkerPool
-from vitcore.data import cache_dir
+from vitcore.data import ImageSet, cache_dir
 from vitcore.threadshare import ThreadShare, available_cores
-from ui.trace import trace
 
 
 def _frozen(ckpt: Checkpoint) -> Checkpoint:
@@ -82,7 +81,9 @@ WORKER_NICE = 5  # the figure workers yield the CPU to the server process, which
 
 
 def compute_workers() -> int:
-    """Worker processes for the figures (``VITCORE_APP_WORKERS``; default one per core, 0: jobs run in the server process)."""
+    """Worker processes for the figures (``VITCORE_APP_WORKERS``; default one per core, 0: jobs run in the server
+    process).
+    """
     value = os.environ.get("VITCORE_APP_WORKERS")
     return available_cores() if value is None else max(0, int(value))
 
@@ -120,7 +121,9 @@ def warm_shared_resources() -> None:
     from vitcore.playground import Playground
 
     # the full model's all-class figures, which every session's Prune page compares against: once, for everyone
-    Playground(ckpt.model, eval_set, [], scheduler=scheduler, source=shipped_source(), session="warm-up").slow(ckpt.model.components.ones())
+    Playground(ckpt.model, eval_set, [], scheduler=scheduler, source=shipped_source(), session="warm-up").slow(
+        ckpt.model.components.ones()
+    )
     trace("server", "warm_done")
 
 

@@ -7,10 +7,10 @@ import sys
 
 import streamlit as st
 
-from vitcore.data import check_classes
-from vitcore.errors import VitcoreError
 from ui.resources import load_upload, shared_checkpoint, shared_split, shared_thread_share
 from ui.state import AppState
+from vitcore.data import check_classes
+from vitcore.errors import VitcoreError
 
 
 def server_paths_allowed() -> bool:
@@ -20,7 +20,9 @@ def server_paths_allowed() -> bool:
 
 
 def sidebar(state: AppState) -> list[str]:
-    """Draw the model and data choices and set them on ``state``; returns error messages (the app falls back to the defaults)."""
+    """Draw the model and data choices and set them on ``state``; returns error messages (the app falls back to the
+    defaults).
+    """
     problems: list[str] = []
     with st.sidebar:
         st.subheader("Model")
@@ -31,7 +33,9 @@ def sidebar(state: AppState) -> list[str]:
         ckpt, ckpt_path = None, None
         try:
             if source == "Upload a zip":
-                upload = st.file_uploader("Checkpoint or exported pruned model (.zip)", type=["zip"], key="model_upload")
+                upload = st.file_uploader(
+                    "Checkpoint or exported pruned model (.zip)", type=["zip"], key="model_upload"
+                )
                 if upload is not None:
                     ckpt, ckpt_path = load_upload(upload)
             elif source == "Path on this machine":
@@ -45,10 +49,15 @@ def sidebar(state: AppState) -> list[str]:
         st.caption(f"{len(ckpt.model.components)} components · sha256 {ckpt.sha256[:12]}")
         st.subheader("Data")
         if server_paths_allowed():
-            data_path = st.text_input("Tiny ImageNet folder or zip (empty: bundled subsets)", key="data_path").strip() or None
+            data_path = (
+                st.text_input("Tiny ImageNet folder or zip (empty: bundled subsets)", key="data_path").strip() or None
+            )
         else:
             data_path = None
-            st.caption("Bundled subsets. Paths on the server are off; the operator enables them with `-- --allow-server-paths`.")
+            st.caption(
+                "Bundled subsets. Paths on the server are off; the operator enables them with `-- "
+                "--allow-server-paths`."
+            )
         try:
             discovery, eval_set = shared_split(data_path, "train"), shared_split(data_path, "val")
         except VitcoreError as e:
@@ -61,6 +70,9 @@ def sidebar(state: AppState) -> list[str]:
             data_path, discovery, eval_set = None, shared_split(None, "train"), shared_split(None, "val")
         st.caption(f"discovery {len(discovery)} images · eval {len(eval_set)} images")
         share = shared_thread_share()
-        st.caption(f"torch threads for this session: {state.torch_threads or '?'} of {share.cores} cores ({share.active()} active session(s))")
+        st.caption(
+            f"torch threads for this session: {state.torch_threads or '?'} of {share.cores} cores ({share.active()} "
+            "active session(s))"
+        )
     state.use(ckpt, discovery, eval_set, data_path or "bundled", ckpt_path)
     return problems

@@ -58,11 +58,20 @@ class AppState:
     sweep_rows: list[dict] | None = None
     forward_probe: tuple[tuple, float] | None = None
     torch_threads: int | None = None
-    slider_values: dict[str, Any] = field(default_factory=dict)  # the Prune page's sliders, kept while another page is open
+    slider_values: dict[str, Any] = field(
+        default_factory=dict
+    )  # the Prune page's sliders, kept while another page is open
     running: set[str] = field(default_factory=set)  # long runs in progress (a Stop leaves its name here)
 
     # --- model and data -------------------------------------------------------------------------------------
-    def use(self, ckpt: Checkpoint, discovery: ImageSet, eval_set: ImageSet, data_key: str, checkpoint_path: str | None = None) -> None:
+    def use(
+        self,
+        ckpt: Checkpoint,
+        discovery: ImageSet,
+        eval_set: ImageSet,
+        data_key: str,
+        checkpoint_path: str | None = None,
+    ) -> None:
         """Set the model and data; a different model or data set drops everything computed with the old ones."""
         changed = self.ckpt is None or self.ckpt.sha256 != ckpt.sha256 or self.data_key != data_key
         self.ckpt, self.discovery, self.eval_set, self.data_key = ckpt, discovery, eval_set, data_key
@@ -105,7 +114,9 @@ class AppState:
     # --- derived ----------------------------------------------------------------------------------------------
     def source(self) -> Source:
         """The model and eval data as files, for worker processes."""
-        return Source(self.checkpoint_path, self.ckpt.sha256, None if self.data_key == "bundled" else self.data_key, self.data_key)
+        return Source(
+            self.checkpoint_path, self.ckpt.sha256, None if self.data_key == "bundled" else self.data_key, self.data_key
+        )
 
     def class_options(self) -> dict[str, str]:
         """Human-readable class label -> wnid, for searchable multiselects."""
