@@ -123,8 +123,8 @@ def measure_speedup(
     ``stop`` is asked before every pair; when it answers True the timing ends and None is returned.
 
     One thread by default: with every core's thread in a parallel region, one competing process
-    stalls whole forwards and the ratio swings between runs (measured: 1.2x to 1.8x for one model
-    under one busy-loop process with 2 threads on 2 cores, 1.58x to 1.65x with 1 thread)."""
+    stalls whole forwards and the ratio swings between runs (docs/results/app.md, the speed-up's
+    stability under a busy-loop process)."""
     cfg = reference.config
     x = torch.randn(batch_size, cfg.in_chans, cfg.image_size, cfg.image_size)
     timers = [
