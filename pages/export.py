@@ -4,9 +4,11 @@ import json
 
 import streamlit as st
 
+from ui.deploy import show_deployment_table
 from ui.engine import current_model, keep_of, playground
 from ui.shell import open_page
-from vitcore.pruning.export import export_zip, onnx_bytes, provenance
+from vitcore.deploy import onnx_model
+from vitcore.pruning.export import export_zip, provenance
 
 state = open_page()
 ckpt = state.ckpt
@@ -65,27 +67,47 @@ st.markdown(
     f"**{len(kept)}/{len(space)} components kept** · heads per layer {model.config.heads} · MLP widths "
     f"{model.config.mlp_widths} · fine-tuned: {finetuned}"
 )
-zip_data = export_zip(model, info)
-c1, c2 = st.columns(2)
+key = (pg.key(mask), finetuned, id(state.fine_tune))  # a new fine-tune of one keep-set is another model
+if state.exports_key != key:
+    state.exports, state.exports_key = {}, key
+if "zip" not in state.exports:
+    with st.spinner("Writing the zip and its ONNX graph"):
+        state.exports["zip"] = export_zip(model, info)
+zip_data = state.exports["zip"]
+c1, c2, c3 = st.columns(3)
 c1.download_button(
-    "Download model (.zip: safetensors + config)",
+    "Download model (.zip: safetensors, config, ONNX, predict.py)",
     zip_data,
     file_name="vit-pruned.zip",
     mime="application/zip",
     key="dl_zip",
 )
-c1.caption(f"{len(zip_data) / 1e6:.2f} MB")
-if c2.button("Prepare ONNX", key="prep_onnx"):
-    state.onnx = (pg.key(mask), onnx_bytes(model))
-onnx = state.onnx
-if onnx and onnx[0] == pg.key(mask):
-    c2.download_button(
-        "Download ONNX", onnx[1], file_name="vit-pruned.onnx", mime="application/octet-stream", key="dl_onnx"
-    )
-    c2.caption(f"{len(onnx[1]) / 1e6:.2f} MB · input 'pixels' [batch, 3, 64, 64] normalized · output 'logits'")
+c1.caption(f"{len(zip_data) / 1e6:.2f} MB · `python predict.py IMAGE` runs it with onnxruntime alone")
+size = model.config.image_size
+for column, kind, label, quantize in ((c2, "onnx", "ONNX", None), (c3, "onnx-int8", "int8 ONNX", "int8")):
+    if column.button(f"Prepare {label}", key=f"prep_{kind}"):
+        with st.spinner(f"Exporting {label}"):
+            state.exports[kind] = onnx_model(model, quantize)
+    if kind in state.exports:
+        column.download_button(
+            f"Download {label}",
+            state.exports[kind],
+            file_name=f"vit-pruned{'-int8' if quantize else ''}.onnx",
+            mime="application/octet-stream",
+            key=f"dl_{kind}",
+        )
+        column.caption(
+            f"{len(state.exports[kind]) / 1e6:.2f} MB · input 'pixels' [batch, 3, {size}, {size}] normalized · "
+            "output 'logits'" + (" · weights int8, activations quantized at run time" if quantize else "")
+        )
+
+show_deployment_table(state, model, key)
 
 st.subheader("What the zip contains")
-st.markdown("`model.safetensors` (weights) and `config.json`:")
+st.markdown(
+    "`model.safetensors` (weights), `config.json`, `model.onnx` (the same model as ONNX) and `predict.py` "
+    "(top-5 classes of an image with onnxruntime, numpy and Pillow only):"
+)
 shown = {k: v for k, v in info.items() if k != "classes"} | {
     "model": model.config.to_dict(),
     "classes": f"{len(info.get('classes', {}).get('wnids', []))} wnids and names",

@@ -445,3 +445,28 @@ def test_compare_page_estimates_a_sweep_and_reports_a_stopped_one():
     at.session_state["app"].running.add("sweep")  # as left behind by a sweep that Stop interrupted
     at.run()
     assert any("sweep was stopped before it finished" in i.value for i in at.info) and not at.exception
+
+
+def test_export_page_offers_int8_onnx_and_measures_the_deployment_table():
+    at = new_app()
+    at.session_state["app"].set_keep(torch.arange(216) % 2 == 0)  # half the components, as from the Prune page
+    goto(at, "export")
+    at.button(key="prep_onnx-int8").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    int8 = media_bytes(at.download_button(key="dl_onnx-int8").proto.url)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(int8, providers=["CPUExecutionProvider"])
+    assert any(n.op_type.startswith(("DynamicQuantize", "MatMulInteger")) for n in _onnx_nodes(int8))
+    assert session.run(["logits"], {"pixels": torch.zeros(2, 3, 64, 64).numpy()})[0].shape == (2, 200)
+    at.button(key="deploy_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value
+    assert list(table["runtime"]) == ["pytorch-eager", "onnxruntime-fp32", "onnxruntime-int8"]
+    assert all("→" in v for v in table["batch-1 ms (full → this)"])
+
+
+def _onnx_nodes(data: bytes):
+    import onnx
+
+    return onnx.load_from_string(data).graph.node

@@ -136,7 +136,7 @@ def walk_through(page, expect, url: str, started: float, tmp_path: Path) -> None
     page.get_by_role("link", name="Export").click()
     expect(page.get_by_role("heading", name="Export")).to_be_visible()
     with page.expect_download() as dl:
-        page.get_by_role("button", name="Download model (.zip: safetensors + config)").click()
+        page.get_by_role("button", name="Download model (.zip: safetensors, config, ONNX, predict.py)").click()
     dl.value.save_as(tmp_path / "model.zip")
     page.screenshot(path=str(ARTIFACTS / "export.png"), full_page=True)
 

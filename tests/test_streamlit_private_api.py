@@ -73,3 +73,23 @@ def test_folder_routing_is_the_flag_the_page_guard_reads_and_navigation_clears_i
         assert routed_around_the_shell() is False
     finally:
         PagesManager.uses_pages_directory = saved
+
+
+def test_the_session_manager_says_whether_a_session_is_still_connected(monkeypatch):
+    """``ui.resources.session_connected`` asks ``Runtime._session_mgr.is_active_session`` (closed tabs stop
+    counting in the cores' split at once)."""
+    import inspect
+
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.session_manager import SessionManager
+
+    import ui.resources as resources
+
+    assert "self._session_mgr" in inspect.getsource(Runtime.__init__)
+    assert list(inspect.signature(SessionManager.is_active_session).parameters) == ["self", "session_id"]
+    asked = []
+    manager = SimpleNamespace(is_active_session=lambda sid: asked.append(sid) or sid == "open")
+    monkeypatch.setattr(Runtime, "exists", classmethod(lambda cls: True))
+    monkeypatch.setattr(Runtime, "instance", classmethod(lambda cls: SimpleNamespace(_session_mgr=manager)))
+    assert resources.session_connected("open") is True and resources.session_connected("closed") is False
+    assert asked == ["open", "closed"]

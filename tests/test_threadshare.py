@@ -37,3 +37,13 @@ def test_a_session_thread_setting_its_share_leaves_other_threads_counts_alone():
     t.join()
     assert seen == {"applied": 1, "inside": 1}
     assert torch.get_num_threads() == 2  # the main thread (another session's run) keeps its own count
+
+
+def test_a_closed_tab_stops_counting_at_once():
+    connected = {"a", "b", "c"}
+    share = ThreadShare(cores=6, clock=lambda: 0.0, is_connected=lambda s: s in connected)
+    assert [share.threads_for(s) for s in ("a", "b", "c")] == [6, 3, 2]
+    connected.discard("c")  # c's browser tab closed: its session is no longer active on the server
+    assert share.threads_for("a") == 3 and share.active() == 2  # not after the 120 s window
+    connected.discard("a")  # a session asking for its share is running, whatever the check says of it
+    assert share.threads_for("a") == 3

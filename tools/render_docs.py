@@ -602,6 +602,82 @@ def _app_page() -> str:
     )
 
 
+def deploy_section(name: str, title: str) -> list[str]:
+    """One deployment table (python -m vitcore bench-deploy --json): every runtime, full model against pruned."""
+    path, record = _measurement(name)
+    if record is None:
+        return []
+    res = record["results"]
+    rows = res["rows"]
+    eager = next((r for r in rows if r["runtime"] == "pytorch-eager"), None)
+    lines = [
+        f"## {title}",
+        "",
+        f"`{res['checkpoint']}` against the full model; top-1 on {res['eval_images']:,} eval images.",
+        "",
+    ]
+    lines += _table(
+        [
+            "runtime",
+            "format",
+            "MB full → pruned",
+            "b1 ms full → pruned",
+            "b1 speed-up (p25-p75)",
+            "b1 ÷ MAC cut",
+            "b64 img/s full → pruned",
+            "b64 speed-up (p25-p75)",
+            "b64 ÷ MAC cut",
+            "top-1 full → pruned",
+            "same top-1 as eager (full / pruned)",
+        ],
+        [
+            [
+                r["runtime"],
+                r["format"],
+                f"{r['file_bytes']['full'] / 1e6:.2f} → {r['file_bytes']['model'] / 1e6:.2f}",
+                f"{r['batch1_ms']['full']:.2f} → {r['batch1_ms']['model']:.2f}",
+                "{:.2f}x ({:.2f}-{:.2f})".format(*r["batch1_speedup"]),
+                f"**{r['batch1_over_mac']:.2f}**",
+                f"{r['batch64_img_s']['full']:.0f} → {r['batch64_img_s']['model']:.0f}",
+                "{:.2f}x ({:.2f}-{:.2f})".format(*r["batch64_speedup"]),
+                f"**{r['batch64_over_mac']:.2f}**",
+                f"{r['top1']['full']:.4f} → {r['top1']['model']:.4f}",
+                f"{r['agrees_with_eager']['full']:.4f} / {r['agrees_with_eager']['model']:.4f}",
+            ]
+            for r in rows
+        ],
+    )
+    if eager is not None:
+        loss = [
+            f"{r['runtime']}: full {100 * (eager['top1']['full'] - r['top1']['full']):+.2f}, pruned "
+            f"{100 * (eager['top1']['model'] - r['top1']['model']):+.2f}"
+            for r in rows
+            if "int8" in r["runtime"]
+        ]
+        if loss:
+            lines += ["", "Top-1 points lost against PyTorch eager (fp32): " + "; ".join(loss) + "."]
+    lines += [
+        "",
+        f"MAC reduction {rows[0]['mac_reduction']:.2f}x; {rows[0]['threads']} threads; "
+        f"{rows[0]['pairs']['batch1']} batch-1 and {rows[0]['pairs']['batch64']} batch-64 pairs per runtime.",
+    ]
+    return lines + ["", _source(record, path), ""]
+
+
+def _deploy_page() -> str:
+    return page(
+        "Deploying a pruned model",
+        "EAP circuits of goldfish, European fire salamander and bullfrog at "
+        "three keep ratios, each in every runtime against the full model in the same runtime. The speed-up "
+        "is divided by the MAC reduction: 1.0 means the runtime turns every MAC saved into time saved.",
+        [
+            deploy_section("deploy_eap25.json", "EAP keep 0.25"),
+            deploy_section("deploy_eap50.json", "EAP keep 0.5"),
+            deploy_section("deploy_eap75.json", "EAP keep 0.75"),
+        ],
+    )
+
+
 def _cli_reference() -> str:
     """The command line, from the parser itself."""
     from vitcore.cli import build_parser
@@ -640,6 +716,7 @@ def render() -> dict[Path, str]:
         DOCS / "model.md": _model_page(),
         DOCS / "training-speed.md": _training_speed_page(),
         DOCS / "app.md": _app_page(),
+        DOCS / "deploy.md": _deploy_page(),
         ROOT / "docs" / "reference" / "cli.md": _cli_reference(),
     }
     class_lines = class_section() + estimates_section()

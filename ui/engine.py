@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
 from ui.resources import shared_eval_logits, shared_latency_model, shared_scheduler, shared_thread_share
 from ui.state import AppState
@@ -13,7 +14,8 @@ from vitcore.playground import Playground
 
 def apply_thread_share(state: AppState) -> int:
     """Limit this run's torch threads to the session's share of the cores, so one user cannot starve the others."""
-    state.torch_threads = shared_thread_share().apply(state.session_uid)
+    ctx = get_script_run_ctx()
+    state.torch_threads = shared_thread_share().apply(ctx.session_id if ctx else state.session_uid)
     return state.torch_threads
 
 

@@ -74,7 +74,18 @@ def shared_latency_model(_model, model_sha: str):
 @st.cache_resource
 def shared_thread_share() -> ThreadShare:
     """The process's cores, split among the active sessions (``VITCORE_APP_CORES`` overrides the count)."""
-    return ThreadShare(int(os.environ.get("VITCORE_APP_CORES", "0")) or None)
+    return ThreadShare(int(os.environ.get("VITCORE_APP_CORES", "0")) or None, is_connected=session_connected)
+
+
+def session_connected(session_id: str) -> bool:
+    """Whether a Streamlit session's browser is still connected (True when there is no server to ask).
+
+    Reads ``Runtime._session_mgr`` (private; pinned by tests/test_streamlit_private_api.py)."""
+    from streamlit.runtime import Runtime
+
+    if not Runtime.exists():
+        return True
+    return Runtime.instance()._session_mgr.is_active_session(session_id)
 
 
 WORKER_NICE = 5  # the figure workers yield the CPU to the server process, which draws every session's pages

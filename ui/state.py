@@ -54,7 +54,9 @@ class AppState:
     fine_tune: FineTuned | None = None
     ft_seconds_per_step: float | None = None  # measured on this session's last fine-tune
     attribution: Any = None  # the Circuits page's last explanation maps
-    onnx: tuple[bytes, bytes] | None = None  # (keep-set key, ONNX file)
+    exports: dict[str, bytes] = field(default_factory=dict)  # the Export page's files for ``exports_key``
+    exports_key: tuple | None = None  # the model they were made from (keep-set, fine-tune)
+    deploy_rows: tuple[tuple, list[dict]] | None = None  # (model key, the deployment table measured for it)
     sweep_rows: list[dict] | None = None
     forward_probe: tuple[tuple, float] | None = None
     torch_threads: int | None = None
@@ -78,7 +80,8 @@ class AppState:
         self.checkpoint_path = checkpoint_path
         if changed:
             self.keep, self.results, self.active_result, self.playground = None, [], None, None
-            self.history, self.finetuned, self.fine_tune, self.onnx, self.attribution = {}, None, None, None, None
+            self.history, self.finetuned, self.fine_tune, self.attribution = {}, None, None, None
+            self.exports, self.exports_key, self.deploy_rows = {}, None, None
             self.keep_version += 1
         if self.classes and eval_set is not None:
             self.classes = [w for w in self.classes if w in eval_set.wnids]

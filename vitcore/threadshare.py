@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -22,12 +23,22 @@ def available_cores() -> int:
 
 
 class ThreadShare:
-    """Splits ``cores`` evenly among the sessions seen in the last ``window_s`` seconds (at least one thread each)."""
+    """Splits ``cores`` evenly among the sessions seen in the last ``window_s`` seconds (at least one thread each).
 
-    def __init__(self, cores: int | None = None, window_s: float = 120.0, clock=time.monotonic):
+    ``is_connected(session)``, when given, says whether a session's browser is still connected: a closed tab
+    stops counting at once instead of after ``window_s``."""
+
+    def __init__(
+        self,
+        cores: int | None = None,
+        window_s: float = 120.0,
+        clock=time.monotonic,
+        is_connected: Callable[[str], bool] | None = None,
+    ):
         self.cores = max(1, cores or available_cores())
         self.window_s = window_s
         self._clock = clock
+        self._is_connected = is_connected
         self._seen: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -41,7 +52,8 @@ class ThreadShare:
         with self._lock:
             self._seen[session] = now
             for s, t in list(self._seen.items()):
-                if now - t > self.window_s:
+                gone = self._is_connected is not None and s != session and not self._is_connected(s)
+                if now - t > self.window_s or gone:
                     del self._seen[s]
             return max(1, self.cores // len(self._seen))
 

@@ -1,4 +1,4 @@
-"""Commands ``prune``, ``finetune``, ``export`` and ``bench-latency``."""
+"""Commands ``prune``, ``finetune`` and ``bench-latency``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ..circuits.methods import DEFAULT_METHOD
 from ..errors import StateFileError, load_state_file
 from ..evaluate import evaluate
 from ..pruning import prune
-from ..pruning.export import export_onnx, export_zip, provenance
+from ..pruning.export import provenance
 from ..pruning.finetune import finetune_steps
 from ..pruning.latency import compare
 from .circuits import add_setting_flags, setting_from
@@ -48,12 +48,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--out", required=True)
     p.set_defaults(func=run_finetune)
-
-    p = sub.add_parser("export", help="export a checkpoint as a zip or ONNX")
-    p.add_argument("--checkpoint", default=None)
-    p.add_argument("--format", choices=["zip", "onnx"], required=True)
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=run_export)
 
     p = sub.add_parser("bench-latency", help="batch-1 latency and batch-64 throughput against the unpruned model")
     p.add_argument("--checkpoint", default=None, help="the (pruned) model to measure")
@@ -158,17 +152,6 @@ def run_finetune(args: argparse.Namespace) -> int:
         save_checkpoint(model, out, info)
         torch.save({"optimizer": opt.state_dict(), "epoch": epoch + 1}, state_file)
         print(json.dumps({"epoch": epoch + 1, "val_top1": ev["top1"], "val_top5": ev["top5"], "val_loss": ev["loss"]}))
-    return 0
-
-
-def run_export(args: argparse.Namespace) -> int:
-    ckpt = load_checkpoint(args.checkpoint)
-    data = (
-        export_zip(ckpt.model, {k: v for k, v in ckpt.info.items() if k != "model"}, args.out)
-        if args.format == "zip"
-        else export_onnx(ckpt.model, args.out)
-    )
-    print(f"wrote {args.out} ({len(data) / 1e6:.2f} MB)")
     return 0
 
 

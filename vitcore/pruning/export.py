@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import torch
 
 from ..checkpoint import zip_bytes
 from ..model import VisionTransformer
+from .standalone import PREDICT_PY
 
 
 def provenance(
@@ -36,9 +38,18 @@ def provenance(
     }
 
 
-def export_zip(model: VisionTransformer, info: dict[str, Any], path: str | Path | None = None) -> bytes:
-    """The checkpoint zip (``model.safetensors`` + ``config.json``); written to ``path`` if given."""
+def export_zip(
+    model: VisionTransformer, info: dict[str, Any], path: str | Path | None = None, standalone: bool = True
+) -> bytes:
+    """The checkpoint zip (``model.safetensors`` + ``config.json``); with ``standalone``, also ``model.onnx`` and
+    ``predict.py``, which runs it with onnxruntime alone. Written to ``path`` if given."""
     data = zip_bytes(model, info)
+    if standalone:
+        buf = io.BytesIO(data)
+        with zipfile.ZipFile(buf, "a", compression=zipfile.ZIP_DEFLATED) as z:
+            z.writestr("model.onnx", onnx_bytes(model))
+            z.writestr("predict.py", PREDICT_PY)
+        data = buf.getvalue()
     if path is not None:
         Path(path).write_bytes(data)
     return data

@@ -127,9 +127,21 @@ def measure_speedup(
     stability under a busy-loop process)."""
     cfg = reference.config
     x = torch.randn(batch_size, cfg.in_chans, cfg.image_size, cfg.image_size)
-    timers = [
-        Timer("forward(x)", globals={"forward": _inference(m), "x": x}, num_threads=threads) for m in (reference, model)
-    ]
+    return time_pairs(_inference(reference), _inference(model), x, pairs, warmup, threads, stop)
+
+
+def time_pairs(
+    reference: Callable[[Tensor], Any],
+    model: Callable[[Tensor], Any],
+    x: Tensor,
+    pairs: int = 15,
+    warmup: int = 3,
+    threads: int = 1,
+    stop: Callable[[], bool] | None = None,
+) -> SpeedUp | None:
+    """:func:`measure_speedup` for any two callables on the input ``x`` (models in another runtime, say);
+    ``threads`` is torch's thread count during the calls (a runtime with its own pool sets its own)."""
+    timers = [Timer("forward(x)", globals={"forward": f, "x": x}, num_threads=threads) for f in (reference, model)]
     for t in timers:
         t.timeit(warmup)
     ref_ms, model_ms = [], []
