@@ -34,7 +34,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runtimes", default=",".join(RUNTIMES), help=f"comma-separated, from {', '.join(RUNTIMES)}")
     p.add_argument("--eval-data", default=None, help="val split for top-1 (default: the bundled eval subset)")
     p.add_argument("--data", default=None, help="discovery images that calibrate int8-static (default: bundled)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--threads", type=int, default=1, help="threads of every runtime (1: one core, as on an edge device)"
+    )
     p.add_argument("--pairs", type=int, default=30, help="interleaved pairs for batch 1 (a fifth for batch 64)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     p.set_defaults(func=run_bench_deploy)

@@ -41,8 +41,10 @@ def onnx_model(model: VisionTransformer, quantize: str | None = None, calibratio
     ``quantize``: one of ``QUANTIZE_MODES``; ``"int8-static"`` is calibrated on ``calibration``, normalized
     pixels ``[N, 3, H, W]`` (the discovery images, say)."""
     _check_exportable(model)
-    data = onnx_bytes(model)
-    return data if quantize is None else quantize_onnx(data, quantize, calibration)
+    if quantize is None:
+        return onnx_bytes(model)
+    # the quantizer reads node names (SENSITIVE), which the TorchScript exporter takes from the module paths
+    return quantize_onnx(onnx_bytes(model, exporter="torchscript"), quantize, calibration)
 
 
 def _calibration_reader(pixels: Tensor, batch: int = 32):
