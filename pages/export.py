@@ -7,7 +7,7 @@ import streamlit as st
 from ui.deploy import show_deployment_table
 from ui.engine import current_model, keep_of, playground
 from ui.shell import open_page
-from vitcore.deploy import onnx_model
+from vitcore.deploy import export_program, onnx_model
 from vitcore.pruning.export import export_zip, provenance
 
 state = open_page()
@@ -74,7 +74,7 @@ if "zip" not in state.exports:
     with st.spinner("Writing the zip and its ONNX graph"):
         state.exports["zip"] = export_zip(model, info)
 zip_data = state.exports["zip"]
-c1, c2, c3 = st.columns(3)
+c1, c2, c3, c4 = st.columns(4)
 c1.download_button(
     "Download model (.zip: safetensors, config, ONNX, predict.py)",
     zip_data,
@@ -84,21 +84,25 @@ c1.download_button(
 )
 c1.caption(f"{len(zip_data) / 1e6:.2f} MB · `python predict.py IMAGE` runs it with onnxruntime alone")
 size = model.config.image_size
-for column, kind, label, quantize in ((c2, "onnx", "ONNX", None), (c3, "onnx-int8", "int8 ONNX", "int8")):
+FORMATS = {  # kind: (label, file name, how to make it, what it is)
+    "onnx": ("ONNX", "vit-pruned.onnx", lambda: onnx_model(model), "fp32"),
+    "onnx-int8": ("int8 ONNX", "vit-pruned-int8.onnx", lambda: onnx_model(model, "int8-weights"), "weights int8"),
+    "program": ("torch.export", "vit-pruned.pt2", lambda: export_program(model), "torch.export.load(...).module()"),
+}
+for column, (kind, (label, file_name, make, what)) in zip((c2, c3, c4), FORMATS.items()):
     if column.button(f"Prepare {label}", key=f"prep_{kind}"):
         with st.spinner(f"Exporting {label}"):
-            state.exports[kind] = onnx_model(model, quantize)
+            state.exports[kind] = make()
     if kind in state.exports:
         column.download_button(
             f"Download {label}",
             state.exports[kind],
-            file_name=f"vit-pruned{'-int8' if quantize else ''}.onnx",
+            file_name=file_name,
             mime="application/octet-stream",
             key=f"dl_{kind}",
         )
         column.caption(
-            f"{len(state.exports[kind]) / 1e6:.2f} MB · input 'pixels' [batch, 3, {size}, {size}] normalized · "
-            "output 'logits'" + (" · weights int8, activations quantized at run time" if quantize else "")
+            f"{len(state.exports[kind]) / 1e6:.2f} MB · {what} · input 'pixels' [batch, 3, {size}, {size}] normalized"
         )
 
 show_deployment_table(state, model, key)

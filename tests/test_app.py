@@ -457,12 +457,12 @@ def test_export_page_offers_int8_onnx_and_measures_the_deployment_table():
     import onnxruntime as ort
 
     session = ort.InferenceSession(int8, providers=["CPUExecutionProvider"])
-    assert any(n.op_type.startswith(("DynamicQuantize", "MatMulInteger")) for n in _onnx_nodes(int8))
+    assert any(n.op_type == "MatMulNBits" for n in _onnx_nodes(int8))  # weight-only int8
     assert session.run(["logits"], {"pixels": torch.zeros(2, 3, 64, 64).numpy()})[0].shape == (2, 200)
     at.button(key="deploy_run").click().run()
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
-    assert list(table["runtime"]) == ["pytorch-eager", "onnxruntime-fp32", "onnxruntime-int8"]
+    assert list(table["runtime"]) == ["pytorch-eager", "onnxruntime-fp32", "onnxruntime-int8-weights"]
     assert all("→" in v for v in table["batch-1 ms (full → this)"])
 
 

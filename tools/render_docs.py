@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -637,10 +638,10 @@ def deploy_section(name: str, title: str) -> list[str]:
                 f"{r['file_bytes']['full'] / 1e6:.2f} → {r['file_bytes']['model'] / 1e6:.2f}",
                 f"{r['batch1_ms']['full']:.2f} → {r['batch1_ms']['model']:.2f}",
                 "{:.2f}x ({:.2f}-{:.2f})".format(*r["batch1_speedup"]),
-                f"**{r['batch1_over_mac']:.2f}**",
+                f"**{r['batch1_over_mac']:.3f}**",
                 f"{r['batch64_img_s']['full']:.0f} → {r['batch64_img_s']['model']:.0f}",
                 "{:.2f}x ({:.2f}-{:.2f})".format(*r["batch64_speedup"]),
-                f"**{r['batch64_over_mac']:.2f}**",
+                f"**{r['batch64_over_mac']:.3f}**",
                 f"{r['top1']['full']:.4f} → {r['top1']['model']:.4f}",
                 f"{r['agrees_with_eager']['full']:.4f} / {r['agrees_with_eager']['model']:.4f}",
             ]
@@ -658,22 +659,73 @@ def deploy_section(name: str, title: str) -> list[str]:
             lines += ["", "Top-1 points lost against PyTorch eager (fp32): " + "; ".join(loss) + "."]
     lines += [
         "",
-        f"MAC reduction {rows[0]['mac_reduction']:.2f}x; {rows[0]['threads']} threads; "
+        f"MAC reduction {rows[0]['mac_reduction']:.2f}x; {rows[0]['threads']} thread(s) per runtime; "
         f"{rows[0]['pairs']['batch1']} batch-1 and {rows[0]['pairs']['batch64']} batch-64 pairs per runtime.",
     ]
     return lines + ["", _source(record, path), ""]
 
 
+def fixed_cost_section(names: list[str]) -> list[str]:
+    """Batch-1 time against MACs per runtime, fitted over the full model and the pruned ones of ``names``
+    (``ms = fixed + per_mmac * MMACs``): the fixed part is what pruning components cannot remove."""
+    records = [(p, r) for p, r in (_measurement(n) for n in names) if r is not None]
+    if len(records) < 2:
+        return []
+    from vitcore import load_checkpoint
+    from vitcore.pruning.counts import count_macs
+
+    full_mmac = count_macs(load_checkpoint(None).model.config) / 1e6
+    lines = [
+        "## Where batch-1 time goes",
+        "",
+        "Per runtime, a least-squares line through the batch-1 latencies of the full model (the median of its "
+        "runs) and the pruned models above, against their MACs: the *fixed* part does not shrink when heads "
+        "and neurons go (LayerNorms, residual additions, patch embedding, head, each operator's fixed cost). "
+        "*Ceiling at keep 0.5*: the speed-up the line allows for EAP keep 0.5, divided by its MAC reduction.",
+        "",
+    ]
+    half = next((rec for p, rec in records if p.name == "deploy_eap50.json"), None)
+    half_mmac = None if half is None else full_mmac / half["results"]["rows"][0]["mac_reduction"]
+    rows = []
+    for runtime in [r["runtime"] for r in records[0][1]["results"]["rows"]]:
+        points, fulls = [], []
+        for _, record in records:
+            row = next((r for r in record["results"]["rows"] if r["runtime"] == runtime), None)
+            if row is None:
+                continue
+            fulls.append(row["batch1_ms"]["full"])
+            points.append((full_mmac / row["mac_reduction"], row["batch1_ms"]["model"]))
+        points.append((full_mmac, statistics.median(fulls)))
+        slope, fixed = statistics.linear_regression([p[0] for p in points], [p[1] for p in points])
+        full_ms = fixed + slope * full_mmac
+        reduction = full_mmac / 2 if half_mmac is None else half_mmac  # EAP keep 0.5's MACs
+        ceiling = full_ms / (fixed + slope * reduction) / (full_mmac / reduction)
+        rows.append([runtime, f"{fixed:.2f}", f"{slope * 1000:.2f}", f"{fixed / full_ms:.0%}", f"{ceiling:.3f}"])
+    lines += _table(
+        ["runtime", "fixed ms", "µs per M MACs", "fixed share of the full model", "ceiling at keep 0.5"], rows
+    )
+    return lines + ["", "From " + ", ".join(f"`{p.relative_to(ROOT)}`" for p, _ in records) + ".", ""]
+
+
 def _deploy_page() -> str:
+    intro = (
+        "EAP circuits of goldfish, European fire salamander and bullfrog at three keep ratios (made with "
+        "`python -m vitcore prune --classes n01443537,n01629819,n01641577 --method eap --keep K "
+        "--out runs/eapKK.zip`), "
+        "each in every runtime against the full model in the same runtime. The speed-up is divided by the MAC "
+        "reduction: 1.0 means the runtime turns every MAC saved into time saved. What pruning heads and MLP neurons "
+        "cannot remove (the LayerNorms, residual additions, the patch embedding and the head, each operator's fixed "
+        "cost) keeps batch 1 below that line; see [physical pruning and latency](../explanation/pruning.md)."
+    )
     return page(
         "Deploying a pruned model",
-        "EAP circuits of goldfish, European fire salamander and bullfrog at "
-        "three keep ratios, each in every runtime against the full model in the same runtime. The speed-up "
-        "is divided by the MAC reduction: 1.0 means the runtime turns every MAC saved into time saved.",
+        intro,
         [
-            deploy_section("deploy_eap25.json", "EAP keep 0.25"),
-            deploy_section("deploy_eap50.json", "EAP keep 0.5"),
-            deploy_section("deploy_eap75.json", "EAP keep 0.75"),
+            deploy_section("deploy_eap50.json", "EAP keep 0.5, one thread"),
+            deploy_section("deploy_eap50_2threads.json", "EAP keep 0.5, two threads"),
+            deploy_section("deploy_eap25.json", "EAP keep 0.25, one thread"),
+            deploy_section("deploy_eap75.json", "EAP keep 0.75, one thread"),
+            fixed_cost_section(["deploy_eap25.json", "deploy_eap50.json", "deploy_eap75.json"]),
         ],
     )
 

@@ -10,7 +10,7 @@ from vitcore.deploy import RUNTIMES
 from vitcore.deploy.table import deployment_table
 from vitcore.model import VisionTransformer
 
-APP_RUNTIMES = ("pytorch-eager", "onnxruntime-fp32", "onnxruntime-int8")  # torch.compile's build takes minutes
+APP_RUNTIMES = ("pytorch-eager", "onnxruntime-fp32", "onnxruntime-int8-weights")  # torch.compile builds for minutes
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
@@ -41,7 +41,7 @@ def show_deployment_table(state: AppState, model: VisionTransformer, key: tuple)
         "Each runtime times the full model and this one in interleaved pairs (medians, p25-p75) on this machine, "
         f"and scores both on the {len(state.eval_set)} eval images. Runtimes: "
         + ", ".join(f"{r} ({RUNTIMES[r]})" for r in APP_RUNTIMES)
-        + ". The CLI adds torch.compile, torch.export and static int8: `python -m vitcore bench-deploy`."
+        + ". The CLI adds torch.compile, torch.export, dynamic and static int8: `python -m vitcore bench-deploy`."
     )
     if st.button("Measure the deployment table", key="deploy_run"):
         bar = st.progress(0.0, text="starting")
