@@ -9,11 +9,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..config import ViTConfig
 from ..data import ImageSet, normalize
 from ..model import VisionTransformer
 from ..pruning.counts import count_macs
-from ..pruning.latency import time_pairs
-from .runtimes import RUNTIMES, deploy
+from ..pruning.latency import SpeedUp, time_pairs
+from .runtimes import RUNTIMES, Deployed, deploy
 
 EVAL_BATCH = 256
 
@@ -24,6 +25,14 @@ def predictions(run: Callable[[Tensor], Tensor], model: VisionTransformer, image
         run(normalize(images[i : i + EVAL_BATCH], model.config)).argmax(1) for i in range(0, len(images), EVAL_BATCH)
     ]
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+
+
+def _paired(
+    full: Deployed, model: Deployed, cfg: ViTConfig, batch: int, pairs: int, warmup: int, threads: int
+) -> SpeedUp | None:
+    """The two deployed models timed back to back on one random batch of ``cfg``'s image shape."""
+    x = torch.randn(batch, cfg.in_chans, cfg.image_size, cfg.image_size)
+    return time_pairs(full.run, model.run, x, pairs, warmup=warmup, threads=threads)
 
 
 def deployment_table(
@@ -55,22 +64,9 @@ def deployment_table(
             progress(i / len(runtimes), runtime)
         pair = {name: deploy(m, runtime, threads, calibration) for name, m in (("full", full), ("model", model))}
         preds = {name: predictions(d.run, m, eval_set.images) for (name, d), m in zip(pair.items(), (full, model))}
-        b1 = time_pairs(
-            pair["full"].run,
-            pair["model"].run,
-            torch.randn(1, cfg.in_chans, cfg.image_size, cfg.image_size),
-            pairs_b1,
-            warmup=5,
-            threads=threads,
-        )
-        b64 = time_pairs(
-            pair["full"].run,
-            pair["model"].run,
-            torch.randn(64, cfg.in_chans, cfg.image_size, cfg.image_size),
-            pairs_b64,
-            warmup=2,
-            threads=threads,
-        )
+
+        b1 = _paired(pair["full"], pair["model"], cfg, 1, pairs_b1, 5, threads)
+        b64 = _paired(pair["full"], pair["model"], cfg, 64, pairs_b64, 2, threads)
         assert b1 is not None and b64 is not None  # no stop callback
         rows.append(
             {
