@@ -470,3 +470,19 @@ def _onnx_nodes(data: bytes):
     import onnx
 
     return onnx.load_from_string(data).graph.node
+
+
+def test_component_page_shows_a_head_and_a_chunk_and_refuses_an_unknown_name():
+    at = new_app()
+    at.session_state["app"].classes = ["n01443537"]
+    at.query_params["component"] = "L3.H5"
+    goto(at, "component")
+    assert at.selectbox(key="component_pick").value == "L3.H5"
+    assert len(at.get("image")) == 1 and len(at.dataframe) == 3  # views, pushes up / down, removal
+    assert "goldfish" in at.dataframe[2].value["true"].iloc[0]
+    assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")  # every head's attention distance
+    at.selectbox(key="component_pick").set_value("L2.C1").run()
+    assert not at.exception and len(at.dataframe) == 3 and "fires" in " ".join(s.value for s in at.subheader)
+    at.query_params["component"] = "L3.H99"
+    at.run()
+    assert any("L3.H99: there is no such head" in e.value for e in at.error) and not at.exception

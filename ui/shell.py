@@ -18,6 +18,7 @@ PAGES = [  # (file, title): the order of the navigation
     ("pages/model.py", "Model"),
     ("pages/circuits.py", "Circuits"),
     ("pages/graph.py", "Circuit graph"),
+    ("pages/component.py", "Component"),
     ("pages/prune.py", "Prune"),
     ("pages/compare.py", "Compare"),
     ("pages/atlas.py", "Atlas"),
