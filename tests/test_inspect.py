@@ -73,6 +73,7 @@ def test_without_it_is_the_masked_model_and_exact_effects_are_the_masked_change(
     model, _, pixels = shipped
     image = pixels[:1]
     effects = image_effects(model, image, exact=True)
+    assert all(p.grad is None for p in model.parameters())  # the shared model is left as it was
     assert abs(effects[0].estimate) >= abs(effects[-1].estimate)  # largest first
     names = [e.name for e in effects[:3]]
     pruned = without_components(model, names)

@@ -35,10 +35,9 @@ def image_effects(
         logits = model(pixels)[0]
     target = int(logits.argmax()) if target is None else target
     mask = space.ones().requires_grad_(True)
-    with torch.enable_grad():
-        model(pixels, mask=mask)[0, target].backward()
-    assert mask.grad is not None
-    estimate = -mask.grad
+    with torch.enable_grad():  # the gradient of the mask only: the model's parameters get no .grad
+        (grad,) = torch.autograd.grad(model(pixels, mask=mask)[0, target], mask)
+    estimate = -grad
     changes = None
     if exact:
         with torch.no_grad():

@@ -58,7 +58,7 @@ def export_zip(
 def onnx_bytes(model: VisionTransformer, opset: int = 18, exporter: str = "dynamo") -> bytes:
     """ONNX graph of ``model`` with a dynamic batch dimension.
 
-    ``exporter="dynamo"``: torch.export's exporter with onnxscript's optimizer, about half the nodes of the
+    ``exporter="dynamo"``: torch.export's exporter with onnxscript's optimizer, far fewer nodes than the
     TorchScript exporter (constant attention scales, no shape arithmetic), which is what a batch-1 forward in
     onnxruntime spends its time on besides the matrix products (docs/results/deploy.md); it falls back to the
     TorchScript exporter, whose node names follow the module paths (``/blocks.3/mlp/fc2/MatMul``)."""
