@@ -76,19 +76,17 @@ def quantize_onnx(data: bytes, mode: str = "int8", calibration: Tensor | None = 
         src, pre, out = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(data)
         quant_pre_process(src, pre, skip_symbolic_shape=True)  # shape inference and graph clean-up first, as advised
-        graph = onnx.load(str(pre)).graph
-        keep_fp32 = [n.name for n in graph.node if any(k in n.name for k in SENSITIVE)]
+        proto = onnx.load(str(pre))
+        keep_fp32 = [n.name for n in proto.graph.node if any(k in n.name for k in SENSITIVE)]
         if mode == "int8":
             quantize_dynamic(pre, out, weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=keep_fp32)
         elif mode == "int8-weights":
             from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-            quantizer = MatMulNBitsQuantizer(
-                onnx.load(str(pre)), bits=8, block_size=32, is_symmetric=True, accuracy_level=4
-            )
+            quantizer = MatMulNBitsQuantizer(proto, bits=8, block_size=32, is_symmetric=True, accuracy_level=4)
             quantizer.process()
-            proto: onnx.ModelProto = quantizer.model.model  # pyright: ignore[reportAttributeAccessIssue]  (an ONNXModel)
-            onnx.save(proto, str(out))
+            quantized: onnx.ModelProto = quantizer.model.model  # pyright: ignore[reportAttributeAccessIssue]  (an ONNXModel)
+            onnx.save(quantized, str(out))
         else:
             assert calibration is not None
             quantize_static(
