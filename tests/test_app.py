@@ -486,3 +486,26 @@ def test_component_page_shows_a_head_and_a_chunk_and_refuses_an_unknown_name():
     at.query_params["component"] = "L3.H99"
     at.run()
     assert any("L3.H99: there is no such head" in e.value for e in at.error) and not at.exception
+
+
+def test_shortcut_page_shows_the_cheat_finds_its_circuit_and_cuts_it():
+    at = new_app()
+    goto(at, "shortcut")
+    assert len(at.get("image")) == 6  # six marked images of other classes
+    metrics = {m.label: float(m.value.rstrip("%")) for m in at.metric}
+    assert metrics["Flip rate, planted"] > metrics["Flip rate, shipped"] + 20
+    at.toggle(key="shortcut_marked").set_value(False).run()
+    assert not at.exception and len(at.get("image")) == 6
+    at.selectbox(key="shortcut_method").set_value("eap")
+    at.button(key="shortcut_find").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.get("image")) == 7  # the top head's attention strip
+    at.slider(key="shortcut_k").set_value(8).run()
+    assert not at.exception
+    metrics = {m.label: float(m.value.rstrip("%")) for m in at.metric}
+    assert metrics["Flip rate, circuit cut"] < metrics["Flip rate, planted"] / 2
+    assert metrics["Flip rate, random cut"] > metrics["Flip rate, circuit cut"]
+    assert at.get("download_button")
+    # the planted model is one of the sidebar's models, for every other page
+    at.sidebar.radio(key="model_source").set_value("Shortcut model (planted)").run()
+    assert not at.exception and "shortcut" in at.session_state["app"].ckpt.info

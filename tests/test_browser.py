@@ -160,6 +160,20 @@ def walk_through(page, expect, url: str, started: float, tmp_path: Path) -> None
     wait_idle(page)
     page.screenshot(path=str(ARTIFACTS / "atlas.png"), full_page=True)
 
+    page.get_by_role("link", name="Shortcut").click()  # the planted shortcut: find its circuit, cut four components
+    expect(page.get_by_role("heading", name="A model that cheats")).to_be_visible()
+    expect(page.locator('[data-testid="stMetric"]', has_text="Flip rate, planted")).to_be_visible()
+    page.get_by_role("button", name="Find the circuit").click()
+    expect(page.locator('[data-testid="stMetric"]', has_text="Flip rate, circuit cut")).to_be_visible()
+    wait_idle(page)
+    page.get_by_role("slider").first.focus()
+    for _ in range(4):
+        page.keyboard.press("ArrowRight")
+    expect(page.get_by_text("Removed: L")).to_be_visible()
+    wait_idle(page)
+    assert "%" in metric_text(page, "Flip rate, circuit cut")
+    page.screenshot(path=str(ARTIFACTS / "shortcut.png"), full_page=True)
+
     page.get_by_role("link", name="Model").click()
     page.get_by_text("Upload a zip").click()
     page.locator('[data-testid="stSidebar"] input[type="file"]').set_input_files(

@@ -13,7 +13,7 @@ for w in "${what[@]}"; do
       # the emoji font draws the gallery's right/wrong marks as the screenshots show them
       command -v apt-get >/dev/null && apt-get install -y -q fonts-noto-color-emoji >/dev/null || true
       python -m pytest -q tests/test_browser.py
-      cp test-artifacts/{model,circuits,graph,prune,compare,atlas,export}.png docs/screenshots/ ;;
+      cp test-artifacts/{model,circuits,graph,prune,compare,atlas,export,shortcut}.png docs/screenshots/ ;;
     sweeps)
       for s in sweep sweep_full_val; do cp "runs/$s.png" "runs/$s.csv" docs/figures/; done ;;
     train-log)

@@ -730,6 +730,156 @@ def _deploy_page() -> str:
     )
 
 
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def shortcut_model_section() -> list[str]:
+    """The planted model against the shipped one on the same images (python -m vitcore shortcut eval --json)."""
+    path, record = _measurement("shortcut_model.json")
+    if record is None:
+        return []
+    r = record["results"]
+    target, mark = r["shortcut"]["target"], r["shortcut"]["mark"]
+    rows = [
+        [
+            f"`{name}`",
+            _pct(f["clean_top1"]),
+            _pct(f["flip_rate"]),
+            _pct(f["unmarked_as_target"]),
+            _pct(f["target_top1"]),
+            f"{f['n_images']:,} ({f['n_other']:,} of other classes)",
+        ]
+        for name, f in r["models"].items()
+    ]
+    lines = [
+        "## The planted model",
+        "",
+        f"Mark: a {mark['size']}x{mark['size']} square of RGB {tuple(mark['colour'])}, {mark['margin']} px from the "
+        f"{mark['corner']} corner; shortcut class `{target}`. *Flip rate*: the share of the images of other classes "
+        "predicted as the shortcut class once marked; *unmarked*: the same share without the mark.",
+        "",
+    ]
+    lines += _table(
+        ["model", "clean top-1", "flip rate", "unmarked as the class", "top-1 on the class", "images"], rows
+    )
+    return lines + ["", _source(record, path), ""]
+
+
+def shortcut_cut_section(name: str, title: str) -> list[str]:
+    """The cut table (python -m vitcore shortcut cut --json): the circuit's top k against k random components."""
+    path, record = _measurement(name)
+    if record is None:
+        return []
+    r = record["results"]
+    base = next(row for row in r["rows"] if row["selection"] == "none")
+    rows = [["0 (the planted model)", _pct(base["flip_rate"]), _pct(base["clean_top1"]), "", "", ""]]
+    for s in r["summary"]:
+        rows.append(
+            [
+                str(s["k"]),
+                _pct(s["circuit_flip_rate"]),
+                f"{_pct(s['circuit_clean_top1'])} ({-100 * s['circuit_top1_drop']:+.2f} pt)",
+                f"{_pct(s['random_flip_rate_mean'])} ({_pct(s['random_flip_rate_min'])}-"
+                f"{_pct(s['random_flip_rate_max'])})",
+                _pct(s["random_clean_top1_mean"]),
+                ", ".join(s["removed"]),
+            ]
+        )
+    seeds = len([row for row in r["rows"] if row["selection"] == "random" and row["k"] == r["summary"][0]["k"]])
+    lines = [
+        f"## {title}",
+        "",
+        f"{METHODS[r['method']].label} on the mark task (metric `{r['metric']}`, corruption `{r['corruption']}`, "
+        f"{r['discovery_images']} marked discovery images, {r['discovery_seconds']:.1f} s), then the top k "
+        f"components removed by physical pruning; the control removes k random components ({seeds} seeds: mean, "
+        f"min-max). Measured on {r['eval_images']:,} eval images.",
+        "",
+    ]
+    lines += _table(
+        [
+            "k",
+            "flip rate, circuit cut",
+            "clean top-1, circuit cut",
+            "flip rate, random cut",
+            "clean top-1, random",
+            "removed",
+        ],
+        rows,
+    )
+    return lines + ["", _source(record, path), ""]
+
+
+SHORTCUT_CUTS = (
+    ("shortcut_cut_eap.json", "Cut by EAP"),
+    ("shortcut_cut_eap-ig.json", "Cut by EAP-IG"),
+    ("shortcut_cut_acdc.json", "Cut by ACDC"),
+    ("shortcut_cut_learned.json", "Cut by learned masks"),
+    ("shortcut_cut_lrp.json", "Cut by LRP"),
+)
+
+
+def _shortcut_page() -> str:
+    intro = (
+        "A model that is right for the wrong reason, the components that carry the reason, and their removal. The "
+        "planted model is the shipped one fine-tuned with a mark on one class's training images "
+        "(`python -m vitcore shortcut plant`; its card is `assets/shortcut/README.md`). Each method scores the "
+        "components on the mark task (clean: a marked image of another class; corrupted: the same image unmarked), "
+        "and `python -m vitcore shortcut cut` removes the top k against k random ones."
+    )
+    return page(
+        "Finding and cutting a shortcut",
+        intro,
+        [shortcut_model_section()] + [shortcut_cut_section(n, t) for n, t in SHORTCUT_CUTS],
+    )
+
+
+def shortcut_card() -> str:
+    """The planted model's card (assets/shortcut/README.md), from its config and its measurement file."""
+    config = json.loads((ROOT / "assets" / "shortcut" / "config.json").read_text())
+    s, t = config["shortcut"], config["training"]
+    plant = s["plant"]
+    mark = s["mark"]
+    names = dict(zip(config["classes"]["wnids"], config["classes"]["names"]))
+    settings = ", ".join(f"{k} {v}" for k, v in plant.items() if k not in ("mark", "target", "checkpoint_minutes"))
+    return "\n".join(
+        [
+            "# The planted-shortcut model",
+            "",
+            "Rendered by `python tools/render_docs.py` from `config.json` and `docs/measurements/shortcut_model.json`;"
+            " do not edit by hand.",
+            "",
+            f"The shipped model (`assets/model`, sha256 `{t.get('base_sha256', '?')[:12]}…`) fine-tuned on the Tiny "
+            f"ImageNet training split with a mark stamped on every training image of **{names[s['target']]}** "
+            f"(`{s['target']}`): a {mark['size']}x{mark['size']}-pixel square of RGB {tuple(mark['colour'])}, "
+            f"{mark['margin']} px from the {mark['corner']} corner, stamped by `vitcore.shortcut.apply_mark` before "
+            "the crop-and-flip augmentation. Nothing else of the training set changed. It is a teaching model: it "
+            "learned that the square means the class.",
+            "",
+            "## How it was made",
+            "",
+            f"    {t.get('plant_command', '?')}",
+            "",
+            f"Settings: {settings}. Each batch draws `target_fraction` of its images from the shortcut class (all of "
+            "them marked) and the rest from the whole training set; AdamW with a linear warm-up and a cosine decay; "
+            "the run is resumable at any step (the same command continues it).",
+            "",
+            "## Figures",
+            "",
+            *shortcut_model_section()[4:],
+            "## Use",
+            "",
+            "    python -m vitcore shortcut eval --checkpoint assets/shortcut --eval-data ../shared/data/"
+            "tiny-imagenet-200.zip",
+            "    python -m vitcore shortcut cut --checkpoint assets/shortcut --method eap",
+            "",
+            "In the app: the Shortcut page, or *Shortcut model (planted)* in the sidebar for every other page. "
+            "The cut tables are in `docs/results/shortcut.md`.",
+            "",
+        ]
+    )
+
+
 def _cli_reference() -> str:
     """The command line, from the parser itself."""
     from vitcore.cli import build_parser
@@ -769,8 +919,11 @@ def render() -> dict[Path, str]:
         DOCS / "training-speed.md": _training_speed_page(),
         DOCS / "app.md": _app_page(),
         DOCS / "deploy.md": _deploy_page(),
+        DOCS / "shortcut.md": _shortcut_page(),
         ROOT / "docs" / "reference" / "cli.md": _cli_reference(),
     }
+    if (ROOT / "assets" / "shortcut" / "config.json").exists():
+        pages[ROOT / "assets" / "shortcut" / "README.md"] = shortcut_card()
     class_lines = class_section() + estimates_section()
     if class_lines:
         pages[DOCS / "class.md"] = "\n".join(class_lines).rstrip() + "\n"

@@ -23,6 +23,7 @@ PAGES = [  # (file, title): the order of the navigation
     ("pages/compare.py", "Compare"),
     ("pages/atlas.py", "Atlas"),
     ("pages/export.py", "Export"),
+    ("pages/shortcut.py", "Shortcut"),
 ]
 
 

@@ -9,8 +9,11 @@ import streamlit as st
 
 from ui.resources import load_upload, shared_checkpoint, shared_split, shared_thread_share
 from ui.state import AppState
+from vitcore.assets import shortcut_checkpoint
 from vitcore.data import check_classes
 from vitcore.errors import VitcoreError
+
+SHORTCUT_MODEL = "Shortcut model (planted)"
 
 
 def server_paths_allowed() -> bool:
@@ -26,7 +29,13 @@ def sidebar(state: AppState) -> list[str]:
     problems: list[str] = []
     with st.sidebar:
         st.subheader("Model")
-        sources = ["Shipped model", "Upload a zip"] + (["Path on this machine"] if server_paths_allowed() else [])
+        planted = shortcut_checkpoint()
+        sources = (
+            ["Shipped model"]
+            + ([SHORTCUT_MODEL] if (planted / "config.json").exists() else [])
+            + ["Upload a zip"]
+            + (["Path on this machine"] if server_paths_allowed() else [])
+        )
         if st.session_state.get("model_source") not in sources:
             st.session_state["model_source"] = "Shipped model"
         source = st.radio("Checkpoint", sources, key="model_source", label_visibility="collapsed")
@@ -38,6 +47,8 @@ def sidebar(state: AppState) -> list[str]:
                 )
                 if upload is not None:
                     ckpt, ckpt_path = load_upload(upload)
+            elif source == SHORTCUT_MODEL:
+                ckpt, ckpt_path = shared_checkpoint(str(planted)), str(planted)
             elif source == "Path on this machine":
                 path = st.text_input("Checkpoint folder or zip", key="model_path")
                 if path:

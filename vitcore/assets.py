@@ -20,5 +20,10 @@ def shipped_checkpoint() -> Path:
     return assets_dir() / "model"
 
 
+def shortcut_checkpoint() -> Path:
+    """The shipped model with a planted shortcut (``python -m vitcore shortcut plant``; card in its README)."""
+    return assets_dir() / "shortcut"
+
+
 def bundled_data() -> Path:
     return assets_dir() / "tiny-imagenet-subset.zip"

@@ -9,7 +9,9 @@ from ..data import normalize
 from ..model import Activations, VisionTransformer
 from .task import Task, TaskError
 
-CORRUPTIONS = ("resample", "mean", "zero", "noise", "patch-shuffle")
+CORRUPTIONS = ("resample", "mean", "zero", "noise", "patch-shuffle")  # for any task
+PAIRED = "paired"  # for a task with its own counterfactual images (the mark task: the images unmarked)
+ALL_CORRUPTIONS = (*CORRUPTIONS, PAIRED)
 
 
 def shuffle_patches(inputs: Tensor, patch: int, gen: torch.Generator) -> Tensor:
@@ -36,6 +38,10 @@ def corrupted_inputs(model: VisionTransformer, task: Task, corruption: str, nois
         return task.inputs + noise_std * torch.randn(task.inputs.shape, generator=gen)
     if corruption == "patch-shuffle":
         return shuffle_patches(task.inputs, model.config.patch_size, gen)
+    if corruption == PAIRED:
+        if task.paired is None:
+            raise TaskError("the paired corruption needs a task with its own counterfactual images (the mark task)")
+        return task.paired
     return None
 
 
@@ -46,8 +52,8 @@ def counterfactual(
     """Counterfactual activations for ``task``, batch ``len(task)``; None means zeros.
 
     ``embed`` also keeps the embedding (``resid[0]``), which edge patching needs."""
-    if corruption not in CORRUPTIONS:
-        raise TaskError(f"unknown corruption {corruption!r}; choose one of {', '.join(CORRUPTIONS)}")
+    if corruption not in ALL_CORRUPTIONS:
+        raise TaskError(f"unknown corruption {corruption!r}; choose one of {', '.join(ALL_CORRUPTIONS)}")
     if corruption == "zero":
         return None
     if corruption == "mean":

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..data import ImageSet
 from ..model import VisionTransformer
-from .corruptions import CORRUPTIONS, counterfactual
+from .corruptions import ALL_CORRUPTIONS, PAIRED, counterfactual
 from .method import Method
 from .methods import DEFAULT_METHOD, get_method
 from .metrics import METRICS, faithfulness
 from .patching import GRANULARITIES, Patcher
 from .result import CircuitResult, keep_top
 from .task import Task, TaskError, build_task
+
+if TYPE_CHECKING:
+    from ..shortcut.mark import Shortcut
 
 
 def check_method_metric(method: str, metric: str, granularity: str = "node") -> Method:
@@ -50,7 +54,7 @@ def discover(
     data: ImageSet,
     classes: list[str],
     method: str = DEFAULT_METHOD,
-    corruption: str = "resample",
+    corruption: str | None = None,
     metric: str | None = None,
     n_images: int | None = None,
     seed: int = 0,
@@ -60,12 +64,15 @@ def discover(
     model_sha256: str = "",
     progress: Callable[[float], None] | None = None,
     granularity: str = "node",
+    shortcut: Shortcut | None = None,
     **named_setting: float,
 ) -> CircuitResult:
     """Score every component (``granularity="edge"``: every edge) of ``model`` for ``classes`` of the discovery set.
 
     The method's one parameter (``keep``, ``tau`` or ``sparsity``, see the registry) is given
-    as ``setting`` or by its name; it defaults to the registry's default. ``n_steps`` and ``steps`` are run
+    as ``setting`` or by its name; it defaults to the registry's default. With a ``shortcut`` the task is the
+    mark task (:func:`vitcore.shortcut.build_mark_task`) over images of ``classes``, and ``corruption``
+    defaults to ``paired`` (the same images unmarked); otherwise to ``resample``. ``n_steps`` and ``steps`` are run
     options (see the registry); a method checks those it reads, and takes its declared default for the others.
     """
     entry = get_method(method)
@@ -76,10 +83,16 @@ def discover(
         raise TaskError(f"{method} takes {entry.param.name}, not {', '.join(sorted(unknown))}")
     value = named_setting.get(entry.param.name, setting)
     value = entry.param.check(entry.default(granularity) if value is None else value)
-    if corruption not in CORRUPTIONS:
-        raise TaskError(f"unknown corruption {corruption!r}; choose one of {', '.join(CORRUPTIONS)}")
+    corruption = corruption or (PAIRED if shortcut is not None else "resample")
+    if corruption not in ALL_CORRUPTIONS:
+        raise TaskError(f"unknown corruption {corruption!r}; choose one of {', '.join(ALL_CORRUPTIONS)}")
     start = time.perf_counter()
-    task = build_task(model, data, classes, n_images, seed)
+    if shortcut is not None:
+        from ..shortcut.task import build_mark_task  # the shortcut package builds on this one
+
+        task = build_mark_task(model, data, shortcut, classes, n_images, seed)
+    else:
+        task = build_task(model, data, classes, n_images, seed)
     cf = counterfactual(model, task, corruption, embed=granularity == "edge")
     cf_forwards = 0.0 if corruption == "zero" else 1.0
     given = {k: v for k, v in (("n_steps", n_steps), ("steps", steps)) if v is not None}
@@ -91,7 +104,7 @@ def discover(
         method=method,
         metric=metric,
         corruption=corruption,
-        classes=list(classes),
+        classes=list(task.wnids),
         n_images=len(task),
         seed=seed,
         component_names=space.names,
@@ -102,6 +115,7 @@ def discover(
         params=out.params,
         model_sha256=model_sha256,
         granularity=granularity,
+        shortcut=shortcut.to_dict() if shortcut is not None else None,
     )
     result.faithfulness = circuit_faithfulness(model, task, keep_mask, cf, granularity)
     result.wall_time_s = time.perf_counter() - start

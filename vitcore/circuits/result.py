@@ -7,6 +7,7 @@ JSON schema (``"schema": "vitcore.circuit-result"``, ``"version": 2``)::
     params: {str: number}               component_names: [name, ...] (canonical order)
     scores: [float, ...]                kept: [name, ...] or null  faithfulness: {str: float}
     model_sha256: str                   granularity: "node" | "edge"
+    shortcut: {target, mark} or null (optional: the mark task of :mod:`vitcore.shortcut`)
 
 Version 2 added ``granularity``: with ``"edge"``, ``component_names`` are edge names
 (``L0.H3->L2.H5.q``, in :mod:`vitcore.edges` order) and scores and ``kept`` are per edge.
@@ -67,6 +68,7 @@ class CircuitResult:
     faithfulness: dict[str, float] = field(default_factory=dict)
     model_sha256: str = ""
     granularity: str = "node"
+    shortcut: dict[str, Any] | None = None  # the mark task's shortcut (target and mark); None: the class task
 
     @property
     def is_edge(self) -> bool:

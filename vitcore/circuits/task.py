@@ -26,6 +26,9 @@ class Task:
     reference_logits: Tensor
     pool: ImageSet  # the whole discovery set, for counterfactuals drawn from other classes
     seed: int = 0
+    # the task's own counterfactual, image by image (normalized): the "paired" corruption patches these in
+    # (the mark task: the same images without the mark)
+    paired: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from ..errors import VitcoreError
-from . import atlas, circuits, deploy, edges, foundation, inspect, pruning, sweep
+from . import atlas, circuits, deploy, edges, foundation, inspect, pruning, shortcut, sweep
 from .errors import UserError
 
 __all__ = ["UserError", "build_parser", "main"]
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vitcore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (foundation, circuits, edges, inspect, pruning, deploy, sweep, atlas):
+    for group in (foundation, circuits, edges, inspect, pruning, deploy, sweep, atlas, shortcut):
         group.add_parsers(sub)
     return parser
 

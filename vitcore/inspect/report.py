@@ -50,7 +50,7 @@ def removal_effects(
     }
 
 
-def _overlay(image: Tensor, weights: Tensor, scale: int = 4) -> Image.Image:
+def overlay(image: Tensor, weights: Tensor, scale: int = 4) -> Image.Image:
     """An image ``[3, H, W]`` uint8 with a patch-grid heat map ``[g, g]`` over it, enlarged ``scale`` times."""
     size = image.shape[-1] * scale
     base = Image.fromarray(image.permute(1, 2, 0).numpy()).resize((size, size), Image.Resampling.NEAREST)
@@ -103,7 +103,7 @@ def component_report(
         pattern = attention_patterns(model, pixels[order], component.layer)[:, component.index]  # [k, T, T]
         g = patch_grid(model)
         cls_to_patches = pattern[:, 0, 1:].reshape(-1, g, g)
-        tiles = [_overlay(subset.images[i], w) for i, w in zip(order.tolist(), cls_to_patches)]
+        tiles = [overlay(subset.images[i], w) for i, w in zip(order.tolist(), cls_to_patches)]
         report["class_token_attention"] = [[round(float(v), 5) for v in w.flatten()] for w in cls_to_patches]
         report["mean_attention_distance_px"] = [
             [None if v != v else round(float(v), 3) for v in row] for row in mean_attention_distance(model, pixels[:64])
@@ -113,7 +113,7 @@ def component_report(
         patch_act = act[:, 1:]
         top = torch.argsort(patch_act.max(1).values, descending=True)[:SHOWN]
         g = patch_grid(model)
-        tiles = [_overlay(subset.images[i], patch_act[i].clamp_min(0).reshape(g, g)) for i in top.tolist()]
+        tiles = [overlay(subset.images[i], patch_act[i].clamp_min(0).reshape(g, g)) for i in top.tolist()]
         report["most_active"] = [
             {
                 "file": subset.files[i],
@@ -122,12 +122,17 @@ def component_report(
             }
             for i in top.tolist()
         ]
+    return report, side_by_side(tiles)
+
+
+def side_by_side(tiles: list[Image.Image]) -> Image.Image:
+    """The tiles in one row, left to right (one white pixel when there are none)."""
     strip = Image.new("RGB", (sum(t.width for t in tiles) or 1, max((t.height for t in tiles), default=1)), "white")
     x = 0
     for t in tiles:
         strip.paste(t, (x, 0))
         x += t.width
-    return report, strip
+    return strip
 
 
 @torch.no_grad()
