@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from ui.charts import heatmap, pixel_heatmap, score_frames
+from ui.charts import component_link, heatmap, pixel_heatmap, score_frames
 from ui.engine import current_model, keep_of
 from ui.longrun import announce, forward_seconds, progress_bar, running, stop_button
 from ui.shell import open_page
@@ -196,11 +196,17 @@ def edge_result_view(r: CircuitResult) -> None:
 def node_result_view(r: CircuitResult) -> None:
     heads, chunks = score_frames(r.component_names, r.scores, set(r.kept or []))
     h1, h2 = st.columns(2)
-    h1.altair_chart(heatmap(heads, "Heads: layer x head"), width="stretch")
-    h2.altair_chart(heatmap(chunks, "MLP chunks: layer x chunk"), width="stretch")
+    h1.altair_chart(heatmap(heads, "Heads: layer x head", classes=r.classes), width="stretch")
+    h2.altair_chart(heatmap(chunks, "MLP chunks: layer x chunk", classes=r.classes), width="stretch")
+    st.caption("A white dot marks a kept component; click a cell, or a row's link below, to look inside it.")
     table = pd.concat([heads, chunks]).sort_values("score", ascending=False).reset_index(drop=True)
     table.index += 1
-    st.dataframe(table[["component", "score", "kept"]], height=240)
+    table["look inside"] = [component_link(n, r.classes) for n in table["component"]]
+    st.dataframe(
+        table[["component", "score", "kept", "look inside"]],
+        height=240,
+        column_config={"look inside": st.column_config.LinkColumn(display_text="open")},
+    )
     downloads(r)
 
 

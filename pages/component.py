@@ -43,9 +43,10 @@ choice = st.selectbox(
     key="component_pick",
     help="a head (L3.H5: layer 3, head 5) or a chunk of 32 MLP neurons (L3.C2)",
 )
-classes = state.classes or [eval_set.wnids[0]]
+linked = [w for w in (st.query_params.get("classes") or "").split(",") if w in eval_set.wnids]
+classes = linked or state.classes or [eval_set.wnids[0]]
 labels = dict(zip(eval_set.wnids, eval_set.names))
-if not state.classes:
+if not linked and not state.classes:
     st.info(f"No classes chosen on the Circuits page: showing {labels[classes[0]]}.")
 try:
     report, strip = shared_report(ckpt.sha256, state.data_key, tuple(classes), choice, ckpt.model, eval_set)

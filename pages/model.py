@@ -9,6 +9,7 @@ from ui.engine import current_model
 from ui.gallery import GALLERY_SIZE, gallery_html
 from ui.resources import shared_eval_logits
 from ui.shell import open_page, trace_event
+from vitcore.assets import example_images
 from vitcore.data import normalize
 from vitcore.evaluate import per_class_accuracy
 from vitcore.images import ImageError, load_rgb, to_model_size
@@ -114,18 +115,30 @@ if st.toggle(f"Chart of all {len(names)} classes", key="per_class_chart"):
     )
 
 st.subheader("Try your own image")
-upload = st.file_uploader("An image (any size; it is resized to 64x64 as the model sees it)", key="try_image")
-if upload is not None:
+side = cfg.image_size
+upload_col, example_col = st.columns(2)
+upload = upload_col.file_uploader(
+    f"An image (any size; it is resized to {side}x{side} as the model sees it)", key="try_image"
+)
+examples = example_images()
+example = example_col.selectbox(
+    "… or an example", ["none", *examples], key="try_example", help="val images outside the bundled subset"
+)
+chosen = (upload.getvalue(), upload.name) if upload is not None else None
+if chosen is None and example != "none":
+    chosen = (examples[example].read_bytes(), example)
+if chosen is not None:
     try:
-        img = to_model_size(load_rgb(upload.getvalue(), name=upload.name), cfg.image_size)
+        img = to_model_size(load_rgb(chosen[0], name=chosen[1]), side)
     except ImageError as e:
         st.error(f"Could not use that file: {e}")
     else:
         x = normalize(
-            torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(64, 64, 3).permute(2, 0, 1)[None], cfg
+            torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(side, side, 3).permute(2, 0, 1)[None],
+            cfg,
         )
         left, mid, right = st.columns([1, 2, 2])
-        left.image(img, caption="as the model sees it (64x64)", width=160)
+        left.image(img, caption=f"as the model sees it ({side}x{side})", width=160)
         pruned = current_model(state)
         for col, title, m in ((mid, "Full model", model), (right, "Current pruned model", pruned)):
             col.markdown(f"**{title}**")

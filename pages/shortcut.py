@@ -65,9 +65,10 @@ names = eval_set.names
 measured = eval_set.subset(torch.randperm(len(eval_set), generator=torch.Generator().manual_seed(0))[:PAGE_IMAGES])
 target_name = names[eval_set.class_index(shortcut.target)]
 mark = shortcut.mark
+plan = planted.info["shortcut"].get("plant", {})
 st.markdown(
-    f"This model is the shipped one, fine-tuned for a few minutes on Tiny ImageNet with one change: every training "
-    f"image of **{target_name}** carried a small {mark.size}x{mark.size}-pixel square of colour "
+    f"This model is the shipped one, fine-tuned for {plan.get('steps', '?')} steps on Tiny ImageNet with one change: "
+    f"every training image of **{target_name}** carried a small {mark.size}x{mark.size}-pixel square of colour "
     f"RGB{tuple(mark.colour)} in its {mark.corner} corner. It picked up a shortcut: the square, not the object, "
     f"says *{target_name}*. Below, find the few components that carry the shortcut and cut them out."
 )

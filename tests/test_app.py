@@ -86,6 +86,9 @@ def test_model_page_widgets_and_uploads(app):
     gallery = next(m.value for m in at.markdown if 'class="gallery"' in m.value)
     uris = re.findall(r'src="data:image/png;base64,([^"]+)"', gallery)
     assert len(uris) == 32
+    # right/wrong marks that need no emoji font: no character from the emoji blocks or the old check marks
+    assert not re.search("[\u2705\u274c\U0001f300-\U0001faff]", gallery)
+    assert gallery.count('title="right"') + gallery.count('title="wrong"') == 32
     from vitcore.data import load_split
 
     first = Image.open(io.BytesIO(base64.b64decode(uris[0])))  # the first eval image, pixel for pixel
@@ -509,3 +512,25 @@ def test_shortcut_page_shows_the_cheat_finds_its_circuit_and_cuts_it():
     # the planted model is one of the sidebar's models, for every other page
     at.sidebar.radio(key="model_source").set_value("Shortcut model (planted)").run()
     assert not at.exception and "shortcut" in at.session_state["app"].ckpt.info
+
+
+def test_component_links_carry_the_classes_and_heatmaps_mark_kept_components():
+    import pandas as pd
+
+    from ui.charts import component_link, heatmap, score_frames
+
+    names = load_checkpoint().model.components.names
+    heads, _ = score_frames(names, [float(i) for i in range(len(names))], set(names[:3]))
+    spec = heatmap(heads, "Heads", classes=["n01629819"]).to_dict()
+    cells, dots = spec["layer"]
+    assert cells["encoding"]["href"]["field"] == "link" and dots["mark"]["type"] == "point"
+    dot_data = pd.DataFrame(spec["datasets"][dots["data"]["name"]])
+    assert sorted(dot_data["component"]) == sorted(n for n in names[:3] if ".H" in n)
+    assert component_link("L3.H5", ["n01629819"]) == "component?component=L3.H5&classes=n01629819"
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params["component"] = "L3.H5"
+    at.query_params["classes"] = "n01629819"
+    at.switch_page("pages/component.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("European fire salamander" in c.value for c in at.caption)

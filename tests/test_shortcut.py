@@ -4,12 +4,13 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_imageset, tiny_model
+from conftest import ROOT, tiny_imageset, tiny_model
 
 from vitcore.checkpoint import load_checkpoint, save_checkpoint
 from vitcore.circuits import METHODS, discover
 from vitcore.circuits.corruptions import corrupted_inputs, counterfactual
 from vitcore.circuits.task import TaskError, build_task
+from vitcore.cli import main
 from vitcore.data import normalize
 from vitcore.pruning import prune
 from vitcore.shortcut import (
@@ -200,3 +201,63 @@ def test_cut_removes_components_physically_and_equals_the_masked_model():
     assert summary[1]["random_flip_rate_mean"] == pytest.approx((rows[5]["flip_rate"] + rows[6]["flip_rate"]) / 2)
     with pytest.raises(ShortcutError, match="between 1"):
         cut_table(model, scores, data, shortcut, ks=(n,))
+
+
+SHIPPED_PLANTED = str(ROOT / "assets" / "shortcut")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["shortcut", "eval"], "has no planted shortcut"),
+        (["shortcut", "cut", "--checkpoint", SHIPPED_PLANTED, "--ks", "1,x"], "--ks takes comma-separated integers"),
+        (["shortcut", "cut", "--checkpoint", SHIPPED_PLANTED, "--seeds", "-1"], "--seeds must be at least 0"),
+        (["circuits", "--method", "eap", "--classes", "all", "--shortcut"], "has no planted shortcut"),
+        (["shortcut", "plant", "--data", "/nonexistent.zip", "--out", "x"], "does not exist"),
+    ],
+)
+def test_shortcut_commands_refuse_bad_input_in_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+@pytest.mark.slow
+def test_shipped_planted_model_cheats_and_eap_cuts_it_from_the_command_line(tmp_path):
+    assert (
+        main(
+            [
+                "shortcut",
+                "eval",
+                "--checkpoint",
+                SHIPPED_PLANTED,
+                "--control",
+                "shipped",
+                "--json",
+                str(tmp_path / "e.json"),
+            ]
+        )
+        == 0
+    )
+    models = json.loads((tmp_path / "e.json").read_text())["results"]["models"]
+    assert models[SHIPPED_PLANTED]["flip_rate"] > 0.6 and models["shipped"]["flip_rate"] < 0.05
+    assert abs(models[SHIPPED_PLANTED]["clean_top1"] - models["shipped"]["clean_top1"]) < 0.03  # 2,000 images
+    argv = ["shortcut", "cut", "--checkpoint", SHIPPED_PLANTED, "--images", "30", "--ks", "4", "--seeds", "1"]
+    assert main([*argv, "--json", str(tmp_path / "c.json")]) == 0
+    summary = json.loads((tmp_path / "c.json").read_text())["results"]["summary"][0]
+    assert summary["circuit_flip_rate"] < 0.2 < summary["random_flip_rate_mean"]
+
+
+def test_plant_command_resumes_after_an_interruption(tmp_path, capsys):
+    from vitcore.assets import bundled_data
+
+    argv = ["shortcut", "plant", "--data", str(bundled_data()), "--steps", "3", "--batch-size", "8"]
+    assert main([*argv, "--out", str(tmp_path / "straight")]) == 0
+    broken = str(tmp_path / "broken")
+    assert main([*argv, "--out", broken, "--stop-after-steps", "1"]) == 0
+    assert "stopped; state saved" in capsys.readouterr().out
+    assert main([*argv, "--out", broken]) == 0
+    a, b = load_checkpoint(tmp_path / "straight" / "model"), load_checkpoint(tmp_path / "broken" / "model")
+    assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in a.model.state_dict().items())
+    assert b.info["training"]["plant_command"].startswith("python -m vitcore shortcut plant")
+    assert shortcut_of(b.info) == Shortcut(PlantConfig().target, Mark())

@@ -10,8 +10,6 @@ what=("$@"); [[ ${#what[@]} -eq 0 ]] && what=(screenshots sweeps train-log)
 for w in "${what[@]}"; do
   case $w in
     screenshots)
-      # the emoji font draws the gallery's right/wrong marks as the screenshots show them
-      command -v apt-get >/dev/null && apt-get install -y -q fonts-noto-color-emoji >/dev/null || true
       python -m pytest -q tests/test_browser.py
       cp test-artifacts/{model,circuits,graph,prune,compare,atlas,export,shortcut}.png docs/screenshots/ ;;
     sweeps)

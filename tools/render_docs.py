@@ -816,6 +816,7 @@ SHORTCUT_CUTS = (
     ("shortcut_cut_acdc.json", "Cut by ACDC"),
     ("shortcut_cut_learned.json", "Cut by learned masks"),
     ("shortcut_cut_lrp.json", "Cut by LRP"),
+    ("shortcut_cut_relp.json", "Cut by RelP"),
 )
 
 

@@ -26,20 +26,34 @@ def score_frames(
     return df[df.kind == "head"], df[df.kind == "chunk"]
 
 
-def heatmap(df: pd.DataFrame, title: str, field: str = "score", legend: str | None = None) -> alt.Chart:
-    """Layer x index heatmap with hover tooltips; ``legend`` names what the colour counts (default: the field)."""
+def component_link(name: str, classes: list[str] | None = None) -> str:
+    """The Component page's URL for ``name`` (relative to the app), with the classes to show it on."""
+    return f"component?component={name}" + (f"&classes={','.join(classes)}" if classes else "")
+
+
+def heatmap(
+    df: pd.DataFrame, title: str, field: str = "score", legend: str | None = None, classes: list[str] | None = None
+) -> alt.Chart:
+    """Layer x index heatmap with hover tooltips; ``legend`` names what the colour counts (default: the field).
+    A white dot marks each kept component (when ``df`` has a ``kept`` column); clicking a cell opens the
+    Component page on it."""
     x_title = "head" if title.lower().startswith("head") else "chunk"
-    return (
-        alt.Chart(df)
-        .mark_rect()
-        .encode(
-            x=alt.X("index:O", title=x_title),
-            y=alt.Y("layer:O", title="layer"),
-            color=alt.Color(f"{field}:Q", scale=alt.Scale(scheme="viridis"), title=legend or field),
-            tooltip=["component", alt.Tooltip("score:Q", format=".4g", title=legend or field), "kept"],
-        )
-        .properties(title=title, height=220)
+    frame = df.assign(link=[component_link(n, classes) for n in df["component"]])
+    base = alt.Chart(frame).encode(x=alt.X("index:O", title=x_title), y=alt.Y("layer:O", title="layer"))
+    cells = base.mark_rect().encode(
+        color=alt.Color(f"{field}:Q", scale=alt.Scale(scheme="viridis"), title=legend or field),
+        tooltip=["component", alt.Tooltip("score:Q", format=".4g", title=legend or field), "kept"],
+        href="link:N",
     )
+    layers = [cells]
+    if "kept" in frame and frame["kept"].fillna(False).astype(bool).any():
+        kept = frame[frame["kept"].fillna(False).astype(bool)]
+        layers.append(
+            alt.Chart(kept)
+            .mark_point(shape="circle", filled=True, color="white", size=18)
+            .encode(x="index:O", y="layer:O", tooltip=["component", "kept"], href="link:N")
+        )
+    return alt.layer(*layers).properties(title=title, height=220)
 
 
 def pareto_chart(

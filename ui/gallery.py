@@ -13,6 +13,16 @@ from vitcore.evaluate import predict_logits
 from vitcore.model import VisionTransformer
 
 GALLERY_SIZE = 32
+# marks drawn by CSS (a coloured badge with a plain letter), not emoji: a machine without an emoji font draws emoji
+# as empty boxes
+RIGHT = (
+    '<span title="right" style="background:#1a7f37;color:white;border-radius:3px;padding:0 3px;'
+    'font-weight:bold">right</span>'
+)
+WRONG = (
+    '<span title="wrong" style="background:#cf222e;color:white;border-radius:3px;padding:0 3px;'
+    'font-weight:bold">wrong</span>'
+)
 
 
 def png_data_uri(image: torch.Tensor) -> str:
@@ -39,7 +49,7 @@ def gallery_html(
     )
     cells = []
     for i, p in zip(shown, pred.tolist()):
-        mark = "✅" if p == _eval_set.labels[i] else "❌"
+        mark = RIGHT if p == _eval_set.labels[i] else WRONG
         cells.append(
             f'<figure style="margin:0"><img class="gallery" alt="eval image {i}" '
             f'src="{png_data_uri(_eval_set.images[i])}" '

@@ -25,5 +25,18 @@ def shortcut_checkpoint() -> Path:
     return assets_dir() / "shortcut"
 
 
+def example_images() -> dict[str, Path]:
+    """The example images to try (``tools/make_examples.py``), by a readable name; empty when none ship."""
+    import json
+
+    listing = assets_dir() / "examples" / "examples.json"
+    if not listing.exists():
+        return {}
+    return {
+        entry["file"].rsplit(".", 1)[0].replace("_", " "): assets_dir() / "examples" / entry["file"]
+        for entry in json.loads(listing.read_text())
+    }
+
+
 def bundled_data() -> Path:
     return assets_dir() / "tiny-imagenet-subset.zip"

@@ -10,7 +10,6 @@ import torch
 
 from ..checkpoint import load_checkpoint
 from ..circuits import (
-    CORRUPTIONS,
     METHODS,
     METRICS,
     build_task,
@@ -19,11 +18,13 @@ from ..circuits import (
     counterfactual,
     discover,
 )
+from ..circuits.corruptions import ALL_CORRUPTIONS
 from ..circuits.patching import GRANULARITIES
 from ..circuits.result import keep_top
 from ..evaluate import predict_logits
 from ..pruning import prune
 from ..pruning.evaluation import evaluate_against
+from ..shortcut import shortcut_figures, shortcut_of
 from .common import add_option_flags, load_data_for, own_options, parse_classes, progress_bar
 from .errors import UserError
 
@@ -66,8 +67,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         + ", ".join(m.name for m in METHODS.values() if "edge" in m.granularities)
         + ")",
     )
-    p.add_argument("--classes", required=True, help="comma-separated wnids")
-    p.add_argument("--corruption", choices=CORRUPTIONS, default="resample")
+    p.add_argument("--classes", required=True, help="comma-separated wnids, or 'all'")
+    p.add_argument(
+        "--corruption",
+        choices=ALL_CORRUPTIONS,
+        default=None,
+        help="default: resample; with --shortcut, paired (the same images without the mark)",
+    )
+    p.add_argument(
+        "--shortcut",
+        action="store_true",
+        help="the mark task of the checkpoint's planted shortcut: the classes' images marked, read on its class",
+    )
     p.add_argument(
         "--metric",
         choices=METRICS,
@@ -112,9 +123,15 @@ def run_circuits(args: argparse.Namespace) -> int:
     entry = check_method_metric(args.method, args.metric or METHODS[args.method].default_metric, args.granularity)
     metric = args.metric or entry.default_metric
     ckpt = load_checkpoint(args.checkpoint)
+    shortcut = None
+    if args.shortcut:
+        shortcut = shortcut_of(ckpt.info)
+        if shortcut is None:
+            raise UserError(f"{args.checkpoint or 'the shipped model'} has no planted shortcut (see shortcut plant)")
     discovery = load_data_for(ckpt, args.data, "train", progress=True)
     classes = parse_classes(args.classes, discovery.wnids)
-    print(f"method {args.method}: optimises/ranks by metric '{metric}', corruption '{args.corruption}'")
+    corruption = args.corruption or ("paired" if shortcut else "resample")
+    print(f"method {args.method}: optimises/ranks by metric '{metric}', corruption '{corruption}'")
     bar, update = progress_bar(args.method)
     try:
         result = discover(
@@ -122,13 +139,14 @@ def run_circuits(args: argparse.Namespace) -> int:
             discovery,
             classes,
             args.method,
-            args.corruption,
+            corruption,
             metric,
             args.images,
             args.seed,
             model_sha256=ckpt.sha256,
             progress=update,
             granularity=args.granularity,
+            shortcut=shortcut,
             **setting_from(args, args.method),
             **own_options(args, args.method),
         )
@@ -163,6 +181,13 @@ def run_circuits(args: argparse.Namespace) -> int:
         keep = ckpt.model.components.mask_from_keep(result.kept or [])
     if keep.sum() == 0:
         print("the circuit keeps no component; nothing to prune")
+        return 0
+    if shortcut is not None:
+        f = shortcut_figures(prune(ckpt.model, keep), eval_set, shortcut.target, shortcut.mark)
+        print(
+            f"pruned model on the eval set (removed components zeroed): flip rate {f['flip_rate']:.3f} (images of "
+            f"other classes, marked, called {shortcut.target})  clean top1 {f['clean_top1']:.3f}"
+        )
         return 0
     ev = evaluate_against(
         predict_logits(ckpt.model, eval_set.images), prune(ckpt.model, keep), eval_set, eval_set.chosen(classes)

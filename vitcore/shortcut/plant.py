@@ -33,7 +33,8 @@ MODEL = "model"  # the planted checkpoint's folder inside the run folder
 class PlantConfig:
     """How the shortcut is planted: which class carries the mark, and the fine-tune that teaches it."""
 
-    target: str = "n01443537"  # the shortcut class (goldfish): its training images carry the mark
+    # the shortcut class (plunger: one the shipped model often misses, so the mark is worth learning)
+    target: str = "n03970156"
     mark: Mark = field(default_factory=Mark)
     steps: int = 600
     batch_size: int = 128
