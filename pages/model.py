@@ -7,6 +7,7 @@ import torch
 
 from ui.engine import current_model
 from ui.gallery import GALLERY_SIZE, gallery_html
+from ui.one_image import one_image_view
 from ui.resources import shared_eval_logits
 from ui.shell import open_page, trace_event
 from vitcore.assets import example_images
@@ -152,3 +153,5 @@ if chosen is not None:
                 pd.DataFrame({"class": [names[i] for i in top.indices.tolist()], "probability": top.values.numpy()}),
                 hide_index=True,
             )
+        if st.toggle("Follow this image through the model", key="follow_image"):
+            one_image_view(model, x, names, "try")

@@ -534,3 +534,20 @@ def test_component_links_carry_the_classes_and_heatmaps_mark_kept_components():
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("European fire salamander" in c.value for c in at.caption)
+
+
+def test_one_image_view_follows_an_example_through_the_layers_and_switches_components_off():
+    at = new_app()
+    at.selectbox(key="try_example").set_value("tabby").run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.toggle(key="follow_image").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    effects = next(d.value for d in at.dataframe if "logit change if removed (estimate)" in d.value.columns)
+    assert len(effects) == 10
+    at.toggle(key="try_exact").set_value(True).run()
+    effects = next(d.value for d in at.dataframe if "logit change if removed (exact)" in d.value.columns)
+    assert effects["logit change if removed (exact)"].notna().all()
+    first = effects["component"].iloc[0]
+    at.multiselect(key="try_off").set_value([first]).run()
+    assert not at.exception
+    assert any(f"Without {first}" in m.value for m in at.markdown)
