@@ -4,6 +4,7 @@ import json
 
 import streamlit as st
 
+from ui.before_after import before_after
 from ui.deploy import show_deployment_table
 from ui.engine import current_model, keep_of, playground
 from ui.shell import open_page
@@ -74,6 +75,8 @@ if "zip" not in state.exports:
     with st.spinner("Writing the zip and its ONNX graph"):
         state.exports["zip"] = export_zip(model, info)
 zip_data = state.exports["zip"]
+st.subheader("Before and after")
+before_after(pg.slow(space.ones()), fig, len(zip_data), len(eval_set), int(eval_set.chosen(state.classes).sum()))
 c1, c2, c3, c4 = st.columns(4)
 c1.download_button(
     "Download model (.zip: safetensors, config, ONNX, predict.py)",

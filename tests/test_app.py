@@ -454,6 +454,16 @@ def test_export_page_offers_int8_onnx_and_measures_the_deployment_table():
     at = new_app()
     at.session_state["app"].set_keep(torch.arange(216) % 2 == 0)  # half the components, as from the Prune page
     goto(at, "export")
+    before_after = at.dataframe[0].value  # the full model against this one
+    from vitcore.pruning import prune
+
+    pruned = prune(load_checkpoint().model, torch.arange(216) % 2 == 0)
+    assert before_after.loc["parameters", "this model"] == f"{sum(p.numel() for p in pruned.parameters()):,}"
+    assert (
+        before_after.loc["parameters", "full model"]
+        == f"{sum(p.numel() for p in load_checkpoint().model.parameters()):,}"
+    )
+    assert "±" in before_after.loc["top-1, all 2,000 eval images", "this model"]
     at.button(key="prep_onnx-int8").click().run()
     assert not at.exception, [e.value for e in at.exception]
     int8 = media_bytes(at.download_button(key="dl_onnx-int8").proto.url)
@@ -464,7 +474,7 @@ def test_export_page_offers_int8_onnx_and_measures_the_deployment_table():
     assert session.run(["logits"], {"pixels": torch.zeros(2, 3, 64, 64).numpy()})[0].shape == (2, 200)
     at.button(key="deploy_run").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    table = at.dataframe[0].value
+    table = next(d.value for d in at.dataframe if "runtime" in d.value.columns)
     assert list(table["runtime"]) == ["pytorch-eager", "onnxruntime-fp32", "onnxruntime-int8-weights"]
     assert all("→" in v for v in table["batch-1 ms (full → this)"])
 

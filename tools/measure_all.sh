@@ -41,6 +41,7 @@ step prune_eap50 'python -m vitcore.measurement "$out/prune_eap50.json" -- pytho
 step bench_latency_eap50 'python -m vitcore.measurement "$out/bench_latency_eap50.json" -- python -m vitcore bench-latency --checkpoint runs/eap50.zip'
 step bench 'python -m vitcore.measurement "$out/bench.json" -- python benchmarks/bench.py'
 step bench_app 'python -m vitcore.measurement "$out/bench_app.json" -- python benchmarks/bench_app.py'
+step bench_inspect 'python -m vitcore.measurement "$out/bench_inspect.json" -- python benchmarks/bench_inspect.py'
 step load_test 'python benchmarks/load_test.py --out "$out/load_test_chart_on_demand_run1.json" > /dev/null'
 step finetune_defaults 'python -m vitcore.measurement "$out/finetune_defaults.json" -- python benchmarks/finetune_defaults.py'
 step bench_edges 'python -m vitcore.measurement "$out/bench_edges.json" -- python -m vitcore bench-edges --classes $W --images 30 --few-images 3 2>/dev/null'

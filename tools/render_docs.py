@@ -599,7 +599,19 @@ def _app_page() -> str:
         "One session's toggle path and cold start, then six browsers on the same 2 cores (the earlier load-test "
         "pattern: EAP, then three clicks a second apart). The class pattern, with every figure awaited, is in "
         "[A class at once](class.md).",
-        [record_section("bench_app.json", "One session: a toggle's tiers and the cold start"), *runs, *older],
+        [
+            record_section("bench_app.json", "One session: a toggle's tiers and the cold start"),
+            record_section(
+                "bench_inspect.json",
+                "What a component does: the cost of the views",
+                "The library calls behind the Component page and the Model page's one-image view, each computed "
+                "afresh (in the app a revisit is served from Streamlit's cache): a component's report on one "
+                "class's eval images, the logit lens and the per-component effects of one image, every head's mean "
+                "attention distance on 64 images; and how much the process's peak memory grew.",
+            ),
+            *runs,
+            *older,
+        ],
     )
 
 
