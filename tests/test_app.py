@@ -561,3 +561,38 @@ def test_one_image_view_follows_an_example_through_the_layers_and_switches_compo
     at.multiselect(key="try_off").set_value([first]).run()
     assert not at.exception
     assert any(f"Without {first}" in m.value for m in at.markdown)
+
+
+def test_lesson_walks_from_the_first_step_to_the_download():
+    at = new_app()
+    goto(at, "lesson")
+    assert at.selectbox(key="lesson_class").value == GOLDFISH
+    at.button(key="lesson_1").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Model" and at.session_state["app"].classes == ["n01443537"]
+    goto(at, "lesson")
+    at.button(key="lesson_2").click().run()
+    assert at.title[0].value == "Model" and at.selectbox(key="gallery_filter").value == "wrong"
+    goto(at, "lesson")
+    at.button(key="lesson_3").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    state = at.session_state["app"]
+    assert at.title[0].value == "Circuits" and [r.method for r in state.results] == ["eap", "eap-ig"]
+    assert any(m.label == "Overlap of kept sets (Jaccard)" for m in at.metric)
+    goto(at, "lesson")
+    at.button(key="lesson_4").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    eap = state.results[0]
+    top_head = max((s, n) for n, s in zip(eap.component_names, eap.scores) if ".H" in n)[1]
+    assert at.selectbox(key="component_pick").value == top_head
+    goto(at, "lesson")
+    at.button(key="lesson_5").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Prune" and int(at.session_state["app"].keep_mask().sum()) == len(eap.kept)
+    goto(at, "lesson")
+    at.button(key="lesson_6b").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Export" and at.download_button(key="dl_zip")
+    goto(at, "lesson")
+    at.button(key="lesson_7").click().run()
+    assert not at.exception and at.title[0].value == "A model that cheats"

@@ -16,6 +16,7 @@ from ui.trace import trace
 
 PAGES = [  # (file, title): the order of the navigation
     ("pages/model.py", "Model"),
+    ("pages/lesson.py", "Lesson"),
     ("pages/circuits.py", "Circuits"),
     ("pages/graph.py", "Circuit graph"),
     ("pages/component.py", "Component"),

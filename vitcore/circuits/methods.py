@@ -177,6 +177,8 @@ def _registry() -> dict[str, Method]:
 METHODS: dict[str, Method] = _registry()
 # the app's and the CLI's default: the faithfulness table's pick (trust.most_faithful; tests/test_trust.py checks it)
 DEFAULT_METHOD = "eap-ig"
+# the lesson's comparison (the app's Lesson page): one gradient against gradients integrated along a path
+TEACHING_PAIR = ("eap", "eap-ig")
 
 
 def get_method(name: str) -> Method:

@@ -1,0 +1,142 @@
+"""Lesson page: a class walks through the product in seven steps, each opening the real page in the right state."""
+
+import streamlit as st
+
+from ui.engine import keep_of
+from ui.shell import open_page
+from vitcore.circuits import discover
+from vitcore.circuits.methods import TEACHING_PAIR
+from vitcore.errors import VitcoreError
+
+LESSON_METHODS = TEACHING_PAIR  # the two methods step 3 compares
+DEFAULT_CLASS = "n01443537"  # goldfish: distinctive, and the model gets most of them right
+
+state = open_page()
+ckpt, eval_set, discovery = state.ckpt, state.eval_set, state.discovery
+st.title("Lesson: what is a circuit?")
+st.markdown(
+    "Seven steps, about one class period. Each step is one paragraph and a button that opens the real page, set up "
+    "for the step. Come back here for the next one."
+)
+with st.expander("Six words first", expanded=True):
+    st.markdown(
+        "- **Head**: one of the attention units of a layer; it moves information between the patches of the image "
+        "and the class token.\n"
+        "- **MLP chunk**: a group of neurons in a layer's feed-forward part; it transforms what each token carries.\n"
+        "- **Residual stream**: the running sum every head and chunk writes into; the last layer's class token is "
+        "read out as the answer.\n"
+        "- **Patching**: running the model with one component's output replaced, to see what changes.\n"
+        "- **Corruption**: what the output is replaced with: the same component's output on another image "
+        "(*resample*), its average, zero, or noise.\n"
+        "- **KL**: how far the model's answer (all 200 probabilities) moves away from the full model's; 0 means "
+        "no change."
+    )
+
+options = state.class_options()
+labels = {w: label for label, w in options.items()}
+default = state.classes[0] if state.classes else DEFAULT_CLASS
+chosen_label = st.selectbox(
+    "The class for this lesson",
+    list(options),
+    index=list(options).index(labels.get(default, next(iter(options)))),
+    key="lesson_class",
+)
+wnid = options[chosen_label]
+
+
+def use_class() -> None:
+    state.classes = [wnid]
+    st.session_state["class_pick"] = [chosen_label]
+
+
+st.header("1. Pick a class")
+st.markdown(
+    f"The model sorts 64x64 images into 200 classes. We study one, **{chosen_label}**: the question of the lesson "
+    "is which few of the model's parts it needs to recognise it."
+)
+if st.button("Open the Model page on this class", key="lesson_1"):
+    use_class()
+    st.session_state["gallery_classes"] = [eval_set.class_index(wnid)]
+    st.session_state["gallery_filter"] = "all"
+    st.switch_page("pages/model.py")
+
+st.header("2. What it gets right and wrong")
+st.markdown(
+    "Before explaining a model, look at what it does. The gallery shows the eval images of the class with the "
+    "model's answers; the per-class table shows how often it is right. Mistakes are clues: what did it confuse "
+    "the class with?"
+)
+if st.button("Show only its mistakes", key="lesson_2"):
+    use_class()
+    st.session_state["gallery_classes"] = [eval_set.class_index(wnid)]
+    st.session_state["gallery_filter"] = "wrong"
+    st.switch_page("pages/model.py")
+
+st.header("3. Score every component, two ways")
+st.markdown(
+    "A *circuit method* gives each head and MLP chunk a score: how much the answer would change if it were "
+    "patched. EAP estimates it from one gradient; EAP-IG averages gradients along a path from the corrupted to "
+    "the clean image. Run both and compare their heatmaps: where do they agree?"
+)
+if st.button("Run EAP and EAP-IG, then open the Circuits page", key="lesson_3"):
+    use_class()
+    try:
+        with st.spinner("Scoring every component with EAP and EAP-IG…"):
+            for method in LESSON_METHODS:
+                state.add_result(discover(ckpt.model, discovery, [wnid], method, model_sha256=ckpt.sha256))
+    except VitcoreError as e:
+        st.error(str(e))
+    else:
+        state.active_result = len(state.results) - 2  # EAP's, the first of the pair
+        state.set_keep(keep_of(state, state.results[-2]))
+        st.switch_page("pages/circuits.py")
+
+st.header("4. Look inside the top head")
+lesson_results = [r for r in state.results if r.method == LESSON_METHODS[0] and r.classes == [wnid] and not r.is_edge]
+top_head = None
+if lesson_results:
+    r = lesson_results[-1]
+    heads = [(s, n) for n, s in zip(r.component_names, r.scores) if ".H" in n]
+    top_head = max(heads)[1]
+st.markdown(
+    "A score says *that* a head matters, not *what it does*. The Component page shows where it looks (the class "
+    "token's attention over the image), which classes it pushes up and down, and the images where removing it "
+    "changes the answer most."
+    + (f" EAP's top head for this class is **{top_head}**." if top_head else " (Run step 3 first.)")
+)
+if st.button("Open the Component page on the top head", key="lesson_4", disabled=top_head is None):
+    use_class()
+    st.switch_page("pages/component.py", query_params={"component": top_head, "classes": wnid})
+
+st.header("5. Remove the rest: accuracy and measured speed")
+st.markdown(
+    "Keep only the top half of the components by EAP's score and cut the others out of the weights: the model is "
+    "physically smaller. The Prune page shows what that costs in accuracy on the class and on all classes, and "
+    "what it gains in *measured* speed on this machine. Switch single heads on and off and watch the figures."
+)
+if st.button("Open the Prune page with the top half kept", key="lesson_5", disabled=not lesson_results):
+    use_class()
+    r = lesson_results[-1]
+    state.active_result = state.results.index(r)
+    state.set_keep(keep_of(state, r))
+    st.switch_page("pages/prune.py")
+
+st.header("6. Fine-tune, compare, download")
+st.markdown(
+    "A pruned model recovers some accuracy with a short fine-tune (on the Prune page). The Compare page puts the "
+    "full, pruned and fine-tuned models side by side; the Export page shows before and after and downloads the "
+    "model as a zip that runs with onnxruntime alone."
+)
+c1, c2 = st.columns(2)
+if c1.button("Open the Compare page", key="lesson_6a"):
+    st.switch_page("pages/compare.py")
+if c2.button("Open the Export page", key="lesson_6b"):
+    st.switch_page("pages/export.py")
+
+st.header("7. Bonus: a model that cheats")
+st.markdown(
+    "Circuits can also be the part to remove. A second model was trained to cheat: a small square in the corner "
+    "means one class. The Shortcut page finds the few heads that carry the cheat and cuts them out."
+)
+if st.button("Open the Shortcut page", key="lesson_7"):
+    st.switch_page("pages/shortcut.py")
