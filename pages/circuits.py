@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.charts import component_link, heatmap, pixel_heatmap, score_frames
-from ui.engine import current_model, keep_of
+from ui.engine import current_model, keep_of, playground
 from ui.longrun import announce, forward_seconds, progress_bar, running, stop_button
 from ui.shell import open_page
 from vitcore.attribution import input_attribution, lrp_input_attribution
@@ -146,15 +146,44 @@ def result_header(i: int) -> CircuitResult:
     st.subheader(label(i))
     m1, m2, m3, m4, m5 = st.columns(5)
     m1.metric("Kept edges" if r.is_edge else "Kept", f"{len(r.kept or [])}/{len(r.scores)}")
-    m2.metric("KL (circuit)", f"{f['kl']:.4f}")
-    m3.metric("Top-1 chosen (circuit)", f"{f['top1']:.1%}")
+    m2.metric("Top-1, patched circuit", f"{f['top1']:.1%}")
+    m3.metric("KL, patched circuit", f"{f['kl']:.4f}")
     m4.metric("Time", f"{r.wall_time_s:.1f} s")
     m5.metric(
         "Passes",
         f"{r.forward_passes:.0f}F+{r.backward_passes:.0f}B",
         help=f"{r.forward_passes:g} forward and {r.backward_passes:g} backward pass equivalents over the images",
     )
+    st.caption(
+        f"**Patched circuit**: the full model with every removed {'edge' if r.is_edge else 'component'} fed the "
+        f"{r.corruption} corruption, on the {r.n_images} discovery images the method scored "
+        f"(top-1 ± {standard_error(f['top1'], r.n_images):.0%}). It measures how faithful the scores are."
+    )
+    pruned_figures(keep_of(state, r))
     return r
+
+
+def standard_error(p: float, n: int) -> float:
+    return (p * (1 - p) / max(n, 1)) ** 0.5
+
+
+def pruned_figures(keep) -> None:
+    """The physically pruned model's figures for ``keep``: the same numbers the Prune and Circuit graph pages show."""
+    if keep.sum() == 0:
+        st.warning("The circuit keeps no component: there is no pruned model.")
+        return
+    pg = playground(state)
+    fig = pg.fast(keep)
+    n = len(pg.chosen)
+    p1, p2, _ = st.columns([1, 1, 3])
+    p1.metric("Top-1, physically pruned", f"{fig.top1_chosen:.1%}")
+    p2.metric("KL, physically pruned", f"{fig.kl_chosen:.4f}")
+    st.caption(
+        f"**Physically pruned**: the model with the {len(keep) - int(keep.sum())} removed components cut out of the "
+        f"weights, on the chosen classes' {n} eval images (top-1 ± {standard_error(fig.top1_chosen, n):.0%}): the "
+        "figures the Prune and Circuit graph pages show for the same components. The two differ because the images "
+        "differ and because a removed component outputs zero here instead of the corruption."
+    )
 
 
 def downloads(r: CircuitResult, suffix: str = "") -> None:

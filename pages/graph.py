@@ -7,7 +7,14 @@ from ui.engine import playground
 from ui.figures import show_live_figures, show_timings
 from ui.rerun import rerun_pending
 from ui.shell import open_page
-from vitcore.circuits.graph import INPUT_COLOURS, circuit_dot, shown_edges
+from vitcore.circuits.graph import (
+    INPUT_COLOURS,
+    circuit_dot,
+    reaching_logits,
+    shown_edges,
+    summarise_embedding,
+    top_paths,
+)
 from vitcore.playground import NothingKeptError
 
 state = open_page()
@@ -56,11 +63,25 @@ for name in off:
     mask[edges.incoming_of_component(space.id(name))] = 0
 alive = edges.alive_components(mask)
 
-drawn = shown_edges(edges, mask, scores, min_score, limit, off)
+view = st.radio(
+    "Draw",
+    ["strongest edges", "top paths to the logits"],
+    horizontal=True,
+    key="graph_view",
+    help="paths: the embedding-to-logits paths whose weakest edge is strongest",
+)
+embed_hidden = 0
+if view == "top paths to the logits":
+    n_paths = st.slider("Paths", 1, 20, 5, key="graph_paths")
+    paths = top_paths(shown_edges(edges, mask, scores, min_score, len(edges), off), n_paths)
+    drawn = list({id(e): e for _, path in paths for e in path}.values())
+else:
+    drawn, embed_hidden = summarise_embedding(reaching_logits(shown_edges(edges, mask, scores, min_score, limit, off)))
 st.caption(
     f"{int(mask.sum())} of {len(edges):,} edges kept · {int(alive.sum())} of {len(space)} components reach the logits "
     "· "
-    f"drawing {len(drawn)} · colour = the input an edge feeds: "
+    f"drawing {len(drawn)} (edges that end nowhere left out; the embedding's weaker edges counted on its node) "
+    "· colour = the input an edge feeds: "
     + ", ".join(f"<span style='color:{c}'>{name}</span>" for name, c in INPUT_COLOURS.items()),
     unsafe_allow_html=True,
 )
@@ -76,7 +97,7 @@ except NothingKeptError:
     st.error("Nothing reaches the logits any more: switch some components back on.")
 
 if drawn:
-    st.graphviz_chart(circuit_dot(edges, drawn, off), width="stretch")
+    st.graphviz_chart(circuit_dot(edges, drawn, off, embed_hidden), width="stretch")
 else:
     st.warning("No kept edge passes the filters.")
 

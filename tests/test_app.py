@@ -404,8 +404,11 @@ def test_edge_circuit_graph_toggles_components_and_feeds_the_prune_page(app):
     assert metric(at, "Kept edges") == f"{round(0.05 * n_edges)}/{n_edges}"
     alive = at.session_state["app"].keep
     assert 0 < alive.sum() < 216  # the Prune page starts from the components the edges keep alive
+    on_circuits = (metric(at, "Top-1, physically pruned"), metric(at, "KL, physically pruned"))
 
     goto(at, "graph")
+    # the same circuit, the same figures: the Circuits page's pruned model is the one the graph draws
+    assert (metric(at, "Top-1, chosen classes"), metric(at, "KL to full model")) == on_circuits
     charts = at.get("graphviz_chart")
     assert len(charts) == 1 and "digraph" in charts[0].proto.spec
     before = charts[0].proto.spec.count("penwidth")
@@ -596,3 +599,27 @@ def test_lesson_walks_from_the_first_step_to_the_download():
     goto(at, "lesson")
     at.button(key="lesson_7").click().run()
     assert not at.exception and at.title[0].value == "A model that cheats"
+
+
+def test_circuits_and_prune_pages_show_the_same_figures_for_one_circuit(app):
+    at = run_eap(app)
+    state = at.session_state["app"]
+    result = state.results[-1]
+    patched = (metric(at, "Top-1, patched circuit"), metric(at, "KL, patched circuit"))
+    assert patched == (f"{result.faithfulness['top1']:.1%}", f"{result.faithfulness['kl']:.4f}")
+    pruned = (metric(at, "Top-1, physically pruned"), metric(at, "KL, physically pruned"))
+    captions = " ".join(c.value for c in at.caption)
+    assert f"on the {result.n_images} discovery images" in captions and "eval images" in captions
+    goto(at, "prune")
+    assert (metric(at, "Top-1, chosen classes"), metric(at, "KL to full model")) == pruned
+    # and both are a forward of the pruned model on the chosen classes' eval images, recomputed here
+    from vitcore.data import load_split
+    from vitcore.pruning import prune
+
+    model = load_checkpoint().model
+    val = load_split(None, "val")
+    chosen = val.of_classes(["n01443537"])
+    with torch.no_grad():
+        small = prune(model, model.components.mask_from_keep(result.kept))
+        top1 = float((small(normalize(chosen.images, model.config)).argmax(1) == chosen.labels).float().mean())
+    assert pruned[0] == f"{top1:.1%}"

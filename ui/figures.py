@@ -59,6 +59,12 @@ def show_live_figures(pg: Playground, mask: torch.Tensor) -> tuple[KeepSetFigure
     m[3].metric(
         "MACs / image", f"{fig.macs / 1e6:.1f} M", f"{(fig.macs - base.macs) / base.macs:+.1%}", delta_color="inverse"
     )
+    n = len(pg.chosen)
+    se = (fig.top1_chosen * (1 - fig.top1_chosen) / max(n, 1)) ** 0.5
+    st.caption(
+        f"Physically pruned model (removed components cut out of the weights) on the chosen classes' {n} eval images "
+        f"(top-1 ± {se:.0%}); KL to the full model's answers on the same images."
+    )
     row = LiveRow(m[4].empty(), st.empty(), fast_s)
     if fig.latency_b1_ms is None:
         ratio = predicted_speedup(pg, fig)
