@@ -263,8 +263,9 @@ def compare_results() -> None:
     )
     for col, idx in ((a, ia), (b, ib)):
         hh, cc = score_frames(results[idx].component_names, results[idx].scores, set(results[idx].kept or []))
-        col.altair_chart(heatmap(hh, f"Heads #{idx + 1}"), width="stretch")
-        col.altair_chart(heatmap(cc, f"Chunks #{idx + 1}"), width="stretch")
+        classes = results[idx].classes
+        col.altair_chart(heatmap(hh, f"Heads #{idx + 1}", classes=classes), width="stretch")
+        col.altair_chart(heatmap(cc, f"Chunks #{idx + 1}", classes=classes), width="stretch")
 
 
 def attribution_panel() -> None:

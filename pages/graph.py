@@ -101,6 +101,15 @@ if drawn:
 else:
     st.warning("No kept edge passes the filters.")
 
+if choices:
+    pick_col, link_col = st.columns([1, 3])
+    name = pick_col.selectbox("Look inside", choices, key="graph_inspect", label_visibility="collapsed")
+    link_col.page_link(
+        "pages/component.py",
+        label=f"Look inside {name} (what it attends to and writes)",
+        query_params={"component": name, "classes": ",".join(r.classes)},
+    )
+
 if st.button("Use these components on the Prune page", key="graph_to_prune"):
     state.set_keep(alive)
     st.success(f"The Prune page now starts from these {int(alive.sum())} components.")

@@ -170,6 +170,12 @@ def toggle_grid() -> None:
             key=grid_keys(layer)[1],
             on_change=mask_from_grid,
         )
+    pick_col, link_col = st.columns([1, 3])
+    name = pick_col.selectbox("Look inside", space.names, key="prune_inspect", label_visibility="collapsed")
+    query = {"component": name} | ({"classes": ",".join(state.classes)} if state.classes else {})
+    link_col.page_link(
+        "pages/component.py", label=f"Look inside {name} (what it attends to and writes)", query_params=query
+    )
 
 
 def all_class_figures(pg: Playground, mask: torch.Tensor, p_all) -> KeepSetFigures | None:
