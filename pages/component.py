@@ -7,7 +7,8 @@ import streamlit as st
 from ui.shell import open_page
 from vitcore.data import normalize
 from vitcore.inspect import mean_attention_distance
-from vitcore.inspect.report import SHOWN, InspectError, component_report
+from vitcore.inspect.attention import patch_attention, patch_grid
+from vitcore.inspect.report import SHOWN, InspectError, component_report, outlined, overlay
 
 
 @st.cache_data(max_entries=64, show_spinner="Looking inside the component…")
@@ -67,6 +68,22 @@ else:
     st.subheader("Where it fires")
     st.caption(f"The chunk's mean activation per patch (red), on the {SHOWN} images where it is most active.")
 st.image(strip, width="stretch")
+
+if kind == "head":
+    st.subheader("Where one patch looks")
+    subset = eval_set.of_classes(classes)
+    g = patch_grid(ckpt.model)
+    i_col, r_col, c_col = st.columns(3)
+    image_index = i_col.selectbox(
+        "Image", range(min(len(subset), 16)), format_func=lambda i: subset.files[i].rsplit("/", 1)[-1], key="patch_img"
+    )
+    row = r_col.slider("Patch row", 0, g - 1, g // 2, key="patch_row")
+    col = c_col.slider("Patch column", 0, g - 1, g // 2, key="patch_col")
+    layer, head = int(choice[1 : choice.index(".")]), int(choice.split(".H")[1])
+    image = subset.images[image_index]
+    weights = patch_attention(ckpt.model, normalize(image[None], ckpt.model.config), layer, head, row, col)[0]
+    st.image(outlined(overlay(image, weights, scale=6), row, col, ckpt.model.config.patch_size * 6), width=384)
+    st.caption(f"The attention of the outlined patch (row {row}, column {col}) to every patch in {choice} (red).")
 
 up, down = st.columns(2)
 up.subheader("Pushes up")

@@ -494,7 +494,10 @@ def test_component_page_shows_a_head_and_a_chunk_and_refuses_an_unknown_name():
     at.query_params["component"] = "L3.H5"
     goto(at, "component")
     assert at.selectbox(key="component_pick").value == "L3.H5"
-    assert len(at.get("image")) == 1 and len(at.dataframe) == 3  # views, pushes up / down, removal
+    assert len(at.get("image")) == 2 and len(at.dataframe) == 3  # views and one patch's; pushes up / down, removal
+    at.slider(key="patch_row").set_value(0).run()
+    at.slider(key="patch_col").set_value(7).run()
+    assert not at.exception and "row 0, column 7" in " ".join(c.value for c in at.caption)
     assert "goldfish" in at.dataframe[2].value["true"].iloc[0]
     assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")  # every head's attention distance
     at.selectbox(key="component_pick").set_value("L2.C1").run()

@@ -134,3 +134,20 @@ def test_inspect_cli_writes_json_and_png_and_refuses_an_unknown_component(tmp_pa
     assert report["component"] == "L3.H5" and (tmp_path / "r" / "views.png").stat().st_size > 1000
     bad = subprocess.run([*run, "--component", "L3.H99"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "L3.H99" in bad.stderr
+
+
+def test_patch_attention_is_the_query_patch_row_of_the_pattern():
+    from vitcore.inspect.attention import attention_patterns, patch_attention
+
+    model = load_checkpoint().model
+    pixels = normalize(load_split(None, "val").images[:3], model.config)
+    g = model.config.image_size // model.config.patch_size
+    row, col = 2, 5
+    got = patch_attention(model, pixels, 4, 7, row, col)
+    full = attention_patterns(model, pixels, 4)[:, 7]
+    token = 1 + row * g + col  # tokens: the class token, then patches row by row
+    assert got.shape == (3, g, g)
+    assert torch.allclose(got[:, row, col], full[:, token, token])  # its attention to itself sits at its place
+    assert torch.allclose(got.flatten(1).sum(1) + full[:, token, 0], torch.ones(3), atol=1e-5)
+    with pytest.raises(ValueError, match="outside"):
+        patch_attention(model, pixels, 4, 7, g, 0)

@@ -22,6 +22,17 @@ def attention_patterns(model: VisionTransformer, pixels: Tensor, layer: int) -> 
     return torch.softmax(q @ k.transpose(-2, -1) * hd**-0.5, dim=-1)
 
 
+@torch.no_grad()
+def patch_attention(model: VisionTransformer, pixels: Tensor, layer: int, head: int, row: int, col: int) -> Tensor:
+    """``[B, g, g]``: where the patch at (``row``, ``col``) of the patch grid looks in head ``head`` of ``layer``
+    (its attention to every patch; the share it gives the class token is left out)."""
+    g = patch_grid(model)
+    if not (0 <= row < g and 0 <= col < g):
+        raise ValueError(f"patch ({row}, {col}) is outside the {g}x{g} patch grid")
+    pattern = attention_patterns(model, pixels, layer)[:, head]
+    return pattern[:, 1 + row * g + col, 1:].reshape(-1, g, g)
+
+
 def patch_grid(model: VisionTransformer) -> int:
     """Patches per side."""
     return model.config.image_size // model.config.patch_size

@@ -60,6 +60,17 @@ def overlay(image: Tensor, weights: Tensor, scale: int = 4) -> Image.Image:
     return Image.blend(base, tint, 0.5)
 
 
+def outlined(image: Image.Image, row: int, col: int, cell: int) -> Image.Image:
+    """A copy of ``image`` with the patch at (``row``, ``col``) of a grid of ``cell``-pixel squares outlined."""
+    from PIL import ImageDraw
+
+    out = image.copy()
+    ImageDraw.Draw(out).rectangle(
+        [col * cell, row * cell, (col + 1) * cell - 1, (row + 1) * cell - 1], outline=(255, 255, 0), width=2
+    )
+    return out
+
+
 def component_report(
     model: VisionTransformer, data: ImageSet, classes: list[str], name: str
 ) -> tuple[dict[str, Any], Image.Image]:
