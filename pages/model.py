@@ -1,9 +1,12 @@
 """Model page: the model card, a gallery of eval images, per-class accuracy, and "try your own image"."""
 
+import io
+
 import altair as alt
 import pandas as pd
 import streamlit as st
 import torch
+from PIL import Image
 
 from ui.engine import current_model
 from ui.gallery import GALLERY_SIZE, gallery_html
@@ -123,12 +126,20 @@ upload = upload_col.file_uploader(
     f"An image (any size; it is resized to {side}x{side} as the model sees it)", key="try_image"
 )
 examples = example_images()
+gallery_picks = {f"gallery {n + 1}: {names[int(eval_set.labels[i])]}": int(i) for n, i in enumerate(shown.tolist())}
 example = example_col.selectbox(
-    "… or an example", ["none", *examples], key="try_example", help="val images outside the bundled subset"
+    "… or an example",
+    ["none", *examples, *gallery_picks],
+    key="try_example",
+    help="val images outside the bundled subset, then the gallery's images in its order",
 )
 chosen = (upload.getvalue(), upload.name) if upload is not None else None
-if chosen is None and example != "none":
+if chosen is None and example in examples:
     chosen = (examples[example].read_bytes(), example)
+elif chosen is None and example in gallery_picks:
+    buffer = io.BytesIO()
+    Image.fromarray(eval_set.images[gallery_picks[example]].permute(1, 2, 0).numpy()).save(buffer, "PNG")
+    chosen = (buffer.getvalue(), example)
 if chosen is not None:
     try:
         img = to_model_size(load_rgb(chosen[0], name=chosen[1]), side)

@@ -181,3 +181,71 @@ def walk_through(page, expect, url: str, started: float, tmp_path: Path) -> None
     )
     expect(page.get_by_text("Could not load that model")).to_be_visible()
     expect(page.locator('[data-testid="stMetric"]', has_text="Parameters")).to_be_visible()
+
+
+def test_browser_lesson_to_the_download_and_one_image(server, tmp_path):
+    """The lesson from its first step to the download, then one image followed through the layers."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _ = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
+        page.set_default_timeout(180_000)
+        expect.set_options(timeout=180_000)
+        try:
+            lesson_walk(page, expect, url, tmp_path)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "failure_lesson.png"), full_page=True)
+            print("page at the failure:", page.url, "\n", page.locator("body").inner_text()[:4000])
+            raise
+        finally:
+            browser.close()
+    from vitcore import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "lesson.zip").model.config.num_classes == 200
+
+
+def lesson_walk(page, expect, url: str, tmp_path: Path) -> None:
+    def back_to_lesson() -> None:
+        page.get_by_role("link", name="Lesson").click()
+        expect(page.get_by_role("heading", name="Lesson: what is a circuit?")).to_be_visible()
+        wait_idle(page)
+
+    page.goto(f"{url}/lesson")
+    expect(page.get_by_role("heading", name="Lesson: what is a circuit?")).to_be_visible()
+    wait_idle(page)
+    page.get_by_role("button", name="Run EAP and EAP-IG, then open the Circuits page").click()
+    expect(page.get_by_role("heading", name="Circuits")).to_be_visible()
+    expect(page.locator('[data-testid="stMetric"]', has_text="Overlap of kept sets")).to_be_visible()
+    wait_idle(page)
+    back_to_lesson()
+    page.get_by_role("button", name="Open the Component page on the top head").click()
+    expect(page.get_by_role("heading", name="Inside a component")).to_be_visible()
+    expect(page.get_by_role("heading", name="Where the class token looks")).to_be_visible()
+    wait_idle(page)
+    page.screenshot(path=str(ARTIFACTS / "component.png"), full_page=True)
+    back_to_lesson()
+    page.get_by_role("button", name="Open the Prune page with the top half kept").click()
+    expect(page.get_by_role("heading", name="Prune")).to_be_visible()
+    expect(page.locator('[data-testid="stMetric"]', has_text="Top-1, chosen classes")).to_be_visible()
+    wait_idle(page)
+    back_to_lesson()
+    page.get_by_role("button", name="Open the Export page").click()
+    expect(page.get_by_role("heading", name="Export")).to_be_visible()
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Download model (.zip").click()
+    dl.value.save_as(tmp_path / "lesson.zip")
+
+    page.get_by_role("link", name="Model").click()
+    expect(page.get_by_role("heading", name="Model")).to_be_visible()
+    wait_idle(page)
+    page.get_by_role("combobox", name="… or an example").click()
+    page.get_by_role("option", name="tabby", exact=True).click()
+    wait_idle(page)
+    page.get_by_text("Follow this image through the model").click()
+    expect(page.get_by_text("How the answer forms")).to_be_visible()
+    wait_idle(page)
+    page.get_by_text("How the answer forms").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "one_image.png"), full_page=True)

@@ -11,7 +11,7 @@ for w in "${what[@]}"; do
   case $w in
     screenshots)
       python -m pytest -q tests/test_browser.py
-      cp test-artifacts/{model,circuits,graph,prune,compare,atlas,export,shortcut}.png docs/screenshots/ ;;
+      cp test-artifacts/{model,circuits,graph,prune,compare,atlas,export,shortcut,component,one_image}.png docs/screenshots/ ;;
     sweeps)
       for s in sweep sweep_full_val; do cp "runs/$s.png" "runs/$s.csv" docs/figures/; done ;;
     train-log)
