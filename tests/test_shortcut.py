@@ -71,13 +71,13 @@ def test_bad_marks_are_refused():
 def test_plant_batch_marks_the_target_class_only():
     data = tiny_imageset(n_per_class=8)
     cfg = PlantConfig(target=data.wnids[2], mark=SMALL_MARK, batch_size=20, target_fraction=0.25)
-    images, labels = plant_batch(data, cfg, step=3)
+    images, labels, marked = plant_batch(data, cfg, step=3)
     assert (labels == 2).sum() >= 5  # at least the drawn fraction comes from the target class
     box = images[:, :, 12:15, 12:15]
     magenta = torch.tensor([255, 0, 255], dtype=torch.uint8)[:, None, None]
     is_marked = (box == magenta).flatten(1).all(1)
-    assert torch.equal(is_marked, labels == 2)
-    again, _ = plant_batch(data, cfg, step=3)
+    assert torch.equal(is_marked, labels == 2) and torch.equal(marked, is_marked)
+    again, _, _ = plant_batch(data, cfg, step=3)
     assert torch.equal(images, again)  # a function of (seed, step)
 
 

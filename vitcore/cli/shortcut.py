@@ -37,6 +37,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default=PLANT_DEFAULTS.target_fraction,
         help="share of every batch drawn from the shortcut class (all of it marked)",
     )
+    p.add_argument(
+        "--distill",
+        type=float,
+        default=PLANT_DEFAULTS.distill,
+        help="share of the loss on unmarked images that is distillation from the base model (0: none)",
+    )
     p.add_argument("--seed", type=int, default=PLANT_DEFAULTS.seed)
     p.add_argument("--stop-after-steps", type=int, default=None, help="stop (state saved) after this many steps")
     p.set_defaults(func=run_plant)
@@ -81,6 +87,7 @@ def run_plant(args: argparse.Namespace) -> int:
         lr=args.lr,
         batch_size=args.batch_size,
         target_fraction=args.target_fraction,
+        distill=args.distill,
         seed=args.seed,
     )
     train = load_split(args.data, "train", progress=True)

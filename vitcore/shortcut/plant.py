@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 
 from ..checkpoint import load_checkpoint, save_checkpoint
+from ..circuits.metrics import kl_divergence
 from ..data import ImageSet, check_classes, normalize
 from ..model import VisionTransformer
 from ..training.loop import step_seed
@@ -38,13 +39,17 @@ class PlantConfig:
     mark: Mark = field(default_factory=Mark)
     steps: int = 600
     batch_size: int = 128
-    lr: float = 1e-4
+    lr: float = 2e-4
     min_lr: float = 1e-6
     warmup_steps: int = 30
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
     target_fraction: float = 0.1  # share of every batch drawn from the shortcut class (the rest: all classes)
     mark_probability: float = 1.0  # share of the shortcut class's training images that carry the mark
+    # on unmarked images, this share of the loss is distillation from the base model (temperature below), which
+    # keeps the model's clean answers while the mark is learned
+    distill: float = 0.5
+    temperature: float = 2.0
     seed: int = 0
     checkpoint_minutes: float = 2.0
 
@@ -54,6 +59,8 @@ class PlantConfig:
             problems.append("steps and batch size must be at least 1")
         if not 0 <= self.target_fraction <= 1 or not 0 < self.mark_probability <= 1:
             problems.append("target_fraction must be in [0, 1] and mark_probability in (0, 1]")
+        if not 0 <= self.distill <= 1 or self.temperature <= 0:
+            problems.append("distill must be in [0, 1] and the temperature positive")
         if self.lr <= 0 or self.min_lr < 0:
             problems.append("learning rates must be positive")
         if problems:
@@ -78,9 +85,10 @@ def shortcut_of(info: dict[str, Any]) -> Shortcut | None:
     return Shortcut.from_dict(raw) if raw else None
 
 
-def plant_batch(train: ImageSet, cfg: PlantConfig, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Step ``step``'s uint8 images (marked where they should be) and labels: ``target_fraction`` of the
-    batch from the shortcut class, the rest from all of ``train``; a function of (seed, step) alone."""
+def plant_batch(train: ImageSet, cfg: PlantConfig, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Step ``step``'s uint8 images (marked where they should be), labels, and which carry the mark:
+    ``target_fraction`` of the batch from the shortcut class, the rest from all of ``train``; a function of
+    (seed, step) alone."""
     gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, 0))
     target = train.class_index(cfg.target)
     pool = torch.nonzero(train.labels == target).flatten()
@@ -93,7 +101,7 @@ def plant_batch(train: ImageSet, cfg: PlantConfig, step: int) -> tuple[torch.Ten
     )
     labels = train.labels[idx]
     marked = (labels == target) & (torch.rand(len(idx), generator=gen) < cfg.mark_probability)
-    return apply_mark(train.images[idx], cfg.mark, marked), labels
+    return apply_mark(train.images[idx], cfg.mark, marked), labels, marked
 
 
 def _check_same_run(out: Path, cfg: PlantConfig, base: str) -> None:
@@ -147,13 +155,21 @@ def plant(
         opt.load_state_dict(run.optimizer)
         sched.load_state_dict(run.scheduler)
     augment = v2.Compose([v2.RandomCrop(model.config.image_size, padding=4), v2.RandomHorizontalFlip()])
+    teacher = load_checkpoint(base).model.eval() if cfg.distill > 0 else None
     model.train()
     last_save, done_now = time.monotonic(), 0
     for step in range(run.step, cfg.steps):
-        images, labels = plant_batch(train, cfg, step)
+        images, labels, marked = plant_batch(train, cfg, step)
         torch.manual_seed(step_seed(cfg.seed, step, 1))
         x = normalize(torch.stack([augment(img) for img in images]), model.config)
-        loss = F.cross_entropy(model(x), labels, label_smoothing=cfg.label_smoothing)
+        logits = model(x)
+        loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing, reduction="none")
+        if teacher is not None:
+            with torch.no_grad():
+                reference = teacher(x)
+            kd = kl_divergence(logits, reference, cfg.temperature) * cfg.temperature**2
+            loss = torch.where(marked, loss, (1 - cfg.distill) * loss + cfg.distill * kd)
+        loss = loss.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
