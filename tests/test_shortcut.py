@@ -201,6 +201,10 @@ def test_cut_removes_components_physically_and_equals_the_masked_model():
     assert summary[1]["random_flip_rate_mean"] == pytest.approx((rows[5]["flip_rate"] + rows[6]["flip_rate"]) / 2)
     with pytest.raises(ShortcutError, match="between 1"):
         cut_table(model, scores, data, shortcut, ks=(n,))
+    two = cut_table(model, {"a": scores, "b": -scores}, data, shortcut, ks=(3,), seeds=(0, 1))
+    assert [r["selection"] for r in two] == ["none", "a", "b", "random", "random"]
+    assert two[1]["removed"] == rows[4]["removed"] and two[3]["removed"] == rows[5]["removed"]
+    assert summarise(two, "b")[0]["removed"] == two[2]["removed"]
 
 
 SHIPPED_PLANTED = str(ROOT / "assets" / "shortcut")
@@ -212,6 +216,7 @@ SHIPPED_PLANTED = str(ROOT / "assets" / "shortcut")
         (["shortcut", "eval"], "has no planted shortcut"),
         (["shortcut", "cut", "--checkpoint", SHIPPED_PLANTED, "--ks", "1,x"], "--ks takes comma-separated integers"),
         (["shortcut", "cut", "--checkpoint", SHIPPED_PLANTED, "--seeds", "-1"], "--seeds must be at least 0"),
+        (["shortcut", "cut", "--checkpoint", SHIPPED_PLANTED, "--method", "eap,magic"], "unknown method(s) magic"),
         (["circuits", "--method", "eap", "--classes", "all", "--shortcut"], "has no planted shortcut"),
         (["shortcut", "plant", "--data", "/nonexistent.zip", "--out", "x"], "does not exist"),
     ],
@@ -243,9 +248,13 @@ def test_shipped_planted_model_cheats_and_eap_cuts_it_from_the_command_line(tmp_
     assert models[SHIPPED_PLANTED]["flip_rate"] > 0.6 and models["shipped"]["flip_rate"] < 0.05
     assert abs(models[SHIPPED_PLANTED]["clean_top1"] - models["shipped"]["clean_top1"]) < 0.03  # 2,000 images
     argv = ["shortcut", "cut", "--checkpoint", SHIPPED_PLANTED, "--images", "30", "--ks", "4", "--seeds", "1"]
-    assert main([*argv, "--json", str(tmp_path / "c.json")]) == 0
-    summary = json.loads((tmp_path / "c.json").read_text())["results"]["summary"][0]
+    assert main([*argv, "--method", "eap,lrp", "--json", str(tmp_path / "c.json")]) == 0
+    results = json.loads((tmp_path / "c.json").read_text())["results"]
+    summary = results["methods"]["eap"]["summary"][0]
     assert summary["circuit_flip_rate"] < 0.2 < summary["random_flip_rate_mean"]
+    # one random control for both methods: one row per seed and k
+    assert sum(r["selection"] == "random" for r in results["rows"]) == 1
+    assert {r["selection"] for r in results["rows"]} == {"none", "eap", "lrp", "random"}
 
 
 def test_plant_command_resumes_after_an_interruption(tmp_path, capsys):

@@ -36,7 +36,7 @@ step lrp_and_reference_tests 'python -m vitcore.measurement "$out/lrp_and_refere
 step atlas 'rm -rf atlas/shipped && python -m vitcore atlas --methods eap-ig,eap,relp --backend local --out atlas/shipped 2>/dev/null && cp atlas/shipped/table.csv.gz atlas/shipped/atlas.json assets/atlas/'
 step atlas_groups 'for m in eap-ig eap relp; do python benchmarks/atlas_groups.py assets/atlas --method $m --out "$out/atlas_groups_$m.json" > /dev/null; done'
 step shortcut_model 'python -m vitcore shortcut eval --checkpoint assets/shortcut --control shipped --eval-data ../shared/data/tiny-imagenet-200.zip --json "$out/shortcut_model.json" > /dev/null'
-step shortcut_cut 'for m in eap eap-ig acdc learned lrp relp; do python -m vitcore shortcut cut --checkpoint assets/shortcut --method $m --images 100 --eval-data ../shared/data/tiny-imagenet-200.zip --json "$out/shortcut_cut_$m.json" 2>/dev/null; done'
+step shortcut_cut 'python -m vitcore shortcut cut --checkpoint assets/shortcut --method eap,eap-ig,acdc,learned,lrp,relp --images 100 --eval-data ../shared/data/tiny-imagenet-200.zip --json "$out/shortcut_cut.json" > /dev/null 2>&1'
 step prune_eap50 'python -m vitcore.measurement "$out/prune_eap50.json" -- python -m vitcore prune --classes $W --method eap --keep 0.5 --out runs/eap50.zip'
 step bench_latency_eap50 'python -m vitcore.measurement "$out/bench_latency_eap50.json" -- python -m vitcore bench-latency --checkpoint runs/eap50.zip'
 step bench 'python -m vitcore.measurement "$out/bench.json" -- python benchmarks/bench.py'

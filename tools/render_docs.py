@@ -778,58 +778,50 @@ def shortcut_model_section() -> list[str]:
     return lines + ["", _source(record, path), ""]
 
 
-def shortcut_cut_section(name: str, title: str) -> list[str]:
-    """The cut table (python -m vitcore shortcut cut --json): the circuit's top k against k random components."""
+def shortcut_cut_sections(name: str) -> list[list[str]]:
+    """The cut tables (python -m vitcore shortcut cut --json): per method, its top k against k random components."""
     path, record = _measurement(name)
     if record is None:
         return []
     r = record["results"]
     base = next(row for row in r["rows"] if row["selection"] == "none")
-    rows = [["0 (the planted model)", _pct(base["flip_rate"]), _pct(base["clean_top1"]), "", "", ""]]
-    for s in r["summary"]:
-        rows.append(
+    sections = []
+    for method, m in r["methods"].items():
+        rows = [["0 (the planted model)", _pct(base["flip_rate"]), _pct(base["clean_top1"]), "", "", ""]]
+        for s in m["summary"]:
+            rows.append(
+                [
+                    str(s["k"]),
+                    _pct(s["circuit_flip_rate"]),
+                    f"{_pct(s['circuit_clean_top1'])} ({-100 * s['circuit_top1_drop']:+.2f} pt)",
+                    f"{_pct(s['random_flip_rate_mean'])} ({_pct(s['random_flip_rate_min'])}-"
+                    f"{_pct(s['random_flip_rate_max'])})",
+                    _pct(s["random_clean_top1_mean"]),
+                    ", ".join(s["removed"]),
+                ]
+            )
+        lines = [
+            f"## Cut by {METHODS[method].label}",
+            "",
+            f"{METHODS[method].label} on the mark task (metric `{m['metric']}`, corruption `{m['corruption']}`, "
+            f"{m['discovery_images']} marked discovery images, {m['discovery_seconds']:.1f} s), then the top k "
+            f"components removed by physical pruning; the control removes k random components ({r['seeds']} seeds: "
+            f"mean, min-max; the same draws for every method). Measured on {r['eval_images']:,} eval images.",
+            "",
+        ]
+        lines += _table(
             [
-                str(s["k"]),
-                _pct(s["circuit_flip_rate"]),
-                f"{_pct(s['circuit_clean_top1'])} ({-100 * s['circuit_top1_drop']:+.2f} pt)",
-                f"{_pct(s['random_flip_rate_mean'])} ({_pct(s['random_flip_rate_min'])}-"
-                f"{_pct(s['random_flip_rate_max'])})",
-                _pct(s["random_clean_top1_mean"]),
-                ", ".join(s["removed"]),
-            ]
+                "k",
+                "flip rate, circuit cut",
+                "clean top-1, circuit cut",
+                "flip rate, random cut",
+                "clean top-1, random",
+                "removed",
+            ],
+            rows,
         )
-    seeds = len([row for row in r["rows"] if row["selection"] == "random" and row["k"] == r["summary"][0]["k"]])
-    lines = [
-        f"## {title}",
-        "",
-        f"{METHODS[r['method']].label} on the mark task (metric `{r['metric']}`, corruption `{r['corruption']}`, "
-        f"{r['discovery_images']} marked discovery images, {r['discovery_seconds']:.1f} s), then the top k "
-        f"components removed by physical pruning; the control removes k random components ({seeds} seeds: mean, "
-        f"min-max). Measured on {r['eval_images']:,} eval images.",
-        "",
-    ]
-    lines += _table(
-        [
-            "k",
-            "flip rate, circuit cut",
-            "clean top-1, circuit cut",
-            "flip rate, random cut",
-            "clean top-1, random",
-            "removed",
-        ],
-        rows,
-    )
-    return lines + ["", _source(record, path), ""]
-
-
-SHORTCUT_CUTS = (
-    ("shortcut_cut_eap.json", "Cut by EAP"),
-    ("shortcut_cut_eap-ig.json", "Cut by EAP-IG"),
-    ("shortcut_cut_acdc.json", "Cut by ACDC"),
-    ("shortcut_cut_learned.json", "Cut by learned masks"),
-    ("shortcut_cut_lrp.json", "Cut by LRP"),
-    ("shortcut_cut_relp.json", "Cut by RelP"),
-)
+        sections.append(lines + ["", _source(record, path), ""])
+    return sections
 
 
 def _shortcut_page() -> str:
@@ -843,7 +835,7 @@ def _shortcut_page() -> str:
     return page(
         "Finding and cutting a shortcut",
         intro,
-        [shortcut_model_section()] + [shortcut_cut_section(n, t) for n, t in SHORTCUT_CUTS],
+        [shortcut_model_section(), *shortcut_cut_sections("shortcut_cut.json")],
     )
 
 

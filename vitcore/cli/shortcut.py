@@ -58,8 +58,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", default=None, help="a checkpoint with a shortcut (default: the shipped one)")
     p.add_argument("--data", default=None, help="discovery data (train split; default: the bundled subset)")
     p.add_argument("--eval-data", default=None, help="data whose val split is measured (default: the bundled subset)")
-    p.add_argument("--method", choices=list(METHODS), default=DEFAULT_METHOD)
-    p.add_argument("--metric", default=None, help="default: the method's own")
+    p.add_argument(
+        "--method",
+        default=DEFAULT_METHOD,
+        help=f"one method or several, comma-separated ({', '.join(METHODS)}); the random control is shared",
+    )
+    p.add_argument("--metric", default=None, help="default: each method's own")
     p.add_argument("--corruption", choices=ALL_CORRUPTIONS, default="paired")
     p.add_argument("--classes", default="all", help="classes whose images carry the mark in discovery (default all)")
     p.add_argument("--images", type=int, default=100, help="discovery images")
@@ -135,59 +139,71 @@ def run_cut(args: argparse.Namespace) -> int:
         raise UserError(f"--ks takes comma-separated integers, got {args.ks!r}") from None
     if args.seeds < 0:
         raise UserError(f"--seeds must be at least 0, got {args.seeds}")
+    methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise UserError(f"unknown method(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METHODS)}")
     ckpt = load_checkpoint(args.checkpoint)
     shortcut = _shortcut_of(ckpt, args.checkpoint)
     discovery = load_data_for(ckpt, args.data, "train", progress=True)
     classes = parse_classes(args.classes, discovery.wnids)
-    bar, update = progress_bar(f"{args.method} on the mark task")
-    try:
-        result = discover(
-            ckpt.model,
-            discovery,
-            classes,
-            args.method,
-            args.corruption,
-            args.metric,
-            args.images,
-            model_sha256=ckpt.sha256,
-            progress=update,
-            shortcut=shortcut,
-            **setting_from(args, args.method),
-            **own_options(args, args.method),
-        )
-    finally:
-        bar.close()
+    results = {}
+    for method in methods:
+        bar, update = progress_bar(f"{method} on the mark task")
+        try:
+            results[method] = discover(
+                ckpt.model,
+                discovery,
+                classes,
+                method,
+                args.corruption,
+                args.metric,
+                args.images,
+                model_sha256=ckpt.sha256,
+                progress=update,
+                shortcut=shortcut,
+                **setting_from(args, method),
+                **own_options(args, method),
+            )
+        finally:
+            bar.close()
     data = load_data_for(ckpt, args.eval_data, "val")
     bar, update = progress_bar("cut")
     try:
-        rows = cut_table(ckpt.model, result.score_tensor(), data, shortcut, ks, range(args.seeds), update)
+        scores = {m: r.score_tensor() for m, r in results.items()}
+        rows = cut_table(ckpt.model, scores, data, shortcut, ks, range(args.seeds), update)
     except ShortcutError as e:
         raise UserError(str(e)) from None
     finally:
         bar.close()
-    summary = summarise(rows)
-    print(f"{args.method} ({result.metric}, {result.corruption}) on {result.n_images} marked images; {len(data)} eval")
-    print(f"{'k':>3} {'flip (circuit)':>15} {'top-1 (circuit)':>16} {'flip (random)':>14} {'top-1 (random)':>15}")
     base = rows[0]
-    print(f"{0:>3} {base['flip_rate']:>15.3f} {base['clean_top1']:>16.4f} {'':>14} {'':>15}")
-    for s in summary:
-        print(
-            f"{s['k']:>3} {s['circuit_flip_rate']:>15.3f} {s['circuit_clean_top1']:>16.4f} "
-            f"{s['random_flip_rate_mean']:>14.3f} {s['random_clean_top1_mean']:>15.4f}  {', '.join(s['removed'])}"
-        )
+    report = {}
+    for method, result in results.items():
+        summary = summarise(rows, method)
+        report[method] = {
+            "metric": result.metric,
+            "corruption": result.corruption,
+            "discovery_images": result.n_images,
+            "discovery_seconds": result.wall_time_s,
+            "summary": summary,
+        }
+        print(f"{method} ({result.metric}, {result.corruption}) on {result.n_images} marked images; {len(data)} eval")
+        print(f"{'k':>3} {'flip (circuit)':>15} {'top-1 (circuit)':>16} {'flip (random)':>14} {'top-1 (random)':>15}")
+        print(f"{0:>3} {base['flip_rate']:>15.3f} {base['clean_top1']:>16.4f} {'':>14} {'':>15}")
+        for s in summary:
+            print(
+                f"{s['k']:>3} {s['circuit_flip_rate']:>15.3f} {s['circuit_clean_top1']:>16.4f} "
+                f"{s['random_flip_rate_mean']:>14.3f} {s['random_clean_top1_mean']:>15.4f}  {', '.join(s['removed'])}"
+            )
     if args.json:
         write_measurement(
             args.json,
             {
                 "shortcut": shortcut.to_dict(),
-                "method": args.method,
-                "metric": result.metric,
-                "corruption": result.corruption,
-                "discovery_images": result.n_images,
                 "eval_images": len(data),
-                "discovery_seconds": result.wall_time_s,
+                "seeds": args.seeds,
+                "methods": report,
                 "rows": rows,
-                "summary": summary,
             },
         )
     return 0

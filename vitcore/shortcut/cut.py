@@ -39,24 +39,27 @@ def without(model: VisionTransformer, removed: Sequence[int]) -> VisionTransform
 
 def cut_table(
     model: VisionTransformer,
-    scores: Tensor,
+    scores: Tensor | dict[str, Tensor],
     data: ImageSet,
     shortcut: Shortcut,
     ks: Sequence[int] = (1, 2, 4, 8, 16),
     seeds: Sequence[int] = (0, 1, 2),
     progress: Callable[[float], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row for the model as it is (``k`` 0), then per ``k``: the circuit's top ``k`` removed, and ``k`` random
-    components removed per seed. Each row: selection, k, seed, removed (names), and the shortcut figures."""
+    """One row for the model as it is (``k`` 0), then per ``k``: each circuit's top ``k`` removed (``scores`` by
+    method name, or one tensor: selection "circuit"), and ``k`` random components removed per seed (shared by every
+    circuit). Each row: selection, k, seed, removed (names), and the shortcut figures."""
     n = len(model.components)
-    if scores.shape != (n,):
-        raise ShortcutError(f"scores have shape {tuple(scores.shape)}; the model has {n} components")
+    by_method = scores if isinstance(scores, dict) else {"circuit": scores}
+    for name, s in by_method.items():
+        if s.shape != (n,):
+            raise ShortcutError(f"{name} scores have shape {tuple(s.shape)}; the model has {n} components")
     bad = [k for k in ks if not 0 < k < n]
     if bad:
         raise ShortcutError(f"k must be between 1 and {n - 1} (the model has {n} components), got {bad}")
     plan: list[tuple[str, int, int | None, list[int]]] = [("none", 0, None, [])]
     for k in ks:
-        plan.append(("circuit", k, None, top_components(scores, k)))
+        plan += [(name, k, None, top_components(s, k)) for name, s in by_method.items()]
         plan += [("random", k, s, random_components(n, k, s)) for s in seeds]
     names = model.components.names
     rows = []
@@ -69,12 +72,13 @@ def cut_table(
     return rows
 
 
-def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per ``k``: the circuit's flip rate and clean top-1 beside the random control's mean, min and max."""
+def summarise(rows: list[dict[str, Any]], selection: str = "circuit") -> list[dict[str, Any]]:
+    """Per ``k``: one circuit's flip rate and clean top-1 (``selection``: its method name, or "circuit") beside the
+    random control's mean, min and max."""
     out = []
     base = next(r for r in rows if r["selection"] == "none")
     for k in sorted({r["k"] for r in rows if r["k"]}):
-        circuit = next(r for r in rows if r["selection"] == "circuit" and r["k"] == k)
+        circuit = next(r for r in rows if r["selection"] == selection and r["k"] == k)
         rand = [r for r in rows if r["selection"] == "random" and r["k"] == k]
         flips = [r["flip_rate"] for r in rand]
         tops = [r["clean_top1"] for r in rand]
