@@ -866,8 +866,10 @@ def shortcut_card() -> str:
             f"    {t.get('plant_command', '?')}",
             "",
             f"Settings: {settings}. Each batch draws `target_fraction` of its images from the shortcut class (all of "
-            "them marked) and the rest from the whole training set; AdamW with a linear warm-up and a cosine decay; "
-            "the run is resumable at any step (the same command continues it).",
+            "them marked) and the rest from the whole training set; on unmarked images a `distill` share of the "
+            "loss is distillation from the base model (at `temperature`), which keeps its clean answers while the "
+            "mark is learned; AdamW with a linear warm-up and a cosine decay; the run is resumable at any step "
+            "(the same command continues it).",
             "",
             "## Figures",
             "",
