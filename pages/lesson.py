@@ -49,16 +49,21 @@ def use_class() -> None:
     st.session_state["class_pick"] = [chosen_label]
 
 
+def open_gallery(show: str) -> None:
+    """The Model page with its gallery on the lesson's class, showing ``show`` (all, correct or wrong)."""
+    use_class()
+    st.session_state["gallery_classes"] = [eval_set.class_index(wnid)]
+    st.session_state["gallery_filter"] = show
+    st.switch_page("pages/model.py")
+
+
 st.header("1. Pick a class")
 st.markdown(
     f"The model sorts 64x64 images into 200 classes. We study one, **{chosen_label}**: the question of the lesson "
     "is which few of the model's parts it needs to recognise it."
 )
 if st.button("Open the Model page on this class", key="lesson_1"):
-    use_class()
-    st.session_state["gallery_classes"] = [eval_set.class_index(wnid)]
-    st.session_state["gallery_filter"] = "all"
-    st.switch_page("pages/model.py")
+    open_gallery("all")
 
 st.header("2. What it gets right and wrong")
 st.markdown(
@@ -67,10 +72,7 @@ st.markdown(
     "the class with?"
 )
 if st.button("Show only its mistakes", key="lesson_2"):
-    use_class()
-    st.session_state["gallery_classes"] = [eval_set.class_index(wnid)]
-    st.session_state["gallery_filter"] = "wrong"
-    st.switch_page("pages/model.py")
+    open_gallery("wrong")
 
 st.header("3. Score every component, two ways")
 st.markdown(
