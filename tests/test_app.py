@@ -418,6 +418,11 @@ def test_edge_circuit_graph_toggles_components_and_feeds_the_prune_page(app):
     spec = at.get("graphviz_chart")[0].proto.spec
     assert f'"{name}"' in spec or spec.count("penwidth") <= before  # drawn as switched off, or its edges gone
     assert f"{name} ->" not in spec.replace('"', "")
+    at.radio(key="graph_view").set_value("top paths to the logits").run()
+    assert not at.exception, [e.value for e in at.exception]
+    paths_spec = at.get("graphviz_chart")[0].proto.spec
+    assert "logits" in paths_spec and paths_spec.count("penwidth") <= 5 * 10  # five paths, a few edges each
+    at.radio(key="graph_view").set_value("strongest edges").run()
     at.button(key="graph_to_prune").click().run()
     switched = at.session_state["app"].keep
     assert switched[load_checkpoint().model.components.id(name)] == 0 and switched.sum() < alive.sum() + 1

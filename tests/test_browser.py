@@ -209,13 +209,18 @@ def test_browser_lesson_to_the_download_and_one_image(server, tmp_path):
 
 def lesson_walk(page, expect, url: str, tmp_path: Path) -> None:
     def back_to_lesson() -> None:
-        page.get_by_role("link", name="Lesson").click()
+        page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Lesson").click()
         expect(page.get_by_role("heading", name="Lesson: what is a circuit?")).to_be_visible()
         wait_idle(page)
 
     page.goto(f"{url}/lesson")
     expect(page.get_by_role("heading", name="Lesson: what is a circuit?")).to_be_visible()
     wait_idle(page)
+    page.get_by_role("button", name="Open the Model page on this class").click()
+    expect(page.locator("h1", has_text="Model").first).to_be_visible()
+    expect(page.get_by_text("goldfish →").first).to_be_visible()  # the gallery shows the lesson's class
+    wait_idle(page)
+    back_to_lesson()
     page.get_by_role("button", name="Run EAP and EAP-IG, then open the Circuits page").click()
     expect(page.get_by_role("heading", name="Circuits")).to_be_visible()
     expect(page.locator('[data-testid="stMetric"]', has_text="Overlap of kept sets")).to_be_visible()
@@ -239,7 +244,7 @@ def lesson_walk(page, expect, url: str, tmp_path: Path) -> None:
     dl.value.save_as(tmp_path / "lesson.zip")
 
     page.get_by_role("link", name="Model").click()
-    expect(page.get_by_role("heading", name="Model")).to_be_visible()
+    expect(page.locator("h1", has_text="Model").first).to_be_visible()
     wait_idle(page)
     box = page.get_by_role("combobox", name="… or an example")
     box.click()
