@@ -107,8 +107,8 @@ st.markdown(
     f"the {target_name} class. Every component gets a score for how much of the shortcut runs through it."
 )
 method = st.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].label, key="shortcut_method", help=None)
-if st.button("Find the circuit", key="shortcut_find") or st.session_state.get("shortcut_found") == method:
-    st.session_state["shortcut_found"] = method
+if st.button("Find the circuit", key="shortcut_find") or state.shortcut_method == method:
+    state.shortcut_method = method
     try:
         result = shared_circuit(planted.sha256, data_key, method, planted.model, discovery, shortcut)
     except VitcoreError as e:

@@ -64,6 +64,7 @@ class AppState:
         default_factory=dict
     )  # the Prune page's sliders, kept while another page is open
     running: set[str] = field(default_factory=set)  # long runs in progress (a Stop leaves its name here)
+    shortcut_method: str | None = None  # the method whose circuit of the planted shortcut the Shortcut page shows
 
     # --- model and data -------------------------------------------------------------------------------------
     def use(
