@@ -609,6 +609,13 @@ def _app_page() -> str:
                 "class's eval images, the logit lens and the per-component effects of one image, every head's mean "
                 "attention distance on 64 images; and how much the process's peak memory grew.",
             ),
+            record_section(
+                "load_test_class_with_views.json",
+                "Six students at once, with the views that show what a component does",
+                "The class pattern of [A class at once](class.md) (six browsers at the lowest CPU priority, each "
+                "toggling five heads and waiting for every figure), run again once the Component, Lesson and Shortcut "
+                "pages, the one-image view and the Circuits page's pruned figures were in the app.",
+            ),
             *runs,
             *older,
         ],
