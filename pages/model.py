@@ -50,7 +50,8 @@ st.caption(
     f"Pre-norm ViT · depth {cfg.depth} · dim {cfg.dim} · heads per layer {cfg.heads} (head dim {cfg.head_dim}) · "
     f"MLP widths {cfg.mlp_widths} · patch {cfg.patch_size} · {cfg.num_classes} classes · chunk size {cfg.chunk_size}"
 )
-with st.expander("How it was trained"):
+# a toggle, not an expander: an expander draws its JSON viewer (a large script for the browser) on every visit
+if st.toggle("How it was trained", key="show_training"):
     st.json(ckpt.info.get("training", {}), expanded=False)
     if "provenance" in ckpt.info:
         st.json(ckpt.info["provenance"], expanded=False)

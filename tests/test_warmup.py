@@ -33,6 +33,19 @@ def test_the_warm_up_fills_the_caches_that_sessions_read_so_they_run_no_forward(
     assert torch.allclose(logits[:16], direct, atol=1e-4)
 
 
+def test_the_warm_up_imports_every_module_the_pages_import_in_a_fresh_interpreter():
+    import subprocess
+    import sys
+
+    # a fresh interpreter: this test process has imported most of them already
+    code = (
+        "import sys; from ui.resources import import_page_modules; names = import_page_modules(); "
+        "print(len(names), all(n in sys.modules for n in names), 'altair' in names, 'pandas' in names)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert int(out[0]) > 10 and out[1:] == ["True", "True", "True"]
+
+
 def test_trace_writes_only_when_asked_and_server_times_pairs_each_sessions_events(tmp_path, monkeypatch):
     path = tmp_path / "trace.jsonl"
     monkeypatch.delenv("VITCORE_TRACE", raising=False)

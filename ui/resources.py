@@ -113,6 +113,28 @@ def shipped_source() -> Source:
     return Source(None, ckpt.sha256, None, "bundled")
 
 
+def import_page_modules() -> list[str]:
+    """Import every module the app's pages import, so that no session's first page pays for it (under Python's
+    import lock, six sessions opening the app at once wait for one another); returns the module names."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    from ui.shell import PAGES
+
+    root = Path(__file__).resolve().parent.parent
+    names: list[str] = []
+    for path, _title in PAGES:
+        for node in ast.parse((root / path).read_text()).body:
+            if isinstance(node, ast.Import):
+                names += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.append(node.module)
+    for name in dict.fromkeys(names):
+        importlib.import_module(name)
+    return list(dict.fromkeys(names))
+
+
 def warm_shared_resources() -> None:
     """Load what every session's first page needs (the shipped model, the bundled data, the full
     model's eval logits, the default gallery, the latency cost model) into the shared caches, so that
@@ -120,6 +142,7 @@ def warm_shared_resources() -> None:
     from ui.gallery import GALLERY_SIZE, gallery_html
 
     trace("server", "warm_start")
+    import_page_modules()
     ckpt = shared_checkpoint(None)
     shared_split(None, "train")
     eval_set = shared_split(None, "val")
