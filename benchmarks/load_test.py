@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: the harness is a package beside it
 
-from benchmarks.loadtest import CLASS_PLANS, DEFAULT_PLANS, run_load_test  # noqa: E402
+from benchmarks.loadtest import CLASS_PLANS, DEFAULT_PLANS, OPEN_PLANS, run_load_test  # noqa: E402
 from vitcore.measurement import write_measurement  # noqa: E402
 
 
@@ -45,9 +45,9 @@ def main() -> None:
     p.add_argument(
         "--pattern",
         default="click",
-        choices=["click", "class"],
+        choices=["click", "class", "open"],
         help="click: a toggle a second, waiting for the fast figures only; class: five toggles each, every "
-        "figure awaited each time",
+        "figure awaited each time; open: the Model page only",
     )
     p.add_argument(
         "--root",
@@ -60,7 +60,7 @@ def main() -> None:
         "--out", type=Path, help="also write the figures here as a measurement file (command, machine, date)"
     )
     args = p.parse_args()
-    plans = (CLASS_PLANS if args.pattern == "class" else DEFAULT_PLANS)[: args.sessions]
+    plans = {"class": CLASS_PLANS, "open": OPEN_PLANS, "click": DEFAULT_PLANS}[args.pattern][: args.sessions]
     out = run_load_test(
         args.root,
         plans,

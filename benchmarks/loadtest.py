@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from benchmarks.appserver import app_server
+from benchmarks.cpu_accounting import CpuSampler
 from ui.trace import read_trace
 
 CHROMIUM = "/usr/bin/chromium"
@@ -80,6 +81,9 @@ CLASS_PLANS = [
     SessionPlan("volleyball", "EAP", ["H10", "H2", "H11", "H5", "H1"]),
     SessionPlan("German shepherd", "EAP", ["H11", "H5", "H3", "H9", "H2"]),
 ]
+
+# Six students opening the app at once, and nothing else.
+OPEN_PLANS = [SessionPlan(p.cls, "", []) for p in CLASS_PLANS]
 
 DEFAULT_PLANS = [
     SessionPlan("goldfish", "EAP", ["H0", "H3", "H5"]),
@@ -153,6 +157,8 @@ async def _session(
         await expect(page.locator("h1", has_text="Model")).to_be_visible(timeout=timeout_ms)
         await expect(page.locator("img.gallery").nth(31)).to_be_visible(timeout=timeout_ms)
         report.model_page_s = time.perf_counter() - t0
+        if not plan.method:  # the open pattern: the Model page only
+            return report
 
         await page.get_by_role("link", name="Circuits").click()
         await expect(page.get_by_role("heading", name="Circuits")).to_be_visible(timeout=timeout_ms)
@@ -354,7 +360,8 @@ def run_load_test(
                     _wait_for_event(trace_file, "warm_done", timeout_s=180.0)
                 warm_s = time.perf_counter() - start
                 executable = niced_executable(chromium, browser_nice, Path(tmp)) if browser_nice else chromium
-                reports = asyncio.run(_run_all(url, plans, timeout_s, executable, wait_all))
+                with CpuSampler() as cpu:
+                    reports = asyncio.run(_run_all(url, plans, timeout_s, executable, wait_all))
         finally:
             os.environ.pop("VITCORE_TRACE", None)
         events = read_trace(str(trace_file)) if trace_file.exists() else []
@@ -370,6 +377,7 @@ def run_load_test(
         "browser_nice": browser_nice,
         "server_ready_s": server_ready_s,
         "server_warm_s": warm_s,
+        "cpu_core_s": cpu.summary(),  # who used the two cores during the sessions (benchmarks/cpu_accounting.py)
         "model_page_s": {"median": med([r.model_page_s for r in reports]), "max": max(r.model_page_s for r in reports)},
         "prune_page_s": {"median": med([r.prune_page_s for r in reports]), "max": max(r.prune_page_s for r in reports)},
         "circuit_s": {"median": med([r.circuit_s for r in reports]), "max": max(r.circuit_s for r in reports)},

@@ -1,5 +1,6 @@
 """Circuits page: choose classes and a method, score every head and MLP chunk, compare results."""
 
+import time
 from dataclasses import dataclass
 
 import pandas as pd
@@ -7,13 +8,15 @@ import streamlit as st
 
 from ui.charts import component_link, heatmap, pixel_heatmap, score_frames
 from ui.engine import current_model, keep_of, playground
-from ui.longrun import announce, forward_seconds, progress_bar, running, stop_button
+from ui.longrun import announce, forward_seconds, running, stop_button
+from ui.service import run_discovery
 from ui.shell import open_page
 from vitcore.attribution import input_attribution, lrp_input_attribution
-from vitcore.circuits import CORRUPTIONS, METHODS, METRICS, discover
+from vitcore.circuits import CORRUPTIONS, METHODS, METRICS
 from vitcore.circuits.methods import DEFAULT_METHOD
 from vitcore.circuits.result import CircuitResult
 from vitcore.circuits.trust import describe, load_summary
+from vitcore.compute.workers import WorkerDied
 from vitcore.errors import VitcoreError
 
 state = open_page()
@@ -108,28 +111,24 @@ def run_panel(choice: RunChoice) -> None:
     stop_button("circuit", "circuit run", stop_col)
     if not run_col.button("Run", type="primary", key="run_circuit"):
         return
-    progress = progress_bar(choice.method)
+    t0 = time.perf_counter()
     try:
         with running("circuit"):
-            result = discover(
-                ckpt.model,
-                discovery,
-                state.classes,
+            result = run_discovery(
+                state,
                 choice.method,
-                choice.corruption,
-                choice.metric,
-                choice.n_images,
-                model_sha256=ckpt.sha256,
-                progress=progress,
+                corruption=choice.corruption,
+                metric=choice.metric,
+                n_images=choice.n_images,
                 granularity=choice.granularity,
                 **choice.kwargs,
             )
-    except VitcoreError as e:
+    except (VitcoreError, WorkerDied) as e:
         st.error(str(e))
         return
-    progress(1.0, f"done in {result.wall_time_s:.1f} s")
+    waited = time.perf_counter() - t0
     if note is not None:
-        note.done(result.wall_time_s)
+        note.done(waited)
     state.add_result(result)
     state.set_keep(keep_of(state, result))
 

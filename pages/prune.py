@@ -9,14 +9,16 @@ import torch
 from ui.charts import pareto_chart
 from ui.engine import playground
 from ui.figures import QUIET, LiveRow, show_live_figures, show_timings
-from ui.longrun import announce, progress_bar, running, stop_button
+from ui.longrun import announce, running, stop_button
 from ui.rerun import rerun_pending
+from ui.service import run_finetune
 from ui.shell import open_page, trace_event
 from ui.state import FineTuned
 from vitcore.circuits import METHODS
 from vitcore.circuits.result import keep_top
+from vitcore.compute.workers import WorkerDied
 from vitcore.playground import KeepSetFigures, NothingKeptError, Playground
-from vitcore.pruning.finetune import estimate_finetune_seconds, finetune_steps
+from vitcore.pruning.finetune import estimate_finetune_seconds
 from vitcore.pruning.pareto import pareto_frontier
 
 FT_STEPS, FT_LR = (
@@ -300,21 +302,15 @@ def fine_tune_panel(pg: Playground, mask: torch.Tensor, fig: KeepSetFigures) -> 
     if f2.button("Fine-tune the current pruned model", key="ft_run"):
         before = pg.slow(mask)
         previous = pg.model_for(mask)
-        model = previous.clone()  # never train the shared model or a cached copy in place
-        with f2:
-            progress = progress_bar("fine-tuning")
-        chosen = torch.nonzero(state.discovery.chosen(state.classes)).flatten() if state.classes and focus else None
         t0 = time.perf_counter()
-        with running("finetune"):
-            losses = finetune_steps(
-                model,
-                state.discovery,
-                int(steps),
-                lr=FT_LR,
-                teacher=ckpt.model if distill else None,
-                focus=chosen,
-                progress=lambda s, loss: progress(s / steps, f"step {s}/{steps} · loss {loss:.3f}"),
-            )
+        try:  # a worker trains a copy: never the shared model or a cached one in place
+            with f2, running("finetune"):
+                model, losses = run_finetune(
+                    state, mask, pg.replacement(mask), steps=int(steps), lr=FT_LR, distill=distill, focus=focus
+                )
+        except WorkerDied as e:
+            f2.error(str(e))
+            return
         note.done(time.perf_counter() - t0)
         state.ft_seconds_per_step = (time.perf_counter() - t0) / max(
             int(steps), 1

@@ -73,3 +73,87 @@ def test_a_worker_that_dies_fails_its_job_in_one_line_and_is_replaced(pool):
         pool.submit(os._exit, 3).result(60)
     assert pool.submit(os.getpid).result(60) in set(pool.pids())
     assert set(pool.pids()) != before  # one of them is new
+
+
+def test_a_circuit_run_in_a_worker_equals_one_here_reports_progress_and_is_shared(shipped, pool):
+    from vitcore.circuits import discover
+    from vitcore.compute.long_jobs import discovery_key, options_key
+    from vitcore.compute.progress import Progress
+    from vitcore.compute.workers import run_job
+
+    ckpt, _, source = shipped
+    options = {"n_images": 4, "granularity": "node"}
+    scheduler = Scheduler(pool, slots=2)
+    try:
+        key = discovery_key(source, ("n01443537",), "eap-ig", **options)
+        args = ("discover", source, ("n01443537",), "eap-ig", options_key(options))
+        first = scheduler.submit(key, run_job, *args, session="a", channel="circuit", tag=key)
+        second = scheduler.submit(key, run_job, *args, session="b", channel="circuit", tag=key)
+        served = first.result(300)
+        assert second.result(300) is served and scheduler.stats.ran == 1  # two sessions, one run
+    finally:
+        scheduler.close()
+    here = discover(ckpt.model, load_split(None, "train"), ["n01443537"], "eap-ig", model_sha256=ckpt.sha256, **options)
+    assert served.scores == pytest.approx(here.scores, abs=1e-5) and served.kept == here.kept
+    # the pool's own future keeps the job's last report
+    future = pool.submit(run_job, *args)
+    future.result(300)
+    assert isinstance(future.progress, Progress) and 0 < future.progress.fraction <= 1
+
+
+def test_a_fine_tune_in_a_worker_equals_one_here(shipped, pool):
+    from vitcore.compute.figures import keep_bytes
+    from vitcore.compute.long_jobs import options_key
+    from vitcore.compute.workers import run_job
+    from vitcore.pruning import prune
+    from vitcore.pruning.finetune import finetune_steps
+
+    ckpt, _, source = shipped
+    mask = ckpt.model.components.ones()
+    mask[[2, 50]] = 0
+    options = options_key({"steps": 3, "lr": 1e-4, "distill": True, "focus": True})
+    job = pool.submit(run_job, "finetune", source, keep_bytes(mask), None, ("n01443537",), options)
+    model, losses = job.result(300)
+    here = prune(ckpt.model, mask)
+    discovery = load_split(None, "train")
+    focus = torch.nonzero(discovery.chosen(["n01443537"])).flatten()
+    expected = finetune_steps(here, discovery, 3, lr=1e-4, teacher=ckpt.model, focus=focus)
+    assert losses == pytest.approx(expected, rel=1e-4)
+    for name, value in here.state_dict().items():
+        assert torch.allclose(model.state_dict()[name], value, atol=1e-5), name
+
+
+def test_an_aborted_job_stops_its_worker_at_once_and_the_pool_stays_whole(pool):
+    import time
+
+    future = pool.submit(time.sleep, 60)
+    deadline = time.monotonic() + 30
+    while not any(w.current is future for w in pool._workers):  # wait until a worker runs it
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    assert pool.abort(future)
+    with pytest.raises(WorkerDied, match="aborted"):
+        future.result(30)
+    assert time.monotonic() - t0 < 10
+    assert pool.submit(os.getpid).result(60) in set(pool.pids())
+    assert not pool.abort(future)  # already over
+
+
+def test_withdrawing_a_running_request_that_nobody_else_wants_stops_its_worker(pool):
+    import time
+
+    scheduler = Scheduler(pool, slots=2)
+    try:
+        future = scheduler.submit("nap", time.sleep, 60, session="a", channel="circuit", tag="nap")
+        deadline = time.monotonic() + 30
+        while not any(w.current is not None for w in pool._workers):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        assert scheduler.withdraw("nap", "a")
+        with pytest.raises(WorkerDied, match="aborted"):
+            future.result(30)
+        assert time.monotonic() - t0 < 10
+    finally:
+        scheduler.close()

@@ -158,3 +158,54 @@ def test_the_result_cache_is_bounded():
         assert [s.cached(i) for i in range(5)] == [None, None, 2, 3, 4]
     finally:
         s.close()
+
+
+def test_a_running_jobs_progress_reports_reach_the_scheduler(gate_and_scheduler):
+    from vitcore.compute.progress import Progress, report
+
+    gate, s = gate_and_scheduler
+    reported = threading.Event()
+
+    def job():
+        report(0.25, "a quarter")
+        reported.set()
+        gate.task("long")()
+        return "done"
+
+    assert s.progress("long") is None  # nothing runs under that key
+    future = s.submit("long", job, session="a", channel="circuit", tag="long")
+    assert reported.wait(10)
+    assert s.progress("long") == Progress(0.25, "a quarter")
+    gate.release("long")
+    assert future.result(10) == "done"
+    assert s.progress("long") is None  # finished: no longer running
+
+
+def test_withdrawing_drops_a_queued_request_only_when_no_other_session_waits(gate_and_scheduler):
+    gate, s = gate_and_scheduler
+    s.submit("blocker", gate.task("blocker"))
+    gate.wait_started(1)
+    mine = s.submit("run", gate.task("run"), session="a", channel="circuit", tag="run")
+    s.submit("run", gate.task("run-copy"), session="b", channel="circuit", tag="run")  # b asks for the same run
+    assert not s.withdraw("run", "a")  # b still waits on it
+    assert s.withdraw("run", "b")  # now nobody does: dropped before it ran
+    with pytest.raises(Dropped):
+        mine.result(1)
+    gate.release("blocker")
+    time.sleep(0.2)
+    assert gate.started == ["blocker"] and s.stats.dropped == 1
+
+
+def test_a_result_not_kept_is_shared_while_running_and_computed_again_later(gate_and_scheduler):
+    gate, s = gate_and_scheduler
+    calls = []
+
+    def job():
+        calls.append(1)
+        return gate.task("model")()
+
+    first = s.submit("model", job, keep_result=False)
+    second = s.submit("model", job, keep_result=False)  # joins the running request
+    gate.release("model")
+    assert first.result(10) == second.result(10) == "model" and len(calls) == 1
+    assert s.submit("model", job, keep_result=False).result(10) == "model" and len(calls) == 2

@@ -101,7 +101,14 @@ def compute_workers() -> int:
 
 @st.cache_resource(show_spinner=False)
 def shared_scheduler() -> Scheduler:
-    """The one scheduler of every session's figure jobs, on worker processes (see docs: sizing for a class)."""
+    """The one scheduler of every session's jobs: on worker processes here, or on a Ray cluster when
+    ``VITCORE_APP_RAY`` names one (``local``: a Ray on this machine); see docs: sizing for a class."""
+    ray_address = os.environ.get("VITCORE_APP_RAY")
+    if ray_address:
+        from vitcore.compute.ray_pool import RayPool
+
+        pool = RayPool(None if ray_address == "local" else ray_address, compute_workers() or None)
+        return Scheduler(pool, slots=pool.processes)
     workers = compute_workers()
     if workers == 0:
         return Scheduler(slots=1)
@@ -150,8 +157,9 @@ def warm_shared_resources() -> None:
     shared_eval_logits(ckpt.model, eval_set, ckpt.sha256, "bundled")
     shared_latency_model(ckpt.model, ckpt.sha256)
     scheduler = shared_scheduler()
-    if isinstance(scheduler.executor, WorkerPool):
-        scheduler.executor.warm(shipped_source())  # the workers start and load the shipped model and data once
+    warm = getattr(scheduler.executor, "warm", None)  # a worker pool or a Ray cluster
+    if warm is not None:
+        warm(shipped_source())  # the workers start and load the shipped model and data once
     from vitcore.playground import Playground
 
     # the full model's all-class figures, which every session's Prune page compares against: once, for everyone

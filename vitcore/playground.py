@@ -177,6 +177,11 @@ class Playground:
         return self.live.model(keep_bytes(mask))
 
     @_serialized
+    def replacement(self, mask: Tensor) -> VisionTransformer | None:
+        """The model that replaced the pruned copy of ``mask`` (a fine-tuned one), or None."""
+        return self.live.replaced.get(keep_bytes(mask))
+
+    @_serialized
     def forget(self, mask: Tensor) -> None:
         """Drop cached figures of ``mask`` and any model that replaced its pruned copy."""
         k = keep_bytes(mask)

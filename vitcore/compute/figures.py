@@ -124,6 +124,14 @@ class Source:
     def eval_set(self) -> ImageSet:
         return self._loaded()[1]
 
+    def discovery_set(self) -> ImageSet:
+        """The images circuit runs and fine-tunes use (the train split of the same data), loaded once here."""
+        if self not in _DISCOVERY:
+            from ..data import load_split
+
+            _DISCOVERY[self] = load_split(self.data, "train")
+        return _DISCOVERY[self]
+
     def model(self, keep: bytes) -> VisionTransformer:
         base, _, models = self._loaded()
         return models.pruned_model(base, keep)
@@ -139,6 +147,7 @@ class Source:
 
 
 _PROCESS: dict[Source, tuple[VisionTransformer, ImageSet, _Models]] = {}  # what this process has loaded, per source
+_DISCOVERY: dict[Source, ImageSet] = {}
 
 
 @dataclass(eq=False)

@@ -23,6 +23,8 @@ from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecu
 from dataclasses import dataclass, field
 from typing import Any
 
+from .progress import Progress, reporting_to
+
 
 class Dropped(CancelledError):
     """The request was dropped before it ran: a newer request of the same session replaced it."""
@@ -37,8 +39,11 @@ class _Queued:
     args: tuple = field(compare=False)
     exclusive: bool = field(compare=False)
     future: Future = field(compare=False)
+    keep_result: bool = field(compare=False, default=True)  # cache the result (False: large ones, a model)
     waiters: set = field(compare=False, default_factory=set)  # (session, channel, tag) that want it
     dropped: bool = field(compare=False, default=False)
+    running: Future | None = field(compare=False, default=None)  # the executor's future, once it runs
+    progress: Progress | None = field(compare=False, default=None)  # the last report of a job run in a thread here
 
 
 @dataclass
@@ -81,10 +86,12 @@ class Scheduler:
         session: str = "",
         channel: str = "",
         tag: Hashable = None,
+        keep_result: bool = True,
     ) -> Future:
         """A future of ``fn(*args)``, which must depend on nothing but ``key``. A cached result comes back
         at once; a request with the same key queued or running is joined. A request with a ``session``
-        makes ``tag`` that session's current tag in ``channel`` (see :meth:`supersede`)."""
+        makes ``tag`` that session's current tag in ``channel`` (see :meth:`supersede`). With
+        ``keep_result=False`` the result is not cached (a model, say): later requests run again."""
         if session:  # first, so that this session's stale requests do not run before this one
             self.supersede(session, channel, tag)
         with self._cond:
@@ -101,7 +108,7 @@ class Scheduler:
                     entry.priority = priority  # a more urgent request for the same work moves it up
                     heapq.heapify(self._queue)
             else:
-                entry = _Queued(priority, next(self._seq), key, fn, args, exclusive, Future())
+                entry = _Queued(priority, next(self._seq), key, fn, args, exclusive, Future(), keep_result)
                 self._by_key[key] = entry
                 heapq.heappush(self._queue, entry)
             if session:
@@ -133,6 +140,37 @@ class Scheduler:
                 heapq.heapify(self._queue)
                 self.stats.dropped += dropped
         return dropped
+
+    def progress(self, key: Hashable) -> Progress | None:
+        """The last progress report of the running request ``key`` (None: none yet, or not running)."""
+        with self._cond:
+            entry = self._by_key.get(key)
+        if entry is None:
+            return None
+        return entry.progress or getattr(entry.running, "progress", None)
+
+    def withdraw(self, key: Hashable, session: str) -> bool:
+        """``session`` no longer wants request ``key`` (its user pressed Stop). When no other session waits on
+        it, a queued request is dropped and a running one is aborted where the executor can (a worker process
+        is killed and replaced); returns whether it was stopped."""
+        with self._cond:
+            entry = self._by_key.get(key)
+            if entry is None:
+                return False
+            entry.waiters = {w for w in entry.waiters if w[0] != session}
+            if entry.waiters:
+                return False
+            if entry in self._queue:
+                entry.dropped = True
+                self._by_key.pop(key, None)
+                self._queue = [e for e in self._queue if not e.dropped]
+                heapq.heapify(self._queue)
+                self.stats.dropped += 1
+                entry.future.set_exception(Dropped(f"withdrawn by session {session[:8]}"))
+                return True
+            running = entry.running
+        abort = getattr(self._executor, "abort", None)
+        return bool(running is not None and abort is not None and abort(running))
 
     @property
     def executor(self) -> Executor:
@@ -174,11 +212,25 @@ class Scheduler:
                 self._finished(entry, None, CancelledError())
                 continue
             try:
-                running = self._executor.submit(entry.fn, *entry.args)
+                if hasattr(self._executor, "abort"):  # a worker pool: reports come back over its pipes
+                    running = self._executor.submit(entry.fn, *entry.args)
+                else:
+                    running = self._executor.submit(self._reporting, entry, entry.fn, *entry.args)
+                entry.running = running
             except Exception as e:  # the executor is broken or shut down
                 self._finished(entry, None, e)
                 continue
             running.add_done_callback(lambda f, entry=entry: self._finished(entry, *self._outcome(f)))
+
+    @staticmethod
+    def _reporting(entry: _Queued, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn`` in a thread of this process, keeping its progress reports on ``entry``."""
+
+        def sink(fraction: float, what: str) -> None:
+            entry.progress = Progress(fraction, what)
+
+        with reporting_to(sink):
+            return fn(*args)
 
     @staticmethod
     def _outcome(f: Future) -> tuple[Any, BaseException | None]:
@@ -193,7 +245,7 @@ class Scheduler:
             self._running_exclusive = False
             if self._by_key.get(entry.key) is entry:
                 del self._by_key[entry.key]
-            if error is None:
+            if error is None and entry.keep_result:
                 self._cache[entry.key] = result
                 if len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)

@@ -2,10 +2,10 @@
 
 Worker processes keep the server's interpreter free for the pages: a job holds a worker, not the
 process that draws every session's figures. Each worker is a plain ``python -m vitcore.compute.workers``
-child with one torch thread, fed jobs over its stdin and answering on its stdout, so that it starts clean
-whatever the parent is (multiprocessing would re-run the parent's ``__main__``, which under Streamlit is
-the app script). The frames are pickles exchanged between this program's own processes only; nothing a
-user sends is unpickled.
+child with one torch thread, fed jobs over its stdin and answering on its stdout (progress reports while a
+job runs, then its outcome), so that it starts clean whatever the parent is (multiprocessing would re-run the
+parent's ``__main__``, which under Streamlit is the app script). The frames are pickles exchanged between this
+program's own processes only; nothing a user sends is unpickled.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ from concurrent.futures import Executor, Future
 from typing import Any, BinaryIO, cast
 
 from .figures import JOBS, Source
+from .progress import Progress, reporting_to
+
+PROGRESS, DONE = "progress", "done"  # the kinds of frame a worker sends: reports while a job runs, then its outcome
 
 
 class WorkerDied(RuntimeError):
@@ -29,8 +32,13 @@ class WorkerDied(RuntimeError):
 
 
 def run_job(kind: str, *args: Any) -> Any:
-    """Run the figure job ``kind`` (a key of :data:`~vitcore.compute.figures.JOBS`) here."""
-    return JOBS[kind](*args)
+    """Run the job ``kind`` (a figure job of :data:`~vitcore.compute.figures.JOBS` or a long job of
+    :data:`~vitcore.compute.long_jobs.LONG_JOBS`) here."""
+    if kind in JOBS:
+        return JOBS[kind](*args)
+    from .long_jobs import LONG_JOBS
+
+    return LONG_JOBS[kind](*args)
 
 
 def load_source(source: Source) -> int:
@@ -59,6 +67,7 @@ class _Worker:
 
     def __init__(self, pool: WorkerPool, index: int):
         self.pool, self.index = pool, index
+        self.current: Future | None = None  # the job this worker runs now
         self.process = self._start()
         self.thread = threading.Thread(target=self._serve, name=f"vitcore-worker-{index}", daemon=True)
         self.thread.start()
@@ -82,18 +91,26 @@ class _Worker:
             future, fn, args = item
             if not future.set_running_or_notify_cancel():
                 continue
+            self.current = future
             try:
                 _send(cast(BinaryIO, self.process.stdin), (fn, args))  # both pipes exist: _start asks for them
-                ok, value = _receive(cast(BinaryIO, self.process.stdout))
+                while True:
+                    frame = _receive(cast(BinaryIO, self.process.stdout))
+                    if frame[0] != PROGRESS:
+                        break
+                    future.progress = Progress(*frame[1:])  # type: ignore[attr-defined]  # read by the scheduler
+                _, ok, value = frame
             except (EOFError, OSError, pickle.UnpicklingError) as e:
                 self.process.kill()
                 self.process = self._start()  # before the waiter hears of it: the pool is whole again when it does
+                self.current = None
+                reason = "aborted" if future in self.pool._aborted else (str(e) or "no answer")
+                self.pool._aborted.discard(future)
                 future.set_exception(
-                    WorkerDied(
-                        f"worker {self.index} ended while running {getattr(fn, '__name__', fn)} ({e or 'no answer'})"
-                    )
+                    WorkerDied(f"worker {self.index} ended while running {getattr(fn, '__name__', fn)} ({reason})")
                 )
                 continue
+            self.current = None
             (future.set_result if ok else future.set_exception)(value)
 
     def stop(self) -> None:
@@ -111,6 +128,7 @@ class WorkerPool(Executor):
     def __init__(self, processes: int, threads: int = 1, nice: int = 0):
         self.processes, self.threads, self.nice = processes, threads, nice
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._aborted: set[Future] = set()
         self._workers = [_Worker(self, i) for i in range(processes)]
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
@@ -119,6 +137,18 @@ class WorkerPool(Executor):
         future: Future = Future()
         self._jobs.put((future, fn, args))
         return future
+
+    def abort(self, future: Future) -> bool:
+        """Stop the job of ``future`` now: a queued one is cancelled, a running one's worker is killed (and
+        replaced); the future then fails with :class:`WorkerDied`. False when it has already finished."""
+        if future.cancel():
+            return True
+        for worker in self._workers:
+            if worker.current is future:
+                self._aborted.add(future)
+                worker.process.kill()
+                return True
+        return False
 
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._workers]
@@ -143,19 +173,20 @@ def _serve_forever() -> None:
     os.nice(int(os.environ.get("VITCORE_WORKER_NICE", "0")))
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # anything a job prints goes to the server's log, not into the frames
-    while True:
-        try:
-            fn, args = _receive(stdin)
-        except EOFError:
-            return
-        try:
-            result = (True, fn(*args))
-        except Exception as e:  # noqa: BLE001 - handed to the waiting future
-            result = (False, e)
-        try:
-            _send(stdout, result)
-        except (pickle.PicklingError, TypeError, AttributeError) as e:
-            _send(stdout, (False, RuntimeError(f"the job's result cannot be sent back: {e}")))
+    with reporting_to(lambda fraction, what: _send(stdout, (PROGRESS, fraction, what))):
+        while True:
+            try:
+                fn, args = _receive(stdin)
+            except EOFError:
+                return
+            try:
+                result = (DONE, True, fn(*args))
+            except Exception as e:  # noqa: BLE001 - handed to the waiting future
+                result = (DONE, False, e)
+            try:
+                _send(stdout, result)
+            except (pickle.PicklingError, TypeError, AttributeError) as e:
+                _send(stdout, (DONE, False, RuntimeError(f"the job's result cannot be sent back: {e}")))
 
 
 if __name__ == "__main__":

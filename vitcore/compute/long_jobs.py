@@ -1,0 +1,111 @@
+"""The long jobs the app hands to the compute service: a circuit run and a fine-tune, each a plain function of
+files a worker can load (a :class:`~vitcore.compute.figures.Source`) and of the choices that determine its result.
+
+Both use every core of the process they run in (the figure jobs use one thread) and report their progress
+with :func:`vitcore.compute.progress.report`. Their keys (:func:`discovery_key`, :func:`finetune_key`) hold
+everything the result depends on, so two sessions asking for the same run share it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from ..circuits import discover
+from ..circuits.result import CircuitResult
+from ..model import VisionTransformer
+from ..pruning.finetune import finetune_steps
+from ..threadshare import available_cores
+from .figures import Source
+from .progress import report
+
+
+@contextmanager
+def all_cores() -> Iterator[None]:
+    """Run the block with one torch thread per core of this process (a worker runs figure jobs on one)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(available_cores())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def options_key(options: dict[str, Any]) -> tuple:
+    return tuple(sorted(options.items()))
+
+
+def discovery_key(src: Source, classes: tuple[str, ...], method: str, **options: Any) -> tuple[Hashable, ...]:
+    """What a circuit run's result depends on: the model and data files, the classes, the method and its options."""
+    return ("discover", src.id, tuple(classes), method, options_key(options))
+
+
+def discovery_job(src: Source, classes: tuple[str, ...], method: str, options: tuple) -> CircuitResult:
+    """:func:`vitcore.circuits.discover` of ``method`` on the source's discovery images of ``classes``."""
+    with all_cores():
+        return discover(
+            src.base(),
+            src.discovery_set(),
+            list(classes),
+            method,
+            model_sha256=src.model_sha,
+            progress=report,
+            **dict(options),
+        )
+
+
+def weights_digest(model: VisionTransformer) -> str:
+    """A digest of a model's weights, to key a fine-tune that starts from an already fine-tuned model."""
+    h = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(value.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def finetune_key(
+    src: Source, keep: bytes, start: VisionTransformer | None, classes: tuple[str, ...], **options: Any
+) -> tuple[Hashable, ...]:
+    """What a fine-tune's result depends on: the base model's files, the keep-set, the weights it starts from
+    (None: the pruned base model), the chosen classes and the settings (steps, lr, distillation, focus)."""
+    start_id = None if start is None else weights_digest(start)
+    return ("finetune", src.id, keep, start_id, tuple(classes), options_key(options))
+
+
+def finetune_job(
+    src: Source,
+    keep: bytes,
+    start: VisionTransformer | None,
+    classes: tuple[str, ...],
+    options: tuple,
+) -> tuple[VisionTransformer, list[float]]:
+    """Fine-tune a copy of ``start`` (None: the base model pruned to ``keep``) on the source's discovery images;
+    returns the fine-tuned model and its losses. ``options``: ``steps``, ``lr``, ``distill`` (from the base
+    model) and ``focus`` (half of each batch from ``classes``)."""
+    settings = dict(options)
+    steps = int(settings["steps"])
+    model = (start if start is not None else src.model(keep)).clone()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    data = src.discovery_set()
+    focus = torch.nonzero(data.chosen(list(classes))).flatten() if classes and settings.get("focus") else None
+    with all_cores():
+        losses = finetune_steps(
+            model,
+            data,
+            steps,
+            lr=float(settings["lr"]),
+            teacher=src.base() if settings.get("distill") else None,
+            focus=focus,
+            progress=lambda s, loss: report(s / steps, f"step {s}/{steps} · loss {loss:.3f}"),
+        )
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, losses
+
+
+LONG_JOBS = {"discover": discovery_job, "finetune": finetune_job}
