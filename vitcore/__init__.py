@@ -5,6 +5,7 @@ from .components import Component, ComponentSpace
 from .config import ConfigError, ViTConfig
 from .data import DataError, ImageSet, load_split
 from .model import Activations, VisionTransformer
+from .model_sources import ModelSourceError, load_model
 
 __all__ = [
     "Activations",
@@ -15,9 +16,11 @@ __all__ = [
     "ConfigError",
     "DataError",
     "ImageSet",
+    "ModelSourceError",
     "ViTConfig",
     "VisionTransformer",
     "load_checkpoint",
+    "load_model",
     "load_pretrained",
     "load_split",
     "save_checkpoint",

@@ -1,8 +1,11 @@
 """Conversion to and from timm's ``VisionTransformer``: the same parameter names, identical logits.
 
 timm is an optional dependency (``requirements-dev.txt``); only :func:`to_timm` and converting a
-timm *module* need it. Supported: class-token pooling, pre-norm blocks without layer scale,
-q/k norm, register tokens or a pre-norm, and GELU MLPs, which is timm's plain ViT.
+timm *module* need it. Supported: timm's plain ``VisionTransformer`` with a class token and class-token
+pooling, pre-norm blocks and GELU MLPs, square images and patches, any depth, width, head count and MLP
+ratio, with or without qkv bias (an absent bias becomes zeros) and with or without layer scale (folded
+into the projection before it, which is the same function). Anything else is refused in one line that
+names the feature.
 """
 
 from __future__ import annotations
@@ -22,30 +25,66 @@ class TimmConversionError(VitcoreError):
     """A timm model or state dict this architecture cannot represent."""
 
 
+def _is_identity(module: Any) -> bool:
+    return module is None or isinstance(module, nn.Identity)
+
+
+def unsupported_features(model: Any) -> list[str]:
+    """What a timm model has that this architecture cannot represent (empty: it converts exactly)."""
+    kind = type(model).__name__
+    if "Distilled" in kind or getattr(model, "dist_token", None) is not None:
+        return ["a distillation token"]
+    if kind != "VisionTransformer" or not hasattr(model, "blocks"):
+        return [f"architecture {kind} (only timm's VisionTransformer)"]
+    problems = []
+    if getattr(model, "cls_token", None) is None or not getattr(model, "has_class_token", True):
+        problems.append("no class token")
+    if getattr(model, "reg_token", None) is not None or getattr(model, "num_prefix_tokens", 1) != 1:
+        problems.append("register tokens")
+    if getattr(model, "global_pool", "token") != "token" or not _is_identity(getattr(model, "attn_pool", None)):
+        problems.append(f"{model.global_pool!r} pooling (needs the class token)")
+    if getattr(model, "pos_embed", None) is None:
+        problems.append("no position embedding")
+    if getattr(model, "no_embed_class", False):
+        problems.append("a class token without position embedding")
+    if not _is_identity(getattr(model, "norm_pre", None)):
+        problems.append("a pre-norm")
+    if not _is_identity(getattr(model, "fc_norm", None)):
+        problems.append("an fc_norm")
+    embed = model.patch_embed
+    if not _is_identity(getattr(embed, "norm", None)):
+        problems.append("a patch-embedding norm")
+    if embed.img_size is None or embed.img_size[0] != embed.img_size[1] or embed.patch_size[0] != embed.patch_size[1]:
+        problems.append("non-square images or patches")
+    if getattr(model, "dynamic_img_size", False):
+        problems.append("dynamic image size")
+    for blk in model.blocks:
+        if type(blk).__name__ != "Block":
+            problems.append(f"{type(blk).__name__} blocks (post-norm or parallel)")
+            continue
+        attn, mlp = blk.attn, blk.mlp
+        if not (_is_identity(getattr(attn, "q_norm", None)) and _is_identity(getattr(attn, "k_norm", None))):
+            problems.append("q/k norm")
+        if not _is_identity(getattr(attn, "norm", None)) or not _is_identity(getattr(mlp, "norm", None)):
+            problems.append("a norm inside attention or the MLP")
+        if type(mlp).__name__ != "Mlp":
+            problems.append(f"a {type(mlp).__name__} MLP (SwiGLU or gated)")
+        elif not isinstance(mlp.act, nn.GELU) or getattr(mlp.act, "approximate", "none") != "none":
+            problems.append(f"a {type(mlp.act).__name__} activation (needs exact GELU)")
+        for ls in (blk.ls1, blk.ls2):
+            if not _is_identity(ls) and not hasattr(ls, "gamma"):
+                problems.append("a layer scale that is not a per-channel gamma")
+    eps = {m.eps for m in model.modules() if isinstance(m, nn.LayerNorm)}
+    if len(eps) > 1:
+        problems.append(f"LayerNorms with different eps {sorted(eps)}")
+    return sorted(set(problems))
+
+
 def _config_from_timm_module(model: Any, **overrides: Any) -> ViTConfig:
     # model: a timm VisionTransformer, read by duck typing (timm is an optional dependency)
-    problems = []
-    if getattr(model, "global_pool", "token") != "token":
-        problems.append(f"global_pool {model.global_pool!r} (needs 'token')")
-    if getattr(model, "num_prefix_tokens", 1) != 1 or not getattr(model, "has_class_token", True):
-        problems.append("register tokens or no class token")
-    if getattr(model, "no_embed_class", False):
-        problems.append("no_embed_class=True")
-    if not isinstance(getattr(model, "norm_pre", nn.Identity()), nn.Identity) or not isinstance(
-        getattr(model, "fc_norm", nn.Identity()), nn.Identity
-    ):
-        problems.append("a pre-norm or fc_norm")
-    for i, blk in enumerate(model.blocks):
-        if not (isinstance(blk.ls1, nn.Identity) and isinstance(blk.ls2, nn.Identity)):
-            problems.append(f"layer scale in block {i}")
-        if not (isinstance(blk.attn.q_norm, nn.Identity) and isinstance(blk.attn.k_norm, nn.Identity)):
-            problems.append(f"q/k norm in block {i}")
-        if not isinstance(blk.mlp.act, nn.GELU) or getattr(blk.mlp.act, "approximate", "none") != "none":
-            problems.append(f"a non-GELU activation in block {i}")
-        if blk.attn.qkv.bias is None:
-            problems.append(f"qkv without bias in block {i}")
+    problems = unsupported_features(model)
     if problems:
-        raise TimmConversionError("this timm model cannot be converted: " + "; ".join(sorted(set(problems))))
+        raise TimmConversionError("this timm model cannot be converted: it has " + "; ".join(problems))
     first = model.blocks[0]
     cfg = dict(
         image_size=model.patch_embed.img_size[0],
@@ -98,7 +137,7 @@ def from_timm(
     """
     if isinstance(model_or_state_dict, nn.Module):
         cfg = _config_from_timm_module(model_or_state_dict, **config)
-        state = model_or_state_dict.state_dict()
+        state = exact_state_dict(model_or_state_dict)
     else:
         state = model_or_state_dict
         cfg = _config_from_state_dict(state, num_heads, norm_eps, **config)
@@ -106,6 +145,24 @@ def from_timm(
         return VisionTransformer.from_state_dict(cfg, {k: v.detach().clone() for k, v in state.items()}).eval()
     except RuntimeError as e:
         raise TimmConversionError(f"timm weights do not fit the derived config: {str(e).splitlines()[0]}") from e
+
+
+def exact_state_dict(model: Any) -> dict[str, Tensor]:
+    """A supported timm ViT's weights under this architecture's names: absent qkv and patch biases as zeros,
+    layer scale folded into the projection it scales (``gamma * (W x + b) = (gamma W) x + gamma b``)."""
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if "patch_embed.proj.bias" not in state:
+        state["patch_embed.proj.bias"] = torch.zeros(model.patch_embed.proj.out_channels)
+    for i, blk in enumerate(model.blocks):
+        p = f"blocks.{i}."
+        if blk.attn.qkv.bias is None:
+            state[p + "attn.qkv.bias"] = torch.zeros(blk.attn.qkv.out_features)
+        for ls, proj in (("ls1", "attn.proj"), ("ls2", "mlp.fc2")):
+            gamma = state.pop(p + ls + ".gamma", None)
+            if gamma is not None:
+                state[p + proj + ".weight"] = state[p + proj + ".weight"] * gamma[:, None]
+                state[p + proj + ".bias"] = state[p + proj + ".bias"] * gamma
+    return state
 
 
 def to_timm(model: VisionTransformer) -> nn.Module:
