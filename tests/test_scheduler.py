@@ -173,7 +173,11 @@ def test_a_running_jobs_progress_reports_reach_the_scheduler(gate_and_scheduler)
         return "done"
 
     assert s.progress("long") is None  # nothing runs under that key
+    s.submit("blocker", gate.task("blocker"))
+    gate.wait_started(1)
     future = s.submit("long", job, session="a", channel="circuit", tag="long")
+    assert s.progress("long") is None  # queued behind the blocker
+    gate.release("blocker")
     assert reported.wait(10)
     assert s.progress("long") == Progress(0.25, "a quarter")
     gate.release("long")

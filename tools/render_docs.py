@@ -290,8 +290,11 @@ CLASS_TARGETS = {  # issue 37: six sessions at the lowest CPU priority on this 2
 }
 
 
+CLASS_RUNS = ["before", "with_views", "service_run1", "service_run2"]  # the columns, oldest first
+
+
 def class_section() -> list[str]:
-    runs = [(p, _read(p)) for p in sorted((ROOT / "docs" / "measurements").glob("load_test_class_*.json"))]
+    runs = [_measurement(f"load_test_class_{name}.json") for name in CLASS_RUNS]
     runs = [(p, r) for p, r in runs if r is not None]
     if not runs:
         return []
@@ -359,18 +362,7 @@ def class_section() -> list[str]:
             for key, label in parts.items()
         ],
     )
-    lines += [
-        "",
-        "The Model page's time is the browser's: the server draws the gallery within "
-        + ", ".join(
-            f"{cell(r['results']['server']['first_run_to_gallery_s'])} s ({p.stem.removeprefix('load_test_class_')})"
-            for p, r in runs
-        )
-        + " of a session's first run; the rest is six browser contexts loading Streamlit's frontend "
-        + "at the lowest priority on "
-        "the same two cores.",
-        "",
-    ]
+    lines += [""] + open_section()
     cost_path, cost = _measurement("toggle_cost.json")
     if cost:
         c = cost["results"]
@@ -391,16 +383,129 @@ def class_section() -> list[str]:
             "",
             _source(cost, cost_path),
             "",
-            f"A class of N students who each toggle every T seconds needs about N x {per:.1f} / T cores of workers "
-            f"(N x {untimed:.1f} / T when the machine is too busy for timings, which then show the cost model's "
-            "prediction), "
-            "plus the server process's own share (pages, the fast tier, circuit runs). For a class of 30 toggling "
-            "every 30 s: "
-            f"about {30 * per / 30:.0f} worker cores with every figure, {30 * untimed / 30:.0f} without the timings. "
-            "Set the pool "
-            "with `VITCORE_APP_WORKERS=<cores>` (default: one per core). This scales the measured cost by the class's "
-            "pace; "
-            "it was not measured with 30 browsers, and the Ray cluster backend the issue suggests is not built.",
+            f"One fully evaluated toggle of a fresh keep-set costs about {per:.1f} core-seconds "
+            f"({untimed:.1f} without the timings, which keep-sets of one shape share).",
+            "",
+        ]
+    lines += service_section()
+    return lines
+
+
+def open_section() -> list[str]:
+    """Six browsers opening the Model page at once, before and after, with who used the CPU."""
+    rows = []
+    for label in ("before", "after"):
+        for i in (1, 2, 3):
+            path, record = _measurement(f"load_test_open_{label}_run{i}.json")
+            if record is None:
+                continue
+            r = record["results"]
+            cpu = r["cpu_core_s"]
+            rows.append(
+                [
+                    f"{label} ({r.get('commit', '?')}) run {i}",
+                    f"{r['model_page_s']['median']:.2f} / {r['model_page_s']['max']:.2f}",
+                    f"{cpu['server']:.1f}",
+                    f"{cpu['browsers']:.1f}",
+                    f"{cpu['other']:.1f}",
+                    f"{cpu['machine']:.1f}",
+                ]
+            )
+    if not rows:
+        return []
+    path, record = _measurement("load_test_open_after_run1.json")
+    return [
+        "## Opening the Model page",
+        "",
+        "Six sessions opening the app at once and nothing else (`--pattern open`; the same browsers at niceness 19), "
+        "with the CPU each kind of process used during the run, in core-seconds (`benchmarks/cpu_accounting.py`). "
+        "*after* turns off Streamlit's source watcher and imports the pages' modules at start-up; *before* is the "
+        "app at the start of this work (`git worktree add /tmp/before26 4a1163d`, `--root /tmp/before26`). Seconds, "
+        "median / max over the six sessions:",
+        "",
+        *_table(["run", "Model page usable", "server", "browsers", "other", "machine"], rows),
+        "",
+        _source(record, path) if record else "",
+        "",
+        "The server's share fell from about 4 to about 2.5 core-seconds, and the page did not get faster: the six "
+        "browser contexts themselves need 16 to 20 core-seconds to load Streamlit's frontend and draw the page, "
+        "8 to 10 seconds of both cores, so the 8 s target cannot be met with the browsers on the server's two cores "
+        "whatever the server does. *other* includes this harness and anything else running (runs with more than "
+        "3 core-seconds there had a test running beside them). Students' browsers run on their own machines.",
+        "",
+    ]
+
+
+def service_section() -> list[str]:
+    """N simulated students on the real compute service, and the sizing it supports."""
+    runs = [_measurement(f"class_service_{n}.json") for n in (6, 30)]
+    runs = [(p, r) for p, r in runs if r is not None]
+    if not runs:
+        return []
+
+    def cell(s: dict) -> str:
+        return f"{s['median']:.2f} / {s['max']:.2f}"
+
+    rows = []
+    for _, record in runs:
+        r = record["results"]
+        t = r["seconds_after_a_toggle"]
+        cycle = r["students"] * r["core_s_per_toggle"] / r["workers"]
+        rows.append(
+            [
+                str(r["students"]),
+                str(r["workers"]),
+                *(cell(t[k]) for k in ("fast", "estimate", "exact", "timed")),
+                f"{r['fully_evaluated_toggles_per_minute']:.1f}",
+                f"{r['core_s_per_toggle']:.2f}",
+                f"{cycle:.1f}",
+            ]
+        )
+    lines = [
+        "## A class of 30 on the compute service",
+        "",
+        "`benchmarks/bench_class_service.py`: N simulated students, each a session of its own on the app's scheduler "
+        "and worker processes (no browsers, no pages), each switching off one more head of layer 0, waiting for "
+        "every figure (fast, all-class estimate, exact, timings), thinking 1 s, and toggling again. Seconds after a "
+        "toggle, median / max:",
+        "",
+        *_table(
+            [
+                "students",
+                "worker cores",
+                "fast",
+                "estimate",
+                "exact",
+                "timings",
+                "toggles / min",
+                "core-s / toggle",
+                "N x core-s / workers",
+            ],
+            rows,
+        ),
+        "",
+        *(f"- {_source(r, p)}" for p, r in runs),
+        "",
+    ]
+    r30 = next((r["results"] for _, r in runs if r["results"]["students"] == 30), None)
+    if r30:
+        c = r30["core_s_per_toggle"]
+        exact_share = (
+            r30["seconds_after_a_toggle"]["exact"]["median"] / r30["seconds_after_a_toggle"]["timed"]["median"]
+        )
+        lines += [
+            "Each student waits for every figure, so a round of N toggles takes about N x (core-seconds per toggle) "
+            "/ (worker cores) seconds: the last column, against the measured median time to the timings in the "
+            "column before the throughput. With 30 students the timings are shared (toggles of one shape), and a "
+            f"toggle costs {c:.1f} core-seconds. For the class targets with 30 students (exact figure within 20 s, "
+            f"which arrives at {exact_share:.0%} of the round here), the round must stay under "
+            f"{20 / exact_share:.0f} s: about {30 * c / (20 / exact_share):.0f} worker cores; for every figure within "
+            f"20 s, about {30 * c / 20:.0f}. These extrapolate two measured points to more cores; a run on more cores "
+            "has not been made. The fast figures are computed in the server process itself (a few milliseconds of "
+            "work each), and with 30 students on two cores they took "
+            f"{r30['seconds_after_a_toggle']['fast']['median']:.1f} s: give the server process a core of its own "
+            "beyond the workers (`VITCORE_APP_WORKERS` = cores - 1), or run the workers elsewhere with "
+            "`VITCORE_APP_RAY=<address>` (see [Deploy the app for a class](../how-to/deploy-class.md)).",
             "",
         ]
     return lines

@@ -18,6 +18,8 @@ from ui.shell import trace_event
 from ui.state import app_state
 from vitcore.data import normalize
 
+WORKER_THREADS = 1  # long runs go to the compute service's workers, one torch thread each (ui/resources.py)
+
 
 class Announcement:
     """A run's time estimate on the page; once the run is over, it is replaced by what the run took."""
@@ -76,10 +78,15 @@ def forward_seconds(model, images: torch.Tensor, key: tuple) -> float:
     state = app_state()
     probe = state.forward_probe
     if probe is None or probe[0] != key:
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            model(normalize(images, model.config))
-        state.forward_probe = probe = (key, time.perf_counter() - t0)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(WORKER_THREADS)  # timed as the run will go: on a worker's one thread
+        try:
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                model(normalize(images, model.config))
+            state.forward_probe = probe = (key, time.perf_counter() - t0)
+        finally:
+            torch.set_num_threads(threads)
     return probe[1]
 
 

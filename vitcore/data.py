@@ -275,6 +275,15 @@ def load_split(
     return data
 
 
+def is_tiny_imagenet(path: str | Path) -> bool:
+    """Whether ``path`` is a folder or zip in Tiny ImageNet's layout (a wnids.txt at its top)."""
+    try:
+        _Source(Path(path))
+    except DataError:
+        return False
+    return True
+
+
 def normalize(images: Tensor, config: ViTConfig) -> Tensor:
     """uint8 ``[B, 3, H, W]`` to the float input the model expects."""
     mean = torch.tensor(config.mean, device=images.device).view(1, -1, 1, 1)

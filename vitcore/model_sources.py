@@ -159,7 +159,8 @@ def checkpoint_from_timm(model: Any, source: dict[str, Any]) -> Checkpoint:
     config: input size, interpolation, crop, mean and std) and where it came from."""
     from timm.data.config import resolve_data_config
 
-    data = resolve_data_config({}, model=model)
+    side = int(model.patch_embed.img_size[0])  # the model's own size, whatever its pretrained config says
+    data = resolve_data_config({"input_size": (3, side, side)}, model=model)
     widths = [blk.mlp.fc1.out_features for blk in model.blocks]
     try:
         vit = from_timm(

@@ -23,6 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for group in (foundation, circuits, edges, inspect, pruning, deploy, sweep, atlas, shortcut):
         group.add_parsers(sub)
+    for command in sub.choices.values():  # every command that takes a model takes a weights file for a timm name
+        if any(a.dest == "checkpoint" for a in command._actions):
+            command.add_argument(
+                "--weights",
+                default=None,
+                help="with --model timm:NAME: a local weights file (safetensors, or .pth/.bin read as weights only)",
+            )
     return parser
 
 

@@ -9,15 +9,15 @@ import json
 
 from ..atlas.analysis import write_table
 from ..atlas.run import BACKENDS, AtlasSettings, run_atlas
-from ..checkpoint import load_checkpoint
 from ..circuits import CORRUPTIONS, METHODS
 from ..circuits.methods import DEFAULT_METHOD
+from ..model_sources import load_model
 from .common import add_option_flags, load_data_for, options_from, parse_classes
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("atlas", help="per-class circuits of every class (Ray when installed; resumes)")
-    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--checkpoint", "--model", dest="checkpoint", default=None)
     p.add_argument("--data", default=None, help="discovery data (train split; default: bundled subset)")
     p.add_argument("--methods", default=DEFAULT_METHOD, help="comma-separated, of " + ",".join(METHODS))
     p.add_argument("--classes", default="all", help="comma-separated wnids, or all")
@@ -33,7 +33,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt = load_model(args.checkpoint, args.weights)
     data = load_data_for(ckpt, args.data, "train", progress=True)
     classes = list(data.wnids) if args.classes == "all" else parse_classes(args.classes, data.wnids)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

@@ -8,7 +8,6 @@ import time
 
 import torch
 
-from ..checkpoint import load_checkpoint
 from ..circuits import (
     METHODS,
     METRICS,
@@ -22,6 +21,7 @@ from ..circuits.corruptions import ALL_CORRUPTIONS
 from ..circuits.patching import GRANULARITIES
 from ..circuits.result import keep_top
 from ..evaluate import predict_logits
+from ..model_sources import load_model
 from ..pruning import prune
 from ..pruning.evaluation import evaluate_against
 from ..shortcut import shortcut_figures, shortcut_of
@@ -55,7 +55,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "circuits", help="score components for chosen classes (" + ", ".join(m.label for m in METHODS.values()) + ")"
     )
-    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--checkpoint", "--model", dest="checkpoint", default=None)
     p.add_argument("--data", default=None, help="discovery data (train split used; default: bundled subset)")
     p.add_argument("--eval-data", default=None, help="eval data (val split used; default: bundled subset)")
     p.add_argument("--method", choices=list(METHODS), required=True)
@@ -98,7 +98,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="every method's scores against exact single-component patching, and its circuits' KL "
         "and top-1 at 25/50/75%% kept, over three class sets (writes the table the app shows)",
     )
-    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--checkpoint", "--model", dest="checkpoint", default=None)
     p.add_argument("--data", default=None)
     p.add_argument(
         "--classes",
@@ -112,7 +112,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_bench_faithfulness)
 
     p = sub.add_parser("bench-circuits", help="time every method on one class set: passes and KL at matched sparsity")
-    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--checkpoint", "--model", dest="checkpoint", default=None)
     p.add_argument("--data", default=None)
     p.add_argument("--classes", default=None, help="comma-separated wnids (default: the first three classes)")
     p.add_argument("--threads", type=int, default=None)
@@ -122,7 +122,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def run_circuits(args: argparse.Namespace) -> int:
     entry = check_method_metric(args.method, args.metric or METHODS[args.method].default_metric, args.granularity)
     metric = args.metric or entry.default_metric
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt = load_model(args.checkpoint, args.weights)
     shortcut = None
     if args.shortcut:
         shortcut = shortcut_of(ckpt.info)
@@ -204,7 +204,7 @@ def run_bench_faithfulness(args: argparse.Namespace) -> int:
     from ..measurement import write_measurement
 
     torch.set_num_threads(2)
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt = load_model(args.checkpoint, args.weights)
     data = load_data_for(ckpt, args.data, "train")
     class_sets = (
         [parse_classes(c, data.wnids) for c in args.classes] if args.classes else [list(c) for c in trust.CLASS_SETS]
@@ -236,7 +236,7 @@ def run_bench_faithfulness(args: argparse.Namespace) -> int:
 def run_bench_circuits(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt = load_model(args.checkpoint, args.weights)
     model = ckpt.model
     data = load_data_for(ckpt, args.data, "train")
     classes = parse_classes(args.classes, data.wnids)

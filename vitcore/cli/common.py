@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..checkpoint import Checkpoint
-from ..data import ImageSet, check_classes, load_split
+from ..data import ImageSet, check_classes, is_tiny_imagenet, load_split
+from ..image_folder import load_image_folder
 from .errors import UserError
 
 
 def add_checkpoint(p: argparse.ArgumentParser, data: bool = True) -> None:
-    p.add_argument("--checkpoint", default=None, help="checkpoint folder or zip (default: the shipped model)")
+    p.add_argument(
+        "--checkpoint",
+        "--model",
+        dest="checkpoint",
+        default=None,
+        help="checkpoint folder or zip, local timm folder, or timm:NAME (default: the shipped model)",
+    )
     if data:
-        p.add_argument("--data", default=None, help="Tiny ImageNet folder or zip (default: the bundled subsets)")
+        p.add_argument(
+            "--data",
+            default=None,
+            help="Tiny ImageNet, or a labelled image folder or zip (class_name/*.jpg) (default: the bundled subsets)",
+        )
 
 
 def parse_classes(arg: str | None, wnids: list[str]) -> list[str]:
@@ -76,8 +88,17 @@ def own_options(args: argparse.Namespace, method: str) -> dict[str, Any]:
 
 def load_data_for(ckpt: Checkpoint, path: str | Path | None, split: str, **kwargs: Any) -> ImageSet:
     """A split of the data set at ``path`` (the bundled subset by default), refused unless its classes are the
-    model's.
-    """
+    model's; a labelled image folder instead gives its discovery (``train``) or eval (``val``) images, mapped to
+    the model's classes (``VITCORE_CLASS_MAP``: a mapping file, see :mod:`vitcore.image_folder`)."""
+    if path is not None and not is_tiny_imagenet(path):
+        key = (str(path), ckpt.sha256)
+        if key not in _FOLDERS:
+            _FOLDERS.clear()  # one folder at a time: both splits of it
+            _FOLDERS[key] = load_image_folder(path, ckpt, mapping=os.environ.get("VITCORE_CLASS_MAP") or None)
+        return _FOLDERS[key][0 if split == "train" else 1]
     data = load_split(path, split, **kwargs)
     check_classes(ckpt.wnids, ckpt.model.config.num_classes, data)
     return data
+
+
+_FOLDERS: dict[tuple[str, str], tuple[ImageSet, ImageSet]] = {}

@@ -12,6 +12,7 @@ from ..checkpoint import load_checkpoint
 from ..data import normalize
 from ..deploy import QUANTIZE_MODES, RUNTIMES, export_program, onnx_model
 from ..deploy.table import deployment_table
+from ..model_sources import load_model
 from ..pruning.export import export_zip
 from .common import load_data_for
 from .errors import UserError
@@ -21,7 +22,7 @@ CALIBRATION_IMAGES = 256
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint: zip (with ONNX and predict.py), ONNX, or torch.export")
-    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--checkpoint", "--model", dest="checkpoint", default=None)
     p.add_argument("--format", choices=["zip", "onnx", "program"], required=True)
     p.add_argument("--quantize", choices=QUANTIZE_MODES, default=None, help="ONNX only: int8 (dynamic) or int8-static")
     p.add_argument("--data", default=None, help="discovery images that calibrate int8-static (default: bundled)")
@@ -29,7 +30,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_export)
 
     p = sub.add_parser("bench-deploy", help="the deployment table: size, latency, throughput, top-1 per runtime")
-    p.add_argument("--checkpoint", required=True, help="the (pruned) model")
+    p.add_argument("--checkpoint", "--model", dest="checkpoint", required=True, help="the (pruned) model")
     p.add_argument("--base", default=None, help="the full model it is timed against (default: the shipped model)")
     p.add_argument("--runtimes", default=",".join(RUNTIMES), help=f"comma-separated, from {', '.join(RUNTIMES)}")
     p.add_argument("--eval-data", default=None, help="val split for top-1 (default: the bundled eval subset)")
@@ -50,7 +51,7 @@ def _calibration(ckpt, data: str | None) -> torch.Tensor:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt = load_model(args.checkpoint, args.weights)
     if args.quantize and args.format != "onnx":
         raise UserError("--quantize applies to --format onnx only")
     if args.format == "zip":
@@ -86,7 +87,7 @@ def _table(rows: list[dict]) -> list[str]:
 
 def run_bench_deploy(args: argparse.Namespace) -> int:
     base = load_checkpoint(args.base)
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt = load_model(args.checkpoint, args.weights)
     runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
     unknown = [r for r in runtimes if r not in RUNTIMES]
     if unknown or not runtimes:

@@ -9,11 +9,11 @@ import json
 
 import torch
 
-from ..checkpoint import load_checkpoint
 from ..circuits import METHODS, build_task, circuit_faithfulness, counterfactual, discover, get_method
 from ..circuits.methods import DEFAULT_METHOD
 from ..circuits.result import keep_top
 from ..evaluate import predict_logits
+from ..model_sources import load_model
 from ..pruning import prune
 from ..pruning.evaluation import evaluate_against
 from ..pruning.latency import measure_speedup
@@ -26,7 +26,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="edge-level methods: time, KL at matched edge sparsity, and the pruned model against a node circuit "
         "of equal KL",
     )
-    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--checkpoint", "--model", dest="checkpoint", default=None)
     p.add_argument("--data", default=None, help="discovery data (train split; default: bundled subset)")
     p.add_argument("--eval-data", default=None, help="eval data (val split; default: bundled subset)")
     p.add_argument("--classes", default=None, help="comma-separated wnids (default: the first three classes)")
@@ -55,7 +55,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def run_bench_edges(args: argparse.Namespace) -> int:
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt = load_model(args.checkpoint, args.weights)
     model = ckpt.model
     data = load_data_for(ckpt, args.data, "train")
     classes = parse_classes(args.classes, data.wnids)

@@ -12,9 +12,10 @@ import torch
 
 from .. import data as datasets
 from .. import download
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import save_checkpoint
 from ..config import ViTConfig
 from ..evaluate import evaluate
+from ..model_sources import load_model
 from ..training import RECIPES, TrainConfig, train
 from ..training.averaging import average_checkpoints
 from ..training.bench import RECIPE_STAGES, bench_train, named_recipe_throughput
@@ -97,7 +98,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt = load_model(args.checkpoint, args.weights)
     data = load_data_for(ckpt, args.data, args.split, progress=not args.json)
     result = evaluate(ckpt.model, data, args.batch_size)
     result.update(

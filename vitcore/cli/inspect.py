@@ -6,15 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
-from ..checkpoint import load_checkpoint
 from ..inspect.report import InspectError, component_report
+from ..model_sources import load_model
 from .common import load_data_for, parse_classes
 from .errors import UserError
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="one component's report as JSON and PNG (for slides without the app)")
-    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--checkpoint", "--model", dest="checkpoint", default=None)
     p.add_argument("--data", default=None, help="the eval images (default: the bundled eval subset)")
     p.add_argument("--component", required=True, help="a head (L3.H5) or an MLP chunk (L3.C2)")
     p.add_argument("--classes", required=True)
@@ -23,7 +23,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt = load_model(args.checkpoint, args.weights)
     data = load_data_for(ckpt, args.data, "val")
     classes = parse_classes(args.classes, data.wnids)
     try:

@@ -14,6 +14,7 @@ from ..circuits import CORRUPTIONS, METHODS, CircuitResult, discover
 from ..circuits.methods import DEFAULT_METHOD
 from ..errors import StateFileError, load_state_file
 from ..evaluate import evaluate
+from ..model_sources import load_model
 from ..pruning import prune
 from ..pruning.export import provenance
 from ..pruning.finetune import finetune_steps
@@ -25,7 +26,7 @@ from .errors import UserError
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prune", help="discover a circuit and write the physically pruned model")
-    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--checkpoint", "--model", dest="checkpoint", default=None)
     p.add_argument("--data", default=None)
     p.add_argument("--method", choices=list(METHODS), default=DEFAULT_METHOD)
     p.add_argument("--classes", required=True)
@@ -37,7 +38,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_prune)
 
     p = sub.add_parser("finetune", help="recovery fine-tuning of a pruned checkpoint (resumes from --out)")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", "--model", dest="checkpoint", required=True)
     p.add_argument("--data", default=None, help="train split source (default: bundled subset)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--steps-per-epoch", type=int, default=0, help="0: one pass over the data per epoch")
@@ -50,7 +51,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_finetune)
 
     p = sub.add_parser("bench-latency", help="batch-1 latency and batch-64 throughput against the unpruned model")
-    p.add_argument("--checkpoint", default=None, help="the (pruned) model to measure")
+    p.add_argument("--checkpoint", "--model", dest="checkpoint", default=None, help="the (pruned) model to measure")
     p.add_argument("--base", default=None, help="the unpruned reference (default: the shipped model)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=40)
@@ -59,7 +60,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def run_prune(args: argparse.Namespace) -> int:
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt = load_model(args.checkpoint, args.weights)
     if args.scores:
         result = CircuitResult.load(args.scores)
     else:
@@ -157,7 +158,7 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 def run_bench_latency(args: argparse.Namespace) -> int:
     base = load_checkpoint(args.base).model
-    model = load_checkpoint(args.checkpoint).model
+    model = load_model(args.checkpoint, args.weights).model
     r = compare(base, model, repeats=args.repeats, threads=args.threads)
     if args.json:
         print(json.dumps(r))

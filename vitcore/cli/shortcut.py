@@ -10,6 +10,7 @@ from ..circuits import METHODS, discover
 from ..circuits.corruptions import ALL_CORRUPTIONS
 from ..circuits.methods import DEFAULT_METHOD
 from ..measurement import write_measurement
+from ..model_sources import load_model
 from ..shortcut import PlantConfig, ShortcutError, plant, shortcut_figures, shortcut_of
 from ..shortcut.cut import cut_table, summarise
 from .circuits import add_setting_flags, setting_from
@@ -48,14 +49,26 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_plant)
 
     p = ssub.add_parser("eval", help="clean top-1 and flip rate of a model with a shortcut")
-    p.add_argument("--checkpoint", default=None, help="a checkpoint with a shortcut (default: the shipped one)")
+    p.add_argument(
+        "--checkpoint",
+        "--model",
+        dest="checkpoint",
+        default=None,
+        help="a checkpoint with a shortcut (default: the shipped one)",
+    )
     p.add_argument("--eval-data", default=None, help="data whose val split is used (default: the bundled subset)")
     p.add_argument("--control", action="append", default=[], help="also measure this checkpoint with the same mark")
     p.add_argument("--json", default=None, help="write the figures to this measurement file")
     p.set_defaults(func=run_eval)
 
     p = ssub.add_parser("cut", help="remove the top-k components of the shortcut's circuit against random ones")
-    p.add_argument("--checkpoint", default=None, help="a checkpoint with a shortcut (default: the shipped one)")
+    p.add_argument(
+        "--checkpoint",
+        "--model",
+        dest="checkpoint",
+        default=None,
+        help="a checkpoint with a shortcut (default: the shipped one)",
+    )
     p.add_argument("--data", default=None, help="discovery data (train split; default: the bundled subset)")
     p.add_argument("--eval-data", default=None, help="data whose val split is measured (default: the bundled subset)")
     p.add_argument(
@@ -116,7 +129,7 @@ def run_plant(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt = load_model(args.checkpoint, args.weights)
     shortcut = _shortcut_of(ckpt, args.checkpoint)
     data = load_data_for(ckpt, args.eval_data, "val")
     results = {
@@ -143,7 +156,7 @@ def run_cut(args: argparse.Namespace) -> int:
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise UserError(f"unknown method(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METHODS)}")
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt = load_model(args.checkpoint, args.weights)
     shortcut = _shortcut_of(ckpt, args.checkpoint)
     discovery = load_data_for(ckpt, args.data, "train", progress=True)
     classes = parse_classes(args.classes, discovery.wnids)

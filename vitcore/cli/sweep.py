@@ -8,11 +8,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..checkpoint import load_checkpoint
 from ..circuits import CORRUPTIONS, METHODS, discover, get_method
 from ..data import ImageSet
 from ..evaluate import predict_logits
 from ..model import VisionTransformer
+from ..model_sources import load_model
 from ..pruning.pareto import pareto_frontier
 from ..pruning.report import frontier_chart, write_csv
 from ..pruning.search import bisect_keep, bisect_setting
@@ -23,7 +23,7 @@ from .errors import UserError
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="Pareto sweep over methods and settings")
-    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--checkpoint", "--model", dest="checkpoint", default=None)
     p.add_argument("--data", default=None, help="discovery / fine-tune data (train split)")
     p.add_argument("--eval-data", default=None, help="eval data (val split)")
     p.add_argument("--classes", default=None, help="comma-separated wnids, or 'all' (default: first three classes)")
@@ -52,7 +52,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     if unknown:
         raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     torch.set_num_threads(args.threads)
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt = load_model(args.checkpoint, args.weights)
     discovery = load_data_for(ckpt, args.data, "train", progress=True)
     eval_set = load_data_for(ckpt, args.eval_data, "val", progress=True)
     classes = parse_classes(args.classes, eval_set.wnids)

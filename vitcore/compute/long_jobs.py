@@ -1,16 +1,16 @@
 """The long jobs the app hands to the compute service: a circuit run and a fine-tune, each a plain function of
 files a worker can load (a :class:`~vitcore.compute.figures.Source`) and of the choices that determine its result.
 
-Both use every core of the process they run in (the figure jobs use one thread) and report their progress
-with :func:`vitcore.compute.progress.report`. Their keys (:func:`discovery_key`, :func:`finetune_key`) hold
+Both run on the worker's one torch thread (switching a worker to more threads per job made each job take
+seconds longer whenever two workers did it at once, measured ad hoc) and report their progress with
+:func:`vitcore.compute.progress.report`. Their keys (:func:`discovery_key`, :func:`finetune_key`) hold
 everything the result depends on, so two sessions asking for the same run share it.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Hashable, Iterator
-from contextlib import contextmanager
+from collections.abc import Hashable
 from typing import Any
 
 import torch
@@ -19,20 +19,8 @@ from ..circuits import discover
 from ..circuits.result import CircuitResult
 from ..model import VisionTransformer
 from ..pruning.finetune import finetune_steps
-from ..threadshare import available_cores
 from .figures import Source
 from .progress import report
-
-
-@contextmanager
-def all_cores() -> Iterator[None]:
-    """Run the block with one torch thread per core of this process (a worker runs figure jobs on one)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(available_cores())
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def options_key(options: dict[str, Any]) -> tuple:
@@ -46,16 +34,15 @@ def discovery_key(src: Source, classes: tuple[str, ...], method: str, **options:
 
 def discovery_job(src: Source, classes: tuple[str, ...], method: str, options: tuple) -> CircuitResult:
     """:func:`vitcore.circuits.discover` of ``method`` on the source's discovery images of ``classes``."""
-    with all_cores():
-        return discover(
-            src.base(),
-            src.discovery_set(),
-            list(classes),
-            method,
-            model_sha256=src.model_sha,
-            progress=report,
-            **dict(options),
-        )
+    return discover(
+        src.base(),
+        src.discovery_set(),
+        list(classes),
+        method,
+        model_sha256=src.model_sha,
+        progress=report,
+        **dict(options),
+    )
 
 
 def weights_digest(model: VisionTransformer) -> str:
@@ -93,16 +80,15 @@ def finetune_job(
         p.requires_grad_(True)
     data = src.discovery_set()
     focus = torch.nonzero(data.chosen(list(classes))).flatten() if classes and settings.get("focus") else None
-    with all_cores():
-        losses = finetune_steps(
-            model,
-            data,
-            steps,
-            lr=float(settings["lr"]),
-            teacher=src.base() if settings.get("distill") else None,
-            focus=focus,
-            progress=lambda s, loss: report(s / steps, f"step {s}/{steps} · loss {loss:.3f}"),
-        )
+    losses = finetune_steps(
+        model,
+        data,
+        steps,
+        lr=float(settings["lr"]),
+        teacher=src.base() if settings.get("distill") else None,
+        focus=focus,
+        progress=lambda s, loss: report(s / steps, f"step {s}/{steps} · loss {loss:.3f}"),
+    )
     for p in model.parameters():
         p.requires_grad_(False)
     return model, losses

@@ -142,12 +142,13 @@ class Scheduler:
         return dropped
 
     def progress(self, key: Hashable) -> Progress | None:
-        """The last progress report of the running request ``key`` (None: none yet, or not running)."""
+        """The last progress report of the running request ``key`` (``Progress(0, "running")`` before its first
+        or where the executor carries none back; None while it is queued, or when nothing runs under ``key``)."""
         with self._cond:
             entry = self._by_key.get(key)
-        if entry is None:
+        if entry is None or entry.running is None:
             return None
-        return entry.progress or getattr(entry.running, "progress", None)
+        return entry.progress or getattr(entry.running, "progress", None) or Progress(0.0, "running")
 
     def withdraw(self, key: Hashable, session: str) -> bool:
         """``session`` no longer wants request ``key`` (its user pressed Stop). When no other session waits on

@@ -42,9 +42,11 @@ def run_job(kind: str, *args: Any) -> Any:
 
 
 def load_source(source: Source) -> int:
-    """Load the model and eval set of ``source`` into this process (a worker's warm-up); returns the process id."""
+    """Load the model, eval set and discovery set of ``source`` into this process (a worker's warm-up); returns the
+    process id."""
     source.base()
     source.eval_set()
+    source.discovery_set()
     return os.getpid()
 
 
