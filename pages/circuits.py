@@ -295,7 +295,12 @@ def attribution_panel() -> None:
     if not shown or shown[0] >= len(eval_set):
         return
     idx, maps, lrp_maps = shown
-    st.image(eval_set.images[idx].permute(1, 2, 0).numpy(), caption=f"#{idx}, as the model sees it (64x64)", width=160)
+    side = ckpt.model.config.image_size
+    st.image(
+        eval_set.images[idx].permute(1, 2, 0).numpy(),
+        caption=f"#{idx}, as the model sees it ({side}x{side})",
+        width=160,
+    )
     cols = st.columns(2 * len(maps))
     for i, (name, a) in enumerate(maps.items()):
         r = lrp_maps[name]

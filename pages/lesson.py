@@ -60,7 +60,8 @@ def open_gallery(show: str) -> None:
 
 st.header("1. Pick a class")
 st.markdown(
-    f"The model sorts 64x64 images into 200 classes. We study one, **{chosen_label}**: the question of the lesson "
+    f"The model sorts {ckpt.model.config.image_size}x{ckpt.model.config.image_size} images into "
+    f"{ckpt.model.config.num_classes} classes. We study one, **{chosen_label}**: the question of the lesson "
     "is which few of the model's parts it needs to recognise it."
 )
 if st.button("Open the Model page on this class", key="lesson_1"):

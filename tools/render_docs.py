@@ -290,7 +290,7 @@ CLASS_TARGETS = {  # issue 37: six sessions at the lowest CPU priority on this 2
 }
 
 
-CLASS_RUNS = ["before", "with_views", "service_run1", "service_run2"]  # the columns, oldest first
+CLASS_RUNS = ["before", "after", "with_views", "service_run1", "service_run2"]  # the columns, oldest first
 
 
 def class_section() -> list[str]:
@@ -340,8 +340,11 @@ def class_section() -> list[str]:
     lines += [""] + [f"- {p.stem.removeprefix('load_test_class_')}: " + _source(r, p) for p, r in runs] + [""]
     lines += [
         "*before* is the same harness serving the app as it was before the compute service "
-        "(`git worktree add /tmp/before 6373ba4`, then `--root /tmp/before`). A run's figures move by seconds "
-        "from one run to the next on this machine; each column is one run.",
+        "(`git worktree add /tmp/before 6373ba4`, then `--root /tmp/before`); *after* is the first compute service; "
+        "*with_views* adds the Component, Lesson and Shortcut pages; *service_run1* and *service_run2* are two runs "
+        "of the same commit once circuit runs and fine-tunes went through the compute service and the source "
+        "watcher was turned off. A run's figures move by seconds from one run to the next on this machine; each "
+        "column is one run.",
         "",
     ]
     lines += [
@@ -393,12 +396,13 @@ def class_section() -> list[str]:
 
 def open_section() -> list[str]:
     """Six browsers opening the Model page at once, before and after, with who used the CPU."""
-    rows = []
+    rows, sources = [], []
     for label in ("before", "after"):
         for i in (1, 2, 3):
             path, record = _measurement(f"load_test_open_{label}_run{i}.json")
             if record is None:
                 continue
+            sources.append(f"- {label} run {i}: {_source(record, path)}")
             r = record["results"]
             cpu = r["cpu_core_s"]
             rows.append(
@@ -413,7 +417,6 @@ def open_section() -> list[str]:
             )
     if not rows:
         return []
-    path, record = _measurement("load_test_open_after_run1.json")
     return [
         "## Opening the Model page",
         "",
@@ -425,7 +428,7 @@ def open_section() -> list[str]:
         "",
         *_table(["run", "Model page usable", "server", "browsers", "other", "machine"], rows),
         "",
-        _source(record, path) if record else "",
+        *sources,
         "",
         "The server's share fell from about 4 to about 2.5 core-seconds, and the page did not get faster: the six "
         "browser contexts themselves need 16 to 20 core-seconds to load Streamlit's frontend and draw the page, "
@@ -519,8 +522,8 @@ def estimates_section() -> list[str]:
     lines = [
         "## Time estimates against the time taken",
         "",
-        f"What the pages announce before a long action, against what it then took on an idle machine ({r['threads']} "
-        "threads; "
+        "What the pages announce before a long action, against what it then took on an idle machine "
+        f"({r['threads']} torch thread{'s' if r['threads'] != 1 else ''}, as a compute-service worker runs it; "
         f"circuit runs on {r['images']} discovery images of {r['class']}, each method's defaults):",
         "",
     ]
@@ -951,6 +954,46 @@ def _shortcut_page() -> str:
     )
 
 
+OWN_VIT_TARGETS = {  # issue 43, for a vit_tiny_patch16_224-shaped model with 100 eval images on this machine
+    "eap_10_images_s": ("EAP on 10 images, s", "≤ 5"),
+    "fast_figures_s": ("a toggle's fast figures, s", "≤ 1"),
+    "peak_rss_mb": ("peak memory of the process, MB", "≤ 2048"),
+}
+
+
+def _own_vit_page() -> str:
+    runs = [_measurement(f"own_vit_{name}.json") for name in ("tiny", "base")]
+    runs = [(p, r) for p, r in runs if r is not None]
+    rows = [
+        ["parameters", ""] + [f"{r['results']['parameters'] / 1e6:.1f} M" for _, r in runs],
+        ["MACs per image", ""] + [f"{r['results']['macs_per_image'] / 1e9:.2f} G" for _, r in runs],
+        ["components (heads + MLP chunks)", ""] + [str(r["results"]["components"]) for _, r in runs],
+        ["discovery / eval images", ""]
+        + [f"{r['results']['discovery_images']} / {r['results']['eval_images']}" for _, r in runs],
+        ["load_model, s", ""] + [f"{r['results']['load_model_s']:.2f}" for _, r in runs],
+        ["load the image folder, s", ""] + [f"{r['results']['load_folder_s']:.2f}" for _, r in runs],
+    ]
+    rows += [
+        [label, target] + [f"{r['results'][key]:.2f}" for _, r in runs]
+        for key, (label, target) in OWN_VIT_TARGETS.items()
+    ]
+    section = [
+        "## Cost on this machine",
+        "",
+        *_table(["", "target (ViT-Ti)"] + [r["results"]["arch"] for _, r in runs], rows),
+        "",
+        *(f"- {_source(r, p)}" for p, r in runs),
+        "",
+        "Random weights (the figures are costs, not accuracies), a generated folder of 5 classes with 40 images each "
+        "(half of them eval images), 224x224 inputs, torch's default threads.",
+    ]
+    intro = (
+        "What a timm ViT brought with `vitcore.load_model` and a labelled image folder costs "
+        "(`benchmarks/bench_own_vit.py`; see [Bring your own ViT](../how-to/own-vit.md))."
+    )
+    return page("Bringing your own ViT: measured", intro, [section] if runs else [])
+
+
 def shortcut_card() -> str:
     """The planted model's card (assets/shortcut/README.md), from its config and its measurement file."""
     config = json.loads((ROOT / "assets" / "shortcut" / "config.json").read_text())
@@ -1039,6 +1082,7 @@ def render() -> dict[Path, str]:
         DOCS / "app.md": _app_page(),
         DOCS / "deploy.md": _deploy_page(),
         DOCS / "shortcut.md": _shortcut_page(),
+        DOCS / "own-vit.md": _own_vit_page(),
         ROOT / "docs" / "reference" / "cli.md": _cli_reference(),
     }
     if (ROOT / "assets" / "shortcut" / "config.json").exists():
