@@ -123,3 +123,17 @@ def test_the_cli_evaluates_a_timm_model_on_an_image_folder(tmp_path, tiny_timm, 
     assert printed["top1"] == pytest.approx(float(expected))
     assert main(["evaluate", "--model", "timm:deit_tiny_distilled_patch16_224"]) == 2
     assert "distillation token" in capsys.readouterr().err
+
+
+def test_a_worker_source_loads_a_timm_folder_and_an_image_folder(tmp_path, tiny_timm):
+    from vitcore.compute.figures import Source
+
+    _, ckpt = tiny_timm
+    folder = _folder(tmp_path / "images", ["goldfish", "tench"], 4)
+    source = Source(ckpt.info["source"]["path"], ckpt.sha256, str(folder), str(folder))
+    discovery, eval_set = load_image_folder(folder, ckpt)
+    assert torch.equal(source.eval_set().images, eval_set.images) and source.eval_set().files == eval_set.files
+    assert torch.equal(source.discovery_set().labels, discovery.labels)
+    x = normalize(eval_set.images, ckpt.model.config)
+    with torch.inference_mode():  # the same weights, loaded again from the folder (the checksum is checked too)
+        assert torch.allclose(source.base()(x), ckpt.model(x), atol=1e-6)

@@ -61,7 +61,7 @@ def test_our_model_to_timm_keeps_logits_and_pruned_models_are_refused():
 
 
 def test_unsupported_timm_variants_are_refused():
-    with pytest.raises(TimmConversionError, match="global_pool"):
+    with pytest.raises(TimmConversionError, match="'avg' pooling"):
         from_timm(_timm_vit(depth=1, global_pool="avg"))
-    with pytest.raises(TimmConversionError, match="layer scale"):
-        from_timm(_timm_vit(depth=1, init_values=1e-5))
+    with pytest.raises(TimmConversionError, match="q/k norm"):  # layer scale converts now: tests/test_model_sources.py
+        from_timm(_timm_vit(depth=1, qk_norm=True))

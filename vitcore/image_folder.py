@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -24,7 +25,7 @@ import torch
 from PIL import Image
 
 from .checkpoint import Checkpoint
-from .data import DataError, ImageSet
+from .data import DataError, ImageSet, check_classes, is_tiny_imagenet, load_split
 from .images import ImageError, load_rgb, to_model_size
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -208,3 +209,23 @@ def load_image_folder(
             raise DataError(f"{path}: no {split} images (each class needs at least two, or train/ and val/)")
         sets.append(ImageSet(torch.stack(images), torch.tensor(labels), list(ids), list(class_names), names))
     return sets[0], sets[1]
+
+
+_FOLDERS: dict[tuple[str, str, str], tuple[ImageSet, ImageSet]] = {}  # the last folder loaded, both splits
+
+
+def load_data(path: str | Path | None, ckpt: Checkpoint, split: str, **kwargs: Any) -> ImageSet:
+    """A split (``train``: discovery images, ``val``: eval images) of the data at ``path`` for ``ckpt``: Tiny
+    ImageNet's layout (default: the bundled subsets), refused unless its classes are the model's; or a labelled
+    image folder, mapped to the model's classes (``VITCORE_CLASS_MAP`` names a mapping file). ``kwargs`` go to
+    :func:`vitcore.data.load_split`."""
+    if path is not None and not is_tiny_imagenet(path):
+        mapping = os.environ.get("VITCORE_CLASS_MAP") or None
+        key = (str(path), ckpt.sha256, str(mapping))
+        if key not in _FOLDERS:
+            _FOLDERS.clear()  # one folder at a time: both of its splits
+            _FOLDERS[key] = load_image_folder(path, ckpt, mapping=mapping)
+        return _FOLDERS[key][0 if split == "train" else 1]
+    data = load_split(path, split, **kwargs)
+    check_classes(ckpt.wnids, ckpt.model.config.num_classes, data)
+    return data

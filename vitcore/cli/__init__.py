@@ -23,14 +23,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for group in (foundation, circuits, edges, inspect, pruning, deploy, sweep, atlas, shortcut):
         group.add_parsers(sub)
-    for command in sub.choices.values():  # every command that takes a model takes a weights file for a timm name
-        if any(a.dest == "checkpoint" for a in command._actions):
-            command.add_argument(
-                "--weights",
-                default=None,
-                help="with --model timm:NAME: a local weights file (safetensors, or .pth/.bin read as weights only)",
-            )
+    _add_weights(parser)
     return parser
+
+
+def _add_weights(parser: argparse.ArgumentParser) -> None:
+    """Every command (and subcommand) that takes a model takes a weights file for a timm name too."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                _add_weights(command)
+    if any(a.dest == "checkpoint" for a in parser._actions):
+        parser.add_argument(
+            "--weights",
+            default=None,
+            help="with --model timm:NAME: a local weights file (safetensors, or .pth/.bin read as weights only)",
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

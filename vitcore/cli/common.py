@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..checkpoint import Checkpoint
-from ..data import ImageSet, check_classes, is_tiny_imagenet, load_split
-from ..image_folder import load_image_folder
+from ..data import ImageSet
+from ..image_folder import load_data
 from .errors import UserError
 
 
@@ -87,18 +86,5 @@ def own_options(args: argparse.Namespace, method: str) -> dict[str, Any]:
 
 
 def load_data_for(ckpt: Checkpoint, path: str | Path | None, split: str, **kwargs: Any) -> ImageSet:
-    """A split of the data set at ``path`` (the bundled subset by default), refused unless its classes are the
-    model's; a labelled image folder instead gives its discovery (``train``) or eval (``val``) images, mapped to
-    the model's classes (``VITCORE_CLASS_MAP``: a mapping file, see :mod:`vitcore.image_folder`)."""
-    if path is not None and not is_tiny_imagenet(path):
-        key = (str(path), ckpt.sha256)
-        if key not in _FOLDERS:
-            _FOLDERS.clear()  # one folder at a time: both splits of it
-            _FOLDERS[key] = load_image_folder(path, ckpt, mapping=os.environ.get("VITCORE_CLASS_MAP") or None)
-        return _FOLDERS[key][0 if split == "train" else 1]
-    data = load_split(path, split, **kwargs)
-    check_classes(ckpt.wnids, ckpt.model.config.num_classes, data)
-    return data
-
-
-_FOLDERS: dict[tuple[str, str], tuple[ImageSet, ImageSet]] = {}
+    """A split of the data at ``path`` for ``ckpt`` (:func:`vitcore.image_folder.load_data`)."""
+    return load_data(path, ckpt, split, **kwargs)

@@ -88,7 +88,9 @@ class _Models:
 
 @dataclass(frozen=True)
 class Source:
-    """A base model and eval set by their files (None: the shipped model, the bundled data), loadable in any process."""
+    """A base model and its data by where they are (a model source as :func:`vitcore.load_model` takes it, a data
+    path as :func:`vitcore.image_folder.load_data` takes it; None: the shipped model, the bundled data), loadable in
+    any process."""
 
     checkpoint: str | None
     model_sha: str
@@ -105,17 +107,18 @@ class Source:
     def _loaded(self) -> tuple[VisionTransformer, ImageSet, _Models]:
         got = _PROCESS.get(self)
         if got is None:
-            from ..checkpoint import load_checkpoint
-            from ..data import load_split
+            from ..image_folder import load_data
+            from ..model_sources import load_model
 
-            ckpt = load_checkpoint(self.checkpoint)
+            ckpt = load_model(self.checkpoint)
             if ckpt.sha256 != self.model_sha:
                 raise VitcoreError(
                     f"the checkpoint at {self.checkpoint or 'the shipped path'} changed since the app loaded it"
                 )
             for p in ckpt.model.parameters():
                 p.requires_grad_(False)
-            got = _PROCESS[self] = (ckpt.model, load_split(self.data, "val"), _Models())
+            got = _PROCESS[self] = (ckpt.model, load_data(self.data, ckpt, "val"), _Models())
+            _CHECKPOINTS[self] = ckpt
         return got
 
     def base(self) -> VisionTransformer:
@@ -127,9 +130,10 @@ class Source:
     def discovery_set(self) -> ImageSet:
         """The images circuit runs and fine-tunes use (the train split of the same data), loaded once here."""
         if self not in _DISCOVERY:
-            from ..data import load_split
+            from ..image_folder import load_data
 
-            _DISCOVERY[self] = load_split(self.data, "train")
+            self._loaded()
+            _DISCOVERY[self] = load_data(self.data, _CHECKPOINTS[self], "train")
         return _DISCOVERY[self]
 
     def model(self, keep: bytes) -> VisionTransformer:
@@ -148,6 +152,7 @@ class Source:
 
 _PROCESS: dict[Source, tuple[VisionTransformer, ImageSet, _Models]] = {}  # what this process has loaded, per source
 _DISCOVERY: dict[Source, ImageSet] = {}
+_CHECKPOINTS: dict[Source, Any] = {}  # the checkpoint each source loaded (its classes and preprocessing)
 
 
 @dataclass(eq=False)
