@@ -45,24 +45,27 @@ def await_job(state: AppState, key: Hashable, future: Future, label: str) -> Any
         raise
 
 
+def _submit(state: AppState, key: Hashable, kind: str, *args: Any, keep_result: bool = True) -> Future:
+    """Queue the long job ``kind`` for this session; a newer request of the same kind supersedes its queued one."""
+    return shared_scheduler().submit(
+        key,
+        run_job,
+        kind,
+        *args,
+        priority=LONG,
+        session=state.session_uid,
+        channel=kind,
+        tag=key,
+        keep_result=keep_result,  # False for a model: not kept once delivered
+    )
+
+
 def run_discovery(state: AppState, method: str, **options: Any) -> CircuitResult:
     """A circuit run of ``method`` on the session's classes and discovery images (options as
     :func:`vitcore.circuits.discover` takes them), through the compute service; this session's own copy."""
     src, classes = state.source(), tuple(state.classes)
     key = discovery_key(src, classes, method, **options)
-    future = shared_scheduler().submit(
-        key,
-        run_job,
-        "discover",
-        src,
-        classes,
-        method,
-        options_key(options),
-        priority=LONG,
-        session=state.session_uid,
-        channel="circuit",
-        tag=key,
-    )
+    future = _submit(state, key, "discover", src, classes, method, options_key(options))
     return copy.deepcopy(await_job(state, key, future, method))
 
 
@@ -73,20 +76,6 @@ def run_finetune(
     compute service; ``options``: steps, lr, distill, focus. Returns this session's own copy and the losses."""
     src, classes, keep = state.source(), tuple(state.classes), keep_bytes(mask)
     key = finetune_key(src, keep, start, classes, **options)
-    future = shared_scheduler().submit(
-        key,
-        run_job,
-        "finetune",
-        src,
-        keep,
-        start,
-        classes,
-        options_key(options),
-        priority=LONG,
-        session=state.session_uid,
-        channel="finetune",
-        tag=key,
-        keep_result=False,  # a model: not kept once delivered
-    )
+    future = _submit(state, key, "finetune", src, keep, start, classes, options_key(options), keep_result=False)
     model, losses = await_job(state, key, future, "fine-tuning")
     return model.clone(), list(losses)

@@ -19,6 +19,20 @@ def parse_json(text: str | bytes, what: str, error: type[VitcoreError]) -> Any:
         raise error(f"{what} nests JSON too deeply") from None
 
 
+def read_json_object(path: "str | Path", limit: int, what: str, error: type[VitcoreError]) -> dict:
+    """A user's JSON file that must hold an object, refused by its size before it is read; ``error`` names
+    ``what`` for a missing, too large, malformed or non-object file."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: no such {what}")
+    if path.stat().st_size > limit:
+        raise error(f"{path}: the {what} is larger than {limit // 1024} KiB")
+    value = parse_json(path.read_bytes(), f"{path}: the {what}", error)
+    if not isinstance(value, dict):
+        raise error(f"{path}: the {what} must be a JSON object")
+    return value
+
+
 class StateFileError(VitcoreError):
     """A resumable run's state file that cannot be read safely."""
 

@@ -13,7 +13,6 @@ every image by its pixel count before it is decoded, and the whole decoded set a
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import zipfile
@@ -26,6 +25,7 @@ from PIL import Image
 
 from .checkpoint import Checkpoint
 from .data import DataError, ImageSet, check_classes, is_tiny_imagenet, load_split
+from .errors import read_json_object
 from .images import ImageError, load_rgb, to_model_size
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -94,16 +94,7 @@ def _normal(text: str) -> str:
 
 def read_mapping(path: str | Path) -> dict[str, Any]:
     """A mapping file: a JSON object from folder name to the model's class (an index, a class id or a name)."""
-    path = Path(path)
-    if not path.is_file() or path.stat().st_size > MAX_MAPPING_BYTES:
-        raise DataError(f"{path}: no mapping file, or larger than {MAX_MAPPING_BYTES // 1024} KiB")
-    try:
-        mapping = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(mapping, dict):
-        raise DataError(f"{path}: the mapping must be a JSON object from folder name to class")
-    return mapping
+    return read_json_object(path, MAX_MAPPING_BYTES, "mapping file (folder name -> class)", DataError)
 
 
 def class_indices(folders: list[str], ckpt: Checkpoint, mapping: dict[str, Any] | None = None) -> dict[str, int]:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from .checkpoint import CONFIG, WEIGHTS, Checkpoint, checkpoint_bytes, load_checkpoint
-from .errors import VitcoreError
+from .errors import VitcoreError, read_json_object
 from .timm_compat import TimmConversionError, from_timm, unsupported_features
 
 TIMM_PREFIX = "timm:"
@@ -48,16 +48,7 @@ def _timm() -> Any:
 
 
 def _read_config(folder: Path) -> dict:
-    path = folder / CONFIG
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ModelSourceError(f"{path}: config.json is larger than {MAX_CONFIG_BYTES // 1024} KiB")
-    try:
-        config = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ModelSourceError(f"{path}: not valid JSON ({_first_line(e)})") from e
-    if not isinstance(config, dict):
-        raise ModelSourceError(f"{path}: config.json must be a JSON object")
-    return config
+    return read_json_object(folder / CONFIG, MAX_CONFIG_BYTES, "model config", ModelSourceError)
 
 
 def source_kind(source: str | Path | None) -> str:

@@ -204,15 +204,9 @@ def _run_ray(model, data, tasks, settings, out, retries, bar, solver, address, w
         raise AtlasError(
             "the ray backend needs Ray: pip install -r requirements-cluster.txt (or pip install -e .[cluster])"
         ) from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(
-            address=address,
-            num_cpus=None if address else (workers or os.cpu_count()),
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
+    from ..compute.ray_pool import start_ray
+
+    started_here = start_ray(address, workers)
     try:
         remote = ray.remote(num_cpus=settings.threads_per_task, max_retries=retries, retry_exceptions=True)(_in_worker)
         model_ref, data_ref = ray.put(model), ray.put(data)

@@ -20,6 +20,17 @@ from .errors import UserError
 PLANT_DEFAULTS = PlantConfig()
 
 
+def add_planted_model(p: argparse.ArgumentParser) -> None:
+    """The model option of the commands that read a planted shortcut."""
+    p.add_argument(
+        "--checkpoint",
+        "--model",
+        dest="checkpoint",
+        default=None,
+        help="a checkpoint with a shortcut (default: the shipped one)",
+    )
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     shortcut = sub.add_parser("shortcut", help="plant a shortcut in a model, find its circuit, cut it out")
     ssub = shortcut.add_subparsers(dest="shortcut_command", required=True)
@@ -49,26 +60,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_plant)
 
     p = ssub.add_parser("eval", help="clean top-1 and flip rate of a model with a shortcut")
-    p.add_argument(
-        "--checkpoint",
-        "--model",
-        dest="checkpoint",
-        default=None,
-        help="a checkpoint with a shortcut (default: the shipped one)",
-    )
+    add_planted_model(p)
     p.add_argument("--eval-data", default=None, help="data whose val split is used (default: the bundled subset)")
     p.add_argument("--control", action="append", default=[], help="also measure this checkpoint with the same mark")
     p.add_argument("--json", default=None, help="write the figures to this measurement file")
     p.set_defaults(func=run_eval)
 
     p = ssub.add_parser("cut", help="remove the top-k components of the shortcut's circuit against random ones")
-    p.add_argument(
-        "--checkpoint",
-        "--model",
-        dest="checkpoint",
-        default=None,
-        help="a checkpoint with a shortcut (default: the shipped one)",
-    )
+    add_planted_model(p)
     p.add_argument("--data", default=None, help="discovery data (train split; default: the bundled subset)")
     p.add_argument("--eval-data", default=None, help="data whose val split is measured (default: the bundled subset)")
     p.add_argument(

@@ -20,6 +20,23 @@ from .figures import Source
 from .workers import WorkerDied, load_source
 
 
+def start_ray(address: str | None, num_cpus: int | None) -> bool:
+    """Connect to the Ray cluster at ``address`` (None: start one of ``num_cpus`` CPUs here) unless this process is
+    connected already; True when this call connected it (its caller then shuts it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    ray.init(
+        address=address,
+        num_cpus=None if address else (num_cpus or os.cpu_count()),
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    return True
+
+
 def _call(fn: Callable[..., Any], args: tuple) -> Any:
     torch.set_num_threads(1)  # one CPU per task, as Ray schedules it
     return fn(*args)
@@ -32,15 +49,7 @@ class RayPool(Executor):
         import ray
 
         self._ray = ray
-        self._started_here = not ray.is_initialized()
-        if self._started_here:
-            ray.init(
-                address=address,
-                num_cpus=None if address else (processes or os.cpu_count()),
-                include_dashboard=False,
-                log_to_driver=False,
-                configure_logging=False,
-            )
+        self._started_here = start_ray(address, processes)
         self._remote = ray.remote(num_cpus=1, max_retries=0)(_call)
         self.processes = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self._refs: dict[Future, Any] = {}
