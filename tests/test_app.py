@@ -265,7 +265,7 @@ def test_bad_checkpoints_and_data_keep_the_app_working(tmp_path, monkeypatch):
         assert any(message in e.value for e in at.error), [e.value for e in at.error]
         assert not at.exception and "Parameters" in [m.label for m in at.metric]
     at = sidebar_app(data_path=str(tmp_path / "missing"))
-    assert any("Could not read that data" in e.value for e in at.error) and not at.exception
+    assert any("Could not use that data" in e.value for e in at.error) and not at.exception
     assert "Parameters" in [m.label for m in at.metric]
 
 

@@ -11,11 +11,13 @@ import torch
 
 from ui.trace import trace
 from vitcore import load_split
-from vitcore.checkpoint import Checkpoint, load_checkpoint, parse_checkpoint, read_zip_parts
+from vitcore.checkpoint import Checkpoint, parse_checkpoint, read_zip_parts
 from vitcore.compute import Scheduler
 from vitcore.compute.figures import Source
 from vitcore.compute.workers import WorkerPool
 from vitcore.data import ImageSet, cache_dir
+from vitcore.image_folder import load_data
+from vitcore.model_sources import load_model
 from vitcore.threadshare import ThreadShare, available_cores
 
 
@@ -27,8 +29,9 @@ def _frozen(ckpt: Checkpoint) -> Checkpoint:
 
 @st.cache_resource(show_spinner="Loading model…")
 def shared_checkpoint(path: str | None) -> Checkpoint:
-    """One model per path, shared by every session: read-only by contract."""
-    return _frozen(load_checkpoint(path))
+    """One model per source (a checkpoint path, a local timm folder or ``timm:NAME``; see ``vitcore.load_model``),
+    shared by every session: read-only by contract."""
+    return _frozen(load_model(path))
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=4, ttl=3600)
@@ -53,6 +56,12 @@ def load_upload(upload) -> tuple[Checkpoint, str]:
 @st.cache_resource(show_spinner="Loading images…")
 def shared_split(path: str | None, split: str) -> ImageSet:
     return load_split(path, split)
+
+
+@st.cache_resource(show_spinner="Loading images…", max_entries=8)
+def shared_data(path: str | None, _ckpt: Checkpoint, model_sha: str, split: str) -> ImageSet:
+    """A split of the data at ``path`` for a model (Tiny ImageNet, or a labelled image folder preprocessed for it)."""
+    return load_data(path, _ckpt, split)
 
 
 @st.cache_resource(show_spinner="Classifying the eval images…")

@@ -7,10 +7,9 @@ import sys
 
 import streamlit as st
 
-from ui.resources import load_upload, shared_checkpoint, shared_split, shared_thread_share
+from ui.resources import load_upload, shared_checkpoint, shared_data, shared_split, shared_thread_share
 from ui.state import AppState
 from vitcore.assets import shortcut_checkpoint
-from vitcore.data import check_classes
 from vitcore.errors import VitcoreError
 
 SHORTCUT_MODEL = "Shortcut model (planted)"
@@ -50,7 +49,7 @@ def sidebar(state: AppState) -> list[str]:
             elif source == SHORTCUT_MODEL:
                 ckpt, ckpt_path = shared_checkpoint(str(planted)), str(planted)
             elif source == "Path on this machine":
-                path = st.text_input("Checkpoint folder or zip", key="model_path")
+                path = st.text_input("Checkpoint folder or zip, local timm folder, or timm:NAME", key="model_path")
                 if path:
                     ckpt, ckpt_path = shared_checkpoint(path), path
         except VitcoreError as e:
@@ -61,7 +60,10 @@ def sidebar(state: AppState) -> list[str]:
         st.subheader("Data")
         if server_paths_allowed():
             data_path = (
-                st.text_input("Tiny ImageNet folder or zip (empty: bundled subsets)", key="data_path").strip() or None
+                st.text_input(
+                    "Tiny ImageNet, or a labelled image folder or zip (empty: bundled subsets)", key="data_path"
+                ).strip()
+                or None
             )
         else:
             data_path = None
@@ -70,14 +72,11 @@ def sidebar(state: AppState) -> list[str]:
                 "--allow-server-paths`."
             )
         try:
-            discovery, eval_set = shared_split(data_path, "train"), shared_split(data_path, "val")
+            discovery = shared_data(data_path, ckpt, ckpt.sha256, "train")
+            eval_set = shared_data(data_path, ckpt, ckpt.sha256, "val")
         except VitcoreError as e:
-            problems.append(f"Could not read that data: {e}. Using the bundled subsets.")
-            data_path, discovery, eval_set = None, shared_split(None, "train"), shared_split(None, "val")
-        try:
-            check_classes(ckpt.wnids, ckpt.model.config.num_classes, eval_set)
-        except VitcoreError as e:
-            problems.append(f"{str(e)[0].upper()}{str(e)[1:]}; using the bundled subsets.")
+            problems.append(f"Could not use that data with this model: {e}. Using the shipped model and its data.")
+            ckpt, ckpt_path = shared_checkpoint(None), None
             data_path, discovery, eval_set = None, shared_split(None, "train"), shared_split(None, "val")
         st.caption(f"discovery {len(discovery)} images · eval {len(eval_set)} images")
         share = shared_thread_share()

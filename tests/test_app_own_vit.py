@@ -1,0 +1,89 @@
+"""The app on a timm ViT and a labelled image folder: every page opens and the main actions run (AppTest)."""
+
+import pytest
+import torch
+from conftest import ROOT
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+pytestmark = pytest.mark.slow
+timm = pytest.importorskip("timm")
+APP = str(ROOT / "app.py")
+
+
+@pytest.fixture(scope="module")
+def own_vit(tmp_path_factory):
+    """A small timm ViT with ImageNet's classes (random weights) as a local timm folder, and a 3-class folder."""
+    from timm.models import save_for_hf
+
+    root = tmp_path_factory.mktemp("own_vit")
+    torch.manual_seed(0)
+    model = timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3
+    )
+    save_for_hf(model, str(root / "model"), safe_serialization=True)
+    g = torch.Generator().manual_seed(0)
+    for name in ("goldfish", "tench", "great_white_shark"):
+        (root / "images" / name).mkdir(parents=True)
+        for i in range(6):
+            pixels = torch.randint(0, 256, (48, 40, 3), generator=g, dtype=torch.uint8)
+            Image.fromarray(pixels.numpy()).save(root / "images" / name / f"{i}.jpg")
+    return root / "model", root / "images"
+
+
+def test_every_page_opens_on_a_timm_model_and_an_image_folder(own_vit, monkeypatch):
+    from ui.shell import PAGES
+
+    monkeypatch.setenv("VITCORE_ALLOW_SERVER_PATHS", "1")
+    model, images = own_vit
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.session_state["model_source"] = "Path on this machine"
+    at.session_state["model_path"] = str(model)
+    at.session_state["data_path"] = str(images)
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    state = at.session_state["app"]
+    assert state.ckpt.model.config.image_size == 32 and state.ckpt.model.config.num_classes == 1000
+    assert len(state.eval_set) == 9 and state.data_key == str(images)
+    for path, title in PAGES:
+        at.switch_page(path)
+        at.run()
+        assert not at.exception, (title, [e.value for e in at.exception])
+
+
+def test_a_circuit_run_pruning_fine_tuning_and_export_on_a_timm_model(own_vit, monkeypatch, tmp_path):
+    from test_app import media_bytes
+
+    from vitcore.model_sources import load_model
+
+    monkeypatch.setenv("VITCORE_ALLOW_SERVER_PATHS", "1")
+    model, images = own_vit
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.session_state["model_source"] = "Path on this machine"
+    at.session_state["model_path"] = str(model)
+    at.session_state["data_path"] = str(images)
+    at.run()
+    at.switch_page("pages/circuits.py")
+    at.run()
+    at.multiselect(key="class_pick").select("goldfish, Carassius auratus (n01443537)")
+    at.selectbox(key="method").set_value("eap")
+    at.run()
+    at.button(key="run_circuit").click().run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    state = at.session_state["app"]
+    assert state.results and len(state.results[-1].scores) == len(state.ckpt.model.components)
+    at.switch_page("pages/prune.py")
+    at.run()
+    at.number_input(key="ft_steps").set_value(5).run()
+    at.button(key="ft_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("→" in s.value for s in list(at.success) + list(at.warning)), [e.value for e in at.error]
+    at.switch_page("pages/export.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    (tmp_path / "m.zip").write_bytes(media_bytes(at.download_button(key="dl_zip").proto.url))
+    exported = load_model(tmp_path / "m.zip")  # a vitcore checkpoint of the pruned, fine-tuned timm model
+    assert exported.model.config.image_size == 32 and exported.wnids == state.ckpt.wnids
+    assert exported.info["provenance"]["finetuned"] is True
+    assert exported.info["source"]["kind"] == "timm-folder"  # where the pruned model came from
+    assert exported.info["preprocessing"] == state.ckpt.info["preprocessing"]
