@@ -137,3 +137,17 @@ def test_a_worker_source_loads_a_timm_folder_and_an_image_folder(tmp_path, tiny_
     x = normalize(eval_set.images, ckpt.model.config)
     with torch.inference_mode():  # the same weights, loaded again from the folder (the checksum is checked too)
         assert torch.allclose(source.base()(x), ckpt.model(x), atol=1e-6)
+
+
+def test_the_cli_atlas_covers_the_folders_classes_only(tmp_path, tiny_timm, capsys):
+    from vitcore.cli import main
+
+    _, ckpt = tiny_timm
+    folder = _folder(tmp_path / "images", ["goldfish", "tench"], 4)
+    model = str(ckpt.info["source"]["path"])
+    argv = ["atlas", "--model", model, "--data", str(folder), "--methods", "eap", "--backend", "local"]
+    assert main([*argv, "--out", str(tmp_path / "atlas")]) == 0
+    done = sorted(p.name for p in (tmp_path / "atlas" / "results" / "eap").glob("*.json"))
+    assert done == ["n01440764.json", "n01443537.json"]  # tench and goldfish, not the model's other 998 classes
+    assert main(["circuits", "--model", model, "--data", str(folder), "--method", "eap", "--classes", "n01491361"]) == 2
+    assert "none of their images in the data" in capsys.readouterr().err

@@ -83,6 +83,11 @@ class ImageSet:
         """Images whose class is one of ``wnids``; unknown wnids raise DataError."""
         return self.subset(torch.nonzero(self.chosen(wnids)).flatten())
 
+    def present(self) -> list[str]:
+        """The classes with at least one image here, in the order of ``wnids`` (a folder may hold a few of a
+        model's classes)."""
+        return [self.wnids[i] for i in sorted(set(self.labels.tolist()))]
+
     def class_index(self, wnid: str) -> int:
         try:
             return self.wnids.index(wnid)

@@ -35,7 +35,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     ckpt = load_model(args.checkpoint, args.weights)
     data = load_data_for(ckpt, args.data, "train", progress=True)
-    classes = list(data.wnids) if args.classes == "all" else parse_classes(args.classes, data.wnids)
+    classes = data.present() if args.classes == "all" else parse_classes(args.classes, data.present())
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     settings = AtlasSettings(
         corruption=args.corruption,

@@ -129,7 +129,7 @@ def run_circuits(args: argparse.Namespace) -> int:
         if shortcut is None:
             raise UserError(f"{args.checkpoint or 'the shipped model'} has no planted shortcut (see shortcut plant)")
     discovery = load_data_for(ckpt, args.data, "train", progress=True)
-    classes = parse_classes(args.classes, discovery.wnids)
+    classes = parse_classes(args.classes, discovery.present())
     corruption = args.corruption or ("paired" if shortcut else "resample")
     print(f"method {args.method}: optimises/ranks by metric '{metric}', corruption '{corruption}'")
     bar, update = progress_bar(args.method)
@@ -207,7 +207,9 @@ def run_bench_faithfulness(args: argparse.Namespace) -> int:
     ckpt = load_model(args.checkpoint, args.weights)
     data = load_data_for(ckpt, args.data, "train")
     class_sets = (
-        [parse_classes(c, data.wnids) for c in args.classes] if args.classes else [list(c) for c in trust.CLASS_SETS]
+        [parse_classes(c, data.present()) for c in args.classes]
+        if args.classes
+        else [list(c) for c in trust.CLASS_SETS]
     )
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
@@ -239,7 +241,7 @@ def run_bench_circuits(args: argparse.Namespace) -> int:
     ckpt = load_model(args.checkpoint, args.weights)
     model = ckpt.model
     data = load_data_for(ckpt, args.data, "train")
-    classes = parse_classes(args.classes, data.wnids)
+    classes = parse_classes(args.classes, data.present())
     task = build_task(model, data, classes)
     with torch.no_grad():
         t0 = time.perf_counter()

@@ -40,7 +40,9 @@ def parse_classes(arg: str | None, wnids: list[str]) -> list[str]:
         raise UserError("--classes is empty: give comma-separated wnids")
     unknown = [c for c in classes if c not in wnids]
     if unknown:
-        raise UserError(f"unknown class(es) {', '.join(unknown)}; wnids look like n01443537")
+        raise UserError(
+            f"unknown class(es) {', '.join(unknown)}, or none of their images in the data; wnids look like n01443537"
+        )
     return classes
 
 

@@ -58,7 +58,7 @@ def run_bench_edges(args: argparse.Namespace) -> int:
     ckpt = load_model(args.checkpoint, args.weights)
     model = ckpt.model
     data = load_data_for(ckpt, args.data, "train")
-    classes = parse_classes(args.classes, data.wnids)
+    classes = parse_classes(args.classes, data.present())
     n_edges = len(model.edges)
     rows, results = [], {}
     for name in args.methods.split(","):

@@ -25,7 +25,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def run_inspect(args: argparse.Namespace) -> int:
     ckpt = load_model(args.checkpoint, args.weights)
     data = load_data_for(ckpt, args.data, "val")
-    classes = parse_classes(args.classes, data.wnids)
+    classes = parse_classes(args.classes, data.present())
     try:
         report, strip = component_report(ckpt.model, data, classes, args.component)
     except InspectError as e:

@@ -65,7 +65,7 @@ def run_prune(args: argparse.Namespace) -> int:
         result = CircuitResult.load(args.scores)
     else:
         discovery = load_data_for(ckpt, args.data, "train")
-        classes = parse_classes(args.classes, discovery.wnids)
+        classes = parse_classes(args.classes, discovery.present())
         result = discover(
             ckpt.model,
             discovery,

@@ -158,7 +158,7 @@ def run_cut(args: argparse.Namespace) -> int:
     ckpt = load_model(args.checkpoint, args.weights)
     shortcut = _shortcut_of(ckpt, args.checkpoint)
     discovery = load_data_for(ckpt, args.data, "train", progress=True)
-    classes = parse_classes(args.classes, discovery.wnids)
+    classes = parse_classes(args.classes, discovery.present())
     results = {}
     for method in methods:
         bar, update = progress_bar(f"{method} on the mark task")

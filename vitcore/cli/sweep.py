@@ -55,7 +55,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     ckpt = load_model(args.checkpoint, args.weights)
     discovery = load_data_for(ckpt, args.data, "train", progress=True)
     eval_set = load_data_for(ckpt, args.eval_data, "val", progress=True)
-    classes = parse_classes(args.classes, eval_set.wnids)
+    classes = parse_classes(args.classes, eval_set.present())
     chosen = eval_set.chosen(classes)
     print(
         f"{len(classes)} classes, {int(chosen.sum())} chosen-class eval images of {len(eval_set)}"
