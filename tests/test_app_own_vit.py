@@ -65,6 +65,7 @@ def test_a_circuit_run_pruning_fine_tuning_and_export_on_a_timm_model(own_vit, m
     at.run()
     at.switch_page("pages/circuits.py")
     at.run()
+    assert len(at.multiselect(key="class_pick").options) == 3  # the folder's classes, not the model's 1000
     at.multiselect(key="class_pick").select("goldfish, Carassius auratus (n01443537)")
     at.selectbox(key="method").set_value("eap")
     at.run()
@@ -87,3 +88,22 @@ def test_a_circuit_run_pruning_fine_tuning_and_export_on_a_timm_model(own_vit, m
     assert exported.info["provenance"]["finetuned"] is True
     assert exported.info["source"]["kind"] == "timm-folder"  # where the pruned model came from
     assert exported.info["preprocessing"] == state.ckpt.info["preprocessing"]
+
+
+def test_an_operator_preloads_a_timm_model_and_folder_for_everyone(own_vit, monkeypatch):
+    from ui.resources import shared_checkpoint, warm_preloaded
+    from ui.sidebar import PRELOADED
+
+    model, images = own_vit
+    monkeypatch.setenv("VITCORE_PRELOAD", str(model))
+    monkeypatch.setenv("VITCORE_PRELOAD_DATA", str(images))
+    monkeypatch.delenv("VITCORE_ALLOW_SERVER_PATHS", raising=False)
+    source = warm_preloaded()  # what serve.py's start-up does
+    assert source is not None and source.checkpoint == str(model) and source.data == str(images)
+    warmed = shared_checkpoint(str(model))
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.session_state["model_source"] = PRELOADED  # offered without server paths: the operator chose it
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    state = at.session_state["app"]
+    assert state.ckpt is warmed and state.data_key == str(images) and len(state.eval_set) == 9

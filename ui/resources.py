@@ -175,7 +175,29 @@ def warm_shared_resources() -> None:
     Playground(ckpt.model, eval_set, [], scheduler=scheduler, source=shipped_source(), session="warm-up").slow(
         ckpt.model.components.ones()
     )
+    warm_preloaded()
     trace("server", "warm_done")
+
+
+def warm_preloaded() -> Source | None:
+    """Load the operator's preloaded model and data (``--preload``, see ``ui.sidebar.preloaded``) into the shared
+    caches and the workers, as the shipped ones are; returns its source, or None when nothing is preloaded."""
+    from ui.sidebar import preloaded
+
+    preload = preloaded()
+    if preload is None:
+        return None
+    model, data = preload
+    ckpt = shared_checkpoint(model)
+    shared_data(data, ckpt, ckpt.sha256, "train")
+    eval_set = shared_data(data, ckpt, ckpt.sha256, "val")
+    shared_eval_logits(ckpt.model, eval_set, ckpt.sha256, data or "bundled")
+    shared_latency_model(ckpt.model, ckpt.sha256)
+    source = Source(model, ckpt.sha256, data, data or "bundled")
+    warm = getattr(shared_scheduler().executor, "warm", None)
+    if warm is not None:
+        warm(source)
+    return source
 
 
 def state_hash(model: torch.nn.Module) -> str:

@@ -21,6 +21,23 @@ def server_paths_allowed() -> bool:
     return "--allow-server-paths" in sys.argv[1:] or os.environ.get("VITCORE_ALLOW_SERVER_PATHS") == "1"
 
 
+def preloaded() -> tuple[str, str | None] | None:
+    """The model (and data) the operator loads at start-up for everyone: ``streamlit run serve.py -- --preload MODEL
+    [--preload-data DATA]``, or ``VITCORE_PRELOAD`` (and ``VITCORE_PRELOAD_DATA``); None when there is none."""
+    args = sys.argv[1:]
+
+    def flag(name: str) -> str | None:
+        return args[args.index(name) + 1] if name in args[:-1] else None
+
+    model = flag("--preload") or os.environ.get("VITCORE_PRELOAD")
+    if not model:
+        return None
+    return model, flag("--preload-data") or os.environ.get("VITCORE_PRELOAD_DATA") or None
+
+
+PRELOADED = "Preloaded by the operator"
+
+
 def sidebar(state: AppState) -> list[str]:
     """Draw the model and data choices and set them on ``state``; returns error messages (the app falls back to the
     defaults).
@@ -29,9 +46,11 @@ def sidebar(state: AppState) -> list[str]:
     with st.sidebar:
         st.subheader("Model")
         planted = shortcut_checkpoint()
+        preload = preloaded()
         sources = (
             ["Shipped model"]
             + ([SHORTCUT_MODEL] if (planted / "config.json").exists() else [])
+            + ([PRELOADED] if preload else [])
             + ["Upload a zip"]
             + (["Path on this machine"] if server_paths_allowed() else [])
         )
@@ -48,6 +67,9 @@ def sidebar(state: AppState) -> list[str]:
                     ckpt, ckpt_path = load_upload(upload)
             elif source == SHORTCUT_MODEL:
                 ckpt, ckpt_path = shared_checkpoint(str(planted)), str(planted)
+            elif source == PRELOADED and preload:
+                ckpt, ckpt_path = shared_checkpoint(preload[0]), preload[0]
+                st.caption(f"{preload[0]}" + (f" with {preload[1]}" if preload[1] else ""))
             elif source == "Path on this machine":
                 path = st.text_input("Checkpoint folder or zip, local timm folder, or timm:NAME", key="model_path")
                 if path:
@@ -58,7 +80,10 @@ def sidebar(state: AppState) -> list[str]:
             ckpt, ckpt_path = shared_checkpoint(None), None
         st.caption(f"{len(ckpt.model.components)} components · sha256 {ckpt.sha256[:12]}")
         st.subheader("Data")
-        if server_paths_allowed():
+        if source == PRELOADED and preload:
+            data_path = preload[1]
+            st.caption("The data preloaded with the model." if data_path else "Bundled subsets.")
+        elif server_paths_allowed():
             data_path = (
                 st.text_input(
                     "Tiny ImageNet, or a labelled image folder or zip (empty: bundled subsets)", key="data_path"

@@ -123,8 +123,14 @@ class AppState:
         )
 
     def class_options(self) -> dict[str, str]:
-        """Human-readable class label -> wnid, for searchable multiselects."""
-        return {f"{name} ({wnid})": wnid for wnid, name in zip(self.eval_set.wnids, self.eval_set.names)}
+        """Human-readable class label -> wnid, for searchable multiselects: the classes with discovery and eval
+        images (an image folder may hold a few of a model's classes)."""
+        present = set(self.eval_set.present())
+        if self.discovery is not None:
+            present &= set(self.discovery.present())
+        return {
+            f"{name} ({wnid})": wnid for wnid, name in zip(self.eval_set.wnids, self.eval_set.names) if wnid in present
+        }
 
     def class_names(self) -> list[str]:
         return [self.eval_set.names[self.eval_set.class_index(w)] for w in self.classes]
