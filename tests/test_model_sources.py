@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vitcore import load_checkpoint
+from vitcore.errors import VitcoreError
 from vitcore.model_sources import ModelSourceError, load_model, source_kind
 from vitcore.timm_compat import from_timm, to_timm, unsupported_features
 
@@ -143,3 +144,33 @@ def test_bad_sources_fail_in_one_line(tmp_path, tiny_weights):
 
 def test_the_shipped_model_and_vitcore_checkpoints_load_as_before():
     assert load_model(None).sha256 == load_checkpoint(None).sha256
+
+
+def test_a_zipped_timm_folder_uploads_and_a_bomb_inside_one_is_refused_before_inflating(tmp_path):
+    import io
+    import zipfile
+
+    from ui.resources import load_upload
+
+    class Upload:  # what Streamlit's file uploader hands the sidebar
+        def __init__(self, data: bytes, name: str):
+            self.data, self.name = data, name
+
+        def getvalue(self) -> bytes:
+            return self.data
+
+    reference = _random_timm(img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3)
+    save_for_hf(reference, str(tmp_path / "folder"), safe_serialization=True)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for p in sorted((tmp_path / "folder").iterdir()):
+            z.write(p, "my-vit/" + p.name)
+    ckpt, folder = load_upload(Upload(buf.getvalue(), "my-vit.zip"))
+    _same_logits(ckpt.model, reference, 32)
+    assert ckpt.info["source"]["kind"] == "timm-folder" and source_kind(folder) == "timm-folder"
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("config.json", (tmp_path / "folder" / "config.json").read_bytes())
+        z.writestr("model.safetensors", b"\0" * (20 * 2**20))  # deflates a thousandfold: no float weights do
+    with pytest.raises(VitcoreError, match="would inflate"):
+        load_upload(Upload(bomb.getvalue(), "bomb.zip"))

@@ -11,13 +11,13 @@ import torch
 
 from ui.trace import trace
 from vitcore import load_split
-from vitcore.checkpoint import Checkpoint, parse_checkpoint, read_zip_parts
+from vitcore.checkpoint import Checkpoint, parse_checkpoint
 from vitcore.compute import Scheduler
 from vitcore.compute.figures import Source
 from vitcore.compute.workers import WorkerPool
 from vitcore.data import ImageSet, cache_dir
 from vitcore.image_folder import load_data
-from vitcore.model_sources import load_model
+from vitcore.model_sources import load_model, read_zip
 from vitcore.threadshare import ThreadShare, available_cores
 
 
@@ -35,22 +35,24 @@ def shared_checkpoint(path: str | None) -> Checkpoint:
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=4, ttl=3600)
-def shared_uploaded_checkpoint(digest: str, weights: bytes, config: bytes) -> tuple[Checkpoint, str]:
-    """A checked upload and the folder it is saved in, so that worker processes can load it too."""
-    ckpt = _frozen(parse_checkpoint(weights, config, "uploaded checkpoint"))
+def shared_uploaded_checkpoint(digest: str, weights: bytes, config: bytes, kind: str) -> tuple[Checkpoint, str]:
+    """A checked upload (a vitcore checkpoint, or a timm folder zipped) and the folder it is saved in, so that
+    worker processes can load it too."""
+    checked = parse_checkpoint(weights, config, "uploaded checkpoint") if kind == "checkpoint" else None
     folder = cache_dir() / "uploads" / digest
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.safetensors").write_bytes(weights)
     (folder / "config.json").write_bytes(config)
-    return ckpt, str(folder)
+    # a timm model is built by timm from the saved folder, its architecture and size checked first
+    return _frozen(checked or load_model(folder)), str(folder)
 
 
 def load_upload(upload) -> tuple[Checkpoint, str]:
-    """An uploaded checkpoint zip, parsed once per content and shared (its sizes are checked before anything
-    inflates), and the folder it is saved in."""
+    """An uploaded checkpoint zip or zipped timm folder, loaded once per content and shared (its sizes are checked
+    before anything inflates), and the folder it is saved in."""
     data = upload.getvalue()
-    weights, config = read_zip_parts(io.BytesIO(data), f"'{upload.name}'")
-    return shared_uploaded_checkpoint(hashlib.sha256(data).hexdigest(), weights, config)
+    weights, config, kind = read_zip(io.BytesIO(data), f"'{upload.name}'")
+    return shared_uploaded_checkpoint(hashlib.sha256(data).hexdigest(), weights, config, kind)
 
 
 @st.cache_resource(show_spinner="Loading images…")

@@ -67,7 +67,7 @@ def weights_limit(config: bytes, source: Path | str) -> int:
     return min(MAX_BYTES[WEIGHTS], 8 * n + 2**20)
 
 
-def _read_member(z: zipfile.ZipFile, member: str, name: str, source: Path | str, limit: int | None = None) -> bytes:
+def read_member(z: zipfile.ZipFile, member: str, name: str, source: Path | str, limit: int | None = None) -> bytes:
     """A zip member, refused by its declared size and compression before it is inflated, and again by
     what it actually inflates to."""
     limit = limit or MAX_BYTES[name]
@@ -98,8 +98,8 @@ def read_zip_parts(source: Path | io.BytesIO, label: str) -> tuple[bytes, bytes]
             missing = [n for n in (WEIGHTS, CONFIG) if n not in by_base]
             if missing:
                 raise CheckpointError(f"checkpoint zip {label} lacks {', '.join(missing)}")
-            config = _read_member(z, by_base[CONFIG], CONFIG, label)
-            return _read_member(z, by_base[WEIGHTS], WEIGHTS, label, weights_limit(config, label)), config
+            config = read_member(z, by_base[CONFIG], CONFIG, label)
+            return read_member(z, by_base[WEIGHTS], WEIGHTS, label, weights_limit(config, label)), config
     except (zipfile.BadZipFile, OSError) as e:
         if label.endswith(".safetensors"):
             raise CheckpointError(

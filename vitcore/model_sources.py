@@ -13,15 +13,17 @@ before anything is allocated.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .checkpoint import CONFIG, WEIGHTS, Checkpoint, checkpoint_bytes, load_checkpoint
-from .errors import VitcoreError, read_json_object
+from .checkpoint import CONFIG, WEIGHTS, Checkpoint, checkpoint_bytes, load_checkpoint, read_member, read_zip_parts
+from .errors import VitcoreError, parse_json, read_json_object
 from .timm_compat import TimmConversionError, from_timm, unsupported_features
 
 TIMM_PREFIX = "timm:"
@@ -124,6 +126,27 @@ def _timm_checkpoint(
     except Exception as e:  # noqa: BLE001 - any failure of timm's loaders (safetensors, torch.load, the Hub) is one line
         raise ModelSourceError(f"{label}: timm could not load its weights ({_first_line(e)})") from e
     return checkpoint_from_timm(model, source_info)
+
+
+def read_zip(source: Path | io.BytesIO, label: str) -> tuple[bytes, bytes, str]:
+    """``model.safetensors`` and ``config.json`` of an uploaded zip, and its kind: ``checkpoint`` (a vitcore zip) or
+    ``timm-folder`` (a timm folder zipped). Every member is refused by its declared size before it is inflated;
+    a timm model's weights are bounded again by its parameters when it is built (:func:`load_model`)."""
+    try:
+        with zipfile.ZipFile(source) as z:
+            by_base = {Path(n).name: n for n in z.namelist() if n.count("/") <= 1}
+            if CONFIG not in by_base:
+                raise ModelSourceError(f"{label} lacks {CONFIG}")
+            config = read_member(z, by_base[CONFIG], CONFIG, label)
+            parsed = parse_json(config, f"{label}: {CONFIG}", ModelSourceError)
+            if not (isinstance(parsed, dict) and "architecture" in parsed and "model" not in parsed):
+                weights, config = read_zip_parts(source, label)
+                return weights, config, "checkpoint"
+            if WEIGHTS not in by_base:
+                raise ModelSourceError(f"{label} is a timm model without {WEIGHTS}")
+            return read_member(z, by_base[WEIGHTS], WEIGHTS, label), config, "timm-folder"
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ModelSourceError(f"{label} is not a readable zip ({e})") from e
 
 
 def timm_classes(model: Any) -> dict[str, list[str]]:
