@@ -27,13 +27,34 @@ def png(w: int, h: int) -> bytes:
     return buf.getvalue()
 
 
+def png_header_only(w: int, h: int) -> bytes:
+    """A PNG that declares ``w`` x ``h`` pixels and holds a few bytes of them (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
+
+
 def main(work: Path) -> None:
     from vitcore.checkpoint import load_checkpoint, parse_checkpoint, read_zip_parts
     from vitcore.circuits.result import CircuitResult
     from vitcore.config import ViTConfig
     from vitcore.data import check_classes, load_split
     from vitcore.errors import VitcoreError, load_state_file
+    from vitcore.image_folder import load_image_folder
     from vitcore.images import load_rgb, to_model_size
+    from vitcore.model_sources import load_model
+
+    try:  # imported before the cap, as the app has it loaded
+        import timm  # noqa: F401
+    except ImportError:
+        pass
 
     shipped = Path(load_checkpoint.__module__ and __import__("vitcore.assets").assets.shipped_checkpoint())
     weights, config = (shipped / "model.safetensors").read_bytes(), json.loads((shipped / "config.json").read_text())
@@ -91,8 +112,26 @@ def main(work: Path) -> None:
         (root / "val" / "images" / "val_0.JPEG").write_bytes(png(64, 64))
         return lambda: check_classes(shipped_wnids, len(shipped_wnids), load_split(root, "val", use_cache=False))
 
+    def image_folder_with(name: str, content: bytes):
+        root = work / f"folder-{name}"
+        (root / "n01443537").mkdir(parents=True, exist_ok=True)
+        (root / "n01443537" / "0.png").write_bytes(png(64, 64))
+        (root / "n01443537" / name).write_bytes(content)
+        return lambda: load_image_folder(root, load_checkpoint(shipped))
+
+    def timm_folder_asking_for(**model_args):
+        root = work / "timm-huge"
+        root.mkdir(exist_ok=True)
+        doc = {"architecture": "vit_tiny_patch16_224", "model_args": model_args, "pretrained_cfg": {}}
+        (root / "config.json").write_text(json.dumps(doc))
+        (root / "model.safetensors").write_bytes(b"tiny")
+        return lambda: load_model(root)
+
     shipped_wnids = config["classes"]["wnids"]
     cases = {
+        "folder_image_1GiB": lambda: load_image_folder(work / "folder_bomb.zip", load_checkpoint(shipped)),
+        "folder_png_40000x40000": image_folder_with("1.png", png_header_only(40_000, 40_000)),
+        "timm_config_dim_1e6": timm_folder_asking_for(embed_dim=10**6, num_heads=1),
         "zip_bomb": lambda: load_checkpoint(work / "bomb.zip"),
         "upload_bomb_500MiB": uploaded("upload_bomb.zip"),
         "data_image_1GiB": lambda: load_split(work / "data_bomb.zip", "train", use_cache=False),

@@ -34,6 +34,9 @@ CASES = {
     "data_image_1GiB": "over the limit",
     "state_file_pickle": "refused without unpickling",
     "wnids_unknown_class": "adds n99999999",
+    "folder_image_1GiB": "refused before inflating",
+    "folder_png_40000x40000": "possible decompression bomb",
+    "timm_config_dim_1e6": "parameters, more than",
 }
 
 
@@ -64,6 +67,13 @@ def _data_bomb(path: Path) -> None:
         _zeros_member(z, "tiny-imagenet-200/train/n01443537/images/n01443537_0.JPEG", 1024)
 
 
+def _folder_bomb(path: Path) -> None:
+    """A labelled image folder zip whose one image inflates to 1 GiB."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        _zeros_member(z, "images/n01443537/0.jpg", 1024)
+        z.writestr("images/n01443537/1.jpg", b"x")
+
+
 def _upload_bomb(path: Path) -> None:
     """The shipped model's own config.json beside weights that inflate to 500 MiB: under the old flat limit of 512
     MiB.
@@ -87,6 +97,7 @@ def outcomes(tmp_path_factory):
     _bomb(work / "bomb.zip")
     _upload_bomb(work / "upload_bomb.zip")
     _data_bomb(work / "data_bomb.zip")
+    _folder_bomb(work / "folder_bomb.zip")
     _pickle_state(work / "state.pt")
     assert (work / "bomb.zip").stat().st_size < 8 * 2**20
     proc = subprocess.run(
