@@ -73,6 +73,10 @@ def test_a_circuit_run_pruning_fine_tuning_and_export_on_a_timm_model(own_vit, m
     assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
     state = at.session_state["app"]
     assert state.results and len(state.results[-1].scores) == len(state.ckpt.model.components)
+    at.button(key="attr_run").click().run()  # integrated gradients and LRP maps at the model's 32x32
+    assert not at.exception, [e.value for e in at.exception]
+    _, maps, lrp_maps = at.session_state["app"].attribution
+    assert maps["full model"].pixels.shape[-2:] == (32, 32) and set(lrp_maps) == set(maps)
     at.switch_page("pages/prune.py")
     at.run()
     at.number_input(key="ft_steps").set_value(5).run()

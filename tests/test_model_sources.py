@@ -174,3 +174,31 @@ def test_a_zipped_timm_folder_uploads_and_a_bomb_inside_one_is_refused_before_in
         z.writestr("model.safetensors", b"\0" * (20 * 2**20))  # deflates a thousandfold: no float weights do
     with pytest.raises(VitcoreError, match="would inflate"):
         load_upload(Upload(bomb.getvalue(), "bomb.zip"))
+
+
+def test_the_zip_and_onnx_exports_of_a_pruned_timm_model_reproduce_it(tmp_path):
+    import io
+    import zipfile
+
+    import onnxruntime as ort
+
+    from vitcore.pruning import prune
+    from vitcore.pruning.export import export_zip
+
+    reference = _random_timm(img_size=48, patch_size=16, embed_dim=96, depth=3, num_heads=3)
+    save_for_hf(reference, str(tmp_path / "folder"), safe_serialization=True)
+    ckpt = load_model(tmp_path / "folder")
+    mask = ckpt.model.components.ones()
+    mask[[0, 4, 7, 20]] = 0
+    pruned = prune(ckpt.model, mask)
+    info = {k: v for k, v in ckpt.info.items() if k != "model"}
+    data = export_zip(pruned, info, tmp_path / "pruned.zip")
+    x = torch.randn(3, 3, 48, 48, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        expected = pruned(x)
+        assert torch.allclose(load_model(tmp_path / "pruned.zip").model(x), expected, atol=1e-5)
+    onnx = zipfile.ZipFile(io.BytesIO(data)).read("model.onnx")
+    session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    assert session.get_inputs()[0].shape[1:] == [3, 48, 48]
+    assert torch.allclose(torch.from_numpy(logits), expected, atol=1e-4)
