@@ -202,3 +202,25 @@ def test_the_zip_and_onnx_exports_of_a_pruned_timm_model_reproduce_it(tmp_path):
     (logits,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     assert session.get_inputs()[0].shape[1:] == [3, 48, 48]
     assert torch.allclose(torch.from_numpy(logits), expected, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_every_method_runs_on_vit_tiny_at_224(tiny_weights, tmp_path):
+    from PIL import Image
+
+    from vitcore.circuits import METHODS, discover
+    from vitcore.image_folder import load_image_folder
+
+    ckpt = load_model("timm:vit_tiny_patch16_224", weights=tiny_weights[1])
+    g = torch.Generator().manual_seed(0)
+    for name in ("goldfish", "tench", "great_white_shark"):
+        (tmp_path / name).mkdir()
+        for i in range(4):
+            pixels = torch.randint(0, 256, (240, 260, 3), generator=g, dtype=torch.uint8)
+            Image.fromarray(pixels.numpy()).save(tmp_path / name / f"{i}.jpg")
+    discovery, _ = load_image_folder(tmp_path, ckpt)
+    assert discovery.images.shape[1:] == (3, 224, 224)
+    for method in METHODS:
+        result = discover(ckpt.model, discovery, ["n01443537"], method, n_images=2, n_steps=4, steps=20)
+        assert len(result.scores) == len(ckpt.model.components) == 228, method
+        assert torch.isfinite(torch.tensor(result.scores)).all(), method
