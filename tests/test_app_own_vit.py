@@ -31,9 +31,8 @@ def own_vit(tmp_path_factory):
     return root / "model", root / "images"
 
 
-def test_every_page_opens_on_a_timm_model_and_an_image_folder(own_vit, monkeypatch):
-    from ui.shell import PAGES
-
+def app_on(own_vit, monkeypatch) -> AppTest:
+    """A session that chose the timm model and the folder by their paths on the server."""
     monkeypatch.setenv("VITCORE_ALLOW_SERVER_PATHS", "1")
     model, images = own_vit
     at = AppTest.from_file(APP, default_timeout=300)
@@ -41,10 +40,17 @@ def test_every_page_opens_on_a_timm_model_and_an_image_folder(own_vit, monkeypat
     at.session_state["model_path"] = str(model)
     at.session_state["data_path"] = str(images)
     at.run()
+    return at
+
+
+def test_every_page_opens_on_a_timm_model_and_an_image_folder(own_vit, monkeypatch):
+    from ui.shell import PAGES
+
+    at = app_on(own_vit, monkeypatch)
     assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
     state = at.session_state["app"]
     assert state.ckpt.model.config.image_size == 32 and state.ckpt.model.config.num_classes == 1000
-    assert len(state.eval_set) == 9 and state.data_key == str(images)
+    assert len(state.eval_set) == 9 and state.data_key == str(own_vit[1])
     for path, title in PAGES:
         at.switch_page(path)
         at.run()
@@ -56,13 +62,7 @@ def test_a_circuit_run_pruning_fine_tuning_and_export_on_a_timm_model(own_vit, m
 
     from vitcore.model_sources import load_model
 
-    monkeypatch.setenv("VITCORE_ALLOW_SERVER_PATHS", "1")
-    model, images = own_vit
-    at = AppTest.from_file(APP, default_timeout=300)
-    at.session_state["model_source"] = "Path on this machine"
-    at.session_state["model_path"] = str(model)
-    at.session_state["data_path"] = str(images)
-    at.run()
+    at = app_on(own_vit, monkeypatch)
     at.switch_page("pages/circuits.py")
     at.run()
     assert len(at.multiselect(key="class_pick").options) == 3  # the folder's classes, not the model's 1000
