@@ -397,6 +397,8 @@ def class_section() -> list[str]:
 def open_section() -> list[str]:
     """Six browsers opening the Model page at once, before and after, with who used the CPU."""
     rows, sources = [], []
+    server: dict[str, list[float]] = {"before": [], "after": []}
+    browsers: list[float] = []
     for label in ("before", "after"):
         for i in (1, 2, 3):
             path, record = _measurement(f"load_test_open_{label}_run{i}.json")
@@ -405,6 +407,8 @@ def open_section() -> list[str]:
             sources.append(f"- {label} run {i}: {_source(record, path)}")
             r = record["results"]
             cpu = r["cpu_core_s"]
+            server[label].append(cpu["server"])
+            browsers.append(cpu["browsers"])
             rows.append(
                 [
                     f"{label} ({r.get('commit', '?')}) run {i}",
@@ -430,11 +434,13 @@ def open_section() -> list[str]:
         "",
         *sources,
         "",
-        "The server's share fell from about 4 to about 2.5 core-seconds, and the page did not get faster: the six "
-        "browser contexts themselves need 16 to 20 core-seconds to load Streamlit's frontend and draw the page, "
-        "8 to 10 seconds of both cores, so the 8 s target cannot be met with the browsers on the server's two cores "
-        "whatever the server does. *other* includes this harness and anything else running (runs with more than "
-        "3 core-seconds there had a test running beside them). Students' browsers run on their own machines.",
+        f"The server's share fell from {min(server['before']):.1f}-{max(server['before']):.1f} to "
+        f"{min(server['after']):.1f}-{max(server['after']):.1f} core-seconds, and the page did not get faster: the "
+        f"six browser contexts themselves used {min(browsers):.1f} to {max(browsers):.1f} core-seconds to load "
+        f"Streamlit's frontend and draw the page, {min(browsers) / 2:.0f} to {max(browsers) / 2:.0f} seconds of both "
+        "cores, so the 8 s target cannot be met with the browsers on the server's two cores whatever the server "
+        "does. *other* includes this harness and anything else running (runs with more than 3 core-seconds there "
+        "had a test running beside them). Students' browsers run on their own machines.",
         "",
     ]
 
