@@ -18,6 +18,7 @@ from vitcore.circuits.result import CircuitResult
 from vitcore.circuits.trust import describe, load_summary
 from vitcore.compute.workers import WorkerDied
 from vitcore.errors import VitcoreError
+from vitcore.evaluate import standard_error
 
 state = open_page()
 ckpt, discovery = state.ckpt, state.discovery
@@ -160,10 +161,6 @@ def result_header(i: int) -> CircuitResult:
     )
     pruned_figures(keep_of(state, r))
     return r
-
-
-def standard_error(p: float, n: int) -> float:
-    return (p * (1 - p) / max(n, 1)) ** 0.5
 
 
 def pruned_figures(keep) -> None:

@@ -134,3 +134,11 @@ def test_mask_patching_equals_forward_hook_patching(model):
             ref = patched_logits(model, x, names, corrupt)
         assert torch.allclose(ours, ref, atol=1e-5), names
         assert not torch.allclose(ours, model(x), atol=1e-4)
+
+
+def test_the_standard_error_of_an_accuracy_is_the_binomial_one():
+    from vitcore.evaluate import standard_error
+
+    assert standard_error(0.5, 100) == pytest.approx(0.05)  # sqrt(0.5 * 0.5 / 100), by hand
+    assert standard_error(0.9, 400) == pytest.approx(0.015)  # sqrt(0.9 * 0.1 / 400)
+    assert standard_error(0.3, 0) == pytest.approx((0.3 * 0.7) ** 0.5)  # no images: counted as one

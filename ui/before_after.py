@@ -5,13 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from vitcore.evaluate import standard_error
 from vitcore.playground import KeepSetFigures
 
 
 def _pct(value: float | None, n: int) -> str:
     if value is None:
         return "not measured yet"
-    se = (value * (1 - value) / max(n, 1)) ** 0.5
+    se = standard_error(value, n)
     return f"{value:.1%} ± {se:.1%}"
 
 

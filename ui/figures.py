@@ -12,6 +12,7 @@ import streamlit as st
 import torch
 
 from ui.shell import trace_event
+from vitcore.evaluate import standard_error
 from vitcore.playground import KeepSetFigures, Playground
 
 QUIET = "timed when the machine is quiet: with no other figure of any session queued or running"
@@ -60,7 +61,7 @@ def show_live_figures(pg: Playground, mask: torch.Tensor) -> tuple[KeepSetFigure
         "MACs / image", f"{fig.macs / 1e6:.1f} M", f"{(fig.macs - base.macs) / base.macs:+.1%}", delta_color="inverse"
     )
     n = len(pg.chosen)
-    se = (fig.top1_chosen * (1 - fig.top1_chosen) / max(n, 1)) ** 0.5
+    se = standard_error(fig.top1_chosen, n)
     st.caption(
         f"Physically pruned model (removed components cut out of the weights) on the chosen classes' {n} eval images "
         f"(top-1 ± {se:.0%}); KL to the full model's answers on the same images."

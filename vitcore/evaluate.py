@@ -69,3 +69,8 @@ def per_class_accuracy(logits: Tensor, labels: Tensor, num_classes: int) -> Tens
     total = torch.bincount(labels, minlength=num_classes).float()
     hits = torch.bincount(labels, weights=correct, minlength=num_classes)
     return hits / total.where(total > 0, torch.tensor(float("nan")))
+
+
+def standard_error(accuracy: float, n: int) -> float:
+    """The standard error of an accuracy measured on ``n`` images (binomial: each image right or wrong)."""
+    return (accuracy * (1 - accuracy) / max(n, 1)) ** 0.5
