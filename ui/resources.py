@@ -203,8 +203,7 @@ def warm_preloaded() -> Source | None:
 
 
 def state_hash(model: torch.nn.Module) -> str:
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+    """A digest of a model's weights (``vitcore.compute.long_jobs.weights_digest``)."""
+    from vitcore.compute.long_jobs import weights_digest
+
+    return weights_digest(model)

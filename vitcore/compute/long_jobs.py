@@ -45,12 +45,13 @@ def discovery_job(src: Source, classes: tuple[str, ...], method: str, options: t
     )
 
 
-def weights_digest(model: VisionTransformer) -> str:
-    """A digest of a model's weights, to key a fine-tune that starts from an already fine-tuned model."""
+def weights_digest(model: torch.nn.Module) -> str:
+    """A digest of a model's weights (names and bytes): keys a fine-tune that starts from an already fine-tuned
+    model, and lets tests check that a shared model was not changed."""
     h = hashlib.sha256()
     for name, value in sorted(model.state_dict().items()):
         h.update(name.encode())
-        h.update(value.detach().contiguous().numpy().tobytes())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
