@@ -144,8 +144,8 @@ def test_the_documented_threshold_method_holds(tiny, monkeypatch):
     """The threshold example of docs/how-to/add-method.md, registered for this test: discover, the sweep and the
     target search take it.
     """
+    from vitcore.circuits.exact import exact_effects
     from vitcore.circuits.method import Method, MethodOutput, Option, Param
-    from vitcore.circuits.trust import exact_effects
     from vitcore.pruning.search import bisect_setting
     from vitcore.pruning.sweep import run_sweep
 

@@ -202,8 +202,15 @@ class Block(nn.Module):
         lrp = iv.lrp if iv is not None else False
         if iv is not None and iv.edges is not None:
             return self._forward_edges(x, iv.edges, lrp)
-        x = self._add(x, self.attn(self._norm(self.norm1, x, lrp), iv))
-        return self._add(x, self.mlp(self._norm(self.norm2, x, lrp), iv))
+        return self.forward_mlp(self.forward_attn(x, iv), iv)
+
+    def forward_attn(self, x: Tensor, iv: LayerIntervention | None = None) -> Tensor:
+        """The residual after this block's attention sublayer."""
+        return self._add(x, self.attn(self._norm(self.norm1, x, iv.lrp if iv is not None else False), iv))
+
+    def forward_mlp(self, x: Tensor, iv: LayerIntervention | None = None) -> Tensor:
+        """The residual after this block's MLP sublayer, from the residual after its attention."""
+        return self._add(x, self.mlp(self._norm(self.norm2, x, iv.lrp if iv is not None else False), iv))
 
     @staticmethod
     def _norm(norm: nn.LayerNorm, x: Tensor, lrp: bool | str) -> Tensor:

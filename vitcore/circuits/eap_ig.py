@@ -73,9 +73,10 @@ def eap_ig_scores(
 def run(
     model: VisionTransformer, task: Task, cf: Activations | None, metric: str, keep: float, options: RunOptions
 ) -> MethodOutput:
-    """Registry entry point."""
+    """Registry entry point: ranked by magnitude, like EAP (a component whose patching moves the metric either way
+    matters; a negative estimate on KL, which patching can only raise, is the linearisation's error)."""
     with torch.enable_grad():
-        scores = eap_ig_scores(model, task, cf, metric, options.n_steps, granularity=options.granularity)
+        scores = eap_ig_scores(model, task, cf, metric, options.n_steps, granularity=options.granularity).abs()
     if options.progress:
         options.progress(1.0)
     return MethodOutput(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from .acdc import run as run_acdc
 from .eap import run as run_eap
 from .eap_ig import run as run_eap_ig
+from .exact import run as run_exact
 from .learned import run as run_learned
 from .lrp import run as run_lrp
 from .method import Method, Option, Param
@@ -72,6 +73,19 @@ def _registry() -> dict[str, Method]:
                 edge_default=0.05,
             ),
             Method(
+                "exact-patching",
+                "Exact patching",
+                run_exact,
+                "kl",
+                keep,
+                ranked,
+                "one patched forward per component, from its own sublayer on",
+                "Exact patching removes each component alone (patched with the corruption) and measures the change "
+                "of the metric: the ground truth every other method estimates. Ranked by the magnitude of the change "
+                "(on KL it is never negative). Its cost grows with the components times the images.",
+                expected_passes=lambda o, n: 0.5 * n,  # each candidate runs about half the layers
+            ),
+            Method(
                 "eap-ig",
                 "EAP-IG",
                 run_eap_ig,
@@ -80,7 +94,7 @@ def _registry() -> dict[str, Method]:
                 ranked,
                 "n_steps forwards + backwards (+1 forward)",
                 "EAP-IG integrates the gradient along the path from corrupt to clean (captum IntegratedGradients; "
-                "default metric: KL).",
+                "default metric: KL); ranked by the magnitude of the integrated estimate.",
                 options=(INTEGRATION_STEPS,),
                 expected_passes=lambda o, n: 3.0 * o.n_steps,
                 granularities=("node", "edge"),
@@ -177,6 +191,8 @@ def _registry() -> dict[str, Method]:
 METHODS: dict[str, Method] = _registry()
 # the app's and the CLI's default: the faithfulness table's pick (trust.most_faithful; tests/test_trust.py checks it)
 DEFAULT_METHOD = "eap-ig"
+# the ground truth the faithfulness table and the app's second tier of scores measure against
+GROUND_TRUTH = "exact-patching"
 # the lesson's comparison (the app's Lesson page): one gradient against gradients integrated along a path
 TEACHING_PAIR = ("eap", "eap-ig")
 

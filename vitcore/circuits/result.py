@@ -16,8 +16,10 @@ Version 1 files read as node results.
 Higher score always means "more important to keep". Sign conventions per method:
 - EAP: magnitude of the estimated change of the damage metric when the component is patched
   (``|eap_scores|``; the signed estimate is ``circuits.eap_scores``). Averaged over images.
-- EAP-IG: signed integrated estimate of the damage increase when patched (negative: patching
-  would help). Averaged over images, not normalised.
+- EAP-IG: magnitude of the integrated estimate of the damage change when patched (the signed
+  estimate is ``circuits.eap_ig_scores``). Averaged over images, not normalised.
+- exact: magnitude of the measured change of the mean damage when the component alone is patched
+  (the signed change is ``circuits.exact.exact_effects``; on KL it is never negative).
 - ACDC: the increase of KL measured when the component was visited (kept ones >= tau).
 - learned: the final ``log_alpha`` of the component's hard-concrete mask.
 """

@@ -16,6 +16,7 @@ from ..circuits import (
     circuit_faithfulness,
     counterfactual,
     discover,
+    trust,
 )
 from ..circuits.corruptions import ALL_CORRUPTIONS
 from ..circuits.patching import GRANULARITIES
@@ -96,7 +97,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench-faithfulness",
         help="every method's scores against exact single-component patching, and its circuits' KL "
-        "and top-1 at 25/50/75%% kept, over three class sets (writes the table the app shows)",
+        "and top-1 at 25/50/75%% kept, over nine class sets (writes the table the app shows)",
     )
     p.add_argument("--checkpoint", "--model", dest="checkpoint", default=None)
     p.add_argument("--data", default=None)
@@ -107,7 +108,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="a comma-separated class set; repeat for several (default: three built-in sets)",
     )
     p.add_argument("--images", type=int, default=30, help="discovery images per class set")
-    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument(
+        "--drawn-sets", type=int, default=6, help="class sets drawn with a fixed seed beside the three built-in ones"
+    )
+    p.add_argument(
+        "--methods",
+        default=",".join(trust.DEFAULT_ENTRIES),
+        help="comma-separated entries: a method, or method@N to run it on the first N of each set's images",
+    )
     p.add_argument("--out", default=None, help="default: assets/faithfulness.json (the table the app shows)")
     p.set_defaults(func=run_bench_faithfulness)
 
@@ -200,7 +208,6 @@ def run_circuits(args: argparse.Namespace) -> int:
 
 
 def run_bench_faithfulness(args: argparse.Namespace) -> int:
-    from ..circuits import trust
     from ..measurement import write_measurement
 
     torch.set_num_threads(2)
@@ -209,28 +216,25 @@ def run_bench_faithfulness(args: argparse.Namespace) -> int:
     class_sets = (
         [parse_classes(c, data.present()) for c in args.classes]
         if args.classes
-        else [list(c) for c in trust.CLASS_SETS]
+        else [*trust.CLASS_SETS, *trust.drawn_class_sets(data.present(), args.drawn_sets)]
     )
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    entries = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for entry in entries:
+        trust.parse_entry(entry)
     rows = trust.measure(
-        ckpt.model, data, class_sets, args.images, methods, progress=lambda r: print(json.dumps(r), flush=True)
+        ckpt.model, data, class_sets, args.images, entries, progress=lambda r: print(json.dumps(r), flush=True)
     )
     path = write_measurement(args.out or trust.table_path(), rows)
-    print(
-        "| method | metric | Spearman | Pearson | KL @25% | KL @50% | KL @75% | top-1 @25% | top-1 @50% | top-1 @75% "
-        "| wall s |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for name, r in trust.summarise(rows).items():
-        print(
-            f"| {METHODS[name].label} | {METHODS[name].default_metric} | {r['spearman']:.3f} | {r['pearson']:.3f} | "
-            f"{r['kl_at_0.25']:.3f} | {r['kl_at_0.5']:.3f} | "
-            f"{r['kl_at_0.75']:.3f} | {r['top1_at_0.25']:.3f} | {r['top1_at_0.5']:.3f} | {r['top1_at_0.75']:.3f} | "
-            f"{r['wall_s']:.1f} |"
-        )
+    top = f"top{trust.TOP_K}"
+    print(f"| entry | metric | Spearman | {top} | KL @25% | KL @50% | KL @75% | top-1 @50% | wall s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for role in ("own", "shared"):
+        for name, r in trust.summarise(rows, role).items():
+            metric = METHODS[trust.parse_entry(name)[0]].default_metric if role == "own" else trust.SHARED_METRIC
+            print(
+                f"| {name} | {metric} | {r['spearman']:.3f} | {r[top]:.0f} | {r['kl_at_0.25']:.3f} | "
+                f"{r['kl_at_0.5']:.3f} | {r['kl_at_0.75']:.3f} | {r['top1_at_0.5']:.3f} | {r['wall_s']:.1f} |"
+            )
     print(f"wrote {path}")
     return 0
 
