@@ -13,12 +13,14 @@ from ui.service import run_discovery
 from ui.shell import open_page
 from vitcore.attribution import input_attribution, lrp_input_attribution
 from vitcore.circuits import CORRUPTIONS, METHODS, METRICS
-from vitcore.circuits.methods import DEFAULT_METHOD
+from vitcore.circuits.methods import DEFAULT_METHOD, GROUND_TRUTH
 from vitcore.circuits.result import CircuitResult
-from vitcore.circuits.trust import describe, load_summary
+from vitcore.circuits.trust import TOP_K, describe, load_summary, spearman, top_overlap
 from vitcore.compute.workers import WorkerDied
 from vitcore.errors import VitcoreError
 from vitcore.evaluate import standard_error
+
+EXACT_AT_ONCE_S = 15.0  # exact patching follows an estimate by itself when it should take no longer
 
 state = open_page()
 ckpt, discovery = state.ckpt, state.discovery
@@ -219,11 +221,43 @@ def edge_result_view(r: CircuitResult) -> None:
 
 
 def node_result_view(r: CircuitResult) -> None:
+    """The result's heatmaps and ranked table; for an estimate, exact patching follows as a second tier."""
+    shown = st.empty()
+    with shown.container():
+        score_view(r, f"{METHODS[r.method].label}'s scores")
+    downloads(r)
+    truth = exact_tier(r)
+    if truth is None:
+        return
+    agree = (
+        f"{METHODS[r.method].label} against exact patching on these {r.n_images} images: Spearman "
+        f"{spearman(r.score_tensor(), truth.score_tensor()):.2f}, "
+        f"{top_overlap(r.score_tensor(), truth.score_tensor(), TOP_K)} of its top {TOP_K} in exact patching's top "
+        f"{TOP_K}."
+    )
+    pick = st.radio(
+        "Heatmaps show",
+        ("exact", "estimate"),
+        format_func=lambda v: "exact patching (measured)" if v == "exact" else f"{METHODS[r.method].label} (estimate)",
+        horizontal=True,
+        key="tier_shown",
+    )
+    with shown.container():
+        if pick == "exact":
+            score_view(truth, "exact patching's measured effects", agree)
+        else:
+            score_view(r, f"{METHODS[r.method].label}'s scores", agree)
+
+
+def score_view(r: CircuitResult, what: str, note: str = "") -> None:
     heads, chunks = score_frames(r.component_names, r.scores, set(r.kept or []))
     h1, h2 = st.columns(2)
     h1.altair_chart(heatmap(heads, "Heads: layer x head", classes=r.classes), width="stretch")
     h2.altair_chart(heatmap(chunks, "MLP chunks: layer x chunk", classes=r.classes), width="stretch")
-    st.caption("A white dot marks a kept component; click a cell, or a row's link below, to look inside it.")
+    st.caption(
+        f"Showing **{what}**. {note} A white dot marks a component the circuit keeps; click a cell, or a row's link "
+        "below, to look inside it."
+    )
     table = pd.concat([heads, chunks]).sort_values("score", ascending=False).reset_index(drop=True)
     table.index += 1
     table["look inside"] = [component_link(n, r.classes) for n in table["component"]]
@@ -232,7 +266,27 @@ def node_result_view(r: CircuitResult) -> None:
         height=240,
         column_config={"look inside": st.column_config.LinkColumn(display_text="open")},
     )
-    downloads(r)
+
+
+def exact_tier(r: CircuitResult) -> CircuitResult | None:
+    """Exact patching on the same classes, images, corruption and metric as ``r``, through the compute service
+    (shared by every session that asks): at once when its estimate is within ``EXACT_AT_ONCE_S``, else on request."""
+    if r.method == GROUND_TRUTH or r.shortcut is not None or r.classes != state.classes or r.seed != 0:
+        return None
+    entry = METHODS[GROUND_TRUTH]
+    images = discovery.images[discovery.chosen(state.classes)][: r.n_images]
+    forward_s = forward_seconds(ckpt.model, images, (tuple(state.classes), r.n_images, ckpt.sha256))
+    estimate = entry.estimate_seconds(forward_s, entry.run_options(), len(ckpt.model.components))
+    if estimate > EXACT_AT_ONCE_S and not st.button(
+        f"Refine to exact patching (about {estimate:.0f} s)", key="exact_tier"
+    ):
+        st.caption("Exact patching removes each component alone and measures the change: the scores above estimate it.")
+        return None
+    try:
+        return run_discovery(state, GROUND_TRUTH, corruption=r.corruption, metric=r.metric, n_images=r.n_images)
+    except (VitcoreError, WorkerDied) as e:
+        st.error(str(e))
+        return None
 
 
 def compare_results() -> None:

@@ -5,6 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from ui.shell import open_page
+from vitcore.circuits import METHODS
+from vitcore.circuits.methods import GROUND_TRUTH
 from vitcore.data import normalize
 from vitcore.inspect import mean_attention_distance
 from vitcore.inspect.attention import patch_attention, patch_grid
@@ -28,6 +30,17 @@ def shared_distances(sha256: str, data_key: str, classes: tuple[str, ...], _mode
         if d == d
     ]
     return pd.DataFrame(rows)
+
+
+def score_ranks(results, name: str, classes: list[str]) -> list[str]:
+    """``<method> (<metric>): rank r of n`` for the newest component result of each method on ``classes``."""
+    newest = {r.method: r for r in results if not r.is_edge and r.classes == classes and name in r.component_names}
+    out = []
+    for r in sorted(newest.values(), key=lambda r: r.method != GROUND_TRUTH):
+        score = r.scores[r.component_names.index(name)]
+        rank = 1 + sum(s > score for s in r.scores)
+        out.append(f"{METHODS[r.method].label} ({r.metric}): rank {rank} of {len(r.scores)}")
+    return out
 
 
 state = open_page()
@@ -93,7 +106,21 @@ down.dataframe(pd.DataFrame(report["pushes_down"]), hide_index=True)
 st.caption(f"Direct logit attribution, mean over these images: {report['convention']}.")
 
 st.subheader("Where removing it matters")
-st.caption("True-class probability with and without this component (its output set to zero, as pruning does).")
+removal = report["removal_summary"]
+st.markdown(
+    f"Removing {choice} (its output set to zero, as pruning does) lowers the true class's probability on "
+    f"**{removal['lowered']} of {removal['images']}** eval images of {where}; mean change "
+    f"{removal['mean_change']:+.3f}. This is measured, not estimated."
+)
+ranks = score_ranks(state.results, choice, classes)
+if ranks:
+    st.caption(
+        "Its rank among the scores of this session's results for these classes: "
+        + "; ".join(ranks)
+        + ". Exact patching removes each component alone on the discovery images with the run's corruption; "
+        "when an estimate and exact patching disagree, trust exact patching."
+    )
+st.caption("True-class probability with and without this component, on the images where it changes most.")
 st.dataframe(pd.DataFrame(report["removal"]), hide_index=True)
 
 if kind == "head":

@@ -8,6 +8,7 @@ from ui.shell import open_page
 from vitcore.circuits.methods import TEACHING_PAIR
 from vitcore.compute.workers import WorkerDied
 from vitcore.errors import VitcoreError
+from vitcore.inspect.report import component_to_open
 
 LESSON_METHODS = TEACHING_PAIR  # the two methods step 3 compares
 DEFAULT_CLASS = "n01443537"  # goldfish: distinctive, and the model gets most of them right
@@ -79,10 +80,11 @@ if st.button("Show only its mistakes", key="lesson_2"):
 st.header("3. Score every component, two ways")
 st.markdown(
     "A *circuit method* gives each head and MLP chunk a score: how much the answer would change if it were "
-    "patched. EAP estimates it from one gradient; EAP-IG averages gradients along a path from the corrupted to "
-    "the clean image. Run both and compare their heatmaps: where do they agree?"
+    "patched. EAP estimates it for all of them at once from one gradient; exact patching removes each one alone and "
+    "measures the change, one forward pass each. Run both and compare their heatmaps: how often does the quick "
+    "estimate point at the parts that really matter?"
 )
-if st.button("Run EAP and EAP-IG, then open the Circuits page", key="lesson_3"):
+if st.button("Run EAP and exact patching, then open the Circuits page", key="lesson_3"):
     use_class()
     try:  # a class on the same lesson asks for the same runs: the compute service runs each once for everyone
         for method in LESSON_METHODS:
@@ -90,22 +92,29 @@ if st.button("Run EAP and EAP-IG, then open the Circuits page", key="lesson_3"):
     except (VitcoreError, WorkerDied) as e:
         st.error(str(e))
     else:
-        state.active_result = len(state.results) - 2  # EAP's, the first of the pair
-        state.set_keep(keep_of(state, state.results[-2]))
+        state.active_result = len(state.results) - 1  # exact patching's, the second of the pair
+        state.set_keep(keep_of(state, state.results[-1]))
         st.switch_page("pages/circuits.py")
 
 st.header("4. Look inside the top head")
-lesson_results = [r for r in state.results if r.method == LESSON_METHODS[0] and r.classes == [wnid] and not r.is_edge]
+truth = [r for r in state.results if r.method == LESSON_METHODS[1] and r.classes == [wnid] and not r.is_edge]
 top_head = None
-if lesson_results:
-    r = lesson_results[-1]
-    heads = [(s, n) for n, s in zip(r.component_names, r.scores) if ".H" in n]
-    top_head = max(heads)[1]
+if truth:
+    r = truth[-1]
+    # the highest-ranked head by exact patching whose removal lowers p(class) on most of the images the page shows
+    top_head = component_to_open(ckpt.model, eval_set, [wnid], r.component_names, r.scores)
 st.markdown(
     "A score says *that* a head matters, not *what it does*. The Component page shows where it looks (the class "
     "token's attention over the image), which classes it pushes up and down, and the images where removing it "
     "changes the answer most."
-    + (f" EAP's top head for this class is **{top_head}**." if top_head else " (Run step 3 first.)")
+    + (
+        f" By exact patching, the top head for this class whose removal lowers its probability on most images is "
+        f"**{top_head}**."
+        if top_head
+        else " (Run step 3 first.)"
+        if not truth
+        else " (No head among exact patching's top eight lowers the class's probability on most images.)"
+    )
 )
 if st.button("Open the Component page on the top head", key="lesson_4", disabled=top_head is None):
     use_class()
@@ -113,13 +122,13 @@ if st.button("Open the Component page on the top head", key="lesson_4", disabled
 
 st.header("5. Remove the rest: accuracy and measured speed")
 st.markdown(
-    "Keep only the top half of the components by EAP's score and cut the others out of the weights: the model is "
-    "physically smaller. The Prune page shows what that costs in accuracy on the class and on all classes, and "
-    "what it gains in *measured* speed on this machine. Switch single heads on and off and watch the figures."
+    "Keep only the top half of the components by exact patching's score and cut the others out of the weights: the "
+    "model is physically smaller. The Prune page shows what that costs in accuracy on the class and on all classes, "
+    "and what it gains in *measured* speed on this machine. Switch single heads on and off and watch the figures."
 )
-if st.button("Open the Prune page with the top half kept", key="lesson_5", disabled=not lesson_results):
+if st.button("Open the Prune page with the top half kept", key="lesson_5", disabled=not truth):
     use_class()
-    r = lesson_results[-1]
+    r = truth[-1]
     state.active_result = state.results.index(r)
     state.set_keep(keep_of(state, r))
     st.switch_page("pages/prune.py")

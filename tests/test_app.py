@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import ROOT
+from hook_reference import patched_logits, record
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -588,18 +589,34 @@ def test_lesson_walks_from_the_first_step_to_the_download():
     at.button(key="lesson_3").click().run()
     assert not at.exception, [e.value for e in at.exception]
     state = at.session_state["app"]
-    assert at.title[0].value == "Circuits" and [r.method for r in state.results] == ["eap", "eap-ig"]
+    assert at.title[0].value == "Circuits" and [r.method for r in state.results] == ["eap", "exact-patching"]
     assert any(m.label == "Overlap of kept sets (Jaccard)" for m in at.metric)
     goto(at, "lesson")
     at.button(key="lesson_4").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    eap = state.results[0]
-    top_head = max((s, n) for n, s in zip(eap.component_names, eap.scores) if ".H" in n)[1]
-    assert at.selectbox(key="component_pick").value == top_head
+    exact = state.results[1]
+    opened = at.selectbox(key="component_pick").value
+    assert ".H" in opened
+    # independent check with forward hooks: zeroing the opened head's slice of attn.proj's input lowers p(goldfish)
+    # on most of the goldfish eval images the Component page shows
+    model, eval_set, wnid = state.ckpt.model, state.eval_set, "n01443537"
+    subset = eval_set.of_classes([wnid])
+    x = normalize(subset.images, model.config)
+    with torch.no_grad():
+        p_with = model(x).softmax(-1)[:, eval_set.class_index(wnid)]
+        zeros = {k: torch.zeros_like(v) for k, v in record(model, x).items()}
+        p_without = patched_logits(model, x, [opened], zeros).softmax(-1)[:, eval_set.class_index(wnid)]
+    assert int((p_without < p_with).sum()) * 2 > len(subset)
+    higher = [
+        n
+        for n, s in zip(exact.component_names, exact.scores)
+        if ".H" in n and s > exact.scores[exact.component_names.index(opened)]
+    ]
+    assert len(higher) < 8  # among exact patching's top eight heads
     goto(at, "lesson")
     at.button(key="lesson_5").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert at.title[0].value == "Prune" and int(at.session_state["app"].keep_mask().sum()) == len(eap.kept)
+    assert at.title[0].value == "Prune" and int(at.session_state["app"].keep_mask().sum()) == len(exact.kept)
     goto(at, "lesson")
     at.button(key="lesson_6b").click().run()
     assert not at.exception, [e.value for e in at.exception]

@@ -221,7 +221,7 @@ def lesson_walk(page, expect, url: str, tmp_path: Path) -> None:
     expect(page.get_by_text("goldfish →").first).to_be_visible()  # the gallery shows the lesson's class
     wait_idle(page)
     back_to_lesson()
-    page.get_by_role("button", name="Run EAP and EAP-IG, then open the Circuits page").click()
+    page.get_by_role("button", name="Run EAP and exact patching, then open the Circuits page").click()
     expect(page.get_by_role("heading", name="Circuits")).to_be_visible()
     expect(page.locator('[data-testid="stMetric"]', has_text="Overlap of kept sets")).to_be_visible()
     wait_idle(page)

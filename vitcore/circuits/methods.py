@@ -193,8 +193,8 @@ METHODS: dict[str, Method] = _registry()
 DEFAULT_METHOD = "eap-ig"
 # the ground truth the faithfulness table and the app's second tier of scores measure against
 GROUND_TRUTH = "exact-patching"
-# the lesson's comparison (the app's Lesson page): one gradient against gradients integrated along a path
-TEACHING_PAIR = ("eap", "eap-ig")
+# the lesson's comparison (the app's Lesson page): one gradient's estimate against the exact answer
+TEACHING_PAIR = ("eap", GROUND_TRUTH)
 
 
 def get_method(name: str) -> Method:

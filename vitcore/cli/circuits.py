@@ -109,6 +109,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--images", type=int, default=30, help="discovery images per class set")
     p.add_argument(
+        "--shared-metric",
+        default=trust.SHARED_METRIC,
+        help="also run every method that can score it on this metric ('none': each on its own metric only)",
+    )
+    p.add_argument(
         "--drawn-sets", type=int, default=6, help="class sets drawn with a fixed seed beside the three built-in ones"
     )
     p.add_argument(
@@ -221,8 +226,16 @@ def run_bench_faithfulness(args: argparse.Namespace) -> int:
     entries = [m.strip() for m in args.methods.split(",") if m.strip()]
     for entry in entries:
         trust.parse_entry(entry)
+    if args.shared_metric not in (*METRICS, "none"):
+        raise UserError(f"unknown metric {args.shared_metric!r}; choose one of {', '.join(METRICS)} or none")
     rows = trust.measure(
-        ckpt.model, data, class_sets, args.images, entries, progress=lambda r: print(json.dumps(r), flush=True)
+        ckpt.model,
+        data,
+        class_sets,
+        args.images,
+        entries,
+        progress=lambda r: print(json.dumps(r), flush=True),
+        shared_metric=None if args.shared_metric == "none" else args.shared_metric,
     )
     path = write_measurement(args.out or trust.table_path(), rows)
     top = f"top{trust.TOP_K}"

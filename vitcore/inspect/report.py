@@ -50,6 +50,41 @@ def removal_effects(
     }
 
 
+def removal_summary(model: VisionTransformer, data: ImageSet, classes: list[str], name: str) -> dict[str, float]:
+    """On the eval images of ``classes``: on how many removing ``name`` (zero, as pruning) lowers the true class's
+    probability, and the mean change of that probability."""
+    subset = data.of_classes(classes)
+    if len(subset) == 0:
+        raise InspectError(f"no images of {', '.join(classes)} in this data set")
+    pixels = normalize(subset.images, model.config)
+    return _summary(removal_effects(model, pixels, subset.labels, check_component(model, name)))
+
+
+def _summary(effects: dict[str, Tensor]) -> dict[str, float]:
+    change = effects["p_without"] - effects["p_with"]
+    return {"lowered": int((change < 0).sum()), "images": len(change), "mean_change": round(float(change.mean()), 4)}
+
+
+def component_to_open(
+    model: VisionTransformer,
+    data: ImageSet,
+    classes: list[str],
+    names: list[str],
+    scores: list[float],
+    kind: str = "head",
+    tries: int = 8,
+) -> str | None:
+    """The highest-scored component of ``kind`` ("head" or "chunk") among ``names`` whose removal lowers the true
+    class's probability on most of the eval images of ``classes`` (of the ``tries`` highest-scored; None if none)."""
+    marker = ".H" if kind == "head" else ".C"
+    ranked = sorted((s, n) for n, s in zip(names, scores) if marker in n)[::-1][:tries]
+    for _, name in ranked:
+        summary = removal_summary(model, data, classes, name)
+        if summary["lowered"] * 2 > summary["images"]:
+            return name
+    return None
+
+
 def overlay(image: Tensor, weights: Tensor, scale: int = 4) -> Image.Image:
     """An image ``[3, H, W]`` uint8 with a patch-grid heat map ``[g, g]`` over it, enlarged ``scale`` times."""
     size = image.shape[-1] * scale
@@ -100,6 +135,7 @@ def component_report(
             }
             for i in order.tolist()
         ],
+        "removal_summary": _summary(effects),
     }
     dla = direct_logit_attribution(model, pixels)
     layer_part = dla.heads if component.kind == "head" else dla.chunks
