@@ -15,7 +15,7 @@ from vitcore.attribution import input_attribution, lrp_input_attribution
 from vitcore.circuits import CORRUPTIONS, METHODS, METRICS
 from vitcore.circuits.methods import DEFAULT_METHOD, GROUND_TRUTH
 from vitcore.circuits.result import CircuitResult
-from vitcore.circuits.trust import TOP_K, describe, load_summary, spearman, top_overlap
+from vitcore.circuits.trust import TOP_K, describe, load_summary, spearman, top_overlap, why_default
 from vitcore.compute.workers import WorkerDied
 from vitcore.errors import VitcoreError
 from vitcore.evaluate import standard_error
@@ -78,9 +78,13 @@ def run_choice() -> RunChoice:
         f"{entry.description} Cost: {entry.cost}"
         + (", on an edge-instrumented forward (several times a plain one)." if granularity == "edge" else ".")
     )
-    trust = describe(method, st.cache_data(load_summary)())
+    summary = st.cache_data(load_summary)()
+    trust = describe(method, summary)
     if trust:
         st.caption(trust + " (python -m vitcore bench-faithfulness)")
+    reason = why_default(summary) if method == DEFAULT_METHOD else None
+    if reason:
+        st.caption(reason)
     n_available = int(sum(int((discovery.labels == discovery.class_index(w)).sum()) for w in state.classes)) or 1
     p1, p2, p3 = st.columns(3)
     n_images = p1.slider("Number of discovery images", 1, max(2, n_available), n_available, key="n_images")

@@ -115,6 +115,9 @@ class Method:
     cost: str  # passes per batch, in words
     description: str
     refuse: Callable[[str], str | None] = lambda metric: None  # a reason to refuse a metric, or None
+    # what the order of its scores means: by default the magnitude of the (estimated or measured) change of the metric
+    # when the component is patched, since a component that moves the metric either way matters
+    ranks_by: str = "magnitude"
     options: tuple[Option, ...] = ()  # the run options this method reads
     # forward-pass equivalents (a backward counted as two) over the task images, to estimate time before a run;
     # its second argument is the number of components, or over edges the number of candidates evaluated

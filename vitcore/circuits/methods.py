@@ -10,6 +10,7 @@ entry below.
 from __future__ import annotations
 
 from .acdc import run as run_acdc
+from .atp_star import run as run_atp_star
 from .eap import run as run_eap
 from .eap_ig import run as run_eap_ig
 from .exact import run as run_exact
@@ -73,6 +74,21 @@ def _registry() -> dict[str, Method]:
                 edge_default=0.05,
             ),
             Method(
+                "atp-star",
+                "AtP*",
+                run_atp_star,
+                "ce",
+                keep,
+                ranked,
+                "depth x (1 forward + 1 backward)",
+                "AtP* (Kramar et al. 2024) at component level: attribution patching with GradDrop, one backward per "
+                "layer with that layer's gradient dropped, their magnitudes added, so that effects which cancel in one "
+                "gradient still count. Its other fix (recomputing a patched query's or key's softmax) has no query or "
+                "key to act on among heads' outputs and MLP chunks.",
+                _refuse_kl("AtP*"),
+                expected_passes=lambda o, n: 27.0,  # forward + backward per layer, at the shipped depth of 9
+            ),
+            Method(
                 "exact-patching",
                 "Exact patching",
                 run_exact,
@@ -121,6 +137,7 @@ def _registry() -> dict[str, Method]:
                 "ACDC greedily removes components, in reverse topological order, whose patching raises KL by less "
                 "than tau.",
                 expected_passes=lambda o, n: 0.6 * n,
+                ranks_by="measured change at its visit (signed)",
                 granularities=("node", "edge"),
                 edge_default=0.005,
                 threshold_scores=True,
@@ -150,6 +167,7 @@ def _registry() -> dict[str, Method]:
                 "shift of the gates).",
                 options=(OPTIMISATION_STEPS,),
                 expected_passes=lambda o, n: 3.0 * o.steps,
+                ranks_by="learned gate (log alpha)",
                 granularities=("node", "edge"),
                 edge_default=0.95,
                 setting_for_keep=lambda keep: 1 - keep,
@@ -167,6 +185,7 @@ def _registry() -> dict[str, Method]:
                 "explained in one modified backward pass; ranked by mean absolute relevance.",
                 _refuse_all_but_logit,
                 granularities=("node",),
+                ranks_by="mean relevance magnitude",
             ),
             Method(
                 "relp",

@@ -197,6 +197,20 @@ def describe(method: str, summary: dict[str, dict[str, float]]) -> str | None:
     row = summary.get(method)
     if row is None:
         return None
+    if method == GROUND_TRUTH:
+        sample = summary.get(f"{GROUND_TRUTH}@{FAST_SAMPLE}")
+        on_sample = (
+            f" Run on {FAST_SAMPLE} of the {row['images']} images, its ranking agrees with the run on all of them "
+            f"with Spearman {sample['spearman']:.2f} and {sample[f'top{TOP_K}']:.0f} of the top {TOP_K} in "
+            f"{sample['wall_s']:.1f} s."
+            if sample
+            else ""
+        )
+        return (
+            f"On the shipped model ({row['class_sets']} class sets x {row['images']} images, medians) the patched "
+            f"circuit keeping its top 50% has KL {row['kl_at_0.5']:.2f} and top-1 {row['top1_at_0.5']:.0%}; "
+            f"{row['wall_s']:.1f} s a run.{on_sample}"
+        )
     overlap = (
         f", {row[f'top{TOP_K}']:.0f} of its top {TOP_K} in exact patching's top {TOP_K}" if f"top{TOP_K}" in row else ""
     )
@@ -224,3 +238,28 @@ def most_faithful(summary: dict[str, dict[str, float]], budget_s: float = 2.0, p
     if agreeing:
         return min(agreeing, key=lambda m: (summary[m]["kl_at_0.5"], -summary[m]["spearman"]))
     return max(affordable, key=lambda m: (summary[m]["spearman"], -summary[m]["kl_at_0.5"]), default=None)
+
+
+def why_default(summary: dict[str, dict[str, float]], budget_s: float = 2.0, page_images: int = 50) -> str | None:
+    """One sentence for the app: why the table's pick is the default."""
+    pick = most_faithful(summary, budget_s, page_images)
+    if pick is None:
+        return None
+    row, label = summary[pick], METHODS[parse_entry(pick)[0]].label
+    used = (
+        f" on {row['images_used']:.0f} of the images" if row.get("images_used", row["images"]) < row["images"] else ""
+    )
+    if trusted(row):
+        reason = (
+            f"its ranking agrees with exact patching (Spearman {row['spearman']:.2f}, {row[f'top{TOP_K}']:.0f} of the "
+            f"top {TOP_K}) with the lowest KL at half kept among those that do"
+        )
+    else:
+        reason = (
+            "no affordable method agrees with exact patching; its ranking comes closest "
+            f"(Spearman {row['spearman']:.2f})"
+        )
+    return (
+        f"Default: {label}{used}, since among the methods that score {page_images} images within {budget_s:g} s on "
+        f"this machine {reason}."
+    )
