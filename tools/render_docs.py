@@ -121,9 +121,8 @@ def faithfulness_section() -> list[str]:
     pick = most_faithful(summarise(rows))
     if pick:
         lines += [
-            f"The app's default follows from this table (`trust.most_faithful`): **{pick}**, the entry that scores "
-            "50 images within 2 s and whose ranking agrees with exact patching (Spearman >= 0.8 and 16 of the top 20, "
-            "medians) with the lowest KL at 50% kept; when none agrees, the highest Spearman.",
+            f"The app's default follows from this table (`trust.most_faithful`): **{pick}**, of the entries that score "
+            "50 images within 2 s the one with the lowest sum of its rank by Spearman and its rank by KL at 50% kept.",
             "",
         ]
     return lines + [_source(record, path), ""]

@@ -17,7 +17,7 @@ from vitcore.checkpoint import Checkpoint
 from vitcore.circuits.result import CircuitResult
 from vitcore.compute.figures import Source
 from vitcore.data import ImageSet
-from vitcore.playground import Playground
+from vitcore.session import InWorkspace, Workspace, Workspaces
 
 STATE_KEY = "app"
 
@@ -44,20 +44,10 @@ class AppState:
     eval_set: ImageSet | None = None
     data_key: str = "bundled"
     classes: list[str] = field(default_factory=list)
-    keep: torch.Tensor | None = None
     keep_version: int = 0  # bumped by every change of ``keep``: the Prune page's grid resyncs when it moves
-    results: list[CircuitResult] = field(default_factory=list)
-    active_result: int | None = None
-    playground: Playground | None = None
-    history: dict[bytes, dict] = field(default_factory=dict)  # the Prune page's configurations tried
-    finetuned: bytes | None = None  # the keep-set whose model is the fine-tuned one now
-    fine_tune: FineTuned | None = None
+    workspaces: Workspaces = field(default_factory=Workspaces)
+    work: Workspace = field(default_factory=Workspace)  # the workspace of the model and data in use
     ft_seconds_per_step: float | None = None  # measured on this session's last fine-tune
-    attribution: Any = None  # the Circuits page's last explanation maps
-    exports: dict[str, bytes] = field(default_factory=dict)  # the Export page's files for ``exports_key``
-    exports_key: tuple | None = None  # the model they were made from (keep-set, fine-tune)
-    deploy_rows: tuple[tuple, list[dict]] | None = None  # (model key, the deployment table measured for it)
-    sweep_rows: list[dict] | None = None
     forward_probe: tuple[tuple, float] | None = None
     torch_threads: int | None = None
     slider_values: dict[str, Any] = field(
@@ -65,6 +55,21 @@ class AppState:
     )  # the Prune page's sliders, kept while another page is open
     running: set[str] = field(default_factory=set)  # long runs in progress (a Stop leaves its name here)
     shortcut_method: str | None = None  # the method whose circuit of the planted shortcut the Shortcut page shows
+
+    # the session's work on the model and data in use (vitcore.session.Workspace): kept when another model is
+    # chosen, back when this one is chosen again
+    keep = InWorkspace()
+    results = InWorkspace()
+    active_result = InWorkspace()
+    playground = InWorkspace()
+    history = InWorkspace()
+    finetuned = InWorkspace()
+    fine_tune = InWorkspace()
+    attribution = InWorkspace()
+    exports = InWorkspace()
+    exports_key = InWorkspace()
+    deploy_rows = InWorkspace()
+    sweep_rows = InWorkspace()
 
     # --- model and data -------------------------------------------------------------------------------------
     def use(
@@ -75,14 +80,13 @@ class AppState:
         data_key: str,
         checkpoint_path: str | None = None,
     ) -> None:
-        """Set the model and data; a different model or data set drops everything computed with the old ones."""
+        """Set the model and data; another model or data set opens its own workspace (the one this session left
+        there, if any), and the current one waits for the session to come back."""
         changed = self.ckpt is None or self.ckpt.sha256 != ckpt.sha256 or self.data_key != data_key
         self.ckpt, self.discovery, self.eval_set, self.data_key = ckpt, discovery, eval_set, data_key
         self.checkpoint_path = checkpoint_path
         if changed:
-            self.keep, self.results, self.active_result, self.playground = None, [], None, None
-            self.history, self.finetuned, self.fine_tune, self.attribution = {}, None, None, None
-            self.exports, self.exports_key, self.deploy_rows = {}, None, None
+            self.work = self.workspaces.open((ckpt.sha256, data_key))
             self.keep_version += 1
         if self.classes and eval_set is not None:
             self.classes = [w for w in self.classes if w in eval_set.wnids]

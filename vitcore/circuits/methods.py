@@ -210,6 +210,9 @@ def _registry() -> dict[str, Method]:
 METHODS: dict[str, Method] = _registry()
 # the app's and the CLI's default: the faithfulness table's pick (trust.most_faithful; tests/test_trust.py checks it)
 DEFAULT_METHOD = "eap-ig"
+# the default where edges are scored (the default above may score components only): the edge table's most faithful
+# affordable method (docs/results/methods.md, edge-level methods)
+DEFAULT_EDGE_METHOD = "eap-ig"
 # the ground truth the faithfulness table and the app's second tier of scores measure against
 GROUND_TRUTH = "exact-patching"
 # the lesson's comparison (the app's Lesson page): one gradient's estimate against the exact answer

@@ -10,7 +10,7 @@ import json
 import torch
 
 from ..circuits import METHODS, build_task, circuit_faithfulness, counterfactual, discover, get_method
-from ..circuits.methods import DEFAULT_METHOD
+from ..circuits.methods import DEFAULT_EDGE_METHOD
 from ..circuits.result import keep_top
 from ..evaluate import predict_logits
 from ..model_sources import load_model
@@ -94,16 +94,16 @@ def run_bench_edges(args: argparse.Namespace) -> int:
         )
         print(json.dumps(rows[-1], default=str), flush=True)
 
-    # what the default method's edge circuit frees, against its node-level circuit with the same KL on the same images
+    # what the default edge method's circuit frees, against its node-level circuit of the same KL on the same images
     task = build_task(model, data, classes, args.images)
     cf_edge = counterfactual(model, task, "resample", embed=True)
-    edge_res = results.get(DEFAULT_METHOD) or discover(
-        model, data, classes, DEFAULT_METHOD, "resample", n_images=args.images, granularity="edge"
+    edge_res = results.get(DEFAULT_EDGE_METHOD) or discover(
+        model, data, classes, DEFAULT_EDGE_METHOD, "resample", n_images=args.images, granularity="edge"
     )
     edge_mask = model.edges.mask_from_keep(edge_res.kept or [])
     edge_kl = circuit_faithfulness(model, task, edge_mask, cf_edge, "edge")["kl"]
     alive = model.edges.alive_components(edge_mask)
-    node_res = discover(model, data, classes, DEFAULT_METHOD, "resample", n_images=args.images)
+    node_res = discover(model, data, classes, DEFAULT_EDGE_METHOD, "resample", n_images=args.images)
     cf = counterfactual(model, task, "resample")
     node_keep = keep_top(node_res.score_tensor(), 1.0)  # the whole model when no smaller circuit is as faithful
     for ratio in [
@@ -117,7 +117,7 @@ def run_bench_edges(args: argparse.Namespace) -> int:
     base_logits = predict_logits(model, eval_set.images)
     chosen = eval_set.chosen(classes)
     compare = {}
-    label_of = get_method(DEFAULT_METHOD).label
+    label_of = get_method(DEFAULT_EDGE_METHOD).label
     for label, keep, kl in ((f"edge {label_of}", alive, edge_kl), (f"node {label_of}", node_keep, node_kl)):
         pruned = prune(model, keep)
         ev = evaluate_against(base_logits, pruned, eval_set, chosen)
