@@ -30,11 +30,11 @@ from vitcore.circuits import build_task, counterfactual, eap_ig_scores, eap_scor
 from vitcore.circuits.exact import exact_effects  # noqa: E402
 from vitcore.circuits.metrics import damage_fn  # noqa: E402
 from vitcore.circuits.patching import Patcher  # noqa: E402
-from vitcore.circuits.trust import TOP_K, spearman, top_overlap  # noqa: E402
+from vitcore.circuits.trust import FAST_SAMPLE, TOP_K, spearman, top_overlap  # noqa: E402
 from vitcore.measurement import write_measurement  # noqa: E402
 
 CLASSES = ("n01443537", "n04146614", "n07749582")  # goldfish, school bus, lemon
-IMAGES, SAMPLE = 50, 12
+IMAGES, SAMPLE = 50, FAST_SAMPLE
 
 
 @torch.no_grad()

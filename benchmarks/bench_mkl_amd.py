@@ -5,7 +5,7 @@ start), in alternating order; each process times every variant after a warm-up s
 medians over rounds. Random uint8 images: a step costs the same on any pixels. Pause background
 training first.
 
-Run: python benchmarks/bench_mkl_amd.py [--rounds 5] [--out docs/measurements/bench_mkl_amd_on_amd.txt]
+Run: python benchmarks/bench_mkl_amd.py [--rounds 5] [--out docs/measurements/bench_mkl_amd_on_amd.json]
 """
 
 from __future__ import annotations

@@ -228,29 +228,30 @@ def node_result_view(r: CircuitResult) -> None:
     """The result's heatmaps and ranked table; for an estimate, exact patching follows as a second tier."""
     shown = st.empty()
     with shown.container():
-        score_view(r, f"{METHODS[r.method].label}'s scores")
+        score_view(r, f"{METHODS[r.method].label}'s scores on {r.n_images} images")
     downloads(r)
     truth = exact_tier(r)
     if truth is None:
         return
+    first = f"{METHODS[r.method].label} on {r.n_images} images"
     agree = (
-        f"{METHODS[r.method].label} against exact patching on these {r.n_images} images: Spearman "
+        f"{first} against exact patching on {truth.n_images} images: Spearman "
         f"{spearman(r.score_tensor(), truth.score_tensor()):.2f}, "
         f"{top_overlap(r.score_tensor(), truth.score_tensor(), TOP_K)} of its top {TOP_K} in exact patching's top "
         f"{TOP_K}."
     )
     pick = st.radio(
         "Heatmaps show",
-        ("exact", "estimate"),
-        format_func=lambda v: "exact patching (measured)" if v == "exact" else f"{METHODS[r.method].label} (estimate)",
+        ("exact", "first"),
+        format_func=lambda v: f"exact patching on {truth.n_images} images (measured)" if v == "exact" else first,
         horizontal=True,
         key="tier_shown",
     )
     with shown.container():
         if pick == "exact":
-            score_view(truth, "exact patching's measured effects", agree)
+            score_view(truth, f"exact patching's measured effects on {truth.n_images} images", agree)
         else:
-            score_view(r, f"{METHODS[r.method].label}'s scores", agree)
+            score_view(r, f"{first}", agree)
 
 
 def score_view(r: CircuitResult, what: str, note: str = "") -> None:
@@ -273,13 +274,18 @@ def score_view(r: CircuitResult, what: str, note: str = "") -> None:
 
 
 def exact_tier(r: CircuitResult) -> CircuitResult | None:
-    """Exact patching on the same classes, images, corruption and metric as ``r``, through the compute service
-    (shared by every session that asks): at once when its estimate is within ``EXACT_AT_ONCE_S``, else on request."""
-    if r.method == GROUND_TRUTH or r.shortcut is not None or r.classes != state.classes or r.seed != 0:
+    """Exact patching with ``r``'s classes, corruption and metric, through the compute service (shared by every
+    session that asks): on ``r``'s images for an estimate, on all the chosen classes' images for exact patching on
+    a sample; at once when its estimate is within ``EXACT_AT_ONCE_S``, else on request."""
+    if r.shortcut is not None or r.classes != state.classes or r.seed != 0:
+        return None
+    available = len(discovery.chosen(state.classes))
+    n_images = available if r.method == GROUND_TRUTH else r.n_images
+    if r.method == GROUND_TRUTH and r.n_images >= available:
         return None
     entry = METHODS[GROUND_TRUTH]
-    images = discovery.images[discovery.chosen(state.classes)][: r.n_images]
-    forward_s = forward_seconds(ckpt.model, images, (tuple(state.classes), r.n_images, ckpt.sha256))
+    images = discovery.images[discovery.chosen(state.classes)][:n_images]
+    forward_s = forward_seconds(ckpt.model, images, (tuple(state.classes), n_images, ckpt.sha256))
     estimate = entry.estimate_seconds(forward_s, entry.run_options(), len(ckpt.model.components))
     if estimate > EXACT_AT_ONCE_S and not st.button(
         f"Refine to exact patching (about {estimate:.0f} s)", key="exact_tier"
@@ -287,7 +293,7 @@ def exact_tier(r: CircuitResult) -> CircuitResult | None:
         st.caption("Exact patching removes each component alone and measures the change: the scores above estimate it.")
         return None
     try:
-        return run_discovery(state, GROUND_TRUTH, corruption=r.corruption, metric=r.metric, n_images=r.n_images)
+        return run_discovery(state, GROUND_TRUTH, corruption=r.corruption, metric=r.metric, n_images=n_images)
     except (VitcoreError, WorkerDied) as e:
         st.error(str(e))
         return None

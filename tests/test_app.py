@@ -626,6 +626,24 @@ def test_lesson_walks_from_the_first_step_to_the_download():
     assert not at.exception and at.title[0].value == "A model that cheats"
 
 
+def test_an_estimate_is_followed_by_exact_patching_on_the_same_images(app):
+    from vitcore.circuits import discover
+    from vitcore.circuits.trust import spearman, top_overlap
+
+    at = run_eap(app)
+    result = at.session_state["app"].results[-1]
+    assert at.radio(key="tier_shown").value == "exact"  # the measured tier is shown once it is there
+    captions = " ".join(c.value for c in at.caption)
+    assert f"exact patching's measured effects on {result.n_images} images" in captions
+    model, data = load_checkpoint().model, at.session_state["app"].discovery
+    truth = discover(model, data, ["n01443537"], "exact-patching", "resample", n_images=result.n_images)
+    rho = spearman(result.score_tensor(), truth.score_tensor())
+    overlap = top_overlap(result.score_tensor(), truth.score_tensor())
+    assert f"Spearman {rho:.2f}, {overlap} of its top 20" in captions
+    at.radio(key="tier_shown").set_value("first").run()
+    assert f"Showing **EAP on {result.n_images} images**" in " ".join(c.value for c in at.caption)
+
+
 def test_circuits_and_prune_pages_show_the_same_figures_for_one_circuit(app):
     at = run_eap(app)
     state = at.session_state["app"]

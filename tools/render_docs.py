@@ -17,13 +17,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vitcore.circuits.methods import METHODS  # noqa: E402
+from vitcore.circuits.methods import GROUND_TRUTH, METHODS  # noqa: E402
 from vitcore.circuits.trust import (  # noqa: E402
+    FAST_SAMPLE,
     SHARED_METRIC,
     TOP_K,
+    affordable,
     most_faithful,
     parse_entry,
     summarise,
+    trusted,
 )
 
 DOCS = ROOT / "docs" / "results"
@@ -118,7 +121,44 @@ def faithfulness_section() -> list[str]:
             ],
         )
         lines.append("")
-    pick = most_faithful(summarise(rows))
+    own, shared = summarise(rows), summarise(rows, "shared")
+    fast = f"{GROUND_TRUTH}@{FAST_SAMPLE}"
+    if fast in own and {"eap", "eap-ig", "atp-star", "learned"} <= set(own):
+        gradient = [own[m]["spearman"] for m in ("eap", "atp-star", "eap-ig", "relp", "lrp") if m in own]
+        lines += [
+            "What the table says:",
+            "",
+            "- Of the entries that score 50 images within two seconds, those that reach the bar of Spearman 0.8 and "
+            f"16 of the top {TOP_K}: "
+            + (
+                ", ".join(
+                    f"{m} (Spearman {own[m]['spearman']:.2f}, {own[m][top]:.0f} of {TOP_K}, {own[m]['wall_s']:.2f} s)"
+                    for m in affordable(own)
+                    if trusted(own[m])
+                )
+                or "none"
+            )
+            + f"; the gradient estimates stay between Spearman {min(gradient):.2f} and {max(gradient):.2f}.",
+            f"- AtP*'s GradDrop moves EAP's Spearman from {own['eap']['spearman']:.2f} to "
+            f"{own['atp-star']['spearman']:.2f} here, at {own['atp-star']['wall_s'] / own['eap']['wall_s']:.0f} "
+            "times the time.",
+            f"- Agreeing with single-component effects is not the same as choosing the best circuit: keeping the top "
+            f"half by exact patching gives KL {own[GROUND_TRUTH]['kl_at_0.5']:.2f}, by EAP-IG "
+            f"{own['eap-ig']['kl_at_0.5']:.2f}, by learned masks {own['learned']['kl_at_0.5']:.2f}, whose gates agree "
+            f"least with single effects (Spearman {own['learned']['spearman']:.2f}). Components matter together; "
+            "a circuit is best chosen by a method that optimises the set.",
+            *(
+                [
+                    f"- On cross-entropy, exact patching on {FAST_SAMPLE} images agrees with all of them only at "
+                    f"Spearman {shared[fast]['spearman']:.2f} (on KL {own[fast]['spearman']:.2f}): a sample that "
+                    "serves for KL does not serve for every metric.",
+                ]
+                if fast in shared
+                else []
+            ),
+            "",
+        ]
+    pick = most_faithful(own)
     if pick:
         lines += [
             f"The app's default follows from this table (`trust.most_faithful`): **{pick}**, of the entries that score "
@@ -140,8 +180,8 @@ def exact_cost_section() -> list[str]:
         f"One class of {rows[0]['images']} val images (resample corruption, KL), medians of timed runs side by side "
         "in one process: exact patching over all of them (each candidate from its own sublayer, batched), the naive "
         "loop it replaced (one masked forward of the whole model per component; the largest difference of the two "
-        "is shown), exact patching over the first 12 images, EAP and EAP-IG (5 steps), and how each fast ranking "
-        "agrees with exact patching over all the images (EAP on cross-entropy, which it can score).",
+        f"is shown), exact patching over the first {FAST_SAMPLE} images, EAP and EAP-IG (5 steps), and how each fast "
+        "ranking agrees with exact patching over all the images (EAP on cross-entropy, which it can score).",
         "",
     ]
     lines += _table(
@@ -151,7 +191,7 @@ def exact_cost_section() -> list[str]:
             "exact s",
             "naive s",
             "max diff",
-            "exact (12 images) s",
+            f"exact ({FAST_SAMPLE} images) s",
             "its Spearman / top 20",
             "EAP s",
             "its Spearman / top 20",
@@ -165,8 +205,8 @@ def exact_cost_section() -> list[str]:
                 f"{r['exact_s']:.2f}",
                 f"{r['naive_s']:.2f}",
                 f"{r['naive_max_difference']:.1e}",
-                f"{r['exact_12_s']:.2f}",
-                f"{r['exact_12_spearman']:.3f} / {r['exact_12_top20']}",
+                f"{r[f'exact_{FAST_SAMPLE}_s']:.2f}",
+                f"{r[f'exact_{FAST_SAMPLE}_spearman']:.3f} / {r[f'exact_{FAST_SAMPLE}_top20']}",
                 f"{r['eap_s']:.2f}",
                 f"{r['eap_spearman']:.3f} / {r['eap_top20']}",
                 f"{r['eap_ig_s']:.2f}",
@@ -1010,6 +1050,46 @@ def shortcut_cut_sections(name: str) -> list[list[str]]:
     return sections
 
 
+def learned_ranking_section() -> list[str]:
+    path = ROOT / "docs" / "measurements" / "learned_ranking.json"
+    record = _read(path)
+    if record is None:
+        return []
+    r = record["results"]
+    overlap = ", ".join(f"top {k}: {v}" for k, v in r["top_overlap"].items())
+    lines = [
+        "## Why learned masks miss the shortcut's heads",
+        "",
+        f"Learned masks and exact patching on the mark task ({r['images']} marked discovery images, paired "
+        f"corruption, KL; learned at {r['learned_setting']}). The gates' order against the magnitude of the exact "
+        f"effect: Spearman {r['spearman']:.2f}; shared with exact patching's top k: {overlap}. Of the "
+        f"{len(record['results']['exact_top'])} components whose removal alone changes KL most:",
+        "",
+    ]
+    lines += _table(
+        ["component", "exact KL change", "learned gate", "rank by gate"],
+        [
+            [x["component"], f"{x['exact_kl_change']:.4f}", f"{x['learned_gate']:.2f}", str(x["learned_rank"])]
+            for x in r["exact_top"]
+        ],
+    )
+    lines += [
+        "",
+        f"The gates run from {r['gate_range'][0]:.2f} to {r['gate_range'][1]:.2f}; {r['gates_near_top']} lie within "
+        "5% of that range of the highest. A gate's logit says whether the mask needed the component at its target "
+        "sparsity (half the components), not how much the component matters alone: Adam moves every gate whose "
+        "gradient keeps one sign by about the same step, whatever the gradient's size, and the target is held by a "
+        "common shift, so the needed components end near one another and their order among themselves carries "
+        "little. Cutting the top k of a mask trained to keep half is therefore close to cutting k of the kept half "
+        "at random. For a top-k cut, rank by effect (exact patching, or EAP, ACDC, LRP above); learned masks are "
+        "for the circuit at a sparsity, where their KL is the lowest in the methods table.",
+        "",
+        _source(record, path),
+        "",
+    ]
+    return lines
+
+
 def _shortcut_page() -> str:
     intro = (
         "A model that is right for the wrong reason, the components that carry the reason, and their removal. The "
@@ -1021,7 +1101,7 @@ def _shortcut_page() -> str:
     return page(
         "Finding and cutting a shortcut",
         intro,
-        [shortcut_model_section(), *shortcut_cut_sections("shortcut_cut.json")],
+        [shortcut_model_section(), *shortcut_cut_sections("shortcut_cut.json"), learned_ranking_section()],
     )
 
 

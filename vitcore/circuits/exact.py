@@ -22,7 +22,7 @@ from .method import MethodOutput, RunOptions
 from .metrics import damage_fn
 from .task import Task
 
-ROWS_PER_FORWARD = 256  # images x candidates in one batched forward
+ROWS_PER_FORWARD = 128  # images x candidates in one batched forward (docs/results/methods.md, exact patching's cost)
 
 
 @torch.no_grad()

@@ -16,7 +16,7 @@ from ..model import Activations, VisionTransformer
 from .task import Task, TaskError
 
 # Rough factor for the app's time estimate of edge runs, not fitted: one edge-instrumented pass against a plain
-# one (docs/measurements/bench_edges.txt has the edge runs' wall times).
+# one (docs/measurements/bench_edges.json has the edge runs' wall times).
 EDGE_PASS_COST = 12.0
 
 

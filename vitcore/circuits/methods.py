@@ -116,7 +116,7 @@ def _registry() -> dict[str, Method]:
                 granularities=("node", "edge"),
                 edge_default=0.05,
             ),
-            # the default tau and the sweep's taus: see the Pareto sweep in the docs (docs/measurements/sweep.txt)
+            # the default tau and the sweep's taus: see the Pareto sweep in the docs (docs/measurements/sweep.json)
             Method(
                 "acdc",
                 "ACDC",
@@ -143,7 +143,7 @@ def _registry() -> dict[str, Method]:
                 threshold_scores=True,
                 edge_evaluations=2000,
                 edge_images=6,
-            ),  # forward equivalents per component: docs/measurements/bench_circuits.txt
+            ),  # forward equivalents per component: docs/measurements/bench_circuits.json
             Method(
                 "learned",
                 "learned",
@@ -209,7 +209,7 @@ def _registry() -> dict[str, Method]:
 
 METHODS: dict[str, Method] = _registry()
 # the app's and the CLI's default: the faithfulness table's pick (trust.most_faithful; tests/test_trust.py checks it)
-DEFAULT_METHOD = "eap-ig"
+DEFAULT_METHOD = "exact-patching"
 # the default where edges are scored (the default above may score components only): the edge table's most faithful
 # affordable method (docs/results/methods.md, edge-level methods)
 DEFAULT_EDGE_METHOD = "eap-ig"
