@@ -93,3 +93,102 @@ def test_exact_patching_refuses_edges_in_one_line(setup):
     model, data, _ = setup
     with pytest.raises(TaskError, match="components only, not edges|nodes only"):
         discover(model, data, data.wnids[:2], "exact-patching", granularity="edge")
+
+
+def hand_forward(model, resid, override=None):
+    """The tiny model's blocks written out with an explicit softmax; ``override(layer, pattern)`` may replace a
+    layer's attention pattern ``[B, H, T, T]``."""
+    import torch.nn.functional as F
+
+    for layer, block in enumerate(model.blocks):
+        a = F.layer_norm(resid, (resid.shape[-1],), block.norm1.weight, block.norm1.bias, block.norm1.eps)
+        H, hd = block.attn.num_heads, block.attn.head_dim
+        qkv = (a @ block.attn.qkv.weight.T + block.attn.qkv.bias).view(*a.shape[:2], 3, H, hd)
+        q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
+        pattern = torch.softmax(q @ k.transpose(-2, -1) / hd**0.5, -1)
+        if override is not None:
+            pattern = override(layer, pattern)
+        heads = (pattern @ v).transpose(1, 2).flatten(2)
+        resid = resid + heads @ block.attn.proj.weight.T + block.attn.proj.bias
+        m = F.layer_norm(resid, (resid.shape[-1],), block.norm2.weight, block.norm2.bias, block.norm2.eps)
+        resid = resid + F.gelu(m @ block.mlp.fc1.weight.T + block.mlp.fc1.bias) @ block.mlp.fc2.weight.T
+        resid = resid + block.mlp.fc2.bias
+    cls = F.layer_norm(resid[:, 0], (resid.shape[-1],), model.norm.weight, model.norm.bias, model.norm.eps)
+    return cls @ model.head.weight.T + model.head.bias
+
+
+def hand_qk_fix(model, task, layer, head, which, delta, metric):
+    """d/de of the damage when the head's pattern is A + e (A' - A) with A' recomputed by hand from its query
+    (``which`` 0) or key (1) input ``x - delta``, at e = 0: the QK-fixed estimate, by an independent forward."""
+    import torch.nn.functional as F
+
+    block = model.blocks[layer]
+    embedded = model.embed(task.inputs).detach()
+    resid = [embedded]
+    with torch.no_grad():  # the clean residual entering ``layer``
+        x = embedded
+        for b in model.blocks[:layer]:
+            x = b(x)
+    H, hd = block.attn.num_heads, block.attn.head_dim
+
+    def project(inp):
+        a = F.layer_norm(inp, (inp.shape[-1],), block.norm1.weight, block.norm1.bias, block.norm1.eps)
+        return (a @ block.attn.qkv.weight.T + block.attn.qkv.bias).view(*a.shape[:2], 3, H, hd)
+
+    clean, patched = project(x), project(x - delta)
+    q, k = clean[:, :, 0, head], clean[:, :, 1, head]
+    if which == 0:
+        q = patched[:, :, 0, head]
+    else:
+        k = patched[:, :, 1, head]
+    new = torch.softmax(q @ k.transpose(-2, -1) / hd**0.5, -1).detach()
+    e = torch.zeros((), requires_grad=True)
+
+    def override(at, pattern):
+        if at != layer:
+            return pattern
+        mixed = pattern.clone()
+        mixed[:, head] = pattern[:, head] + e * (new - pattern[:, head])
+        return mixed
+
+    logits = hand_forward(model, resid[0], override)
+    d = damage_fn(metric)(logits, task.reference_logits, task.labels).mean()
+    (grad,) = torch.autograd.grad(d, e)
+    return float(grad)
+
+
+@pytest.mark.parametrize("metric", ["ce", "logit-diff"])
+def test_qk_fix_equals_a_hand_recomputed_pattern_linearised_from_there(setup, metric):
+    from vitcore.circuits.atp_star import qk_fixed_edge_scores
+    from vitcore.circuits.eap import eap_scores
+
+    model, _, task = setup
+    torch.testing.assert_close(hand_forward(model, model.embed(task.inputs)), task.reference_logits)
+    cf = counterfactual(model, task, "resample", embed=True)
+    scores = qk_fixed_edge_scores(model, task, cf, metric)
+    corrupt_x = corrupted_inputs(model, task, "resample")
+    clean_rec, corrupt_rec = record(model, task.inputs), record(model, corrupt_x)
+    hd = model.config.head_dim
+    proj = model.blocks[0].attn.proj.weight
+    with torch.no_grad():
+        from_embed = model.embed(task.inputs) - model.embed(corrupt_x)
+        # what head L0.H1 writes (its slice of attn.proj's input times its columns of the projection), clean - corrupt
+        cols = slice(hd, 2 * hd)
+        from_head = (clean_rec[0, "H"][..., cols] - corrupt_rec[0, "H"][..., cols]) @ proj[:, cols].T
+    space = model.edges
+    for name, delta in (
+        ("embed->L1.H0.q", from_embed),
+        ("embed->L2.H2.k", from_embed),
+        ("L0.H1->L1.H1.k", from_head),
+        ("L0.H1->L2.H0.q", from_head),
+    ):
+        target, kind = name.split("->")[1].rsplit(".", 1)
+        layer, head = int(target[1]), int(target.split(".H")[1])
+        expected = hand_qk_fix(model, task, layer, head, "qk".index(kind), delta, metric)
+        assert float(scores[space.edge_id(name)]) == pytest.approx(expected, rel=1e-3, abs=1e-6), name
+    # every edge into a value, an MLP or the logits keeps EAP's score
+    with torch.enable_grad():
+        eap = eap_scores(model, task, cf, metric, granularity="edge")
+    plain = torch.tensor([not n.endswith((".q", ".k")) for n in space.names])
+    torch.testing.assert_close(scores[plain], eap[plain])
+    assert not torch.allclose(scores[~plain], eap[~plain])  # the fix changed the query and key edges

@@ -81,12 +81,14 @@ def _registry() -> dict[str, Method]:
                 keep,
                 ranked,
                 "depth x (1 forward + 1 backward)",
-                "AtP* (Kramar et al. 2024) at component level: attribution patching with GradDrop, one backward per "
+                "AtP* (Kramar et al. 2024): over components, attribution patching with GradDrop (one backward per "
                 "layer with that layer's gradient dropped, their magnitudes added, so that effects which cancel in one "
-                "gradient still count. Its other fix (recomputing a patched query's or key's softmax) has no query or "
-                "key to act on among heads' outputs and MLP chunks.",
+                "gradient still count); over edges, the QK fix (an edge into a query or key gets its head's attention "
+                "pattern recomputed, then the gradient from the pattern on).",
                 _refuse_kl("AtP*"),
                 expected_passes=lambda o, n: 27.0,  # forward + backward per layer, at the shipped depth of 9
+                granularities=("node", "edge"),
+                edge_default=0.05,
             ),
             Method(
                 "exact-patching",
