@@ -152,11 +152,11 @@ def test_the_documented_threshold_method_holds(tiny, monkeypatch):
     seen = []
 
     def run_my_threshold(model, task, cf, metric, tau, options):
-        seen.append(options.steps)
+        seen.append(options.rounds)
         scores = exact_effects(model, task, cf, metric)
         kept = (scores >= tau).float()
         return MethodOutput(
-            scores, kept, forward_passes=len(scores), backward_passes=0.0, params={"tau": tau, "rounds": options.steps}
+            scores, kept, forward_passes=len(scores), backward_passes=0.0, params={"tau": tau, "rounds": options.rounds}
         )
 
     entry = Method(
@@ -168,17 +168,27 @@ def test_the_documented_threshold_method_holds(tiny, monkeypatch):
         (0.01, 0.05, 0.1),
         "one forward per component",
         "One sentence for the app.",
-        options=(Option("steps", "Rounds", 3, 1, 10),),
+        options=(Option("rounds", "Rounds", 3, 1, 10),),
         threshold_scores=True,
     )
     monkeypatch.setitem(METHODS, entry.name, entry)
     model, data = tiny
     classes = data.wnids[:2]
-    result = discover(model, data, classes, "my-threshold", tau=0.05, steps=7)
+    result = discover(model, data, classes, "my-threshold", tau=0.05, rounds=7)
     assert seen[-1] == 7 and set(result.kept) == {n for n, s in zip(result.component_names, result.scores) if s >= 0.05}
     with pytest.raises(TaskError, match="rounds"):
-        discover(model, data, classes, "my-threshold", steps=11)
-    rows = run_sweep(model, data, data, classes, {"my-threshold": [0.01, 0.1]}, latency_repeats=2, options={"steps": 2})
+        discover(model, data, classes, "my-threshold", rounds=11)
+    # its new option is a command-line flag with nothing else changed
+    import argparse
+
+    from vitcore.cli.common import add_option_flags, own_options
+
+    parser = argparse.ArgumentParser()
+    add_option_flags(parser)
+    assert own_options(parser.parse_args(["--rounds", "4", "--n-steps", "3"]), "my-threshold") == {"rounds": 4}
+    rows = run_sweep(
+        model, data, data, classes, {"my-threshold": [0.01, 0.1]}, latency_repeats=2, options={"rounds": 2}
+    )
     assert [r["setting"] for r in rows if r["method"] == "my-threshold"] == [0.01, 0.1] and seen[-1] == 2
     value, ev, kept = bisect_setting(
         model, data, data, classes, data.chosen(classes), 0.0, "my-threshold", iterations=2

@@ -12,7 +12,7 @@ from ..data import ImageSet
 from ..model import VisionTransformer
 from .corruptions import ALL_CORRUPTIONS, PAIRED, counterfactual
 from .method import Method
-from .methods import DEFAULT_METHOD, get_method
+from .methods import DEFAULT_METHOD, all_options, get_method
 from .metrics import METRICS, faithfulness
 from .patching import GRANULARITIES, Patcher
 from .result import CircuitResult, keep_top
@@ -59,29 +59,29 @@ def discover(
     n_images: int | None = None,
     seed: int = 0,
     setting: float | None = None,
-    n_steps: int | None = None,
-    steps: int | None = None,
     model_sha256: str = "",
     progress: Callable[[float], None] | None = None,
     granularity: str = "node",
     shortcut: Shortcut | None = None,
-    **named_setting: float,
+    **named: float,
 ) -> CircuitResult:
     """Score every component (``granularity="edge"``: every edge) of ``model`` for ``classes`` of the discovery set.
 
     The method's one parameter (``keep``, ``tau`` or ``sparsity``, see the registry) is given
     as ``setting`` or by its name; it defaults to the registry's default. With a ``shortcut`` the task is the
     mark task (:func:`vitcore.shortcut.build_mark_task`) over images of ``classes``, and ``corruption``
-    defaults to ``paired`` (the same images unmarked); otherwise to ``resample``. ``n_steps`` and ``steps`` are run
-    options (see the registry); a method checks those it reads, and takes its declared default for the others.
+    defaults to ``paired`` (the same images unmarked); otherwise to ``resample``. Run options are given by their
+    field (``n_steps=8``): the method checks those it declares and takes its declared default for the others;
+    another method's options are passed over, and any other name is refused.
     """
     entry = get_method(method)
     metric = metric or entry.default_metric
     check_method_metric(method, metric, granularity)
-    unknown = set(named_setting) - {entry.param.name}
+    option_fields = {o.field for o in all_options()}
+    unknown = set(named) - {entry.param.name} - option_fields
     if unknown:
         raise TaskError(f"{method} takes {entry.param.name}, not {', '.join(sorted(unknown))}")
-    value = named_setting.get(entry.param.name, setting)
+    value = named.get(entry.param.name, setting)
     value = entry.param.check(entry.default(granularity) if value is None else value)
     corruption = corruption or (PAIRED if shortcut is not None else "resample")
     if corruption not in ALL_CORRUPTIONS:
@@ -95,7 +95,7 @@ def discover(
         task = build_task(model, data, classes, n_images, seed)
     cf = counterfactual(model, task, corruption, embed=granularity == "edge")
     cf_forwards = 0.0 if corruption == "zero" else 1.0
-    given = {k: v for k, v in (("n_steps", n_steps), ("steps", steps)) if v is not None}
+    given = {k: int(v) for k, v in named.items() if k in option_fields and v is not None}
     options = entry.run_options(given, seed=seed, progress=progress, granularity=granularity)
     out = entry.run(model, task, cf, metric, value, options)
     keep_mask = out.kept_mask if out.kept_mask is not None else keep_top(out.scores, value)

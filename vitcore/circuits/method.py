@@ -71,13 +71,19 @@ class Option:
 
 @dataclass
 class RunOptions:
-    """Settings some methods read: integration steps, optimisation steps, seed, progress callback."""
+    """What a run reads besides its setting: the seed, a progress callback, the granularity, and the options the
+    method declares (:class:`Option`), by field, read as attributes (``options.n_steps``)."""
 
-    n_steps: int = 5
-    steps: int = 200
     seed: int = 0
     progress: Callable[[float], None] | None = None
     granularity: str = "node"  # "edge": masks over edges between components (vitcore.edges)
+    values: dict[str, int] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> int:
+        values = self.__dict__.get("values", {})
+        if name in values:
+            return values[name]
+        raise AttributeError(f"no run option {name!r} here (the method declares {', '.join(values) or 'none'})")
 
 
 @dataclass
@@ -158,7 +164,7 @@ class Method:
         """RunOptions with this method's options checked and taken from ``values`` (missing ones: their defaults)."""
         values = values or {}
         chosen = {o.field: o.check(int(values.get(o.field, o.default))) for o in self.options}
-        return RunOptions(**chosen, **fixed)
+        return RunOptions(values=chosen, **fixed)
 
     def estimate_seconds(
         self, forward_s: float, options: RunOptions, n_components: int, granularity: str = "node"
