@@ -15,7 +15,7 @@ import streamlit as st
 def _warm() -> None:
     import logging
 
-    from ui.resources import warm_shared_resources
+    from ui.warmup import warm_shared_resources
 
     # the shared caches are filled outside any session's script run, which Streamlit notes once per cache: expected here
     quiet = logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context")

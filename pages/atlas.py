@@ -5,8 +5,8 @@ import streamlit as st
 from ui.charts import heatmap, score_frames, similarity_chart
 from ui.engine import playground
 from ui.figures import show_live_figures, show_timings
-from ui.rerun import rerun_pending
 from ui.shell import open_page
+from ui.streamlit_private import rerun_pending
 from vitcore.assets import assets_dir
 from vitcore.atlas import cluster_order, load_atlas, similarity, union_circuit, usage
 from vitcore.atlas.analysis import AtlasDataError, check_components

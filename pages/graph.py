@@ -5,8 +5,8 @@ import torch
 
 from ui.engine import playground
 from ui.figures import show_live_figures, show_timings
-from ui.rerun import rerun_pending
 from ui.shell import open_page
+from ui.streamlit_private import rerun_pending
 from vitcore.circuits.graph import (
     INPUT_COLOURS,
     circuit_dot,

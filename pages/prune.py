@@ -10,10 +10,10 @@ from ui.charts import pareto_chart
 from ui.engine import playground
 from ui.figures import QUIET, LiveRow, show_live_figures, show_timings
 from ui.longrun import announce, running, stop_button
-from ui.rerun import rerun_pending
 from ui.service import run_finetune
 from ui.shell import open_page, trace_event
 from ui.state import FineTuned
+from ui.streamlit_private import rerun_pending
 from vitcore.circuits import METHODS
 from vitcore.circuits.result import keep_top
 from vitcore.compute.workers import WorkerDied

@@ -95,8 +95,9 @@ def test_a_circuit_run_pruning_fine_tuning_and_export_on_a_timm_model(own_vit, m
 
 
 def test_an_operator_preloads_a_timm_model_and_folder_for_everyone(own_vit, monkeypatch):
-    from ui.resources import shared_checkpoint, warm_preloaded
+    from ui.resources import shared_checkpoint
     from ui.sidebar import PRELOADED
+    from ui.warmup import warm_preloaded
 
     model, images = own_vit
     monkeypatch.setenv("VITCORE_PRELOAD", str(model))

@@ -1,8 +1,10 @@
 """The private Streamlit APIs the app relies on, pinned: if an upgrade changes one, these fail loudly.
 
-- ``ScriptRequests._state`` (``ui/rerun.py``): a long fragment sees a queued rerun and returns early;
-- ``PagesManager.uses_pages_directory`` (``ui/shell.py``): a page run by Streamlit's folder routing reruns
-  through the app's navigation.
+All of them live in ``ui/streamlit_private.py``:
+
+- ``ScriptRequests._state``: a long fragment sees a queued rerun and returns early;
+- ``PagesManager.uses_pages_directory``: a page run by Streamlit's folder routing reruns through the app's
+  navigation.
 """
 
 from types import SimpleNamespace
@@ -16,7 +18,7 @@ def test_a_widget_rerun_queued_behind_a_running_fragment_is_seen(monkeypatch):
     from streamlit.runtime.scriptrunner_utils import script_run_context
     from streamlit.runtime.scriptrunner_utils.script_requests import RerunData, ScriptRequests
 
-    import ui.rerun as common
+    import ui.streamlit_private as common
 
     requests = ScriptRequests()
     monkeypatch.setattr(
@@ -37,7 +39,7 @@ def test_a_run_stopped_for_a_fast_rerun_is_seen(monkeypatch):
     from streamlit.runtime.scriptrunner_utils import script_run_context
     from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequests
 
-    import ui.rerun as common
+    import ui.streamlit_private as common
 
     assert config.get_option("runner.fastReruns") is True  # the default this relies on
     requests = ScriptRequests()
@@ -56,7 +58,7 @@ def test_folder_routing_is_the_flag_the_page_guard_reads_and_navigation_clears_i
     from streamlit.runtime.pages_manager import PagesManager
     from streamlit.runtime.scriptrunner import script_runner
 
-    from ui.shell import routed_around_the_shell
+    from ui.streamlit_private import routed_around_the_shell
 
     assert "uses_pages_directory" in vars(PagesManager), "Streamlit renamed the flag ui/shell.py reads"
     # the script runner runs a page file alone (its older multipage mode) exactly when the flag is set ...

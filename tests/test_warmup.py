@@ -12,8 +12,9 @@ from vitcore.data import normalize
 def test_the_warm_up_fills_the_caches_that_sessions_read_so_they_run_no_forward():
     from ui import resources as common
     from ui.gallery import GALLERY_SIZE, gallery_html
+    from ui.warmup import warm_shared_resources
 
-    common.warm_shared_resources()
+    warm_shared_resources()
     ckpt = common.shared_checkpoint(None)
     eval_set = common.shared_split(None, "val")
     forwards = []
@@ -39,7 +40,7 @@ def test_the_warm_up_imports_every_module_the_pages_import_in_a_fresh_interprete
 
     # a fresh interpreter: this test process has imported most of them already
     code = (
-        "import sys; from ui.resources import import_page_modules; names = import_page_modules(); "
+        "import sys; from ui.warmup import import_page_modules; names = import_page_modules(); "
         "print(len(names), all(n in sys.modules for n in names), 'altair' in names, 'pandas' in names)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()

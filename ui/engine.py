@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
-from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
 from ui.resources import shared_eval_logits, shared_latency_model, shared_scheduler, shared_thread_share
 from ui.state import AppState
+from ui.streamlit_private import script_session_id
 from vitcore.circuits.result import CircuitResult
 from vitcore.model import VisionTransformer
 from vitcore.playground import Playground
@@ -14,8 +14,7 @@ from vitcore.playground import Playground
 
 def apply_thread_share(state: AppState) -> int:
     """Limit this run's torch threads to the session's share of the cores, so one user cannot starve the others."""
-    ctx = get_script_run_ctx()
-    state.torch_threads = shared_thread_share().apply(ctx.session_id if ctx else state.session_uid)
+    state.torch_threads = shared_thread_share().apply(script_session_id() or state.session_uid)
     return state.torch_threads
 
 

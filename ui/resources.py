@@ -9,7 +9,7 @@ import os
 import streamlit as st
 import torch
 
-from ui.trace import trace
+from ui.streamlit_private import session_connected
 from vitcore import load_split
 from vitcore.checkpoint import Checkpoint, parse_checkpoint
 from vitcore.compute import Scheduler
@@ -88,17 +88,6 @@ def shared_thread_share() -> ThreadShare:
     return ThreadShare(int(os.environ.get("VITCORE_APP_CORES", "0")) or None, is_connected=session_connected)
 
 
-def session_connected(session_id: str) -> bool:
-    """Whether a Streamlit session's browser is still connected (True when there is no server to ask).
-
-    Reads ``Runtime._session_mgr`` (private; pinned by tests/test_streamlit_private_api.py)."""
-    from streamlit.runtime import Runtime
-
-    if not Runtime.exists():
-        return True
-    return Runtime.instance()._session_mgr.is_active_session(session_id)
-
-
 WORKER_NICE = 5  # the figure workers yield the CPU to the server process, which draws every session's pages
 
 
@@ -129,77 +118,6 @@ def shared_scheduler() -> Scheduler:
 def shipped_source() -> Source:
     ckpt = shared_checkpoint(None)
     return Source(None, ckpt.sha256, None, "bundled")
-
-
-def import_page_modules() -> list[str]:
-    """Import every module the app's pages import, so that no session's first page pays for it (under Python's
-    import lock, six sessions opening the app at once wait for one another); returns the module names."""
-    import ast
-    import importlib
-    from pathlib import Path
-
-    from ui.shell import PAGES
-
-    root = Path(__file__).resolve().parent.parent
-    names: list[str] = []
-    for path, _title in PAGES:
-        for node in ast.parse((root / path).read_text()).body:
-            if isinstance(node, ast.Import):
-                names += [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                names.append(node.module)
-    for name in dict.fromkeys(names):
-        importlib.import_module(name)
-    return list(dict.fromkeys(names))
-
-
-def warm_shared_resources() -> None:
-    """Load what every session's first page needs (the shipped model, the bundled data, the full
-    model's eval logits, the default gallery, the latency cost model) into the shared caches, so that
-    the first users do not wait for it. Run once at server start by ``serve.py`` (in a background thread)."""
-    from ui.gallery import GALLERY_SIZE, gallery_html
-
-    trace("server", "warm_start")
-    import_page_modules()
-    ckpt = shared_checkpoint(None)
-    shared_split(None, "train")
-    eval_set = shared_split(None, "val")
-    gallery_html(ckpt.model, eval_set, ckpt.sha256, "bundled", tuple(range(min(GALLERY_SIZE, len(eval_set)))))
-    shared_eval_logits(ckpt.model, eval_set, ckpt.sha256, "bundled")
-    shared_latency_model(ckpt.model, ckpt.sha256)
-    scheduler = shared_scheduler()
-    warm = getattr(scheduler.executor, "warm", None)  # a worker pool or a Ray cluster
-    if warm is not None:
-        warm(shipped_source())  # the workers start and load the shipped model and data once
-    from vitcore.playground import Playground
-
-    # the full model's all-class figures, which every session's Prune page compares against: once, for everyone
-    Playground(ckpt.model, eval_set, [], scheduler=scheduler, source=shipped_source(), session="warm-up").slow(
-        ckpt.model.components.ones()
-    )
-    warm_preloaded()
-    trace("server", "warm_done")
-
-
-def warm_preloaded() -> Source | None:
-    """Load the operator's preloaded model and data (``--preload``, see ``ui.sidebar.preloaded``) into the shared
-    caches and the workers, as the shipped ones are; returns its source, or None when nothing is preloaded."""
-    from ui.sidebar import preloaded
-
-    preload = preloaded()
-    if preload is None:
-        return None
-    model, data = preload
-    ckpt = shared_checkpoint(model)
-    shared_data(data, ckpt, ckpt.sha256, "train")
-    eval_set = shared_data(data, ckpt, ckpt.sha256, "val")
-    shared_eval_logits(ckpt.model, eval_set, ckpt.sha256, data or "bundled")
-    shared_latency_model(ckpt.model, ckpt.sha256)
-    source = Source(model, ckpt.sha256, data, data or "bundled")
-    warm = getattr(shared_scheduler().executor, "warm", None)
-    if warm is not None:
-        warm(source)
-    return source
 
 
 def state_hash(model: torch.nn.Module) -> str:

@@ -12,6 +12,7 @@ import streamlit as st
 from ui.engine import apply_thread_share
 from ui.sidebar import sidebar
 from ui.state import AppState, app_state
+from ui.streamlit_private import routed_around_the_shell
 from ui.trace import trace
 
 PAGES = [  # (file, title): the order of the navigation
@@ -43,14 +44,6 @@ def run_app() -> None:
     trace(state.session_uid, "sidebar")
     page.run()
     trace(state.session_uid, "done", page=page.title)
-
-
-def routed_around_the_shell() -> bool:
-    """True when Streamlit ran a page file directly by its folder (a first deep link on a fresh server).
-    Reads Streamlit's private ``PagesManager.uses_pages_directory`` (``tests/test_streamlit_private_api.py``)."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    return bool(PagesManager.uses_pages_directory)
 
 
 def open_page() -> AppState:
