@@ -377,8 +377,9 @@ def attribution_panel() -> None:
 
 class_picker()
 run_panel(run_choice())
-if state.results:
-    active = result_header(state.active_index())
+active_index = state.active_index()
+if active_index is not None:
+    active = result_header(active_index)
     if active.is_edge:
         edge_result_view(active)
     else:

@@ -21,6 +21,7 @@ if model is None:
         "page."
     )
     st.stop()
+assert model is not None  # st.stop() ended the run above
 
 mask = state.keep_mask()
 pg = playground(state)
@@ -38,7 +39,7 @@ own = (
         else set(result.kept) == set(kept)
     )
 )
-if own:
+if own and result is not None and result.kept is not None:
     setting = result.params | ({"granularity": "edge", "kept_edges": len(result.kept)} if result.is_edge else {})
 else:
     setting = {"edited_on_prune_page": True, "kept_fraction": round(len(kept) / len(space), 4)}
@@ -88,9 +89,9 @@ c1.download_button(
 c1.caption(f"{len(zip_data) / 1e6:.2f} MB · `python predict.py IMAGE` runs it with onnxruntime alone")
 size = model.config.image_size
 FORMATS = {  # kind: (label, file name, how to make it, what it is)
-    "onnx": ("ONNX", "vit-pruned.onnx", lambda: onnx_model(model), "fp32"),
-    "onnx-int8": ("int8 ONNX", "vit-pruned-int8.onnx", lambda: onnx_model(model, "int8-weights"), "weights int8"),
-    "program": ("torch.export", "vit-pruned.pt2", lambda: export_program(model), "torch.export.load(...).module()"),
+    "onnx": ("ONNX", "vit-pruned.onnx", lambda m=model: onnx_model(m), "fp32"),
+    "onnx-int8": ("int8 ONNX", "vit-pruned-int8.onnx", lambda m=model: onnx_model(m, "int8-weights"), "weights int8"),
+    "program": ("torch.export", "vit-pruned.pt2", lambda m=model: export_program(m), "torch.export.load(...).module()"),
 }
 for column, (kind, (label, file_name, make, what)) in zip((c2, c3, c4), FORMATS.items()):
     if column.button(f"Prepare {label}", key=f"prep_{kind}"):

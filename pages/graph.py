@@ -107,7 +107,7 @@ if choices:
     link_col.page_link(
         "pages/component.py",
         label=f"Look inside {name} (what it attends to and writes)",
-        query_params={"component": name, "classes": ",".join(r.classes)},
+        query_params={"component": str(name), "classes": ",".join(r.classes)},
     )
 
 if st.button("Use these components on the Prune page", key="graph_to_prune"):

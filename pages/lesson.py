@@ -118,7 +118,7 @@ st.markdown(
 )
 if st.button("Open the Component page on the top head", key="lesson_4", disabled=top_head is None):
     use_class()
-    st.switch_page("pages/component.py", query_params={"component": top_head, "classes": wnid})
+    st.switch_page("pages/component.py", query_params={"component": str(top_head), "classes": wnid})
 
 st.header("5. Remove the rest: accuracy and measured speed")
 st.markdown(

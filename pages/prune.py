@@ -214,7 +214,8 @@ def all_class_figures(pg: Playground, mask: torch.Tensor, p_all) -> KeepSetFigur
             )
     if fig.top1_all is None:  # dropped: the session looks at another keep-set now
         return None
-    p_all.metric("Top-1, all eval classes", f"{fig.top1_all:.1%}", f"{fig.top1_all - base_slow.top1_all:+.1%}")
+    change = "" if base_slow.top1_all is None else f"{fig.top1_all - base_slow.top1_all:+.1%}"
+    p_all.metric("Top-1, all eval classes", f"{fig.top1_all:.1%}", change)
     return fig
 
 
@@ -237,7 +238,7 @@ def timed_figures(pg: Playground, mask: torch.Tensor, row: LiveRow, p_thr) -> Ke
         p_thr.metric(
             "Batch-64 throughput (measured)",
             f"{fig.throughput_b64:.0f} img/s",
-            f"{ratio - 1:+.0%} ({ratio:.2f}x)",
+            None if ratio is None else f"{ratio - 1:+.0%} ({ratio:.2f}x)",
             help=f"medians of interleaved batches of 64 with the full model, {QUIET}",
         )
     return fig

@@ -1,9 +1,14 @@
 """Altair charts shared by the pages (no state)."""
 
+from typing import cast
+
 import altair as alt
 import pandas as pd
 
 from vitcore.components import Component
+
+# what st.altair_chart takes (the union it declares): a chart, a layered or a faceted one
+Chart = alt.Chart | alt.LayerChart | alt.FacetChart
 
 
 def score_frames(
@@ -23,7 +28,7 @@ def score_frames(
             }
         )
     df = pd.DataFrame(rows)
-    return df[df.kind == "head"], df[df.kind == "chunk"]
+    return cast(pd.DataFrame, df[df["kind"] == "head"]), cast(pd.DataFrame, df[df["kind"] == "chunk"])
 
 
 def component_link(name: str, classes: list[str] | None = None) -> str:
@@ -33,7 +38,7 @@ def component_link(name: str, classes: list[str] | None = None) -> str:
 
 def heatmap(
     df: pd.DataFrame, title: str, field: str = "score", legend: str | None = None, classes: list[str] | None = None
-) -> alt.Chart:
+) -> Chart:
     """Layer x index heatmap with hover tooltips; ``legend`` names what the colour counts (default: the field).
     A white dot marks each kept component (when ``df`` has a ``kept`` column); clicking a cell opens the
     Component page on it."""
@@ -46,7 +51,7 @@ def heatmap(
         href="link:N",
     )
     layers = [cells]
-    if "kept" in frame and frame["kept"].fillna(False).astype(bool).any():
+    if "kept" in frame and bool(frame["kept"].fillna(False).astype(bool).any()):
         kept = frame[frame["kept"].fillna(False).astype(bool)]
         layers.append(
             alt.Chart(kept)
@@ -64,7 +69,7 @@ def pareto_chart(
     frontier_idx: list[int],
     tooltip: list[str],
     color_order: list[str] | None = None,
-) -> alt.Chart:
+) -> Chart:
     """Points on the x-y plane (axis labels to three significant digits), their Pareto frontier dashed;
     ``color_order`` orders the legend (default: as the values first appear)."""
     order = color_order or list(dict.fromkeys(df[color]))
@@ -82,7 +87,7 @@ def pareto_chart(
     return (line + points).properties(height=320)
 
 
-def pixel_heatmap(pixels, title: str) -> alt.Chart:
+def pixel_heatmap(pixels, title: str) -> Chart:
     """A [H, W] attribution map as a square heatmap, red = raises the logit, blue = lowers it."""
     h, w = pixels.shape
     df = pd.DataFrame(
@@ -110,7 +115,7 @@ def pixel_heatmap(pixels, title: str) -> alt.Chart:
     )
 
 
-def similarity_chart(sim, labels: list[str], title: str) -> alt.Chart:
+def similarity_chart(sim, labels: list[str], title: str) -> Chart:
     """A class x class matrix in the given order (labels already ordered), with hover names."""
     n = len(labels)
     df = pd.DataFrame(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from ui.state import AppState
 from vitcore.deploy import RUNTIMES
@@ -53,9 +54,13 @@ def show_deployment_table(state: AppState, model: VisionTransformer, key: tuple)
             threads=1,
             pairs_b1=15,
             pairs_b64=3,
-            progress=lambda f, what: bar.progress(f, text=f"measuring {what}"),
+            progress=lambda f, what: _show(bar, f, what),
         )
         bar.empty()
         state.deploy_rows = (key, rows)
     if state.deploy_rows is not None and state.deploy_rows[0] == key:
         st.dataframe(_frame(state.deploy_rows[1]), hide_index=True)
+
+
+def _show(bar: DeltaGenerator, fraction: float, what: str) -> None:
+    bar.progress(fraction, text=f"measuring {what}")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 import torch
+from streamlit.delta_generator import DeltaGenerator
 
 from ui.shell import trace_event
 from vitcore.evaluate import standard_error
@@ -22,8 +23,8 @@ QUIET = "timed when the machine is quiet: with no other figure of any session qu
 class LiveRow:
     """Where a row's timed figures go once they arrive."""
 
-    latency: object  # an st.empty slot
-    caption: object
+    latency: DeltaGenerator  # an st.empty slot
+    caption: DeltaGenerator
     fast_s: float
 
 

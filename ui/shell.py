@@ -54,7 +54,7 @@ def open_page() -> AppState:
     instead (only Streamlit's AppTest routes by folder on every run), so that a click in this run is not lost."""
     state = app_state()
     if routed_around_the_shell():
-        if state.ckpt is None:
+        if state.chosen is None:
             st.navigation(app_pages(), position="hidden")
             st.rerun()
         for problem in sidebar(state):

@@ -33,15 +33,22 @@ class FineTuned:
     message: str
 
 
+@dataclass(frozen=True)
+class Chosen:
+    """The model and data a session uses, chosen together in the sidebar."""
+
+    ckpt: Checkpoint
+    discovery: ImageSet
+    eval_set: ImageSet
+
+
 @dataclass
 class AppState:
     """What one browser session holds: the model and data it uses, its classes, keep-set, results and copies."""
 
     session_uid: str = field(default_factory=lambda: uuid.uuid4().hex)
-    ckpt: Checkpoint | None = None
+    chosen: Chosen | None = None  # the model and data in use: set by the sidebar before any page draws
     checkpoint_path: str | None = None  # where worker processes load it (None: the shipped model)
-    discovery: ImageSet | None = None
-    eval_set: ImageSet | None = None
     data_key: str = "bundled"
     classes: list[str] = field(default_factory=list)
     keep_version: int = 0  # bumped by every change of ``keep``: the Prune page's grid resyncs when it moves
@@ -82,14 +89,31 @@ class AppState:
     ) -> None:
         """Set the model and data; another model or data set opens its own workspace (the one this session left
         there, if any), and the current one waits for the session to come back."""
-        changed = self.ckpt is None or self.ckpt.sha256 != ckpt.sha256 or self.data_key != data_key
-        self.ckpt, self.discovery, self.eval_set, self.data_key = ckpt, discovery, eval_set, data_key
+        changed = self.chosen is None or self.chosen.ckpt.sha256 != ckpt.sha256 or self.data_key != data_key
+        self.chosen, self.data_key = Chosen(ckpt, discovery, eval_set), data_key
         self.checkpoint_path = checkpoint_path
         if changed:
             self.work = self.workspaces.open((ckpt.sha256, data_key))
             self.keep_version += 1
         if self.classes and eval_set is not None:
             self.classes = [w for w in self.classes if w in eval_set.wnids]
+
+    @property
+    def ckpt(self) -> Checkpoint:
+        return self._chosen().ckpt
+
+    @property
+    def discovery(self) -> ImageSet:
+        return self._chosen().discovery
+
+    @property
+    def eval_set(self) -> ImageSet:
+        return self._chosen().eval_set
+
+    def _chosen(self) -> Chosen:
+        if self.chosen is None:
+            raise RuntimeError("no model chosen yet: a page calls ui.shell.open_page() first")
+        return self.chosen
 
     # --- keep-set -------------------------------------------------------------------------------------------
     def keep_mask(self) -> torch.Tensor:
