@@ -163,3 +163,27 @@ def mixed_logits(model, x, mask, corrupt, rules: str | None = None) -> torch.Ten
     finally:
         for h in handles:
             h.remove()
+
+
+def hook_attribution_patching(model, task, metric: str, rules: str | None = None, dropped_layer: int | None = None):
+    """-dD/dm at m = 1, averaged over images, with the mask applied by forward pre-hooks (never the model's own
+    mask path); with ``rules``, RelP's propagation rules put on by hooks as well; with ``dropped_layer``, that
+    layer's attention and MLP outputs detached by forward hooks (their values unchanged: GradDrop's pass)."""
+    from vitcore.circuits.corruptions import corrupted_inputs
+    from vitcore.circuits.metrics import damage_fn
+
+    corrupt = record(model, corrupted_inputs(model, task, "resample"))
+    mask = torch.ones(len(model.components), requires_grad=True)
+    handles = []
+    if dropped_layer is not None:
+        block = model.blocks[dropped_layer]
+        handles = [m.register_forward_hook(lambda module, args, out: out.detach()) for m in (block.attn, block.mlp)]
+    try:
+        logits = mixed_logits(model, task.inputs, mask, corrupt, rules)
+    finally:
+        for handle in handles:
+            handle.remove()
+    torch.testing.assert_close(logits, task.reference_logits, atol=1e-5, rtol=1e-5)  # the forward is unchanged
+    damage = damage_fn(metric)(logits, task.reference_logits, task.labels).sum()
+    (grad,) = torch.autograd.grad(damage, mask)
+    return -grad / len(task)

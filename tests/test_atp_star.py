@@ -3,7 +3,7 @@
 import pytest
 import torch
 from conftest import tiny_imageset, tiny_model
-from hook_reference import mixed_logits, record
+from hook_reference import hook_attribution_patching, mixed_logits, record
 
 from vitcore.circuits import build_task, counterfactual, discover
 from vitcore.circuits.atp_star import grad_drop_scores
@@ -21,21 +21,7 @@ def setup():
 
 
 def dropped_attribution(model, task, metric: str, layer: int) -> torch.Tensor:
-    """-dD/dm at m = 1 with the mask applied by pre-hooks on attn.proj and fc2, and the outputs of ``layer``'s
-    attention and MLP modules detached by forward hooks (their values unchanged)."""
-    corrupt = record(model, corrupted_inputs(model, task, "resample"))
-    mask = torch.ones(len(model.components), requires_grad=True)
-    block = model.blocks[layer]
-    detach = [(m, lambda module, args, out: out.detach()) for m in (block.attn, block.mlp)]
-    handles = [m.register_forward_hook(fn) for m, fn in detach]
-    try:
-        logits = mixed_logits(model, task.inputs, mask, corrupt)
-    finally:
-        for h in handles:
-            h.remove()
-    damage = damage_fn(metric)(logits, task.reference_logits, task.labels).sum()
-    (grad,) = torch.autograd.grad(damage, mask)
-    return -grad / len(task)
+    return hook_attribution_patching(model, task, metric, dropped_layer=layer)
 
 
 @pytest.mark.parametrize("metric", ["ce", "logit-diff"])

@@ -3,12 +3,10 @@
 import pytest
 import torch
 from conftest import tiny_imageset, tiny_model
-from hook_reference import mixed_logits, record
+from hook_reference import hook_attribution_patching
 
 from vitcore.circuits import build_task, counterfactual, discover
-from vitcore.circuits.corruptions import corrupted_inputs
 from vitcore.circuits.eap import eap_scores
-from vitcore.circuits.metrics import damage_fn
 from vitcore.lrp_rules import CP_LRP
 
 
@@ -18,20 +16,6 @@ def setup():
     data = tiny_imageset()
     task = build_task(model, data, data.wnids[:2])
     return model, data, task
-
-
-def hook_attribution_patching(model, task, metric: str, rules: str | None) -> torch.Tensor:
-    """-dD/dm at m = 1, averaged over images, with the mask applied by forward pre-hooks (never the model's own
-    mask path) and, with ``rules``, RelP's propagation rules put on by hooks as well."""
-    corrupt = record(model, corrupted_inputs(model, task, "resample"))
-    mask = torch.ones(len(model.components), requires_grad=True)
-    logits = mixed_logits(model, task.inputs, mask, corrupt, rules)
-    torch.testing.assert_close(
-        logits, task.reference_logits, atol=1e-5, rtol=1e-5
-    )  # the rules leave the forward as it is
-    damage = damage_fn(metric)(logits, task.reference_logits, task.labels).sum()
-    (grad,) = torch.autograd.grad(damage, mask)
-    return -grad / len(task)
 
 
 @pytest.mark.parametrize("metric", ["ce", "logit-diff"])
