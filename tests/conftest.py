@@ -66,3 +66,13 @@ def tiny_imageset(n_per_class: int = 6, classes: int = 5, size: int = 16, seed: 
     return ImageSet(
         images, labels, wnids, [f"class {i}" for i in range(classes)], [f"img{i}.JPEG" for i in range(len(labels))]
     )
+
+
+@pytest.fixture
+def tiny_task():
+    """The tiny model, its image set, and a task over the set's first two classes."""
+    from vitcore.circuits import build_task
+
+    model = tiny_model()
+    data = tiny_imageset()
+    return model, data, build_task(model, data, data.wnids[:2])

@@ -2,10 +2,9 @@
 
 import pytest
 import torch
-from conftest import tiny_imageset, tiny_model
 from hook_reference import hook_attribution_patching, mixed_logits, record
 
-from vitcore.circuits import build_task, counterfactual, discover
+from vitcore.circuits import counterfactual, discover
 from vitcore.circuits.atp_star import grad_drop_scores
 from vitcore.circuits.corruptions import corrupted_inputs
 from vitcore.circuits.metrics import damage_fn
@@ -13,11 +12,8 @@ from vitcore.circuits.task import TaskError
 
 
 @pytest.fixture
-def setup():
-    model = tiny_model()
-    data = tiny_imageset()
-    task = build_task(model, data, data.wnids[:2])
-    return model, data, task
+def setup(tiny_task):
+    return tiny_task
 
 
 def dropped_attribution(model, task, metric: str, layer: int) -> torch.Tensor:

@@ -2,20 +2,16 @@
 
 import pytest
 import torch
-from conftest import tiny_imageset, tiny_model
 from hook_reference import hook_attribution_patching
 
-from vitcore.circuits import build_task, counterfactual, discover
+from vitcore.circuits import counterfactual, discover
 from vitcore.circuits.eap import eap_scores
 from vitcore.lrp_rules import CP_LRP
 
 
 @pytest.fixture
-def setup():
-    model = tiny_model()
-    data = tiny_imageset()
-    task = build_task(model, data, data.wnids[:2])
-    return model, data, task
+def setup(tiny_task):
+    return tiny_task
 
 
 @pytest.mark.parametrize("metric", ["ce", "logit-diff"])
