@@ -639,7 +639,10 @@ def test_an_estimate_is_followed_by_exact_patching_on_the_same_images(app):
     truth = discover(model, data, ["n01443537"], "exact-patching", "resample", n_images=result.n_images)
     rho = spearman(result.score_tensor(), truth.score_tensor())
     overlap = top_overlap(result.score_tensor(), truth.score_tensor())
-    assert f"Spearman {rho:.2f}, {overlap} of its top 20" in captions
+    # the page's agreement against an independent run here (the page's runs come from the workers: floats may
+    # differ in the last digits, and so may a tied rank)
+    shown = re.search(r"Spearman (-?[0-9.]+), (\d+) of its top 20", captions)
+    assert shown and abs(float(shown[1]) - rho) <= 0.015 and abs(int(shown[2]) - overlap) <= 1
     at.radio(key="tier_shown").set_value("first").run()
     assert f"Showing **EAP on {result.n_images} images**" in " ".join(c.value for c in at.caption)
 
