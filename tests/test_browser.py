@@ -142,6 +142,11 @@ def walk_through(page, expect, url: str, started: float, tmp_path: Path) -> None
 
     page.get_by_role("link", name="Circuits").click()  # an edge circuit, drawn by Graphviz in the browser
     expect(page.get_by_role("heading", name="Circuits")).to_be_visible()
+    method_box = page.get_by_role("combobox", name="Method")  # the default scores components only: one that
+    method_box.click()  # scores edges
+    page.get_by_role("option", name="EAP-IG", exact=True).click()
+    expect(method_box).to_have_value("EAP-IG")
+    wait_idle(page)
     page.get_by_text("edges (32,626)").first.click()
     wait_idle(page)
     page.get_by_role("button", name="Run", exact=True).click()
