@@ -15,6 +15,10 @@ import streamlit as st
 def _warm() -> None:
     import logging
 
+    # the modules the first session's script imports, in the order it imports them (app.py, ui.shell, ui.engine,
+    # ui.resources, vitcore): two threads importing torchvision's modules in different orders can each find the
+    # other's half initialised (an ImportError in the session's first page)
+    import ui.resources  # noqa: F401
     from ui.warmup import warm_shared_resources
 
     # the shared caches are filled outside any session's script run, which Streamlit notes once per cache: expected here
