@@ -11,6 +11,7 @@ from vitcore.assets import assets_dir
 from vitcore.atlas import cluster_order, load_atlas, similarity, union_circuit, usage
 from vitcore.atlas.analysis import AtlasDataError, check_components
 from vitcore.circuits.methods import DEFAULT_METHOD, METHODS
+from vitcore.compute.workers import WorkerDied
 from vitcore.playground import NothingKeptError
 
 
@@ -95,7 +96,7 @@ if wnids:
     row = None
     try:
         fig, row = show_live_figures(pg, keep)
-    except NothingKeptError as e:
+    except (NothingKeptError, WorkerDied) as e:
         st.error(str(e))
     if st.button("Open this group on the Prune page", key="atlas_to_prune"):
         state.classes = list(wnids)

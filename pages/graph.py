@@ -15,6 +15,7 @@ from vitcore.circuits.graph import (
     summarise_embedding,
     top_paths,
 )
+from vitcore.compute.workers import WorkerDied
 from vitcore.playground import NothingKeptError
 
 state = open_page()
@@ -95,6 +96,8 @@ try:
     )
 except NothingKeptError:
     st.error("Nothing reaches the logits any more: switch some components back on.")
+except WorkerDied as e:
+    st.error(str(e))
 
 if drawn:
     st.graphviz_chart(circuit_dot(edges, drawn, off, embed_hidden), width="stretch")

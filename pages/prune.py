@@ -367,13 +367,13 @@ def playground_panel() -> None:
     with figures_box:
         try:
             fig, row = show_live_figures(pg, mask)
-        except NothingKeptError as e:
+            p_all, p_thr = (c.empty() for c in st.columns(2))
+            if rerun_pending():  # the user toggled again: leave the slower figures to the new run
+                return
+            fig = all_class_figures(pg, mask, p_all)
+        except (NothingKeptError, WorkerDied) as e:  # no model left, or a job that stopped its worker twice
             st.error(str(e))
             return
-        p_all, p_thr = (c.empty() for c in st.columns(2))
-        if rerun_pending():  # the user toggled again: leave the slower figures to the new run
-            return
-        fig = all_class_figures(pg, mask, p_all)
         if fig is None:
             return
         trace_event("prune_slow_done", kept=fig.kept)

@@ -191,6 +191,26 @@ def test_prune_toggle_changes_keep_set_and_metrics(app):
     assert metric(at, "Top-1, chosen classes") and not at.error
 
 
+def test_a_figure_job_that_stops_its_worker_twice_is_one_line_and_the_page_goes_on(app, monkeypatch):
+    from vitcore.compute.workers import WorkerDied, stopped_message
+    from vitcore.playground import Playground
+
+    at = goto(app, "prune")
+
+    def stops_its_worker(*args, **kwargs):  # what the pool raises once a job's retry died too
+        raise WorkerDied(stopped_message("sample", 2, "no answer"))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Playground, "estimate", stops_its_worker)
+        at.button_group(key="heads_1").unselect("H3").run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert [e.value for e in at.error] == [stopped_message("sample", 2, "no answer")]
+        assert metric(at, "Top-1, chosen classes")  # the fast figures above it stay
+    at.button_group(key="heads_1").select("H3").run()  # the next toggle gets every figure again
+    assert not at.exception and not at.error
+    assert metric(at, "Top-1, all eval classes")
+
+
 def test_finetune_and_export_download_loads(app, tmp_path):
     at = goto(app, "prune")
     at.multiselect(key="row_pick").set_value([8]).run()

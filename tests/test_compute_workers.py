@@ -67,12 +67,46 @@ def test_a_second_session_with_the_same_keep_set_pays_nothing(shipped, pool):
         scheduler.close()
 
 
-def test_a_worker_that_dies_fails_its_job_in_one_line_and_is_replaced(pool):
-    before = set(pool.pids())
-    with pytest.raises(WorkerDied, match="ended while running _exit"):
-        pool.submit(os._exit, 3).result(60)
+def kill_its_worker(pool: WorkerPool, future, reported: bool = False) -> int:
+    """SIGKILL the worker process that runs ``future`` (after its first progress report when ``reported``), as the
+    kernel's OOM killer would; returns the killed pid."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + 120
+    while True:
+        worker = next((w for w in pool._workers if w.current is future), None)
+        if worker is not None and (not reported or getattr(future, "progress", None) is not None):
+            pid = worker.process.pid
+            os.kill(pid, signal.SIGKILL)
+            return pid
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.01)
+
+
+def test_a_job_that_kills_its_worker_every_time_fails_in_one_line_after_one_retry(pool):
+    before, restarts = set(pool.pids()), pool.restarts
+    with pytest.raises(WorkerDied, match=r"^this computation \(_exit\) stopped its worker twice .*try fewer images"):
+        pool.submit(os._exit, 3).result(120)
+    assert pool.restarts == restarts + 1  # ran twice: once retried, then given up
     assert pool.submit(os.getpid).result(60) in set(pool.pids())
-    assert set(pool.pids()) != before  # one of them is new
+    assert set(pool.pids()) != before  # replaced
+
+
+def test_a_figure_job_whose_worker_is_killed_runs_again_and_equals_an_undisturbed_run(shipped, pool):
+    from vitcore.compute.figures import keep_bytes
+    from vitcore.compute.workers import run_job
+
+    ckpt, _, source = shipped
+    mask = ckpt.model.components.ones()
+    mask[[7, 60, 130]] = 0
+    args = ("sample", source, keep_bytes(mask))
+    undisturbed = pool.submit(run_job, *args).result(300)
+    restarts = pool.restarts
+    future = pool.submit(run_job, *args)
+    killed = kill_its_worker(pool, future)
+    assert future.result(300) == undisturbed
+    assert pool.restarts == restarts + 1 and killed not in pool.pids()
 
 
 def test_a_circuit_run_in_a_worker_equals_one_here_reports_progress_and_is_shared(shipped, pool):
@@ -99,6 +133,13 @@ def test_a_circuit_run_in_a_worker_equals_one_here_reports_progress_and_is_share
     future = pool.submit(run_job, *args)
     future.result(300)
     assert isinstance(future.progress, Progress) and 0 < future.progress.fraction <= 1
+    # killed after its first report, the run starts again on a fresh worker and gives the same circuit
+    restarts = pool.restarts
+    future = pool.submit(run_job, *args)
+    kill_its_worker(pool, future, reported=True)
+    retried = future.result(300)
+    assert pool.restarts == restarts + 1
+    assert retried.scores == pytest.approx(here.scores, abs=1e-5) and retried.kept == here.kept
 
 
 def test_a_fine_tune_in_a_worker_equals_one_here(shipped, pool):
@@ -113,7 +154,10 @@ def test_a_fine_tune_in_a_worker_equals_one_here(shipped, pool):
     mask[[2, 50]] = 0
     options = options_key({"steps": 3, "lr": 1e-4, "distill": True, "focus": True})
     job = pool.submit(run_job, "finetune", source, keep_bytes(mask), None, ("n01443537",), options)
+    restarts = pool.restarts
+    kill_its_worker(pool, job, reported=True)  # mid-run: the fine-tune starts again on a fresh worker
     model, losses = job.result(300)
+    assert pool.restarts == restarts + 1
     here = prune(ckpt.model, mask)
     discovery = load_split(None, "train")
     focus = torch.nonzero(discovery.chosen(["n01443537"])).flatten()

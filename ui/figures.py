@@ -13,6 +13,7 @@ import torch
 from streamlit.delta_generator import DeltaGenerator
 
 from ui.shell import trace_event
+from vitcore.compute.workers import WorkerDied
 from vitcore.evaluate import standard_error
 from vitcore.playground import KeepSetFigures, Playground
 
@@ -99,9 +100,14 @@ def show_timings(
     pg: Playground, mask: torch.Tensor, row: LiveRow, stop: Callable[[], bool] | None = None
 ) -> KeepSetFigures:
     """Wait for the measured batch-1 figure (and the paired throughput) and draw it in place of the prediction;
-    when ``stop()`` answers True first, the prediction stays."""
+    when ``stop()`` answers True first, or the timing stopped its worker twice (said in one line), the prediction
+    stays."""
     t0 = time.perf_counter()
-    fig = pg.measure(mask, stop)
+    try:
+        fig = pg.measure(mask, stop)
+    except WorkerDied as e:
+        row.caption.caption(f"Not timed: {e}")
+        return pg.fast(mask)
     if fig.latency_b1_ms is not None:
         _draw_timing(pg, fig, row, len(mask), time.perf_counter() - t0)
     return fig

@@ -14,6 +14,7 @@ from ui.sidebar import sidebar
 from ui.state import AppState, app_state
 from ui.streamlit_private import routed_around_the_shell
 from ui.trace import trace
+from vitcore.compute.workers import WorkerDied
 
 PAGES = [  # (file, title): the order of the navigation
     ("pages/model.py", "Model"),
@@ -42,7 +43,10 @@ def run_app() -> None:
     for problem in sidebar(state):
         st.error(problem)
     trace(state.session_uid, "sidebar")
-    page.run()
+    try:
+        page.run()
+    except WorkerDied as e:  # a job that stopped its worker on every try: one line, the session goes on
+        st.error(str(e))
     trace(state.session_uid, "done", page=page.title)
 
 

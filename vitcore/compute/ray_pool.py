@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from .figures import Source
-from .workers import WorkerDied, load_source
+from .workers import RETRIES, WorkerDied, load_source, stopped_message
+from .workers import _name as job_name
 
 
 def start_ray(address: str | None, num_cpus: int | None) -> bool:
@@ -50,9 +51,10 @@ class RayPool(Executor):
 
         self._ray = ray
         self._started_here = start_ray(address, processes)
-        self._remote = ray.remote(num_cpus=1, max_retries=0)(_call)
+        self._remote = ray.remote(num_cpus=1, max_retries=RETRIES)(_call)  # a task whose worker died runs again
         self.processes = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self._refs: dict[Future, Any] = {}
+        self._aborted: set[Future] = set()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         if kwargs:
@@ -61,12 +63,12 @@ class RayPool(Executor):
         future: Future = Future()
         future.set_running_or_notify_cancel()
         self._refs[future] = ref
-        ref.future().add_done_callback(lambda done: self._settle(future, done))
+        ref.future().add_done_callback(lambda done: self._settle(future, done, job_name(fn, args)))
         return future
 
-    def _settle(self, future: Future, done: Future) -> None:
+    def _settle(self, future: Future, done: Future, job: str) -> None:
         """Pass a task's outcome on: the job's own exception, or :class:`WorkerDied` for a task that was cancelled
-        or whose worker ended."""
+        or whose worker ended more often than Ray retries it."""
         self._refs.pop(future, None)
         from ray import exceptions
 
@@ -75,14 +77,22 @@ class RayPool(Executor):
         except exceptions.RayTaskError as e:  # the job raised: pass on its own exception
             cause = getattr(e, "cause", None)
             future.set_exception(cause if isinstance(cause, BaseException) else e)
-        except (exceptions.TaskCancelledError, exceptions.WorkerCrashedError, exceptions.RayError) as e:
-            future.set_exception(WorkerDied(f"the Ray task ended before its job did ({type(e).__name__})"))
+        except exceptions.TaskCancelledError:
+            future.set_exception(WorkerDied(f"the Ray task running {job} ended before its job did (aborted)"))
+        except exceptions.RayError as e:  # its worker or node died on every try (a cancelled task is never retried)
+            if future in self._aborted:
+                future.set_exception(WorkerDied(f"the Ray task running {job} ended before its job did (aborted)"))
+            else:
+                future.set_exception(WorkerDied(stopped_message(job, RETRIES + 1, type(e).__name__)))
+        finally:
+            self._aborted.discard(future)
 
     def abort(self, future: Future) -> bool:
         """Cancel the job of ``future`` (its Ray worker is stopped); False when it has already finished."""
         ref = self._refs.get(future)
         if ref is None:
             return False
+        self._aborted.add(future)
         self._ray.cancel(ref, force=True)
         return True
 

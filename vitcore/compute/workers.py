@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pickle
 import queue
+import signal
 import struct
 import subprocess
 import sys
@@ -27,8 +28,23 @@ from .progress import Progress, reporting_to
 PROGRESS, DONE = "progress", "done"  # the kinds of frame a worker sends: reports while a job runs, then its outcome
 
 
+RETRIES = 1  # a job whose worker dies under it runs again on a fresh worker this many times before it fails
+
+
 class WorkerDied(RuntimeError):
-    """A worker process ended while it ran a job (killed, out of memory); the pool starts another."""
+    """A job's worker process ended under it (killed, out of memory) more often than the pool retries, or the job was
+    aborted; the message is one line for a page. The pool replaces the worker either way."""
+
+
+def stopped_message(job: str, stops: int, reason: str) -> str:
+    """The one line a page shows for a job that stopped its worker ``stops`` times."""
+    times = {1: "once", 2: "twice"}.get(stops, f"{stops} times")
+    return f"this computation ({job}) stopped its worker {times} ({reason}); try fewer images or a smaller run"
+
+
+def _name(fn: Any, args: tuple) -> str:
+    """What a job is called in a message: the job kind of :func:`run_job`, else the function's name."""
+    return str(args[0]) if fn is run_job and args else getattr(fn, "__name__", str(fn))
 
 
 def run_job(kind: str, *args: Any) -> Any:
@@ -94,6 +110,18 @@ class _Worker:
             if not future.set_running_or_notify_cancel():
                 continue
             self.current = future
+            outcome = self._run(future, fn, args)
+            self.current = None
+            if outcome is None:
+                continue
+            ok, value = outcome
+            (future.set_result if ok else future.set_exception)(value)
+
+    def _run(self, future: Future, fn: Callable[..., Any], args: tuple) -> tuple[bool, Any] | None:
+        """Run one job on this worker's process, on a fresh process again when the process dies under it (up to the
+        pool's ``retries`` times); ``(ok, value)``, or None once the future has been failed with :class:`WorkerDied`."""
+        stops = 0
+        while True:
             try:
                 _send(cast(BinaryIO, self.process.stdin), (fn, args))  # both pipes exist: _start asks for them
                 while True:
@@ -102,18 +130,28 @@ class _Worker:
                         break
                     future.progress = Progress(*frame[1:])  # type: ignore[attr-defined]  # read by the scheduler
                 _, ok, value = frame
+                return ok, value
             except (EOFError, OSError, pickle.UnpicklingError) as e:
-                self.process.kill()
-                self.process = self._start()  # before the waiter hears of it: the pool is whole again when it does
-                self.current = None
-                reason = "aborted" if future in self.pool._aborted else (str(e) or "no answer")
-                self.pool._aborted.discard(future)
-                future.set_exception(
-                    WorkerDied(f"worker {self.index} ended while running {getattr(fn, '__name__', fn)} ({reason})")
-                )
-                continue
-            self.current = None
-            (future.set_result if ok else future.set_exception)(value)
+                job = _name(fn, args)
+                self._restart()  # before the waiter hears of it: the pool is whole again when it does
+                stops += 1
+                if future in self.pool._aborted:
+                    self.pool._aborted.discard(future)
+                    future.set_exception(WorkerDied(f"worker {self.index} ended while running {job} (aborted)"))
+                    return None
+                if stops > self.pool.retries:
+                    future.set_exception(WorkerDied(stopped_message(job, stops, str(e) or "no answer")))
+                    return None
+                self.pool.restarts += 1
+                future.progress = Progress(0.0, f"a worker stopped; running {job} again on a fresh one")  # type: ignore[attr-defined]
+
+    def _restart(self) -> None:
+        self.process.kill()
+        try:
+            self.process.wait(timeout=10)  # reaped: no zombie left per death
+        except subprocess.TimeoutExpired:
+            pass
+        self.process = self._start()
 
     def stop(self) -> None:
         try:
@@ -125,10 +163,12 @@ class _Worker:
 
 class WorkerPool(Executor):
     """``processes`` worker processes with ``threads`` torch threads each, at OS niceness ``nice`` (above 0: the
-    server's own threads, which draw the pages, get the CPU first); a worker that dies is replaced."""
+    server's own threads, which draw the pages, get the CPU first). A worker that dies is replaced, and the job it
+    ran runs again on the new one, up to ``retries`` times (``restarts`` counts those reruns)."""
 
-    def __init__(self, processes: int, threads: int = 1, nice: int = 0):
-        self.processes, self.threads, self.nice = processes, threads, nice
+    def __init__(self, processes: int, threads: int = 1, nice: int = 0, retries: int = RETRIES):
+        self.processes, self.threads, self.nice, self.retries = processes, threads, nice, retries
+        self.restarts = 0
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._aborted: set[Future] = set()
         self._workers = [_Worker(self, i) for i in range(processes)]
@@ -173,22 +213,26 @@ def _serve_forever() -> None:
 
     torch.set_num_threads(int(os.environ.get("VITCORE_WORKER_THREADS", "1")))
     os.nice(int(os.environ.get("VITCORE_WORKER_NICE", "0")))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server; the server's closed pipe stops this one
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # anything a job prints goes to the server's log, not into the frames
-    with reporting_to(lambda fraction, what: _send(stdout, (PROGRESS, fraction, what))):
-        while True:
-            try:
-                fn, args = _receive(stdin)
-            except EOFError:
-                return
-            try:
-                result = (DONE, True, fn(*args))
-            except Exception as e:  # noqa: BLE001 - handed to the waiting future
-                result = (DONE, False, e)
-            try:
-                _send(stdout, result)
-            except (pickle.PicklingError, TypeError, AttributeError) as e:
-                _send(stdout, (DONE, False, RuntimeError(f"the job's result cannot be sent back: {e}")))
+    try:
+        with reporting_to(lambda fraction, what: _send(stdout, (PROGRESS, fraction, what))):
+            while True:
+                try:
+                    fn, args = _receive(stdin)
+                except EOFError:
+                    return
+                try:
+                    result = (DONE, True, fn(*args))
+                except Exception as e:  # noqa: BLE001 - handed to the waiting future
+                    result = (DONE, False, e)
+                try:
+                    _send(stdout, result)
+                except (pickle.PicklingError, TypeError, AttributeError) as e:
+                    _send(stdout, (DONE, False, RuntimeError(f"the job's result cannot be sent back: {e}")))
+    except (BrokenPipeError, ConnectionResetError):  # the server went away mid-job: nothing to answer, nothing to say
+        os._exit(0)
 
 
 if __name__ == "__main__":
