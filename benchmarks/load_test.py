@@ -6,7 +6,7 @@ run, Prune page, and each toggle's time from the click until the new fast figure
 cross-talk found (see benchmarks/loadtest.py).
 
 Run: python benchmarks/load_test.py [--sessions 6] [--browser-nice 19] [--script serve.py|app.py]
-       [--pattern click|class] [--out docs/measurements/load_test.json]
+       [--pattern click|class] [--kill-worker-every S] [--out docs/measurements/load_test.json]
 """
 
 from __future__ import annotations
@@ -57,6 +57,13 @@ def main() -> None:
         "commit, to measure before a change)",
     )
     p.add_argument(
+        "--kill-worker-every",
+        type=float,
+        metavar="S",
+        help="chaos: SIGKILL a random compute worker of the server every S seconds while the sessions run, and "
+        "count the tracebacks the pages show and the figures that never arrive",
+    )
+    p.add_argument(
         "--out", type=Path, help="also write the figures here as a measurement file (command, machine, date)"
     )
     args = p.parse_args()
@@ -68,6 +75,7 @@ def main() -> None:
         browser_nice=args.browser_nice,
         script=args.script,
         wait_all=args.pattern == "class",
+        kill_worker_every_s=args.kill_worker_every,
     )
     out["commit"] = subprocess.run(
         ["git", "-C", str(args.root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True

@@ -20,10 +20,12 @@ import re
 import statistics
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from benchmarks.appserver import app_server
+from benchmarks.chaos import WorkerKiller
 from benchmarks.cpu_accounting import CpuSampler
 from ui.trace import read_trace
 
@@ -69,6 +71,7 @@ class SessionReport:
     last_exact_at: float = float("nan")  # wall clock of the last exact figure (class pattern)
     kept_seen: list[int] = field(default_factory=list)  # kept count after the run, then after each toggle
     classes_caption: str = ""
+    tracebacks: list[str] = field(default_factory=list)  # Python tracebacks the pages showed (first line each)
     errors: list[str] = field(default_factory=list)
 
 
@@ -119,6 +122,15 @@ async def _kept(page, timeout_ms: float, not_equal: int | None = None) -> tuple[
 
 
 ALL_CLASSES = '[data-stale="false"] [data-testid="stMetric"]'  # drawn by the current run, not left over from the last
+TRACEBACK = '[data-testid="stException"]'  # how Streamlit draws an exception that reached the page
+
+
+async def _note_tracebacks(page, report: SessionReport) -> None:
+    """Add any traceback the page shows now (its first line) to the report, once each."""
+    for text in await page.locator(TRACEBACK).all_inner_texts():
+        first = text.strip().splitlines()[0][:300] if text.strip() else "(empty)"
+        if first not in report.tracebacks:
+            report.tracebacks.append(first)
 
 
 async def _all_class_times(page, t0: float, timeout_ms: float) -> tuple[float, float]:
@@ -201,6 +213,7 @@ async def _session(
             fast = FAST.search(caption)
             report.toggle_server_s.append(float(fast.group(1)) if fast else float("nan"))
             report.kept_seen.append(now)
+            await _note_tracebacks(page, report)
             if now != before + (-1 if was_on else 1):
                 report.errors.append(
                     f"toggling {name} ({'on' if was_on else 'off'} before) moved kept from {before} to {now}"
@@ -210,6 +223,7 @@ async def _session(
                 report.toggle_estimate_s.append(estimate)
                 report.toggle_exact_s.append(exact)
                 report.last_exact_at = time.time()
+                await _note_tracebacks(page, report)
             await asyncio.sleep(
                 think_s
             )  # a user looks at the fast figures, then toggles again: the slower ones may still be running
@@ -230,6 +244,10 @@ async def _session(
     except Exception as e:  # noqa: BLE001 - a session's failure is part of the report
         report.errors.append(f"{type(e).__name__}: {str(e).splitlines()[0][:300]}")
     finally:
+        try:
+            await _note_tracebacks(page, report)
+        except Exception:  # noqa: BLE001 - the page is gone: nothing more to see
+            pass
         await context.close()
     return report
 
@@ -295,6 +313,11 @@ def _rate(reports: list[SessionReport]) -> float | None:
     return 60 * done / (max(ends) - min(starts)) if starts and ends and max(ends) > min(starts) else None
 
 
+def _never_arrived(error: str) -> bool:
+    """Whether a session's error is a figure it waited for in vain."""
+    return "never arrived" in error or error.startswith("TimeoutError")
+
+
 def _summary(xs: list[float]) -> dict:
     xs = [x for x in xs if x >= 0]
     return {"median": statistics.median(xs), "max": max(xs), "n": len(xs)} if xs else {"n": 0}
@@ -342,13 +365,16 @@ def run_load_test(
     browser_nice: int = 0,
     script: str = "serve.py",
     wait_all: bool = False,
+    kill_worker_every_s: float | None = None,
 ) -> dict:
     """Start the app, run every plan's session at once, and summarise (medians over sessions and toggles).
 
     ``browser_nice`` > 0 runs the browsers at that niceness, so that the server has the CPU first, as it
     would when the users' browsers run on their own machines; 0 lets them compete with the server.
     With ``serve.py`` (the README's command) the sessions start once the server's start-up warm-up is
-    done, as in a class that opens the app after the teacher has started it; ``app.py`` starts them at once."""
+    done, as in a class that opens the app after the teacher has started it; ``app.py`` starts them at once.
+    ``kill_worker_every_s`` kills a random compute worker that often while the sessions run
+    (:class:`benchmarks.chaos.WorkerKiller`)."""
     plans = plans or DEFAULT_PLANS
     with tempfile.TemporaryDirectory() as tmp:
         trace_file = Path(tmp) / "trace.jsonl"
@@ -360,7 +386,8 @@ def run_load_test(
                     _wait_for_event(trace_file, "warm_done", timeout_s=180.0)
                 warm_s = time.perf_counter() - start
                 executable = niced_executable(chromium, browser_nice, Path(tmp)) if browser_nice else chromium
-                with CpuSampler() as cpu:
+                killer = WorkerKiller(kill_worker_every_s) if kill_worker_every_s else nullcontext()
+                with CpuSampler() as cpu, killer:
                     reports = asyncio.run(_run_all(url, plans, timeout_s, executable, wait_all))
         finally:
             os.environ.pop("VITCORE_TRACE", None)
@@ -394,6 +421,10 @@ def run_load_test(
         "server": server_times(events),
         "toggle_breakdown": toggle_breakdown(reports, events, _wnids_by_name()),
         "errors": [e for r in reports for e in r.errors],
+        "kill_worker_every_s": kill_worker_every_s,
+        "workers_killed": [list(k) for k in killer.kills] if isinstance(killer, WorkerKiller) else [],
+        "tracebacks_seen": [t for r in reports for t in r.tracebacks],
+        "figures_never_arrived": sum(_never_arrived(e) for r in reports for e in r.errors),
         "reports": [asdict(r) for r in reports],
         "trace": events,
     }
