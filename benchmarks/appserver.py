@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ def app_server(
     (``app.py``, or ``serve.py``: the same app with its shared resources loaded first); stop it afterwards."""
     port = free_port()
     start = time.perf_counter()
+    log = tempfile.NamedTemporaryFile(prefix="streamlit-", suffix=".log", delete=False)  # noqa: SIM115 - kept open
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -53,16 +55,14 @@ def app_server(
         ],
         cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
-        stdout=subprocess.PIPE,
+        stdout=log,  # a file, not a pipe nobody reads: a chatty server would block once a pipe's buffer filled
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         while True:
             if proc.poll() is not None:
-                raise ServerError(
-                    f"streamlit exited with {proc.returncode}: " + proc.stdout.read().decode(errors="replace")[-2000:]
-                )
+                raise ServerError(f"streamlit exited with {proc.returncode}: " + server_log(log.name)[-2000:])
             try:
                 if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
                     break
@@ -70,6 +70,7 @@ def app_server(
                 if time.perf_counter() - start > timeout_s:
                     raise ServerError(f"streamlit was not healthy after {timeout_s:.0f} s") from None
                 time.sleep(0.1)
+        os.environ["VITCORE_SERVER_LOG"] = log.name  # where a harness finds what the server printed
         yield url, start
     finally:
         proc.terminate()
@@ -77,3 +78,14 @@ def app_server(
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
+        os.unlink(log.name)
+
+
+def server_log(path: str | None = None) -> str:
+    """What the last server started here printed (its stdout and stderr), or ''."""
+    path = path or os.environ.get("VITCORE_SERVER_LOG")
+    try:
+        return Path(path).read_text(errors="replace") if path else ""
+    except OSError:
+        return ""

@@ -24,7 +24,7 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from benchmarks.appserver import app_server
+from benchmarks.appserver import app_server, server_log
 from benchmarks.chaos import WorkerKiller
 from benchmarks.cpu_accounting import CpuSampler
 from ui.trace import read_trace
@@ -155,11 +155,12 @@ async def _all_class_times(page, t0: float, timeout_ms: float) -> tuple[float, f
 
 
 async def _session(
-    browser, url: str, plan: SessionPlan, timeout_ms: float, think_s: float = 1.0, wait_all: bool = False
+    browser, url: str, report: SessionReport, timeout_ms: float, think_s: float = 1.0, wait_all: bool = False
 ) -> SessionReport:
+    """Play ``report.plan`` in a browser context of its own, recording into ``report`` as it goes."""
     from playwright.async_api import expect
 
-    report = SessionReport(plan)
+    plan = report.plan
     context = await browser.new_context(viewport={"width": 1500, "height": 1100})
     page = await context.new_page()
     page.set_default_timeout(timeout_ms)
@@ -267,11 +268,18 @@ async def _run_all(
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        reports = [SessionReport(p) for p in plans]
+        tasks = [asyncio.ensure_future(_session(browser, url, r, timeout_s * 1e3, wait_all=wait_all)) for r in reports]
         try:
-            return await asyncio.wait_for(
-                asyncio.gather(*(_session(browser, url, p, timeout_s * 1e3, wait_all=wait_all) for p in plans)),
-                timeout_s,
-            )
+            _, late = await asyncio.wait(tasks, timeout=timeout_s)
+            for task in late:  # a session still waiting when the run's time is up: what it saw so far is kept
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=10)
+            for report, task in zip(reports, tasks):
+                if task in late:
+                    report.errors.append(f"TimeoutError: the session had not finished after {timeout_s:.0f} s")
+            return reports
         finally:
             await browser.close()
 
@@ -389,6 +397,7 @@ def run_load_test(
                 killer = WorkerKiller(kill_worker_every_s) if kill_worker_every_s else nullcontext()
                 with CpuSampler() as cpu, killer:
                     reports = asyncio.run(_run_all(url, plans, timeout_s, executable, wait_all))
+                log = server_log()
         finally:
             os.environ.pop("VITCORE_TRACE", None)
         events = read_trace(str(trace_file)) if trace_file.exists() else []
@@ -424,6 +433,8 @@ def run_load_test(
         "kill_worker_every_s": kill_worker_every_s,
         "workers_killed": [list(k) for k in killer.kills] if isinstance(killer, WorkerKiller) else [],
         "tracebacks_seen": [t for r in reports for t in r.tracebacks],
+        "server_tracebacks": log.count("Traceback (most recent call last)"),
+        "server_log_tail": log[-4000:],
         "figures_never_arrived": sum(_never_arrived(e) for r in reports for e in r.errors),
         "reports": [asdict(r) for r in reports],
         "trace": events,

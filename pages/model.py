@@ -143,7 +143,7 @@ elif chosen is None and example in gallery_picks:
     chosen = (buffer.getvalue(), example)
 if chosen is not None:
     try:
-        img = to_model_size(load_rgb(chosen[0], name=chosen[1]), side)
+        img = to_model_size(load_rgb(chosen[0], name=chosen[1]), side, state.ckpt.info.get("preprocessing"))
     except ImageError as e:
         st.error(f"Could not use that file: {e}")
     else:

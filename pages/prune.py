@@ -20,6 +20,7 @@ from vitcore.compute.workers import WorkerDied
 from vitcore.playground import KeepSetFigures, NothingKeptError, Playground
 from vitcore.pruning.finetune import estimate_finetune_seconds
 from vitcore.pruning.pareto import pareto_frontier
+from vitcore.session.snapshot import FineTuneSettings
 
 FT_STEPS, FT_LR = (
     40,
@@ -276,10 +277,30 @@ def history_chart(pg: Playground, mask: torch.Tensor, fig: KeepSetFigures) -> No
     )
 
 
+def previous_fine_tune(mask: torch.Tensor) -> FineTuneSettings | None:
+    """The settings of a fine-tune of ``mask`` saved with the session's work whose model this session does not hold
+    (it ran before a reload or a restart); its widgets are set to them once."""
+    keep = tuple(int(v > 0.5) for v in mask.tolist())
+    earlier = next((s for s in reversed(state.fine_tune_settings) if s.keep == keep), None)
+    if earlier is None or state.fine_tune is not None:
+        return None
+    if state.fine_tune_shown != keep:
+        st.session_state.update(ft_steps=earlier.steps, ft_distill=earlier.distill, ft_focus=earlier.focus)
+        state.fine_tune_shown = keep
+    return earlier
+
+
 def fine_tune_panel(pg: Playground, mask: torch.Tensor, fig: KeepSetFigures) -> None:
     """Fine-tune a copy of the pruned model, then choose between it and the model before fine-tuning."""
     key = pg.key(mask)
     st.markdown("**Fine-tune to recover**")
+    earlier = previous_fine_tune(mask)
+    if earlier is not None:
+        st.info(
+            f"This keep-set was fine-tuned before this session was reopened ({earlier.steps} steps"
+            f"{', distilled' if earlier.distill else ''}{', half chosen-class batches' if earlier.focus else ''}); "
+            "its weights are not kept across a reload. The settings below are that run's: run it again to get it back."
+        )
     f1, f2 = st.columns([1, 3])
     steps = f1.number_input("Steps", 5, 500, FT_STEPS, 5, key="ft_steps")
     distill = f1.checkbox("Distil from the full model", value=True, key="ft_distill")
@@ -317,6 +338,9 @@ def fine_tune_panel(pg: Playground, mask: torch.Tensor, fig: KeepSetFigures) -> 
             int(steps), 1
         )  # this machine's rate, for the next estimate
         pg.replace_model(mask, model)
+        state.fine_tune_settings.append(  # kept with the session's work: a reload can run it again
+            FineTuneSettings(tuple(int(v > 0.5) for v in mask.tolist()), int(steps), FT_LR, distill, focus)
+        )
         after = pg.slow(mask)
         state.finetuned = key
         state.fine_tune = FineTuned(

@@ -191,24 +191,74 @@ def test_prune_toggle_changes_keep_set_and_metrics(app):
     assert metric(at, "Top-1, chosen classes") and not at.error
 
 
-def test_a_figure_job_that_stops_its_worker_twice_is_one_line_and_the_page_goes_on(app, monkeypatch):
+def test_a_figure_job_that_stops_its_worker_on_every_try_is_one_line_and_the_page_goes_on(app, monkeypatch):
     from vitcore.compute.workers import WorkerDied, stopped_message
     from vitcore.playground import Playground
 
     at = goto(app, "prune")
 
     def stops_its_worker(*args, **kwargs):  # what the pool raises once a job's retry died too
-        raise WorkerDied(stopped_message("sample", 2, "no answer"))
+        raise WorkerDied(stopped_message("sample", 3, "no answer"))
 
     with monkeypatch.context() as patched:
         patched.setattr(Playground, "estimate", stops_its_worker)
         at.button_group(key="heads_1").unselect("H3").run()
         assert not at.exception, [e.value for e in at.exception]
-        assert [e.value for e in at.error] == [stopped_message("sample", 2, "no answer")]
+        assert [e.value for e in at.error] == [stopped_message("sample", 3, "no answer")]
         assert metric(at, "Top-1, chosen classes")  # the fast figures above it stay
     at.button_group(key="heads_1").select("H3").run()  # the next toggle gets every figure again
     assert not at.exception and not at.error
     assert metric(at, "Top-1, all eval classes")
+
+
+def reopened(token: str | None) -> AppTest:
+    """The app opened afresh (a reload, or a restarted server) with ``?session=token``."""
+    at = AppTest.from_file(APP, default_timeout=300)
+    if token is not None:
+        at.query_params["session"] = token
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_a_reload_with_the_sessions_link_brings_its_work_back(app):
+    at = goto(run_eap(app), "prune")
+    group = at.button_group(key="heads_2")
+    (group.unselect("H4") if "H4" in group.value else group.select("H4")).run()
+    at.run()  # routed by folder (AppTest), a page saves what the last run left when it starts
+    state, token = at.session_state["app"], at.query_params["session"]
+    assert len(token) == 22 and state.results
+    back = reopened(token).session_state["app"]
+    assert back.classes == state.classes == ["n01443537"]
+    assert torch.equal(back.keep, state.keep)
+    assert [r.scores for r in back.results] == [r.scores for r in state.results]
+    assert back.token == token
+    # a malformed or unknown token: one line, a fresh session, nothing of anyone's work
+    for bad, why in ((token[:-1] + "!", "malformed"), ("A" * 22, "unknown")):
+        fresh = reopened(bad)
+        assert [e.value for e in fresh.error] == [e.value for e in fresh.error if why in e.value] != []
+        assert fresh.session_state["app"].results == [] and fresh.session_state["app"].classes == []
+        assert fresh.query_params["session"] not in (bad, token)
+
+
+def test_a_damaged_session_database_is_one_line_and_the_app_runs(tmp_path, monkeypatch):
+    from ui.persist import session_store
+
+    damaged = tmp_path / "sessions.sqlite"
+    damaged.write_bytes(b"\x00garbage" * 500)
+    monkeypatch.setenv("VITCORE_SESSION_DB", str(damaged))
+    session_store.clear()
+    try:
+        at = reopened(None)
+        assert [e.value for e in at.error] == [
+            f"This session's work is not kept across reloads: {damaged}: cannot keep sessions' work there "
+            "(file is not a database)."
+        ]
+        assert "session" not in at.query_params and at.session_state["app"].token == ""
+        goto(at, "prune")
+        assert metric(at, "Top-1, chosen classes") and not at.error
+    finally:
+        session_store.clear()
 
 
 def test_finetune_and_export_download_loads(app, tmp_path):
@@ -230,6 +280,11 @@ def test_finetune_and_export_download_loads(app, tmp_path):
     at.session_state["app"].running.add("finetune")  # as left behind by a fine-tuning run that Stop interrupted
     at.run()
     assert any("fine-tuning was stopped before it finished" in i.value for i in at.info) and not at.exception
+    # reopened with its link: the keep-set and the fine-tune's settings come back (its weights are not kept)
+    back = goto(reopened(at.query_params["session"]), "prune")
+    assert torch.equal(back.session_state["app"].keep, at.session_state["app"].keep)
+    assert any("fine-tuned before this session was reopened (5 steps, distilled" in i.value for i in back.info)
+    assert back.number_input(key="ft_steps").value == 5
     goto(at, "export")
     data = media_bytes(at.download_button(key="dl_zip").proto.url)
     (tmp_path / "m.zip").write_bytes(data)

@@ -84,11 +84,11 @@ def kill_its_worker(pool: WorkerPool, future, reported: bool = False) -> int:
         time.sleep(0.01)
 
 
-def test_a_job_that_kills_its_worker_every_time_fails_in_one_line_after_one_retry(pool):
+def test_a_job_that_kills_its_worker_every_time_fails_in_one_line_after_its_retries(pool):
     before, restarts = set(pool.pids()), pool.restarts
-    with pytest.raises(WorkerDied, match=r"^this computation \(_exit\) stopped its worker twice .*try fewer images"):
+    with pytest.raises(WorkerDied, match=r"^this computation \(_exit\) stopped its worker three times .*fewer images"):
         pool.submit(os._exit, 3).result(120)
-    assert pool.restarts == restarts + 1  # ran twice: once retried, then given up
+    assert pool.retries == 2 and pool.restarts == restarts + 2  # ran three times: retried twice, then given up
     assert pool.submit(os.getpid).result(60) in set(pool.pids())
     assert set(pool.pids()) != before  # replaced
 

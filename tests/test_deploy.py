@@ -131,34 +131,60 @@ sys.meta_path.insert(0, _Block())
 """
 
 
+def photo(mode: str, size: tuple[int, int], seed: int) -> Image.Image:
+    """A smooth random picture (upsampled noise) in ``mode``: something the model answers with conviction."""
+    gen = torch.Generator().manual_seed(seed)
+    small = (torch.rand(8, 8, 4, generator=gen) * 255).to(torch.uint8).numpy()
+    rgba = Image.fromarray(small, "RGBA").resize(size, Image.Resampling.BILINEAR)
+    return rgba if mode == "RGBA" else rgba.convert(mode)
+
+
+PHOTOS = {  # a student's own photos are rarely square, and not always RGB
+    "wide.jpg": ("RGB", (300, 180)),
+    "tall.png": ("RGB", (97, 211)),
+    "grey.png": ("L", (150, 120)),
+    "transparent.png": ("RGBA", (120, 90)),
+    "large.jpg": ("RGB", (2400, 1600)),
+}
+
+
 @pytest.mark.slow
-def test_the_exported_zip_runs_standalone_and_prints_the_models_top5(tmp_path):
+@pytest.mark.parametrize("preprocessing", [None, {"crop_pct": 0.875, "interpolation": "bilinear"}])
+def test_the_exported_zip_runs_standalone_and_answers_as_the_app_does(tmp_path, preprocessing):
+    from vitcore.images import load_rgb, to_model_size
+
     ckpt = load_checkpoint(None)
     space = ckpt.model.components
     pruned = prune(ckpt.model, torch.arange(len(space)) % 3 != 0)
-    info = {k: v for k, v in ckpt.info.items() if k != "model"}
+    info = {k: v for k, v in ckpt.info.items() if k != "model"} | (
+        {"preprocessing": preprocessing} if preprocessing else {}
+    )
     with zipfile.ZipFile(__import__("io").BytesIO(export_zip(pruned, info))) as z:
         assert {"model.safetensors", "config.json", "model.onnx", "predict.py"} <= set(z.namelist())
         z.extractall(tmp_path / "bundle")
-    assert len((tmp_path / "bundle" / "predict.py").read_text().splitlines()) <= 30
-    image = load_split(None, "val").images[7]
-    Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp_path / "image.png")
     (tmp_path / "block").mkdir()
     (tmp_path / "block" / "sitecustomize.py").write_text(BLOCK_TORCH)
-    done = subprocess.run(
-        [sys.executable, str(tmp_path / "bundle" / "predict.py"), str(tmp_path / "image.png")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PYTHONPATH": str(tmp_path / "block"), "PATH": "/usr/bin:/bin"},
-    )
-    assert done.returncode == 0, done.stderr
-    printed = [re.match(r"\s*(-?\d+\.\d+)\s+(.+)", line).groups() for line in done.stdout.splitlines()]
-    with torch.no_grad():
-        logits = pruned(normalize(image[None], pruned.config))[0]
-    top = torch.topk(logits, 5)
-    assert [name for _, name in printed] == [ckpt.names[i] for i in top.indices.tolist()]
-    assert torch.allclose(torch.tensor([float(v) for v, _ in printed]), top.values, atol=1e-3)
+    images = {"val7.png": Image.fromarray(load_split(None, "val").images[7].permute(1, 2, 0).numpy())}
+    images |= {name: photo(mode, size, seed) for seed, (name, (mode, size)) in enumerate(PHOTOS.items())}
+    for name, image in images.items():
+        image.save(tmp_path / name)
+        done = subprocess.run(
+            [sys.executable, str(tmp_path / "bundle" / "predict.py"), str(tmp_path / name)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"PYTHONPATH": str(tmp_path / "block"), "PATH": "/usr/bin:/bin"},
+        )
+        assert done.returncode == 0, done.stderr
+        printed = [re.match(r"\s*(-?\d+\.\d+)\s+(.+)", line).groups() for line in done.stdout.splitlines()]
+        # the app's way: the upload decoded and cropped as the Model page does, the model run in torch
+        seen = to_model_size(load_rgb((tmp_path / name).read_bytes(), name), 64, preprocessing)
+        x = torch.frombuffer(bytearray(seen.tobytes()), dtype=torch.uint8).view(64, 64, 3).permute(2, 0, 1)
+        with torch.no_grad():
+            logits = pruned(normalize(x[None], pruned.config))[0]
+        top = torch.topk(logits, 5)
+        assert [n for _, n in printed] == [ckpt.names[i] for i in top.indices.tolist()], name
+        assert torch.allclose(torch.tensor([float(v) for v, _ in printed]), top.values, atol=1e-3), name
 
 
 def test_export_cli_writes_int8_onnx_and_refuses_quantize_for_a_zip(tmp_path):

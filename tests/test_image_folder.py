@@ -151,3 +151,19 @@ def test_the_cli_atlas_covers_the_folders_classes_only(tmp_path, tiny_timm, caps
     assert done == ["n01440764.json", "n01443537.json"]  # tench and goldfish, not the model's other 998 classes
     assert main(["circuits", "--model", model, "--data", str(folder), "--method", "eap", "--classes", "n01491361"]) == 2
     assert "none of their images in the data" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size", [(300, 180), (97, 211), (64, 64), (1000, 999)])
+@pytest.mark.parametrize("interpolation", ["bicubic", "bilinear"])
+def test_a_timm_models_input_is_torchvisions_eval_transform(size, interpolation):
+    """Against torchvision itself: Resize(floor(size / crop_pct)) then CenterCrop(size), as timm's eval transform."""
+    from torchvision import transforms
+
+    from vitcore.pil_preprocess import model_input
+
+    gen = torch.Generator().manual_seed(sum(size))
+    img = Image.fromarray((torch.rand(*size[::-1], 3, generator=gen) * 255).to(torch.uint8).numpy())
+    mode = {"bicubic": transforms.InterpolationMode.BICUBIC, "bilinear": transforms.InterpolationMode.BILINEAR}
+    reference = transforms.Compose([transforms.Resize(73, mode[interpolation]), transforms.CenterCrop(64)])(img)
+    ours = model_input(img, 64, {"crop_pct": 0.875, "interpolation": interpolation})
+    assert ours.size == (64, 64) and ours.tobytes() == reference.tobytes()

@@ -398,6 +398,47 @@ CLASS_TARGETS = {  # issue 37: six sessions at the lowest CPU priority on this 2
 CLASS_RUNS = ["before", "after", "with_views", "service_run1", "service_run2"]  # the columns, oldest first
 
 
+FAULT_RUNS = {"none": "undisturbed", "kill30": "a worker killed every 30 s"}  # load_test_faults_<name>.json
+
+
+def faults_section() -> list[str]:
+    """The class pattern with and without compute workers killed on purpose (``--kill-worker-every``)."""
+    runs = [(label, *_measurement(f"load_test_faults_{name}.json")) for name, label in FAULT_RUNS.items()]
+    runs = [(label, p, r) for label, p, r in runs if r is not None]
+    if not runs:
+        return []
+    lines = [
+        "## Faults survived",
+        "",
+        "The class pattern above, once undisturbed and once with a random compute worker killed (SIGKILL, as the "
+        "kernel's OOM killer would) every 30 seconds while the sessions run (`benchmarks/chaos.py`). A killed "
+        "worker is replaced and the job it ran runs again on the new one (`vitcore/compute/workers.py`). Seconds, "
+        "median / max over the toggles; the counts are over all six sessions.",
+        "",
+    ]
+
+    def cell(stat: dict) -> str:
+        return f"{stat['median']:.2f} / {stat['max']:.2f}" if stat and "median" in stat else "n/a"
+
+    header = ["figure"] + [f"{label} ({r['results'].get('commit', '?')})" for label, _, r in runs]
+    rows = [
+        [CLASS_TARGETS[key][0]] + [cell(r["results"].get(key, {})) for _, _, r in runs]
+        for key in ("toggle_fast_figures_s", "toggle_estimate_s", "toggle_exact_s")
+    ]
+    rows += [
+        ["workers killed"] + [str(len(r["results"].get("workers_killed", []))) for _, _, r in runs],
+        ["tracebacks shown by a page (target 0)"]
+        + [str(len(r["results"].get("tracebacks_seen", []))) for _, _, r in runs],
+        ["figures that never arrived (target 0)"]
+        + [str(r["results"].get("figures_never_arrived", "n/a")) for _, _, r in runs],
+        ["other errors seen by the sessions"]
+        + [str(len(r["results"]["errors"]) - r["results"].get("figures_never_arrived", 0)) for _, _, r in runs],
+    ]
+    lines += _table(header, rows)
+    lines += [""] + [f"- {label}: " + _source(r, p) for label, p, r in runs] + [""]
+    return lines
+
+
 def class_section() -> list[str]:
     runs = [_measurement(f"load_test_class_{name}.json") for name in CLASS_RUNS]
     runs = [(p, r) for p, r in runs if r is not None]
@@ -1239,7 +1280,7 @@ def render() -> dict[Path, str]:
     }
     if (ROOT / "assets" / "shortcut" / "config.json").exists():
         pages[ROOT / "assets" / "shortcut" / "README.md"] = shortcut_card()
-    class_lines = class_section() + estimates_section()
+    class_lines = class_section() + faults_section() + estimates_section()
     if class_lines:
         pages[DOCS / "class.md"] = "\n".join(class_lines).rstrip() + "\n"
     return pages

@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui.engine import apply_thread_share
+from ui.persist import restore, save
 from ui.sidebar import sidebar
 from ui.state import AppState, app_state
 from ui.streamlit_private import routed_around_the_shell
@@ -40,13 +41,17 @@ def run_app() -> None:
     state = app_state()
     apply_thread_share(state)
     trace(state.session_uid, "run", page=page.title)
-    for problem in sidebar(state):
+    for problem in restore(state) + sidebar(state):
         st.error(problem)
+    if state.persist_problem:
+        st.sidebar.caption(state.persist_problem)
     trace(state.session_uid, "sidebar")
     try:
         page.run()
     except WorkerDied as e:  # a job that stopped its worker on every try: one line, the session goes on
         st.error(str(e))
+    finally:  # also when a click interrupts the run: what it changed so far is kept
+        save(state)
     trace(state.session_uid, "done", page=page.title)
 
 
@@ -61,8 +66,9 @@ def open_page() -> AppState:
         if state.chosen is None:
             st.navigation(app_pages(), position="hidden")
             st.rerun()
-        for problem in sidebar(state):
+        for problem in restore(state) + sidebar(state):
             st.error(problem)
+        save(state)  # what the last run left (routed by folder, a page has no end to save at)
     return state
 
 

@@ -62,6 +62,11 @@ class AppState:
     )  # the Prune page's sliders, kept while another page is open
     running: set[str] = field(default_factory=set)  # long runs in progress (a Stop leaves its name here)
     shortcut_method: str | None = None  # the method whose circuit of the planted shortcut the Shortcut page shows
+    token: str | None = None  # the URL's key to this session's saved work (ui/persist.py); "": nothing is kept
+    saved_digest: str | None = None  # of the work last saved
+    persist_problem: str | None = None  # why the last save failed
+    result_json: dict[int, tuple[Any, str]] = field(default_factory=dict)  # circuit results' JSON, made once
+    fine_tune_shown: tuple | None = None  # the keep-set whose saved fine-tune settings the Prune page's widgets hold
 
     # the session's work on the model and data in use (vitcore.session.Workspace): kept when another model is
     # chosen, back when this one is chosen again
@@ -77,6 +82,7 @@ class AppState:
     exports_key = InWorkspace()
     deploy_rows = InWorkspace()
     sweep_rows = InWorkspace()
+    fine_tune_settings = InWorkspace()
 
     # --- model and data -------------------------------------------------------------------------------------
     def use(

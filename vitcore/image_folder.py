@@ -13,7 +13,6 @@ every image by its pixel count before it is decoded, and the whole decoded set a
 
 from __future__ import annotations
 
-import math
 import os
 import zipfile
 from collections.abc import Iterator
@@ -33,12 +32,6 @@ MAX_IMAGE_BYTES = 32 * 2**20
 MAX_COMPRESSION = 200  # a zipped JPEG or PNG barely deflates; a bomb deflates by orders of magnitude more
 MAX_DECODED_BYTES = 1 * 2**30  # the decoded images of both splits, uint8 at the model's size
 MAX_MAPPING_BYTES = 2**20
-INTERPOLATION = {
-    "bicubic": Image.Resampling.BICUBIC,
-    "bilinear": Image.Resampling.BILINEAR,
-    "nearest": Image.Resampling.NEAREST,
-    "lanczos": Image.Resampling.LANCZOS,
-}
 
 
 class _Files:
@@ -131,17 +124,7 @@ def preprocess(img: Image.Image, size: int, preprocessing: dict[str, Any] | None
     """An RGB image as the model sees it, uint8 ``[3, size, size]``: timm's eval transform when the checkpoint
     records one (shorter side to ``size / crop_pct``, centre crop), otherwise the app's (shorter side to
     ``size``, centre crop)."""
-    if preprocessing:
-        crop_pct = float(preprocessing.get("crop_pct", 1.0)) or 1.0
-        scaled = math.floor(size / crop_pct)
-        w, h = img.size
-        longer = int(scaled * max(w, h) / min(w, h))  # torchvision's Resize(int), which timm's eval transform uses
-        resample = INTERPOLATION.get(str(preprocessing.get("interpolation", "bicubic")), Image.Resampling.BICUBIC)
-        img = img.resize((scaled, longer) if w <= h else (longer, scaled), resample)
-        left, top = int(round((img.width - size) / 2.0)), int(round((img.height - size) / 2.0))  # as torchvision
-        img = img.crop((left, top, left + size, top + size))
-    else:
-        img = to_model_size(img, size)
+    img = to_model_size(img, size, preprocessing)
     return torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1)
 
 

@@ -28,7 +28,7 @@ from .progress import Progress, reporting_to
 PROGRESS, DONE = "progress", "done"  # the kinds of frame a worker sends: reports while a job runs, then its outcome
 
 
-RETRIES = 1  # a job whose worker dies under it runs again on a fresh worker this many times before it fails
+RETRIES = 2  # a job whose worker dies under it runs again on a fresh worker this many times before it fails
 
 
 class WorkerDied(RuntimeError):
@@ -38,7 +38,7 @@ class WorkerDied(RuntimeError):
 
 def stopped_message(job: str, stops: int, reason: str) -> str:
     """The one line a page shows for a job that stopped its worker ``stops`` times."""
-    times = {1: "once", 2: "twice"}.get(stops, f"{stops} times")
+    times = {1: "once", 2: "twice", 3: "three times"}.get(stops, f"{stops} times")
     return f"this computation ({job}) stopped its worker {times} ({reason}); try fewer images or a smaller run"
 
 

@@ -29,6 +29,7 @@ class Workspace:
     exports_key: tuple | None = None  # the model they were made from (keep-set, fine-tune)
     deploy_rows: tuple[tuple, list[dict]] | None = None  # (model key, the deployment table measured for it)
     sweep_rows: list[dict] | None = None
+    fine_tune_settings: list = field(default_factory=list)  # vitcore.session.snapshot.FineTuneSettings, oldest first
     playground: Any = None  # the session's figure engine over this model (rebuilt when absent)
 
 
@@ -49,6 +50,17 @@ class Workspaces:
         while len(self._by_key) > self.limit:
             self._by_key.popitem(last=False)
         return work
+
+    def put(self, key: Hashable, work: Workspace) -> None:
+        """Use ``work`` as the workspace of ``key`` (a saved one, brought back), as the most recently used."""
+        self._by_key.pop(key, None)
+        self._by_key[key] = work
+        while len(self._by_key) > self.limit:
+            self._by_key.popitem(last=False)
+
+    def items(self) -> list[tuple[Hashable, Workspace]]:
+        """(key, workspace), the least recently used first."""
+        return list(self._by_key.items())
 
     def __len__(self) -> int:
         return len(self._by_key)
