@@ -6,7 +6,7 @@ run, Prune page, and each toggle's time from the click until the new fast figure
 cross-talk found (see benchmarks/loadtest.py).
 
 Run: python benchmarks/load_test.py [--sessions 6] [--browser-nice 19] [--script serve.py|app.py]
-       [--pattern click|class] [--kill-worker-every S] [--out docs/measurements/load_test.json]
+       [--pattern click|class|free|open] [--kill-worker-every S] [--out docs/measurements/load_test.json]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: the harness is a package beside it
 
-from benchmarks.loadtest import CLASS_PLANS, DEFAULT_PLANS, OPEN_PLANS, run_load_test  # noqa: E402
+from benchmarks.loadtest import CLASS_PLANS, DEFAULT_PLANS, FREE_PLANS, OPEN_PLANS, run_load_test  # noqa: E402
 from vitcore.measurement import write_measurement  # noqa: E402
 
 
@@ -45,9 +45,10 @@ def main() -> None:
     p.add_argument(
         "--pattern",
         default="click",
-        choices=["click", "class", "open"],
-        help="click: a toggle a second, waiting for the fast figures only; class: five toggles each, every "
-        "figure awaited each time; open: the Model page only",
+        choices=["click", "class", "free", "open"],
+        help="click: a toggle a second, waiting for the fast figures only; class: a circuit run on a class, then "
+        "five toggles of layer 0, every figure awaited each time; free: no class chosen, straight to the Prune page, "
+        "five toggles spread over the layers, every figure awaited; open: the Model page only",
     )
     p.add_argument(
         "--root",
@@ -67,14 +68,15 @@ def main() -> None:
         "--out", type=Path, help="also write the figures here as a measurement file (command, machine, date)"
     )
     args = p.parse_args()
-    plans = {"class": CLASS_PLANS, "open": OPEN_PLANS, "click": DEFAULT_PLANS}[args.pattern][: args.sessions]
+    plans = {"class": CLASS_PLANS, "free": FREE_PLANS, "open": OPEN_PLANS, "click": DEFAULT_PLANS}[args.pattern]
+    plans = plans[: args.sessions]
     out = run_load_test(
         args.root,
         plans,
         timeout_s=args.timeout,
         browser_nice=args.browser_nice,
         script=args.script,
-        wait_all=args.pattern == "class",
+        wait_all=args.pattern in ("class", "free"),
         kill_worker_every_s=args.kill_worker_every,
     )
     out["commit"] = subprocess.run(

@@ -47,8 +47,8 @@ FAST = re.compile(r"fast figures in ([\d.]+) s")
 @dataclass
 class SessionPlan:
     cls: str  # class name as the app lists it, e.g. "goldfish"
-    method: str  # method label in the Method box, e.g. "EAP-IG"
-    toggles: list[str]  # head pills to click on the Prune page, e.g. ["H0", "H3"] (layer 0)
+    method: str | None  # method label in the Method box, e.g. "EAP-IG"; "": the Model page only; None: no class
+    toggles: list[str]  # head pills to click on the Prune page: "H3" (layer 0) or "L4.H3"
 
 
 @dataclass
@@ -83,6 +83,13 @@ CLASS_PLANS = [
     SessionPlan("espresso", "EAP", ["H8", "H1", "H9", "H3", "H6"]),
     SessionPlan("volleyball", "EAP", ["H10", "H2", "H11", "H5", "H1"]),
     SessionPlan("German shepherd", "EAP", ["H11", "H5", "H3", "H9", "H2"]),
+]
+
+# Six students who open the Prune page without choosing a class, each toggling five heads spread over the layers and
+# waiting for every figure after each toggle.
+FREE_PLANS = [
+    SessionPlan(p.cls, None, [f"L{(i + 2 * j) % 9}.H{(5 * i + j) % 12}" for j in range(5)])
+    for i, p in enumerate(CLASS_PLANS)
 ]
 
 # Six students opening the app at once, and nothing else.
@@ -154,6 +161,40 @@ async def _all_class_times(page, t0: float, timeout_ms: float) -> tuple[float, f
     return estimate, exact
 
 
+async def _choose_class_and_run(page, plan: SessionPlan, report: SessionReport, timeout_ms: float) -> None:
+    """Choose the plan's class on the Circuits page, run its method, and open the Prune page with the result."""
+    from playwright.async_api import expect
+
+    await page.get_by_role("link", name="Circuits").click()
+    await expect(page.get_by_role("heading", name="Circuits")).to_be_visible(timeout=timeout_ms)
+    box = page.get_by_role("combobox").first
+    await box.click()
+    await box.type(plan.cls)
+    await page.get_by_role("option").filter(has_text=re.compile(rf"^{re.escape(plan.cls)} \(")).first.click()
+    await page.keyboard.press("Escape")
+    await _wait_idle(page, timeout_ms)
+    method_box = page.get_by_role("combobox", name="Method")
+    await method_box.click()
+    await page.get_by_role("option", name=plan.method, exact=True).click()
+    await expect(method_box).to_have_value(plan.method)
+    await _wait_idle(page, timeout_ms)
+    t0 = time.perf_counter()
+    await page.get_by_role("button", name="Run", exact=True).click()
+    await expect(page.locator('[data-testid="stMetric"]', has_text="Kept")).to_be_visible(timeout=timeout_ms)
+    report.circuit_s = time.perf_counter() - t0
+    kept_text = await page.locator('[data-testid="stMetric"]', has_text="Kept").first.inner_text()
+    expected = int(re.search(r"(\d+)/\d+", kept_text).group(1))
+
+    t0 = time.perf_counter()
+    await page.get_by_role("link", name="Prune").click()
+    report.kept_seen.append((await _kept(page, timeout_ms))[0])
+    report.prune_page_s = time.perf_counter() - t0
+    report.classes_caption = await page.get_by_text("Chosen classes:").first.inner_text()
+    if report.kept_seen[-1] != expected:
+        report.errors.append(f"Prune page shows {report.kept_seen[-1]} kept, the session's run kept {expected}")
+    await _wait_idle(page, timeout_ms)
+
+
 async def _session(
     browser, url: str, report: SessionReport, timeout_ms: float, think_s: float = 1.0, wait_all: bool = False
 ) -> SessionReport:
@@ -170,40 +211,20 @@ async def _session(
         await expect(page.locator("h1", has_text="Model")).to_be_visible(timeout=timeout_ms)
         await expect(page.locator("img.gallery").nth(31)).to_be_visible(timeout=timeout_ms)
         report.model_page_s = time.perf_counter() - t0
-        if not plan.method:  # the open pattern: the Model page only
+        if plan.method == "":  # the open pattern: the Model page only
             return report
-
-        await page.get_by_role("link", name="Circuits").click()
-        await expect(page.get_by_role("heading", name="Circuits")).to_be_visible(timeout=timeout_ms)
-        box = page.get_by_role("combobox").first
-        await box.click()
-        await box.type(plan.cls)
-        await page.get_by_role("option").filter(has_text=re.compile(rf"^{re.escape(plan.cls)} \(")).first.click()
-        await page.keyboard.press("Escape")
-        await _wait_idle(page, timeout_ms)
-        method_box = page.get_by_role("combobox", name="Method")
-        await method_box.click()
-        await page.get_by_role("option", name=plan.method, exact=True).click()
-        await expect(method_box).to_have_value(plan.method)
-        await _wait_idle(page, timeout_ms)
-        t0 = time.perf_counter()
-        await page.get_by_role("button", name="Run", exact=True).click()
-        await expect(page.locator('[data-testid="stMetric"]', has_text="Kept")).to_be_visible(timeout=timeout_ms)
-        report.circuit_s = time.perf_counter() - t0
-        kept_text = await page.locator('[data-testid="stMetric"]', has_text="Kept").first.inner_text()
-        expected = int(re.search(r"(\d+)/\d+", kept_text).group(1))
-
-        t0 = time.perf_counter()
-        await page.get_by_role("link", name="Prune").click()
-        report.kept_seen.append((await _kept(page, timeout_ms))[0])
-        report.prune_page_s = time.perf_counter() - t0
-        report.classes_caption = await page.get_by_text("Chosen classes:").first.inner_text()
-        if report.kept_seen[-1] != expected:
-            report.errors.append(f"Prune page shows {report.kept_seen[-1]} kept, the session's run kept {expected}")
-        await _wait_idle(page, timeout_ms)
+        if plan.method is None:  # straight to the Prune page, no class chosen
+            t0 = time.perf_counter()
+            await page.get_by_role("link", name="Prune").click()
+            report.kept_seen.append((await _kept(page, timeout_ms))[0])
+            report.prune_page_s = time.perf_counter() - t0
+            await _wait_idle(page, timeout_ms)
+        else:
+            await _choose_class_and_run(page, plan, report, timeout_ms)
 
         for name in plan.toggles:
-            pill = page.get_by_role("button", name=name, exact=True).first  # layer 0's head
+            layer, head = name.split(".") if "." in name else ("L0", name)
+            pill = page.get_by_role("button", name=head, exact=True).nth(int(layer[1:]))  # that layer's head
             was_on = (await pill.get_attribute("aria-pressed")) == "true"
             before = report.kept_seen[-1]
             t0 = time.perf_counter()
@@ -235,7 +256,7 @@ async def _session(
             await expect(all_classes).to_contain_text("%", timeout=timeout_ms)
         except AssertionError:
             report.errors.append(f"the exact all-class top-1 never arrived: {await all_classes.inner_text()!r}")
-        if plan.cls not in report.classes_caption:
+        if plan.method is not None and plan.cls not in report.classes_caption:
             report.errors.append(
                 f"the Prune page names {report.classes_caption!r}, not this session's class {plan.cls!r}"
             )
@@ -425,7 +446,12 @@ def run_load_test(
         "toggle_fast_figures_server_s": {"median": med([t for r in reports for t in r.toggle_server_s])},
         "toggle_estimate_s": _summary([t for r in reports for t in r.toggle_estimate_s]),
         "toggle_exact_s": _summary([t for r in reports for t in r.toggle_exact_s]),
-        "pattern": "class (every figure awaited after each toggle)" if wait_all else "click (a toggle a second)",
+        "pattern": (
+            ("free (no class chosen; " if plans and plans[0].method is None else "class (")
+            + "every figure awaited after each toggle)"
+        )
+        if wait_all
+        else "click (a toggle a second)",
         "fully_evaluated_toggles_per_minute": _rate(reports) if wait_all else None,
         "server": server_times(events),
         "toggle_breakdown": toggle_breakdown(reports, events, _wnids_by_name()),

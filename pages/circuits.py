@@ -18,7 +18,7 @@ from vitcore.circuits.result import CircuitResult
 from vitcore.circuits.trust import TOP_K, describe, load_summary, spearman, top_overlap, why_default
 from vitcore.compute.workers import WorkerDied
 from vitcore.errors import VitcoreError
-from vitcore.evaluate import standard_error
+from vitcore.evaluate import accuracy_text
 
 EXACT_AT_ONCE_S = 15.0  # exact patching follows an estimate by itself when it should take no longer
 
@@ -162,8 +162,8 @@ def result_header(i: int) -> CircuitResult:
     )
     st.caption(
         f"**Patched circuit**: the full model with every removed {'edge' if r.is_edge else 'component'} fed the "
-        f"{r.corruption} corruption, on the {r.n_images} discovery images the method scored "
-        f"(top-1 ± {standard_error(f['top1'], r.n_images):.0%}). It measures how faithful the scores are."
+        f"{r.corruption} corruption, on the discovery images the method scored: top-1 "
+        f"{accuracy_text(f['top1'], r.n_images, 0)}. It measures how faithful the scores are."
     )
     pruned_figures(keep_of(state, r))
     return r
@@ -182,7 +182,7 @@ def pruned_figures(keep) -> None:
     p2.metric("KL, physically pruned", f"{fig.kl_chosen:.4f}")
     st.caption(
         f"**Physically pruned**: the model with the {len(keep) - int(keep.sum())} removed components cut out of the "
-        f"weights, on the chosen classes' {n} eval images (top-1 ± {standard_error(fig.top1_chosen, n):.0%}): the "
+        f"weights, on the chosen classes' eval images (top-1 {accuracy_text(fig.top1_chosen, n, 0)}): the "
         "figures the Prune and Circuit graph pages show for the same components. The two differ because the images "
         "differ and because a removed component outputs zero here instead of the corruption."
     )

@@ -135,13 +135,15 @@ if st.button("Open the Prune page with the top half kept", key="lesson_5", disab
 
 st.header("6. Fine-tune, compare, download")
 st.markdown(
-    "A pruned model recovers some accuracy with a short fine-tune (on the Prune page). The Compare page puts the "
-    "full, pruned and fine-tuned models side by side; the Export page shows before and after and downloads the "
-    "model as a zip that runs with onnxruntime alone."
+    "A pruned model recovers some accuracy with a short fine-tune: the Prune page's *Fine-tune to recover* runs it "
+    "and then lets you switch between the model before and after fine-tuning. The Export page puts the full model "
+    "and the one you export side by side (parameters, MACs, top-1 with its n and interval, latency) and downloads "
+    "it as a zip that runs with onnxruntime alone."
 )
 c1, c2 = st.columns(2)
-if c1.button("Open the Compare page", key="lesson_6a"):
-    st.switch_page("pages/compare.py")
+if c1.button("Open the Prune page to fine-tune", key="lesson_6a"):
+    use_class()
+    st.switch_page("pages/prune.py")
 if c2.button("Open the Export page", key="lesson_6b"):
     st.switch_page("pages/export.py")
 

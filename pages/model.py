@@ -15,7 +15,7 @@ from ui.resources import shared_eval_logits
 from ui.shell import open_page, trace_event
 from vitcore.assets import example_images
 from vitcore.data import normalize
-from vitcore.evaluate import per_class_accuracy
+from vitcore.evaluate import accuracy_text, per_class_accuracy
 from vitcore.images import ImageError, load_rgb, to_model_size
 from vitcore.pruning import count_macs, count_params
 
@@ -105,6 +105,22 @@ def class_list(rows: pd.DataFrame) -> str:
 
 
 st.markdown(f"**Best:** {class_list(df.head(5))}  \n**Worst:** {class_list(df.tail(5).iloc[::-1])}")
+counts = torch.bincount(eval_set.labels, minlength=len(names))
+if state.classes:  # the chosen classes' own rows, each with its n and interval
+    rows = [eval_set.class_index(w) for w in state.classes]
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "chosen class": [names[c] for c in rows],
+                "top-1 (n, 95% Wilson interval)": [accuracy_text(float(acc[c]), int(counts[c])) for c in rows],
+            }
+        ),
+        hide_index=True,
+    )
+st.caption(
+    f"Each class has {int(counts.min())}–{int(counts.max())} eval images: a class's top-1 moves in steps of "
+    f"{1 / max(int(counts.max()), 1):.0%} or more."
+)
 # the 200-bar chart on demand: drawn on every visit it made the page slower to become usable for six
 # browsers at once (docs/results/app.md)
 if st.toggle(f"Chart of all {len(names)} classes", key="per_class_chart"):
@@ -124,7 +140,9 @@ st.subheader("Try your own image")
 side = cfg.image_size
 upload_col, example_col = st.columns(2)
 upload = upload_col.file_uploader(
-    f"An image (any size; it is resized to {side}x{side} as the model sees it)", key="try_image"
+    f"An image (any size; it is resized to {side}x{side} as the model sees it)",
+    key="try_image",
+    on_change=lambda: setattr(state, "try_image_last", "upload"),
 )
 examples = example_images()
 gallery_picks = {f"gallery {n + 1}: {names[int(eval_set.labels[i])]}": int(i) for n, i in enumerate(shown.tolist())}
@@ -133,11 +151,14 @@ example = example_col.selectbox(
     ["none", *examples, *gallery_picks],
     key="try_example",
     help="val images outside the bundled subset, then the gallery's images in its order",
+    on_change=lambda: setattr(state, "try_image_last", "example"),
 )
-chosen = (upload.getvalue(), upload.name) if upload is not None else None
-if chosen is None and example in examples:
+chosen = None  # the image chosen last, whether uploaded or picked
+if upload is not None and (state.try_image_last == "upload" or example == "none"):
+    chosen = (upload.getvalue(), upload.name)
+elif example in examples:
     chosen = (examples[example].read_bytes(), example)
-elif chosen is None and example in gallery_picks:
+elif example in gallery_picks:
     buffer = io.BytesIO()
     Image.fromarray(eval_set.images[gallery_picks[example]].permute(1, 2, 0).numpy()).save(buffer, "PNG")
     chosen = (buffer.getvalue(), example)
@@ -152,7 +173,7 @@ if chosen is not None:
             cfg,
         )
         left, mid, right = st.columns([1, 2, 2])
-        left.image(img, caption=f"as the model sees it ({side}x{side})", width=160)
+        left.image(img, caption=f"{chosen[1]}, as the model sees it ({side}x{side})", width=160)
         pruned = current_model(state)
         for col, title, m in ((mid, "Full model", model), (right, "Current pruned model", pruned)):
             col.markdown(f"**{title}**")

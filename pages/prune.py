@@ -16,7 +16,9 @@ from ui.state import FineTuned
 from ui.streamlit_private import rerun_pending
 from vitcore.circuits import METHODS
 from vitcore.circuits.result import keep_top
+from vitcore.compute.figures import FAST_BUDGET
 from vitcore.compute.workers import WorkerDied
+from vitcore.evaluate import accuracy_text
 from vitcore.playground import KeepSetFigures, NothingKeptError, Playground
 from vitcore.pruning.finetune import estimate_finetune_seconds
 from vitcore.pruning.pareto import pareto_frontier
@@ -44,7 +46,8 @@ if state.classes:
     st.caption("Chosen classes: " + ", ".join(state.class_names()))
 else:
     st.warning(
-        "No classes chosen (Circuits page): chosen-class figures use a stratified sample of every class's eval images."
+        f"No classes chosen (Circuits page): the fast figures use {FAST_BUDGET} eval images drawn from every class "
+        "(their top-1 with its interval); the all-class top-1 follows, first on a sample, then on every eval image."
     )
 
 
@@ -185,21 +188,19 @@ def all_class_figures(pg: Playground, mask: torch.Tensor, p_all) -> KeepSetFigur
     """The all-class top-1: a sample's estimate, then exact; None when the user moved on."""
     p_all.metric("Top-1, all eval classes", "updating…")
     base_est = pg.estimate(space.ones(), stop=rerun_pending)
-    fig = pg.estimate(
-        mask, stop=rerun_pending
-    )  # first a stratified sample (with its standard error), then every eval image
+    fig = pg.estimate(mask, stop=rerun_pending)  # first a stratified sample, then every eval image
     if base_est.sample_correct is None or fig.sample_correct is None:  # the user toggled again
         return None
     n_sample = len(pg.sample_index())
     sample_help = (
-        f"estimate on a stratified sample of {n_sample} eval images (± one binomial standard error); "
-        "the exact figure follows"
+        f"estimate on a stratified sample of {n_sample} eval images: "
+        f"{accuracy_text(fig.top1_all_estimate or 0.0, n_sample)}; the exact figure on every eval image follows"
     )
     if fig.top1_all is None:
         p_all.metric(
             "Top-1, all eval classes",
-            f"≈ {fig.top1_all_estimate:.1%} ± {fig.top1_all_se:.1%}",
-            "updating…",
+            f"≈ {fig.top1_all_estimate:.1%}",
+            f"updating… estimated on {n_sample} images",
             delta_color="off",
             help=sample_help,
         )
@@ -208,7 +209,7 @@ def all_class_figures(pg: Playground, mask: torch.Tensor, p_all) -> KeepSetFigur
         if fig.top1_all is None:
             p_all.metric(
                 "Top-1, all eval classes",
-                f"≈ {fig.top1_all_estimate:.1%} ± {fig.top1_all_se:.1%}",
+                f"≈ {fig.top1_all_estimate:.1%}",
                 f"updating… {fig.top1_all_done}/{len(pg.eval_set)} images",
                 delta_color="off",
                 help=sample_help,
@@ -216,7 +217,12 @@ def all_class_figures(pg: Playground, mask: torch.Tensor, p_all) -> KeepSetFigur
     if fig.top1_all is None:  # dropped: the session looks at another keep-set now
         return None
     change = "" if base_slow.top1_all is None else f"{fig.top1_all - base_slow.top1_all:+.1%}"
-    p_all.metric("Top-1, all eval classes", f"{fig.top1_all:.1%}", change)
+    p_all.metric(
+        "Top-1, all eval classes",
+        f"{fig.top1_all:.1%}",
+        change,
+        help=f"every eval image: {accuracy_text(fig.top1_all, len(pg.eval_set))}",
+    )
     return fig
 
 

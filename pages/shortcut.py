@@ -13,7 +13,7 @@ from vitcore.circuits import METHODS, discover
 from vitcore.circuits.result import CircuitResult
 from vitcore.data import check_classes
 from vitcore.errors import VitcoreError
-from vitcore.evaluate import predict_logits, standard_error
+from vitcore.evaluate import accuracy_text, predict_logits
 from vitcore.shortcut import apply_mark, shortcut_figures, shortcut_of
 from vitcore.shortcut.cut import random_components, top_components, without
 from vitcore.shortcut.views import class_token_attention, enlarged, example_images
@@ -174,8 +174,8 @@ if st.button("Find the circuit", key="shortcut_find") or state.shortcut_method =
     st.caption(
         f"Removed: {', '.join(component_names[i] for i in removed) or 'nothing'}. Random cut: {k} random components, "
         f"the mean of {len(CONTROL_SEEDS)} draws (the control). Both physically pruned, measured on the same eval "
-        f"images as above; with {base['n_images']} images a clean top-1 figure is uncertain by about "
-        f"±{standard_error(base['clean_top1'], base['n_images']):.1%} (one standard error)."
+        f"images as above: the full model's clean top-1 is {accuracy_text(base['clean_top1'], base['n_images'])}, "
+        "so differences within that interval are noise."
     )
     if k:
         cured = without(planted.model, list(removed))

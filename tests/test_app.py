@@ -106,6 +106,17 @@ def test_model_page_widgets_and_uploads(app):
     assert any(
         f"**Worst:** {val.names[c]} {min(accs):.0%}" in line for c in range(len(accs)) if accs[c] == min(accs)
     ), line
+    # a chosen class gets its own row: its top-1 with n and a 95% Wilson interval (scipy's, not the app's formula)
+    from scipy.stats import binomtest
+
+    at.session_state["app"].classes = ["n01443537"]
+    at.run()
+    goldfish = val.class_index("n01443537")
+    n = int((val.labels == goldfish).sum())
+    ci = binomtest(round(accs[goldfish] * n), n).proportion_ci(method="wilson")
+    row = next(d.value for d in at.dataframe if "chosen class" in d.value.columns).iloc[0]
+    assert row["chosen class"] == val.names[goldfish]
+    assert row["top-1 (n, 95% Wilson interval)"] == f"{accs[goldfish]:.1%} (n={n}, 95% CI {ci.low:.1%}–{ci.high:.1%})"
     charts = len(at.get("arrow_vega_lite_chart")) + len(at.get("vega_lite_chart"))
     at.toggle(key="per_class_chart").set_value(True).run()
     assert (
@@ -135,6 +146,18 @@ def test_model_page_widgets_and_uploads(app):
         at.file_uploader(key="try_image").clear().upload("x.bin", data).run()
         assert any(message in e.value for e in at.error), [e.value for e in at.error]
         assert not at.exception and "Parameters" in [m.label for m in at.metric]  # the page keeps working
+    # the image shown is the one chosen last, whether uploaded or picked
+    pick = next(o for o in at.selectbox(key="try_example").options if o.startswith("gallery 1:"))
+    at.selectbox(key="try_example").set_value(pick).run()
+    assert shown_image(at) == pick and not at.error
+    at.file_uploader(key="try_image").clear().upload("mine.png", image_bytes("RGB")).run()
+    assert shown_image(at) == "mine.png"
+
+
+def shown_image(at: AppTest) -> str:
+    """The name of the image the Model page shows as the model sees it."""
+    captions = [img.caption for element in at.get("imgs") for img in element.proto.imgs]
+    return next(c for c in captions if "as the model sees it" in c).split(", as the model sees it")[0]
 
 
 def test_circuits_eap_produces_scores_and_downloads(app):
@@ -692,6 +715,9 @@ def test_lesson_walks_from_the_first_step_to_the_download():
     at.button(key="lesson_5").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.title[0].value == "Prune" and int(at.session_state["app"].keep_mask().sum()) == len(exact.kept)
+    goto(at, "lesson")
+    at.button(key="lesson_6a").click().run()  # step 6 names the fine-tune panel: the page it opens has it
+    assert at.title[0].value == "Prune" and at.button(key="ft_run") and at.number_input(key="ft_steps")
     goto(at, "lesson")
     at.button(key="lesson_6b").click().run()
     assert not at.exception, [e.value for e in at.exception]

@@ -142,3 +142,17 @@ def test_the_standard_error_of_an_accuracy_is_the_binomial_one():
     assert standard_error(0.5, 100) == pytest.approx(0.05)  # sqrt(0.5 * 0.5 / 100), by hand
     assert standard_error(0.9, 400) == pytest.approx(0.015)  # sqrt(0.9 * 0.1 / 400)
     assert standard_error(0.3, 0) == pytest.approx((0.3 * 0.7) ** 0.5)  # no images: counted as one
+
+
+def test_the_wilson_interval_of_an_accuracy_matches_scipy_and_never_has_zero_width():
+    from scipy.stats import binomtest
+
+    from vitcore.evaluate import accuracy_text, wilson_interval
+
+    for correct, n in ((10, 10), (7, 10), (0, 10), (1, 3), (371, 400), (0, 1)):
+        reference = binomtest(correct, n).proportion_ci(confidence_level=0.95, method="wilson")
+        lo, hi = wilson_interval(correct / n, n)
+        assert (lo, hi) == pytest.approx((reference.low, reference.high), abs=1e-9)
+        assert hi - lo > 0
+    assert accuracy_text(1.0, 10) == "100.0% (n=10, 95% CI 72.2%–100.0%)"  # no "± 0%"
+    assert wilson_interval(0.5, 0) == (0.0, 1.0)

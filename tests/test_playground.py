@@ -387,3 +387,21 @@ def test_a_fine_tuned_model_outlives_any_number_of_other_keep_sets(pg):
     )
     playground.forget(tuned_mask)  # forgetting it goes back to pruning the base
     assert playground.model_for(tuned_mask) is not tuned
+
+
+def test_with_no_class_chosen_the_fast_tier_uses_a_fixed_draw_spread_over_classes():
+    from vitcore import load_checkpoint, load_split
+    from vitcore.compute.figures import FAST_BUDGET, SAMPLE_SIZE
+
+    model, data = load_checkpoint(None).model, load_split(None, "val")
+    playground = Playground(model, data, [], latency_repeats=3)
+    index = playground.chosen
+    assert len(index) == FAST_BUDGET < SAMPLE_SIZE
+    assert len(data.labels[index].unique()) >= FAST_BUDGET * 0.8  # spread over many classes, not the first few
+    assert torch.equal(Playground(model, data, [], latency_repeats=3).chosen, index)  # the same draw every time
+    mask = model.components.ones()
+    mask[[0, 30, 100]] = 0
+    figures = playground.fast(mask)
+    with torch.no_grad():  # by hand: the masked full model on exactly those images
+        masked = model(normalize(data.images[index], model.config), mask=mask)
+    assert figures.top1_chosen == pytest.approx(float((masked.argmax(1) == data.labels[index]).float().mean()))

@@ -14,7 +14,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from ui.shell import trace_event
 from vitcore.compute.workers import WorkerDied
-from vitcore.evaluate import standard_error
+from vitcore.evaluate import accuracy_text
 from vitcore.playground import KeepSetFigures, Playground
 
 QUIET = "timed when the machine is quiet: with no other figure of any session queued or running"
@@ -63,10 +63,9 @@ def show_live_figures(pg: Playground, mask: torch.Tensor) -> tuple[KeepSetFigure
         "MACs / image", f"{fig.macs / 1e6:.1f} M", f"{(fig.macs - base.macs) / base.macs:+.1%}", delta_color="inverse"
     )
     n = len(pg.chosen)
-    se = standard_error(fig.top1_chosen, n)
     st.caption(
-        f"Physically pruned model (removed components cut out of the weights) on the chosen classes' {n} eval images "
-        f"(top-1 ± {se:.0%}); KL to the full model's answers on the same images."
+        f"Physically pruned model (removed components cut out of the weights) on the chosen classes' eval images: "
+        f"top-1 {accuracy_text(fig.top1_chosen, n)}; KL to the full model's answers on the same images."
     )
     row = LiveRow(m[4].empty(), st.empty(), fast_s)
     if fig.latency_b1_ms is None:

@@ -66,6 +66,7 @@ class AppState:
     saved_digest: str | None = None  # of the work last saved
     persist_problem: str | None = None  # why the last save failed
     result_json: dict[int, tuple[Any, str]] = field(default_factory=dict)  # circuit results' JSON, made once
+    try_image_last: str = "example"  # the Model page's image input changed last: "upload" or "example"
     fine_tune_shown: tuple | None = None  # the keep-set whose saved fine-tune settings the Prune page's widgets hold
 
     # the session's work on the model and data in use (vitcore.session.Workspace): kept when another model is

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
+from statistics import NormalDist
 from typing import Any
 
 import torch
@@ -74,3 +76,23 @@ def per_class_accuracy(logits: Tensor, labels: Tensor, num_classes: int) -> Tens
 def standard_error(accuracy: float, n: int) -> float:
     """The standard error of an accuracy measured on ``n`` images (binomial: each image right or wrong)."""
     return (accuracy * (1 - accuracy) / max(n, 1)) ** 0.5
+
+
+Z95 = NormalDist().inv_cdf(0.975)  # the normal quantile of a two-sided 95% interval
+
+
+def wilson_interval(accuracy: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval (95% by default) of an accuracy measured on ``n`` images: never of zero width,
+    and inside [0, 1] even for 0 or n of n right (where the standard error says "± 0%")."""
+    if n <= 0:
+        return 0.0, 1.0
+    z2 = z * z
+    centre = (accuracy + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(accuracy * (1 - accuracy) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def accuracy_text(accuracy: float, n: int, digits: int = 1) -> str:
+    """An accuracy as a page shows it: the value, its n and its 95% Wilson interval."""
+    lo, hi = wilson_interval(accuracy, n)
+    return f"{accuracy:.{digits}%} (n={n}, 95% CI {lo:.{digits}%}–{hi:.{digits}%})"
