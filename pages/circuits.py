@@ -332,11 +332,11 @@ def attribution_panel() -> None:
     """Integrated gradients and LRP maps of one eval image, for the full and the current pruned model."""
     eval_set = state.eval_set
     wanted = [eval_set.class_index(w) for w in state.classes]
-    pool = [i for i, y in enumerate(eval_set.labels.tolist()) if not wanted or y in wanted][:200]
+    labels = eval_set.labels.tolist()
+    pool = [i for i, y in enumerate(labels) if not wanted or y in wanted][:200]
     a1, a2 = st.columns([3, 1])
-    pick = a1.selectbox(
-        "Eval image", pool, format_func=lambda i: f"#{i} · {eval_set.names[eval_set.labels[i]]}", key="attr_image"
-    )
+    name = {i: f"#{i} · {eval_set.names[labels[i]]}" for i in pool}
+    pick = a1.selectbox("Eval image", pool, format_func=name.__getitem__, key="attr_image")
     steps = a2.number_input("IG steps", 4, 128, 32, 4, key="attr_steps")
     if st.button("Explain this image", key="attr_run"):
         target = int(eval_set.labels[pick])

@@ -10,6 +10,7 @@ from ui.charts import pareto_chart
 from ui.engine import playground
 from ui.figures import QUIET, LiveRow, show_live_figures, show_timings
 from ui.longrun import announce, running, stop_button
+from ui.persist import save
 from ui.service import run_finetune
 from ui.shell import open_page, trace_event
 from ui.state import FineTuned
@@ -394,6 +395,7 @@ def playground_panel() -> None:
     toggle_grid()
     pg = playground(state)
     mask = state.keep_mask()
+    save(state)  # a fragment's run does not reach the shell's save: the toggle is kept before the figures
     with figures_box:
         try:
             fig, row = show_live_figures(pg, mask)

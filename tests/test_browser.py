@@ -261,3 +261,32 @@ def lesson_walk(page, expect, url: str, tmp_path: Path) -> None:
     wait_idle(page)
     page.get_by_text("How the answer forms").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "one_image.png"), full_page=True)
+
+
+def test_a_restarted_server_gives_a_session_its_work_back_from_its_link(tmp_path, monkeypatch):
+    """Toggle a head, stop the server, start another on the same session store, open the same link."""
+    from playwright.sync_api import expect, sync_playwright
+
+    monkeypatch.setenv("VITCORE_SESSION_DB", str(tmp_path / "sessions.sqlite"))
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            with app_server(ROOT, timeout_s=120, script="app.py") as (url, _):
+                page = browser.new_page(viewport={"width": 1500, "height": 1100})
+                page.set_default_timeout(180_000)
+                page.goto(url)
+                page.get_by_role("link", name="Prune").click()
+                expect(page.get_by_text("216/216 components kept")).to_be_visible(timeout=180_000)
+                page.get_by_role("button", name="H3", exact=True).first.click()  # layer 0's head 3 off
+                expect(page.get_by_text("215/216 components kept")).to_be_visible(timeout=180_000)
+                wait_idle(page)
+                link = page.url
+                assert "session=" in link, link
+            with app_server(ROOT, timeout_s=120, script="app.py") as (url, _):  # a new server, a new port
+                page = browser.new_page(viewport={"width": 1500, "height": 1100})
+                page.goto(url + link[link.index("/", len("http://")) :])
+                expect(page.get_by_text("215/216 components kept")).to_be_visible(timeout=180_000)
+                assert page.get_by_role("button", name="H3", exact=True).first.get_attribute("aria-pressed") != "true"
+                assert not page.locator('[data-testid="stException"]').count()
+        finally:
+            browser.close()

@@ -206,3 +206,29 @@ def test_withdrawing_a_running_request_that_nobody_else_wants_stops_its_worker(p
         assert time.monotonic() - t0 < 10
     finally:
         scheduler.close()
+
+
+def test_a_worker_exits_quietly_when_the_server_stops_mid_job():
+    """Ctrl-C reaches the worker too (one process group), then nobody reads its answer: no traceback, exit 0."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from vitcore.compute.workers import _receive, _send
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vitcore.compute.workers"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _send(proc.stdin, (os.getpid, ()))
+    assert _receive(proc.stdout)[1:] == (True, proc.pid)  # the worker is up and serving
+    _send(proc.stdin, (time.sleep, (2.0,)))
+    time.sleep(0.5)  # the job is running
+    proc.send_signal(signal.SIGINT)
+    proc.stdout.close()  # the server is gone: its end of the answer pipe with it
+    proc.stdin.close()
+    assert proc.wait(60) == 0
+    assert b"Traceback" not in proc.stderr.read()

@@ -57,6 +57,11 @@ def _source(record: dict, path: Path) -> str:
     return f"Measured {record['date']} with `{record['command']}` on {where}; file `{path.relative_to(ROOT)}`.{model}"
 
 
+def cell(stat: dict) -> str:
+    """A benchmark's summary as a table cell: median / max seconds."""
+    return f"{stat['median']:.2f} / {stat['max']:.2f}" if stat and "median" in stat else "n/a"
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     """A markdown table."""
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
@@ -401,6 +406,50 @@ CLASS_RUNS = ["before", "after", "with_views", "service_run1", "service_run2"]  
 FAULT_RUNS = {"none": "undisturbed", "kill30": "a worker killed every 30 s"}  # load_test_faults_<name>.json
 
 
+FREE_RUNS = ["before", "after"]  # load_test_free_<name>.json: the class pattern with no class chosen
+
+
+def free_section() -> list[str]:
+    """Students who open the Prune page without choosing a class (``--pattern free``), before and after the fast
+    tier's fixed budget of images."""
+    runs = [(name, *_measurement(f"load_test_free_{name}.json")) for name in FREE_RUNS]
+    runs = [(name, p, r) for name, p, r in runs if r is not None]
+    if not runs:
+        return []
+    lines = [
+        "## No class chosen",
+        "",
+        "Six sessions that open the Prune page without choosing a class and toggle five heads each, spread over the "
+        "layers, waiting for every figure after each toggle (`--pattern free`, `benchmarks/loadtest.py`, "
+        "`FREE_PLANS`; browsers at niceness 19). Seconds, median / max over the 30 toggles; the first toggle of each "
+        "session on its own row.",
+        "",
+    ]
+
+    def first_toggles(r: dict) -> dict:
+        firsts = [rep["toggle_s"][0] for rep in r["results"]["reports"] if rep["toggle_s"]]
+        return {"median": statistics.median(firsts), "max": max(firsts)} if firsts else {}
+
+    header = ["figure", "target"] + [f"{name} ({r['results'].get('commit', '?')})" for name, _, r in runs]
+    rows = [
+        [CLASS_TARGETS[key][0], CLASS_TARGETS[key][1]] + [cell(r["results"].get(key, {})) for _, _, r in runs]
+        for key in ("model_page_s", "toggle_fast_figures_s", "toggle_estimate_s", "toggle_exact_s")
+    ]
+    rows.insert(2, ["first toggle's top figures", "≤ 3 s max"] + [cell(first_toggles(r)) for _, _, r in runs])
+    rows.append(["errors seen by the sessions", "none"] + [str(len(r["results"]["errors"])) for _, _, r in runs])
+    lines += _table(header, rows)
+    lines += [""] + [f"- {name}: " + _source(r, p) for name, p, r in runs] + [""]
+    lines += [
+        "*before* serves the app as it was before the change (`git worktree add /tmp/before55 <commit>`, then "
+        "`--root /tmp/before55`): with no class chosen, the fast figures ran on the whole 400-image stratified sample, "
+        "as a job queued behind every session's work. *after* runs them on a fixed draw of "
+        "`FAST_BUDGET` images over every class (`vitcore/compute/figures.py`) in the session's own thread; the "
+        "400-image sample comes with the all-class estimate.",
+        "",
+    ]
+    return lines
+
+
 def faults_section() -> list[str]:
     """The class pattern with and without compute workers killed on purpose (``--kill-worker-every``)."""
     runs = [(label, *_measurement(f"load_test_faults_{name}.json")) for name, label in FAULT_RUNS.items()]
@@ -416,9 +465,6 @@ def faults_section() -> list[str]:
         "median / max over the toggles; the counts are over all six sessions.",
         "",
     ]
-
-    def cell(stat: dict) -> str:
-        return f"{stat['median']:.2f} / {stat['max']:.2f}" if stat and "median" in stat else "n/a"
 
     header = ["figure"] + [f"{label} ({r['results'].get('commit', '?')})" for label, _, r in runs]
     rows = [
@@ -462,9 +508,6 @@ def class_section() -> list[str]:
     header = ["figure", "target"] + [
         f"{p.stem.removeprefix('load_test_class_')} ({r['results'].get('commit', '?')})" for p, r in runs
     ]
-
-    def cell(stat: dict) -> str:
-        return f"{stat['median']:.2f} / {stat['max']:.2f}" if stat and "median" in stat else "n/a"
 
     rows = [
         [label, target] + [cell(r["results"].get(key, {})) for _, r in runs]
@@ -1280,7 +1323,7 @@ def render() -> dict[Path, str]:
     }
     if (ROOT / "assets" / "shortcut" / "config.json").exists():
         pages[ROOT / "assets" / "shortcut" / "README.md"] = shortcut_card()
-    class_lines = class_section() + faults_section() + estimates_section()
+    class_lines = class_section() + free_section() + faults_section() + estimates_section()
     if class_lines:
         pages[DOCS / "class.md"] = "\n".join(class_lines).rstrip() + "\n"
     return pages

@@ -62,8 +62,9 @@ def open_page() -> AppState:
     app's pages, and Streamlit stops routing by folder); a session that has state draws the sidebar in place
     instead (only Streamlit's AppTest routes by folder on every run), so that a click in this run is not lost."""
     state = app_state()
-    if routed_around_the_shell():
-        if state.chosen is None:
+    routed = routed_around_the_shell()
+    if routed or state.chosen is None:  # also a folder-routed run the flag missed: a click that cut the first run short
+        if routed and state.chosen is None:
             st.navigation(app_pages(), position="hidden")
             st.rerun()
         for problem in restore(state) + sidebar(state):
