@@ -156,7 +156,7 @@ def test_model_page_widgets_and_uploads(app):
 
 def shown_image(at: AppTest) -> str:
     """The name of the image the Model page shows as the model sees it."""
-    captions = [img.caption for element in at.get("imgs") for img in element.proto.imgs]
+    captions = [caption for element in at.get("image") for caption in element.captions]
     return next(c for c in captions if "as the model sees it" in c).split(", as the model sees it")[0]
 
 
@@ -570,7 +570,7 @@ def test_export_page_offers_int8_onnx_and_measures_the_deployment_table():
         before_after.loc["parameters", "full model"]
         == f"{sum(p.numel() for p in load_checkpoint().model.parameters()):,}"
     )
-    assert "±" in before_after.loc["top-1, all 2,000 eval images", "this model"]
+    assert "(n=2000, 95% CI " in before_after.loc["top-1, all 2,000 eval images", "this model"]  # n and interval
     at.button(key="prep_onnx-int8").click().run()
     assert not at.exception, [e.value for e in at.exception]
     int8 = media_bytes(at.download_button(key="dl_onnx-int8").proto.url)
@@ -756,7 +756,9 @@ def test_circuits_and_prune_pages_show_the_same_figures_for_one_circuit(app):
     assert patched == (f"{result.faithfulness['top1']:.1%}", f"{result.faithfulness['kl']:.4f}")
     pruned = (metric(at, "Top-1, physically pruned"), metric(at, "KL, physically pruned"))
     captions = " ".join(c.value for c in at.caption)
-    assert f"on the {result.n_images} discovery images" in captions and "eval images" in captions
+    scored = f"the discovery images the method scored: top-1 {result.faithfulness['top1']:.0%} (n={result.n_images}, "
+    assert scored in captions
+    assert "eval images" in captions
     goto(at, "prune")
     assert (metric(at, "Top-1, chosen classes"), metric(at, "KL to full model")) == pruned
     # and both are a forward of the pruned model on the chosen classes' eval images, recomputed here
