@@ -403,7 +403,7 @@ def playground_panel() -> None:
             if rerun_pending():  # the user toggled again: leave the slower figures to the new run
                 return
             fig = all_class_figures(pg, mask, p_all)
-        except (NothingKeptError, WorkerDied) as e:  # no model left, or a job that stopped its worker twice
+        except (NothingKeptError, WorkerDied) as e:  # no model left, or a job that stopped its worker on every try
             st.error(str(e))
             return
         if fig is None:

@@ -99,7 +99,7 @@ def show_timings(
     pg: Playground, mask: torch.Tensor, row: LiveRow, stop: Callable[[], bool] | None = None
 ) -> KeepSetFigures:
     """Wait for the measured batch-1 figure (and the paired throughput) and draw it in place of the prediction;
-    when ``stop()`` answers True first, or the timing stopped its worker twice (said in one line), the prediction
+    when ``stop()`` answers True first, or the timing stopped its worker on every try (said in one line), the prediction
     stays."""
     t0 = time.perf_counter()
     try:

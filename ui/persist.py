@@ -42,7 +42,7 @@ def restore(state: AppState) -> list[str]:
     in the URL. Returns the one-line problems to show (a bad token, a store that cannot be used)."""
     if state.token is not None:
         if state.token and st.query_params.get(TOKEN_PARAM) != state.token:
-            st.query_params[TOKEN_PARAM] = state.token  # a page switch drops the query; the link keeps the work
+            st.query_params[TOKEN_PARAM] = state.token  # a URL without it (a link, a typed address): put it back
         return []
     store, token = session_store(), st.query_params.get(TOKEN_PARAM)
     if isinstance(store, str):
