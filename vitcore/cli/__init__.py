@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from ..errors import VitcoreError
-from . import atlas, circuits, deploy, edges, foundation, inspect, pruning, shortcut, sweep
+from . import atlas, circuits, deploy, edges, features, foundation, inspect, pruning, shortcut, sweep
 from .errors import UserError
 
 __all__ = ["UserError", "build_parser", "main"]
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vitcore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (foundation, circuits, edges, inspect, pruning, deploy, sweep, atlas, shortcut):
+    for group in (foundation, circuits, edges, inspect, pruning, deploy, sweep, atlas, shortcut, features):
         group.add_parsers(sub)
     _add_weights(parser)
     return parser

@@ -1,0 +1,85 @@
+"""Command ``features``: train sparse autoencoders on the residual stream (resumable) and measure them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..features.quality import measure_quality
+from ..features.sae import load_sae
+from ..features.train import SAETrainSettings, train_saes
+from ..model_sources import load_model
+from .common import load_data_for
+from .errors import UserError
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("features", help="sparse autoencoders (SAEs) on the residual stream: train, measure")
+    fsub = p.add_subparsers(dest="features_command", required=True)
+
+    t = fsub.add_parser("train", help="train TopK SAEs at chosen layers (resumes an interrupted run in --out)")
+    t.add_argument("--checkpoint", "--model", dest="checkpoint", default=None)
+    t.add_argument("--data", default=None, help="training images (train split; default: the bundled subset)")
+    t.add_argument("--layers", default="4,8", help="comma-separated layers whose incoming residual is read")
+    defaults = SAETrainSettings()
+    t.add_argument("--expansion", type=int, default=defaults.expansion, help="latents per residual dimension")
+    t.add_argument("--k", type=int, default=defaults.k, help="latents kept per token (TopK)")
+    t.add_argument("--epochs", type=int, default=defaults.epochs)
+    t.add_argument("--max-images", type=int, default=0, help="use at most this many images (0: all)")
+    t.add_argument("--lr", type=float, default=defaults.lr)
+    t.add_argument("--seed", type=int, default=defaults.seed)
+    t.add_argument("--out", required=True, help="folder for L<layer>.safetensors, train_log.json and the run state")
+    t.set_defaults(func=run_train)
+
+    q = fsub.add_parser("quality", help="variance explained, L0, dead/dense latents, spliced top-1 and KL")
+    q.add_argument("--checkpoint", "--model", dest="checkpoint", default=None)
+    q.add_argument("--data", default=None, help="evaluation images (val split; default: the bundled subset)")
+    q.add_argument("--sae", required=True, nargs="+", help="SAE file(s)")
+    q.set_defaults(func=run_quality)
+
+
+def _layers(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"--layers {text!r}: give comma-separated layer numbers, e.g. 4,8") from None
+
+
+def run_train(args: argparse.Namespace) -> int:
+    ckpt = load_model(args.checkpoint, args.weights)
+    data = load_data_for(ckpt, args.data, "train", progress=True)
+    settings = SAETrainSettings(
+        layers=_layers(args.layers),
+        expansion=args.expansion,
+        k=args.k,
+        epochs=args.epochs,
+        max_images=args.max_images,
+        lr=args.lr,
+        seed=args.seed,
+    )
+
+    def report(p) -> None:  # noqa: ANN001
+        figures = ", ".join(f"L{layer} loss {p.loss[layer]:.4f} fve {p.fve[layer]:.3f}" for layer in p.loss)
+        print(f"chunk {p.chunk}/{p.chunks} {p.seconds:.0f} s: {figures}", flush=True)
+
+    train_saes(ckpt.model, data, settings, args.out, ckpt.sha256, progress=report)
+    print(f"wrote {', '.join(f'L{layer}.safetensors' for layer in settings.layers)} to {args.out}")
+    return 0
+
+
+def run_quality(args: argparse.Namespace) -> int:
+    ckpt = load_model(args.checkpoint, args.weights)
+    data = load_data_for(ckpt, args.data, "val")
+    rows = []
+    for path in args.sae:
+        sae = load_sae(path, ckpt.model.config.dim, len(ckpt.model.blocks), ckpt.sha256)
+        row = {"sae": str(Path(path)), **measure_quality(ckpt.model, sae, data).as_dict()}
+        rows.append(row)
+        print(
+            f"{path}: FVE {row['fve']:.3f} (class token {row['fve_cls']:.3f}), L0 {row['mean_l0']:.1f}, "
+            f"dead {row['dead_fraction']:.1%}, dense {row['dense_fraction']:.1%}, top-1 {row['top1_model']:.4f} -> "
+            f"{row['top1_spliced']:.4f} spliced, KL {row['kl_spliced']:.3f}"
+        )
+    print(json.dumps(rows))
+    return 0
