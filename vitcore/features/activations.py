@@ -11,6 +11,7 @@ from torch import Tensor
 
 from ..data import ImageSet, normalize
 from ..model import VisionTransformer
+from .sae import TopKSAE
 
 
 def residuals(model: VisionTransformer, x: Tensor, layers: Sequence[int]) -> dict[int, Tensor]:
@@ -62,7 +63,7 @@ def token_chunks(
 LatentEdit = Callable[[Tensor], Tensor]
 
 
-def through_sae(sae: torch.nn.Module, resid: Tensor, edit: LatentEdit | None = None, keep_error: bool = True) -> Tensor:
+def through_sae(sae: TopKSAE, resid: Tensor, edit: LatentEdit | None = None, keep_error: bool = True) -> Tensor:
     """The residual ``resid`` passed through ``sae``.
 
     ``keep_error=False`` gives the SAE's reconstruction (splicing: what the SAE misses is lost).
@@ -79,7 +80,7 @@ def through_sae(sae: torch.nn.Module, resid: Tensor, edit: LatentEdit | None = N
 def forward_with_sae(
     model: VisionTransformer,
     x: Tensor,
-    sae: torch.nn.Module,
+    sae: TopKSAE,
     layer: int,
     edit: LatentEdit | None = None,
     keep_error: bool = True,
