@@ -1,4 +1,4 @@
-"""Lesson page: a class walks through the product in seven steps, each opening the real page in the right state."""
+"""Lesson page: a class walks through the product in eight steps, each opening the real page in the right state."""
 
 import streamlit as st
 
@@ -17,7 +17,7 @@ state = open_page()
 ckpt, eval_set, discovery = state.ckpt, state.eval_set, state.discovery
 st.title("Lesson: what is a circuit?")
 st.markdown(
-    "Seven steps, about one class period. Each step is one paragraph and a button that opens the real page, set up "
+    "Eight steps, about one class period. Each step is one paragraph and a button that opens the real page, set up "
     "for the step. Come back here for the next one."
 )
 with st.expander("Six words first", expanded=True):
@@ -154,3 +154,15 @@ st.markdown(
 )
 if st.button("Open the Shortcut page", key="lesson_7"):
     st.switch_page("pages/shortcut.py")
+
+st.header("8. Beyond components: features")
+st.markdown(
+    "A head mixes many things, so what it pushes can be hard to read. A sparse autoencoder rewrites the residual "
+    "stream as a few active *features* out of thousands, each of which tends to fire on one recognisable thing. "
+    "The Features page shows the features that fire most on this class, where they fire, which ones drive one "
+    "image's answer, and what happens when you suppress or amplify one."
+)
+if st.button("Open the Features page on this class", key="lesson_8"):
+    use_class()
+    st.session_state["features_cls"] = chosen_label
+    st.switch_page("pages/features.py")

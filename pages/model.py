@@ -24,7 +24,7 @@ ckpt, eval_set = state.ckpt, state.eval_set
 model, cfg = ckpt.model, ckpt.model.config
 
 st.title("Model")
-st.page_link("pages/lesson.py", label="New here? The lesson walks a class through the app in seven steps.")
+st.page_link("pages/lesson.py", label="New here? The lesson walks a class through the app in eight steps.")
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Parameters", f"{count_params(model):,}")
 c2.metric("MACs / image", f"{count_macs(cfg) / 1e6:.1f} M")

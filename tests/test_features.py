@@ -324,3 +324,78 @@ def test_streaming_training_memory_stays_far_below_holding_every_activation(tmp_
     row = json.loads(proc.stdout.strip().splitlines()[-1])
     assert row["all"] > 500 * 2**20
     assert row["peak_rise"] < row["all"] / 5, row
+
+
+def test_latent_attribution_is_the_directional_derivative_and_exact_matches_hooks(tiny_model):
+    """The estimate of latent j is the derivative of log p along minus its write (central finite difference
+    through a forward pre-hook); its exact value is the hooked removal of its write at every token."""
+    from vitcore.features.attribution import attribute_latents
+
+    sae = small_sae(layer=1, seed=3)
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 16, 16)
+    labels = torch.tensor([1, 3])
+    result = attribute_latents(tiny_model.double(), sae.double(), x.double(), labels, exact=5)
+    tiny_model.float(), sae.float()
+    assert result.exact is not None and result.images == 2
+    xd = x.double()
+    with torch.no_grad():
+        z = sae.double().encode(residuals(tiny_model.double(), xd, [1])[1])
+
+        def log_p_with(shift):
+            handle = tiny_model.blocks[1].register_forward_pre_hook(lambda m, a: (a[0] + shift,))
+            try:
+                return tiny_model(xd).log_softmax(-1).gather(1, labels[:, None])[:, 0]
+            finally:
+                handle.remove()
+
+        base = log_p_with(torch.zeros(()))
+        for pos in range(5):
+            j = int(result.latents[pos])
+            write = z[..., j : j + 1] * sae.W_dec[j] / sae.config.scale
+            eps = 1e-4
+            derivative = (log_p_with(-eps * write) - log_p_with(eps * write)) / (2 * eps)
+            assert float(result.estimate[pos]) == pytest.approx(float(derivative.mean()), rel=1e-4, abs=1e-8)
+            assert float(result.exact[pos]) == pytest.approx(float((log_p_with(-write) - base).mean()), abs=1e-9)
+    tiny_model.float(), sae.float()
+    assert torch.isnan(result.exact[5:]).all()
+    assert (result.estimate.abs()[:-1] >= result.estimate.abs()[1:]).all()
+
+
+def test_feature_view_reads_top_images_labels_and_removal_by_hand(tiny_model):
+    from vitcore.features.view import LABEL_IMAGES, build_index, feature_view, features_of_class
+
+    sae = small_sae(layer=2, seed=5)
+    data = small_images(60, seed=2)
+    index = build_index(tiny_model, sae, data, batch_size=16)
+    with torch.no_grad():
+        z = sae.encode(residuals(tiny_model, normalize(data.images, tiny_model.config), [2])[2])  # [N, T, n]
+    maxes = z.amax(1)
+    j = int((maxes > 0).sum(0).argmax())  # a latent that fires on many images
+    view = feature_view(tiny_model, sae, data, index, j, top_n=6)
+    want = torch.argsort(maxes[:, j], descending=True)[:6].tolist()
+    assert view.top == want
+    torch.testing.assert_close(view.patch_maps, z[want][:, 1:, j].reshape(6, 2, 2))
+    labelled = [int(data.labels[i]) for i in torch.argsort(maxes[:, j], descending=True)[:LABEL_IMAGES]]
+    counts = {c: labelled.count(c) for c in set(labelled)}
+    assert view.purity == pytest.approx(max(counts.values()) / len(labelled))
+    assert counts[data.names.index(view.label)] == max(counts.values())
+    assert view.frequency == pytest.approx(float((maxes[:, j] > 0).float().mean()))
+    with torch.no_grad():  # removal on the top images, by a forward pre-hook subtracting the latent's write
+        xs = normalize(data.images[want], tiny_model.config)
+        write = z[want][..., j : j + 1] * sae.W_dec[j] / sae.config.scale
+        handle = tiny_model.blocks[2].register_forward_pre_hook(lambda m, a: (a[0] - write,))
+        try:
+            removed = tiny_model(xs)
+        finally:
+            handle.remove()
+        base = tiny_model(xs)
+    labels = data.labels[want]
+    change = (removed.softmax(-1) - base.softmax(-1)).gather(1, labels[:, None]).mean()
+    assert view.removal_p_true == pytest.approx(float(change), abs=1e-6)
+    assert view.removal_flipped == int((removed.argmax(-1) != base.argmax(-1)).sum())
+    wnid = data.wnids[int(data.labels[0])]
+    ranked = features_of_class(index, data, wnid, n=3)
+    chosen = data.labels == int(data.labels[0])
+    gaps = maxes[chosen].mean(0) - maxes[~chosen].mean(0)
+    assert [j for j, _ in ranked] == torch.argsort(gaps, descending=True)[:3].tolist()

@@ -23,6 +23,7 @@ PAGES = [  # (file, title): the order of the navigation
     ("pages/circuits.py", "Circuits"),
     ("pages/graph.py", "Circuit graph"),
     ("pages/component.py", "Component"),
+    ("pages/features.py", "Features"),
     ("pages/prune.py", "Prune"),
     ("pages/compare.py", "Compare"),
     ("pages/atlas.py", "Atlas"),

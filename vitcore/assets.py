@@ -40,3 +40,9 @@ def example_images() -> dict[str, Path]:
 
 def bundled_data() -> Path:
     return assets_dir() / "tiny-imagenet-subset.zip"
+
+
+def sae_folders() -> list[Path]:
+    """Where shipped SAEs live: one ``sae/`` folder beside each shipped model (``python -m vitcore features
+    train``; card in each folder's README)."""
+    return [shipped_checkpoint() / "sae", shortcut_checkpoint() / "sae"]

@@ -171,6 +171,14 @@ def _read_header(path: Path) -> tuple[SAEConfig, dict[str, tuple[int, ...]]]:
     return config, shapes
 
 
+def read_config(path: str | Path) -> SAEConfig:
+    """The config in an SAE file's header, without reading its tensors (refused in one line if not an SAE)."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size > MAX_FILE_BYTES:
+        raise SAEError(f"{path}: no SAE file there, or over the limit of {MAX_FILE_BYTES:,} bytes")
+    return _read_header(path)[0]
+
+
 def load_sae(
     path: str | Path, model_dim: int | None = None, model_depth: int | None = None, model_sha256: str | None = None
 ) -> TopKSAE:
