@@ -399,3 +399,45 @@ def test_feature_view_reads_top_images_labels_and_removal_by_hand(tiny_model):
     chosen = data.labels == int(data.labels[0])
     gaps = maxes[chosen].mean(0) - maxes[~chosen].mean(0)
     assert [j for j, _ in ranked] == torch.argsort(gaps, descending=True)[:3].tolist()
+
+
+def test_suppressing_mark_features_matches_a_hooked_model_and_finds_the_mark(tiny_model):
+    """Planted by hand: a latent whose encoder reads the mark's colour at its patch. ``mark_features`` puts it
+    first; the figures with the found latents suppressed equal the flip rate of a model hooked by hand."""
+    from vitcore.features.shortcut import edited_predict, mark_features
+    from vitcore.features.steer import scale_latents
+    from vitcore.shortcut.figures import shortcut_figures
+    from vitcore.shortcut.mark import Mark, Shortcut, apply_mark
+
+    data = small_images(40, seed=4)
+    shortcut = Shortcut(data.wnids[0], Mark(size=6, colour=(255, 0, 255), corner="bottom-right", margin=1))
+    sae = small_sae(layer=1, seed=6)
+    x_clean = normalize(data.images, tiny_model.config)
+    x_marked = normalize(apply_mark(data.images, shortcut.mark), tiny_model.config)
+    with torch.no_grad():
+        r_clean = residuals(tiny_model, x_clean, [1])[1]
+        r_marked = residuals(tiny_model, x_marked, [1])[1]
+        direction = (r_marked - r_clean)[:, -1].mean(0)  # the mark is in the last patch (bottom-right)
+        sae.W_enc[7] = direction / direction.norm() * 3 / sae.config.scale
+        sae.b_enc[7] = 0.0
+    found = mark_features(tiny_model, sae, data.images, shortcut, n=3)
+    assert found[0][0] == 7, found
+    predict = edited_predict(tiny_model, sae, scale_latents([7], 0.0), batch_size=16)
+    with torch.no_grad():
+
+        def hooked(images):
+            x = normalize(images, tiny_model.config)
+            z = sae.encode(residuals(tiny_model, x, [1])[1])
+            write = z[..., 7:8] * sae.W_dec[7] / sae.config.scale
+            handle = tiny_model.blocks[1].register_forward_pre_hook(lambda m, a: (a[0] - write,))
+            try:
+                return tiny_model(x)
+            finally:
+                handle.remove()
+
+        for images in (data.images, apply_mark(data.images, shortcut.mark)):
+            torch.testing.assert_close(predict(images), hooked(images), atol=1e-5, rtol=1e-5)
+    figures = shortcut_figures(tiny_model, data, shortcut.target, shortcut.mark, predict=predict)
+    others = data.labels != 0
+    by_hand = float((hooked(apply_mark(data.images[others], shortcut.mark)).argmax(-1) == 0).float().mean())
+    assert figures["flip_rate"] == pytest.approx(by_hand)

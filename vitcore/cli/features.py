@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+import torch
+
+from ..data import ImageSet
 from ..features.quality import measure_quality
 from ..features.sae import load_sae
-from ..features.train import SAETrainSettings, train_saes
+from ..features.shortcut import suppression_table
+from ..features.train import LOG_FILE, SAETrainSettings, train_saes
 from ..model_sources import load_model
+from ..shortcut.mark import apply_mark
+from ..shortcut.plant import shortcut_of
 from .common import load_data_for
 from .errors import UserError
 
@@ -29,6 +36,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--max-images", type=int, default=0, help="use at most this many images (0: all)")
     t.add_argument("--lr", type=float, default=defaults.lr)
     t.add_argument("--seed", type=int, default=defaults.seed)
+    t.add_argument(
+        "--mark-share",
+        type=float,
+        default=None,
+        help="share of training images stamped with the model's planted mark (default: the plant's share of "
+        "marked images per batch for a planted model, 0 otherwise)",
+    )
     t.add_argument("--out", required=True, help="folder for L<layer>.safetensors, train_log.json and the run state")
     t.set_defaults(func=run_train)
 
@@ -37,6 +51,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--data", default=None, help="evaluation images (val split; default: the bundled subset)")
     q.add_argument("--sae", required=True, nargs="+", help="SAE file(s)")
     q.set_defaults(func=run_quality)
+
+    c = fsub.add_parser("shortcut", help="a planted model's mark, by features: find them, suppress them")
+    c.add_argument("--checkpoint", "--model", dest="checkpoint", default=None)
+    c.add_argument("--sae", required=True, help="an SAE file trained on the planted model")
+    c.add_argument("--data", default=None, help="images to find the mark's features on (train split)")
+    c.add_argument("--images", type=int, default=200, help="discovery images of other classes (default 200)")
+    c.add_argument("--eval-data", default=None, help="evaluation images (val split; default: the bundled subset)")
+    c.set_defaults(func=run_shortcut)
 
 
 def _layers(text: str) -> tuple[int, ...]:
@@ -59,12 +81,34 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
 
+    share = args.mark_share
+    shortcut = shortcut_of(ckpt.info)
+    if share is None:
+        share = float(ckpt.info.get("shortcut", {}).get("plant", {}).get("target_fraction", 0.0)) if shortcut else 0.0
+    if share > 0:
+        if shortcut is None:
+            raise UserError("--mark-share needs a model with a planted shortcut (its config names the mark)")
+        where = torch.rand(len(data), generator=torch.Generator().manual_seed(args.seed)) < share
+        data = ImageSet(apply_mark(data.images, shortcut.mark, where), data.labels, data.wnids, data.names, data.files)
+        print(f"{int(where.sum())} of {len(data)} training images carry the planted mark", file=sys.stderr)
+
     def report(p) -> None:  # noqa: ANN001
         figures = ", ".join(f"L{layer} loss {p.loss[layer]:.4f} fve {p.fve[layer]:.3f}" for layer in p.loss)
-        print(f"chunk {p.chunk}/{p.chunks} {p.seconds:.0f} s: {figures}", flush=True)
+        print(f"chunk {p.chunk}/{p.chunks} {p.seconds:.0f} s: {figures}", file=sys.stderr, flush=True)
 
     train_saes(ckpt.model, data, settings, args.out, ckpt.sha256, progress=report)
-    print(f"wrote {', '.join(f'L{layer}.safetensors' for layer in settings.layers)} to {args.out}")
+    log = json.loads((Path(args.out) / LOG_FILE).read_text())
+    print(f"wrote {', '.join(f'L{layer}.safetensors' for layer in settings.layers)} to {args.out}", file=sys.stderr)
+    last = log["chunks"][-1] if log["chunks"] else {}
+    summary = {
+        "settings": log["settings"],
+        "images": len(data),
+        "mark_share": share,
+        "seconds": round(log["seconds"], 1),
+        "seconds_per_layer": round(log["seconds"] / len(settings.layers), 1),
+        "last_chunk": last,
+    }
+    print(json.dumps(summary))
     return 0
 
 
@@ -79,7 +123,29 @@ def run_quality(args: argparse.Namespace) -> int:
         print(
             f"{path}: FVE {row['fve']:.3f} (class token {row['fve_cls']:.3f}), L0 {row['mean_l0']:.1f}, "
             f"dead {row['dead_fraction']:.1%}, dense {row['dense_fraction']:.1%}, top-1 {row['top1_model']:.4f} -> "
-            f"{row['top1_spliced']:.4f} spliced, KL {row['kl_spliced']:.3f}"
+            f"{row['top1_spliced']:.4f} spliced, KL {row['kl_spliced']:.3f}",
+            file=sys.stderr,
         )
     print(json.dumps(rows))
+    return 0
+
+
+def run_shortcut(args: argparse.Namespace) -> int:
+    ckpt = load_model(args.checkpoint, args.weights)
+    shortcut = shortcut_of(ckpt.info)
+    if shortcut is None:
+        raise UserError("this model has no planted shortcut (its config names none): give --checkpoint assets/shortcut")
+    sae = load_sae(args.sae, ckpt.model.config.dim, len(ckpt.model.blocks), ckpt.sha256)
+    train = load_data_for(ckpt, args.data, "train")
+    others = (train.labels != train.class_index(shortcut.target)).nonzero()[:, 0]
+    pick = others[torch.randperm(len(others), generator=torch.Generator().manual_seed(0))[: args.images]]
+    eval_set = load_data_for(ckpt, args.eval_data, "val")
+    table = suppression_table(ckpt.model, sae, train.subset(pick), eval_set, shortcut)
+    for row in table["rows"]:
+        print(
+            f"{row['suppressed']} feature(s) suppressed: flip rate {row['flip_rate']:.3f}, clean top-1 "
+            f"{row['clean_top1']:.4f}",
+            file=sys.stderr,
+        )
+    print(json.dumps({"sae": str(args.sae), "discovery_images": len(pick), "eval_images": len(eval_set), **table}))
     return 0

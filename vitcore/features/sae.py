@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
@@ -139,16 +140,18 @@ def topk_loss(
     """
     xs = x * sae.config.scale
     pre = sae.pre_activations(x)
-    z = sae.sparsify(pre)
-    recon = z @ sae.W_dec + sae.b_dec
+    top = torch.topk(torch.relu(pre), sae.k, dim=-1)
+    # the decoder reads only the k kept rows per token (a sparse sum, the same value as z @ W_dec)
+    recon = F.embedding_bag(top.indices, sae.W_dec, per_sample_weights=top.values, mode="sum") + sae.b_dec
+    z = torch.zeros_like(pre).scatter(-1, top.indices, top.values)
     residual = xs - recon
     loss = residual.square().mean()
     if dead is not None and k_aux > 0 and bool(dead.any()):
         candidates = torch.relu(pre) - z  # the latents TopK did not keep
         candidates = candidates.masked_fill(~dead, 0.0)
-        top = torch.topk(candidates, min(k_aux, int(dead.sum())), dim=-1)
-        aux_z = torch.zeros_like(pre).scatter(-1, top.indices, top.values)
-        loss = loss + aux_coef * (residual.detach() - aux_z @ sae.W_dec).square().mean()
+        aux = torch.topk(candidates, min(k_aux, int(dead.sum())), dim=-1)
+        aux_recon = F.embedding_bag(aux.indices, sae.W_dec, per_sample_weights=aux.values, mode="sum")
+        loss = loss + aux_coef * (residual.detach() - aux_recon).square().mean()
     return loss, z
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -15,14 +16,21 @@ from .mark import Mark, apply_mark
 
 @torch.inference_mode()
 def shortcut_figures(
-    model: VisionTransformer, data: ImageSet, target: str, mark: Mark, mask: Tensor | None = None
+    model: VisionTransformer,
+    data: ImageSet,
+    target: str,
+    mark: Mark,
+    mask: Tensor | None = None,
+    predict: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, Any]:
     """Clean top-1 on ``data``; the flip rate: the share of images of the other classes predicted as ``target``
-    once marked; and the same share unmarked (what the flip rate is measured against)."""
+    once marked; and the same share unmarked (what the flip rate is measured against). ``predict`` (uint8 images
+    to logits) replaces the model's own forward, e.g. with a feature suppressed."""
     t = data.class_index(target)
-    clean = predict_logits(model, data.images, mask=mask).argmax(1)
+    logits_of = predict or (lambda images: predict_logits(model, images, mask=mask))
+    clean = logits_of(data.images).argmax(1)
     others = data.labels != t
-    marked = predict_logits(model, apply_mark(data.images[others], mark), mask=mask).argmax(1)
+    marked = logits_of(apply_mark(data.images[others], mark)).argmax(1)
     return {
         "clean_top1": float((clean == data.labels).float().mean()),
         "flip_rate": float((marked == t).float().mean()),
