@@ -1277,6 +1277,143 @@ def shortcut_card() -> str:
     )
 
 
+SAE_TARGETS = "FVE ≥ 90% at mean L0 ≤ 32, ≤ 5% dead latents, splicing costs ≤ 2 points of top-1"
+
+
+def sae_quality_section(name: str, title: str) -> list[str]:
+    """Each SAE's figures on a split (python -m vitcore features quality)."""
+    path, record = _measurement(name)
+    if record is None:
+        return []
+    rows = [
+        [
+            f"L{q['layer']}",
+            f"{q['n_latents']:,} / k={q['k']}",
+            _pct(q["fve"]),
+            _pct(q["fve_cls"]),
+            f"{q['mean_l0']:.1f}",
+            _pct(q["dead_fraction"]),
+            _pct(q["dense_fraction"]),
+            f"{_pct(q['top1_model'])} → {_pct(q['top1_spliced'])} ({100 * (q['top1_spliced'] - q['top1_model']):+.2f})",
+            f"{q['kl_spliced']:.3f}",
+            f"{q['images']:,}",
+        ]
+        for q in record["results"]
+    ]
+    header = [
+        "layer",
+        "latents",
+        "FVE",
+        "FVE, class token",
+        "mean L0",
+        "dead",
+        "dense (>10%)",
+        "top-1 spliced",
+        "KL spliced",
+        "images",
+    ]
+    text = (
+        "FVE: one minus the squared error over the squared deviation from the mean residual, every token of every "
+        "image. Dead: fires on no token; dense: on more than a tenth of them. *Spliced*: the residual entering the "
+        "layer replaced by the SAE's reconstruction (what the SAE misses is lost), top-1 in points and the mean "
+        f"KL(model ‖ spliced). Targets (issue 53): {SAE_TARGETS}."
+    )
+    return [f"## {title}", "", text, "", *_table(header, rows), "", _source(record, path), ""]
+
+
+def sae_training_section(name: str, title: str) -> list[str]:
+    """A training run's settings and time (python -m vitcore features train)."""
+    path, record = _measurement(name)
+    if record is None:
+        return []
+    r = record["results"]
+    st = r["settings"]
+    last = r["last_chunk"]
+    layers = ", ".join(f"L{layer} {_pct(last[f'L{layer}']['fve'])}" for layer in st["layers"] if f"L{layer}" in last)
+    text = (
+        f"{len(st['layers'])} layer(s) ({', '.join(f'L{x}' for x in st['layers'])}) from one pass of the model: "
+        f"{st['epochs']} epoch(s) of {r['images']:,} images x 65 tokens, TopK k={st['k']}, {st['expansion']}x "
+        f"latents, Adam lr {st['lr']}, batches of {st['batch_tokens']:,} tokens, AuxK on latents silent for "
+        f"{st['dead_tokens']:,} tokens; {_pct(r.get('mark_share', 0.0))} of the images carried the planted mark. "
+        f"**{r['seconds'] / 60:.1f} min** in all, {r['seconds_per_layer'] / 60:.1f} min per layer (target ≤ 30). "
+        f"FVE on the last chunk of training: {layers}."
+    )
+    return [f"## {title}", "", text, "", _source(record, path), ""]
+
+
+def sae_shortcut_section() -> list[str]:
+    """The mark's features suppressed (python -m vitcore features shortcut)."""
+    path, record = _measurement("sae_shortcut.json")
+    if record is None:
+        return []
+    r = record["results"]
+    rows = [
+        [
+            str(x["suppressed"]),
+            ", ".join(map(str, x["latents"])) or "-",
+            _pct(x["flip_rate"]),
+            _pct(x["clean_top1"]),
+            f"{x['n_images']:,}",
+        ]
+        for x in r["rows"]
+    ]
+    text = (
+        f"The latents of the planted model's L{r['layer']} SAE whose strongest activation rises most when the mark is "
+        f"stamped, found on {r['discovery_images']} training images of other classes, then suppressed (activation "
+        "set to zero at every token, the SAE's error term kept) on the val images. Target (issue 53): flip rate "
+        "below 5% with clean top-1 within 1 point of the planted model's. Cutting the four heads is in "
+        "[the shortcut results](shortcut.md)."
+    )
+    return [
+        "## The shortcut, by features",
+        "",
+        text,
+        "",
+        *_table(["suppressed", "latents", "flip rate", "clean top-1", "images"], rows),
+        "",
+        _source(record, path),
+        "",
+    ]
+
+
+def _features_page() -> str:
+    intro = (
+        "Sparse autoencoders (TopK, `vitcore/features/sae.py`) on the residual stream entering a layer: how well they "
+        "reconstruct it, what splicing them in costs, what the Features page's views cost, and the planted shortcut "
+        "found and suppressed by features. Train with `python -m vitcore features train`, measure with "
+        "`python -m vitcore features quality`; the shipped SAEs' cards are `assets/model/sae/README.md` and "
+        "`assets/shortcut/sae/README.md`."
+    )
+    return page(
+        "Features: sparse autoencoders",
+        intro,
+        [
+            sae_quality_section("sae_quality_shipped.json", "Quality of the shipped model's SAEs (full val split)"),
+            sae_training_section("sae_train_shipped.json", "Training the shipped model's SAEs"),
+            record_section("bench_features.json", "What the views cost"),
+            sae_quality_section("sae_quality_planted.json", "Quality of the planted model's SAE (full val split)"),
+            sae_training_section("sae_train_planted.json", "Training the planted model's SAE"),
+            sae_shortcut_section(),
+        ],
+    )
+
+
+def sae_card(folder: str, quality: str, training: str) -> str:
+    """A shipped SAE folder's card, from its measurement files."""
+    lines = [
+        "# Sparse autoencoders",
+        "",
+        "Rendered by `python tools/render_docs.py` from the measurement files it names; do not edit by hand.",
+        "",
+        f"TopK SAEs (`vitcore/features/sae.py`) on the residual stream entering the named layer of `{folder}`, "
+        "trained on the Tiny ImageNet training split (every token of every image) and saved as safetensors with "
+        "their config and the model's weights digest in the header (another model's SAE is refused). Results "
+        "page: `docs/results/features.md`.",
+        "",
+    ]
+    return "\n".join(lines + sae_training_section(training, "Recipe") + sae_quality_section(quality, "Figures"))
+
+
 def _cli_reference() -> str:
     """The command line, from the parser itself."""
     from vitcore.cli import build_parser
@@ -1319,10 +1456,15 @@ def render() -> dict[Path, str]:
         DOCS / "deploy.md": _deploy_page(),
         DOCS / "shortcut.md": _shortcut_page(),
         DOCS / "own-vit.md": _own_vit_page(),
+        DOCS / "features.md": _features_page(),
         ROOT / "docs" / "reference" / "cli.md": _cli_reference(),
     }
     if (ROOT / "assets" / "shortcut" / "config.json").exists():
         pages[ROOT / "assets" / "shortcut" / "README.md"] = shortcut_card()
+    for folder, suffix in (("model", "shipped"), ("shortcut", "planted")):
+        if (ROOT / "assets" / folder / "sae").is_dir():
+            card = sae_card(f"assets/{folder}", f"sae_quality_{suffix}.json", f"sae_train_{suffix}.json")
+            pages[ROOT / "assets" / folder / "sae" / "README.md"] = card
     class_lines = class_section() + free_section() + faults_section() + estimates_section()
     if class_lines:
         pages[DOCS / "class.md"] = "\n".join(class_lines).rstrip() + "\n"
