@@ -441,3 +441,20 @@ def test_suppressing_mark_features_matches_a_hooked_model_and_finds_the_mark(tin
     others = data.labels != 0
     by_hand = float((hooked(apply_mark(data.images[others], shortcut.mark)).argmax(-1) == 0).float().mean())
     assert figures["flip_rate"] == pytest.approx(by_hand)
+
+
+def test_cli_refuses_bad_input_in_one_line(tmp_path, capsys):
+    from vitcore.cli import main
+
+    (tmp_path / "notes.safetensors").write_text("not an SAE")
+    cases = [
+        (["features", "quality", "--sae", str(tmp_path / "notes.safetensors")], "not an SAE file"),
+        (["features", "train", "--layers", "4,x", "--out", str(tmp_path / "o")], "--layers '4,x'"),
+        (["features", "train", "--layers", "12", "--out", str(tmp_path / "o")], "each must be in 0..8"),
+        (["features", "train", "--mark-share", "0.1", "--out", str(tmp_path / "o")], "needs a model with a planted"),
+        (["features", "shortcut", "--sae", str(tmp_path / "notes.safetensors")], "no planted shortcut"),
+    ]
+    for argv, words in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and words in err and "\n" not in err, (argv, err)

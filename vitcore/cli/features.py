@@ -70,7 +70,6 @@ def _layers(text: str) -> tuple[int, ...]:
 
 def run_train(args: argparse.Namespace) -> int:
     ckpt = load_model(args.checkpoint, args.weights)
-    data = load_data_for(ckpt, args.data, "train", progress=True)
     settings = SAETrainSettings(
         layers=_layers(args.layers),
         expansion=args.expansion,
@@ -80,9 +79,13 @@ def run_train(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
     )
+    settings.check(ckpt.model)
 
     share = args.mark_share
     shortcut = shortcut_of(ckpt.info)
+    if share and shortcut is None:
+        raise UserError("--mark-share needs a model with a planted shortcut (its config names the mark)")
+    data = load_data_for(ckpt, args.data, "train", progress=True)
     if share is None:
         share = float(ckpt.info.get("shortcut", {}).get("plant", {}).get("target_fraction", 0.0)) if shortcut else 0.0
     if share > 0:
