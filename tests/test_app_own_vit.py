@@ -112,3 +112,20 @@ def test_an_operator_preloads_a_timm_model_and_folder_for_everyone(own_vit, monk
     assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
     state = at.session_state["app"]
     assert state.ckpt is warmed and state.data_key == str(images) and len(state.eval_set) == 9
+
+
+def test_features_page_on_a_timm_model_with_an_sae_trained_by_the_cli(own_vit, monkeypatch, tmp_path, capsys):
+    """A brought model has no shipped SAE: the page says how to train one; the CLI trains it on the folder, and
+    the uploaded file gives the page's views."""
+    from vitcore.cli import main
+
+    model, images = own_vit
+    at = app_on(own_vit, monkeypatch)
+    at.switch_page("pages/features.py")
+    at.run()
+    assert any("python -m vitcore features train" in i.value for i in at.info), [i.value for i in at.info]
+    argv = ["features", "train", "--model", str(model), "--data", str(images), "--layers", "1", "--out", str(tmp_path)]
+    assert main(argv) == 0, capsys.readouterr().err
+    at.file_uploader(key="sae_file").upload("L1.safetensors", (tmp_path / "L1.safetensors").read_bytes()).run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    assert any(s.value.startswith("Feature ") and "at layer 1" in s.value for s in at.subheader)
