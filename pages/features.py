@@ -93,11 +93,15 @@ st.markdown(
     "of earlier layers, so trust the measured change."
 )
 
-st.subheader("Which features drive one prediction")
+st.subheader("Which features drive the prediction")
 subset = eval_set.of_classes([wnid])
+scope = st.radio("For", ["one image", f"all {len(subset)} eval images of the class"], horizontal=True, key="attr_scope")
 pick = st.selectbox("Image", range(min(len(subset), 16)), format_func=lambda i: subset.files[i].rsplit("/", 1)[-1])
 x = normalize(subset.images[pick : pick + 1], ckpt.model.config)
-attribution = attribute_latents(ckpt.model, sae, x, subset.labels[pick : pick + 1], exact=10)
+rows_of = slice(pick, pick + 1) if scope == "one image" else slice(0, len(subset))
+attribution = attribute_latents(
+    ckpt.model, sae, normalize(subset.images[rows_of], ckpt.model.config), subset.labels[rows_of], exact=10
+)
 table = pd.DataFrame(
     {
         "feature": attribution.latents[:10].tolist(),
@@ -111,9 +115,9 @@ left.image(enlarged(subset.images[pick]), width=192)
 right.dataframe(table, hide_index=True)
 rho = attribution.agreement()
 st.caption(
-    "Change of log p(true class) when the feature is removed: estimated by attribution patching (one backward "
-    "pass), and exact (the feature removed, the model run again) for the ten largest estimates"
-    + (f"; rank agreement (Spearman) {rho:.2f}." if rho is not None else ".")
+    f"Change of log p(true class) when the feature is removed, mean over {attribution.images} image(s): estimated "
+    "by attribution patching (one backward pass), and exact (the feature removed at every token, the model run "
+    "again) for the ten largest estimates" + (f"; rank agreement (Spearman) {rho:.2f}." if rho is not None else ".")
 )
 
 st.subheader("Suppress or amplify it")
