@@ -202,6 +202,11 @@ def test_sae_file_round_trip_and_refusals(tmp_path):
     back = load_sae(path, model_dim=12, model_depth=3, model_sha256="abc")
     x = torch.randn(5, 12)
     assert torch.equal(back.encode(x), sae.encode(x))
+    sae.save(tmp_path / "half.safetensors", dtype=torch.float16)
+    half = load_sae(tmp_path / "half.safetensors")
+    assert (tmp_path / "half.safetensors").stat().st_size < 0.6 * path.stat().st_size
+    assert half.W_dec.dtype == torch.float32
+    torch.testing.assert_close(half.W_dec, sae.W_dec.detach().half().float())
     (tmp_path / "text.safetensors").write_text("hello")
     state = {k: v.detach() for k, v in sae.state_dict().items()}
     meta = {"format": FORMAT, "config": json.dumps({**json.loads(json.dumps(sae.config.__dict__)), "n_latents": 41})}

@@ -52,6 +52,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--sae", required=True, nargs="+", help="SAE file(s)")
     q.set_defaults(func=run_quality)
 
+    h = fsub.add_parser("half", help="copy an SAE file with its weights in float16 (half the size, to ship)")
+    h.add_argument("--sae", required=True)
+    h.add_argument("--out", required=True)
+    h.set_defaults(func=run_half)
+
     c = fsub.add_parser("shortcut", help="a planted model's mark, by features: find them, suppress them")
     c.add_argument("--checkpoint", "--model", dest="checkpoint", default=None)
     c.add_argument("--sae", required=True, help="an SAE file trained on the planted model")
@@ -151,4 +156,11 @@ def run_shortcut(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(json.dumps({"sae": str(args.sae), "discovery_images": len(pick), "eval_images": len(eval_set), **table}))
+    return 0
+
+
+def run_half(args: argparse.Namespace) -> int:
+    sae = load_sae(args.sae)
+    sae.save(args.out, dtype=torch.float16)
+    print(f"wrote {args.out} ({Path(args.out).stat().st_size:,} bytes, float16)", file=sys.stderr)
     return 0

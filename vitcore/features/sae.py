@@ -124,9 +124,10 @@ class TopKSAE(nn.Module):
             along = (self.W_dec.grad * self.W_dec).sum(dim=1, keepdim=True)
             self.W_dec.grad.sub_(along * self.W_dec)
 
-    def save(self, path: str | Path) -> None:
-        """Write the SAE as safetensors, its config in the header."""
-        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+    def save(self, path: str | Path, dtype: torch.dtype = torch.float32) -> None:
+        """Write the SAE as safetensors (``dtype``: float32, or float16 to ship at half the size), its config in
+        the header; it loads back as float32."""
+        state = {k: v.detach().to(dtype).contiguous() for k, v in self.state_dict().items()}
         meta = {"format": FORMAT, "config": json.dumps(asdict(self.config))}
         save_file(state, str(path), metadata=meta)
 
