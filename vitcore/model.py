@@ -13,6 +13,7 @@ one call changes or records travels in a :class:`LayerIntervention` per block.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -258,7 +259,6 @@ class VisionTransformer(nn.Module):
         super().__init__()
         self.config = config
         self.components = ComponentSpace(config)
-        self.edges = EdgeSpace(self.components)
         cfg = config
         self.patch_embed = PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim))
@@ -275,6 +275,12 @@ class VisionTransformer(nn.Module):
             model = cls(config)
         model.load_state_dict(state, strict=True, assign=True)
         return model
+
+    @functools.cached_property
+    def edges(self) -> EdgeSpace:
+        """The edges between this model's components, built on first use (most models, pruned copies among
+        them, are never asked for edges)."""
+        return EdgeSpace(self.components)
 
     def layers(self) -> list[Block]:
         """The blocks, typed as such (``self.blocks`` is an ``nn.ModuleList``)."""
