@@ -70,8 +70,10 @@ st.caption(
     "Gap: mean strongest activation on this class's eval images minus on the others. Label: the most common class "
     "among the feature's 20 top images; purity: the share of them of that class."
 )
-latent = st.selectbox("Feature", [j for j, _ in ranked], key="features_latent")
-latent = int(st.number_input("…or any feature by number", 0, sae.config.n_latents - 1, latent, key="features_any"))
+if st.radio("Feature", ["one of these", "any, by number"], horizontal=True, key="features_by") == "one of these":
+    latent = int(st.selectbox("Feature", [j for j, _ in ranked], key="features_latent"))
+else:
+    latent = int(st.number_input("Feature number", 0, sae.config.n_latents - 1, ranked[0][0], key="features_any"))
 
 view = feature_view(ckpt.model, sae, eval_set, index, latent, top_n=8)
 st.subheader(f"Feature {latent} at layer {layer}: {view.label} ({view.purity:.0%} of its top images)")

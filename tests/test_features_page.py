@@ -69,3 +69,16 @@ def test_sae_uploads_for_another_model_or_not_an_sae_are_refused_in_one_line(tmp
         assert not at.exception, [e.value for e in at.exception]
         errors = [e.value for e in at.error]
         assert len(errors) == 1 and words in errors[0] and "\n" not in errors[0], errors
+
+
+def test_picking_a_feature_from_the_list_or_by_number_shows_that_feature():
+    at = goto(new_app(), "features")
+    options = at.selectbox(key="features_latent").options
+    at.selectbox(key="features_latent").set_value(int(options[2])).run()
+    assert shown_feature(at)[0] == int(options[2])
+    at.radio(key="features_by").set_value("any, by number").run()
+    at.number_input(key="features_any").set_value(5).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert shown_feature(at)[0] == 5
+    at.radio(key="attr_scope").set_value(at.radio(key="attr_scope").options[1]).run()
+    assert any("mean over 10 image(s)" in c.value for c in at.caption), [c.value for c in at.caption]
