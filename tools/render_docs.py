@@ -1389,7 +1389,9 @@ def _features_page() -> str:
         intro,
         [
             sae_quality_section("sae_quality_shipped.json", "Quality of the shipped model's SAEs (full val split)"),
-            sae_training_section("sae_train_shipped.json", "Training the shipped model's SAEs"),
+            sae_training_section("sae_train_shipped_x16.json", "Training the shipped model's SAEs"),
+            sae_quality_section("sae_quality_x8.json", "Half as many latents (expansion 8; not shipped)"),
+            sae_training_section("sae_train_x8.json", "Training the expansion-8 SAEs"),
             record_section("bench_features.json", "What the views cost"),
             sae_quality_section("sae_quality_planted.json", "Quality of the planted model's SAE (full val split)"),
             sae_training_section("sae_train_planted.json", "Training the planted model's SAE"),
@@ -1461,9 +1463,12 @@ def render() -> dict[Path, str]:
     }
     if (ROOT / "assets" / "shortcut" / "config.json").exists():
         pages[ROOT / "assets" / "shortcut" / "README.md"] = shortcut_card()
-    for folder, suffix in (("model", "shipped"), ("shortcut", "planted")):
+    for folder, quality, training in (
+        ("model", "sae_quality_shipped.json", "sae_train_shipped_x16.json"),
+        ("shortcut", "sae_quality_planted.json", "sae_train_planted.json"),
+    ):
         if (ROOT / "assets" / folder / "sae").is_dir():
-            card = sae_card(f"assets/{folder}", f"sae_quality_{suffix}.json", f"sae_train_{suffix}.json")
+            card = sae_card(f"assets/{folder}", quality, training)
             pages[ROOT / "assets" / folder / "sae" / "README.md"] = card
     class_lines = class_section() + free_section() + faults_section() + estimates_section()
     if class_lines:
