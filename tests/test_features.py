@@ -62,6 +62,10 @@ def test_loss_matches_overcomplete_topk_auxiliary_loss(monkeypatch):
     pre = sae.pre_activations(x)
     theirs = losses.top_k_auxiliary_loss(xs, z @ sae.W_dec + sae.b_dec, pre, z, sae.W_dec, penalty=penalty)
     assert float(ours.detach()) == pytest.approx(float(theirs.detach()), rel=1e-5)
+    weights = torch.rand(64) + 0.5  # a weighted mean of the tokens' squared errors, by hand
+    weighted, _ = topk_loss(sae, x, weights=weights)
+    errors = ((xs - (z @ sae.W_dec + sae.b_dec)) ** 2).mean(-1).detach()
+    assert float(weighted.detach()) == pytest.approx(float((errors * weights).sum() / weights.sum()), rel=1e-5)
     plain, _ = topk_loss(sae, x)  # no dead latent: the reconstruction error alone
     assert float(plain.detach()) == pytest.approx(
         float(((xs - (z @ sae.W_dec + sae.b_dec)) ** 2).mean().detach()), rel=1e-6
@@ -248,9 +252,16 @@ def test_token_chunks_hold_every_token_once(tiny_model):
     data = small_images(10)
     order = torch.randperm(10)
     seen = []
-    for _, tokens in token_chunks(tiny_model, data, [1, 2], order, chunk_images=4):
+    for chunk, tokens, positions in token_chunks(tiny_model, data, [1, 2], order, chunk_images=4):
         assert set(tokens) == {1, 2} and tokens[1].shape[0] <= 4 * 5
         seen.append(tokens[2])
+        with torch.no_grad():  # each row's position: the class token's rows are the images' class tokens
+            images = order[chunk * 4 : (chunk + 1) * 4]
+            r = residuals(tiny_model, normalize(data.images[images], tiny_model.config), [2])[2]
+        cls_rows = tokens[2][positions == 0]
+        assert len(cls_rows) == len(images)
+        key_rows = lambda t: sorted(map(tuple, t.round(decimals=4).tolist()))  # noqa: E731
+        assert key_rows(cls_rows) == key_rows(r[:, 0])
     with torch.no_grad():
         every = residuals(tiny_model, normalize(data.images[order], tiny_model.config), [2])[2].reshape(-1, 12)
     got = torch.cat(seen)

@@ -36,6 +36,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--max-images", type=int, default=0, help="use at most this many images (0: all)")
     t.add_argument("--lr", type=float, default=defaults.lr)
     t.add_argument("--seed", type=int, default=defaults.seed)
+    t.add_argument("--cls-weight", type=float, default=defaults.cls_weight, help="the class token's weight in the loss")
     t.add_argument(
         "--mark-share",
         type=float,
@@ -83,6 +84,7 @@ def run_train(args: argparse.Namespace) -> int:
         max_images=args.max_images,
         lr=args.lr,
         seed=args.seed,
+        cls_weight=args.cls_weight,
     )
     settings.check(ckpt.model)
 

@@ -37,9 +37,10 @@ def token_chunks(
     chunk_images: int,
     batch_size: int = 256,
     start_chunk: int = 0,
-) -> Iterator[tuple[int, dict[int, Tensor]]]:
-    """``(chunk index, {layer: [images * tokens, dim]})`` for consecutive chunks of ``chunk_images`` images taken
-    in ``order``, every token of each image, shuffled within the chunk. Only one chunk is held at a time.
+) -> Iterator[tuple[int, dict[int, Tensor], Tensor]]:
+    """``(chunk index, {layer: [images * tokens, dim]}, positions)`` for consecutive chunks of ``chunk_images``
+    images taken in ``order``, every token of each image, shuffled within the chunk; ``positions`` holds each
+    row's token position (0: the class token). Only one chunk is held at a time.
     """
     n_chunks = (len(order) + chunk_images - 1) // chunk_images
     generator = torch.Generator().manual_seed(len(order))
@@ -57,7 +58,7 @@ def token_chunks(
         tokens = {layer: torch.cat(p) for layer, p in parts.items()}
         n = next(iter(tokens.values())).shape[0]
         keep = shuffle[shuffle < n]
-        yield chunk, {layer: t[keep] for layer, t in tokens.items()}
+        yield chunk, {layer: t[keep] for layer, t in tokens.items()}, keep % model.config.num_tokens
 
 
 LatentEdit = Callable[[Tensor], Tensor]

@@ -133,11 +133,17 @@ class TopKSAE(nn.Module):
 
 
 def topk_loss(
-    sae: TopKSAE, x: Tensor, dead: Tensor | None = None, k_aux: int = 0, aux_coef: float = 1 / 32
+    sae: TopKSAE,
+    x: Tensor,
+    dead: Tensor | None = None,
+    k_aux: int = 0,
+    aux_coef: float = 1 / 32,
+    weights: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The training loss on residuals ``x`` ``[N, d_in]``: the mean squared error of the reconstruction in
     scaled units, plus ``aux_coef`` times the AuxK error (the ``k_aux`` largest pre-activations of the
-    latents marked ``dead`` predicting what the reconstruction missed). Returns ``(loss, latents)``.
+    latents marked ``dead`` predicting what the reconstruction missed). ``weights`` ``[N]`` weigh the tokens'
+    squared errors (a weighted mean; None: all equal). Returns ``(loss, latents)``.
     """
     xs = x * sae.config.scale
     pre = sae.pre_activations(x)
@@ -146,7 +152,10 @@ def topk_loss(
     recon = F.embedding_bag(top.indices, sae.W_dec, per_sample_weights=top.values, mode="sum") + sae.b_dec
     z = torch.zeros_like(pre).scatter(-1, top.indices, top.values)
     residual = xs - recon
-    loss = residual.square().mean()
+    if weights is None:
+        loss = residual.square().mean()
+    else:
+        loss = (residual.square().mean(-1) * weights).sum() / weights.sum()
     if dead is not None and k_aux > 0 and bool(dead.any()):
         candidates = torch.relu(pre) - z  # the latents TopK did not keep
         candidates = candidates.masked_fill(~dead, 0.0)

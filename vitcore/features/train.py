@@ -47,6 +47,7 @@ class SAETrainSettings:
     k_aux: int = 0  # 0: half the residual width
     aux_coef: float = 1 / 32
     dead_tokens: int = 500_000  # a latent that has not fired on this many tokens counts as dead
+    cls_weight: float = 1.0  # the class token's squared error counts this many times a patch token's
     seed: int = 0
 
     def check(self, model: VisionTransformer) -> None:
@@ -147,7 +148,7 @@ def train_saes(
         os.replace(tmp, state_path)
 
     torch.manual_seed(settings.seed)
-    for chunk, tokens in token_chunks(
+    for chunk, tokens, positions in token_chunks(
         model, data, settings.layers, order, settings.chunk_images, start_chunk=start_chunk
     ):
         if not saes:  # the first chunk fixes each SAE's input scale and decoder bias
@@ -167,10 +168,14 @@ def train_saes(
             mean = t.mean(0) * sae.config.scale
             for i in range(0, n - settings.batch_tokens + 1, settings.batch_tokens):
                 x = t[i : i + settings.batch_tokens]
+                weights = None
+                if settings.cls_weight != 1.0:
+                    is_cls = positions[i : i + settings.batch_tokens] == 0
+                    weights = torch.where(is_cls, settings.cls_weight, 1.0)
                 for group in opt.param_groups:
                     group["lr"] = _lr_at(step, total_steps, settings)
                 dead = since_fired[layer] >= settings.dead_tokens
-                loss, z = topk_loss(sae, x, dead, k_aux, settings.aux_coef)
+                loss, z = topk_loss(sae, x, dead, k_aux, settings.aux_coef, weights)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 sae.remove_parallel_gradient()
