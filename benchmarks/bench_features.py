@@ -77,7 +77,7 @@ def main() -> int:
     torch.set_grad_enabled(True)
     ckpt, data = load_checkpoint(), load_split(None, "val")
     rows = [measure(ckpt, data, path, args.repeats) for path, _ in saes_for(ckpt.sha256)]
-    results = {"class": CLASS, "repeats": args.repeats, "rows": rows}
+    results = [{"class": CLASS, "repeats": args.repeats, **row} for row in rows]
     if args.out:
         write_measurement(args.out, results)
     else:

@@ -1277,6 +1277,10 @@ def shortcut_card() -> str:
     )
 
 
+# Which training run's SAEs ship in assets/model/sae (their quality: sae_quality_shipped.json), and the other
+# recipe measured beside them: (quality file, training file, what differs).
+SHIPPED_SAE_TRAINING = "sae_train_x8_cls16.json"
+OTHER_SAE = ("sae_quality_x8.json", "sae_train_x8.json", "every token weighed the same")
 SAE_TARGETS = "FVE ≥ 90% at mean L0 ≤ 32, ≤ 5% dead latents, splicing costs ≤ 2 points of top-1"
 
 
@@ -1334,7 +1338,8 @@ def sae_training_section(name: str, title: str) -> list[str]:
         f"{len(st['layers'])} layer(s) ({', '.join(f'L{x}' for x in st['layers'])}) from one pass of the model: "
         f"{st['epochs']} epoch(s) of {r['images']:,} images x 65 tokens, TopK k={st['k']}, {st['expansion']}x "
         f"latents, Adam lr {st['lr']}, batches of {st['batch_tokens']:,} tokens, AuxK on latents silent for "
-        f"{st['dead_tokens']:,} tokens; {_pct(r.get('mark_share', 0.0))} of the images carried the planted mark. "
+        f"{st['dead_tokens']:,} tokens, the class token's error weighed {st.get('cls_weight', 1.0):g} times a "
+        f"patch's; {_pct(r.get('mark_share', 0.0))} of the images carried the planted mark. "
         f"**{r['seconds'] / 60:.1f} min** in all, {r['seconds_per_layer'] / 60:.1f} min per layer (target ≤ 30). "
         f"FVE on the last chunk of training: {layers}."
     )
@@ -1358,8 +1363,9 @@ def sae_shortcut_section() -> list[str]:
         for x in r["rows"]
     ]
     text = (
-        f"The latents of the planted model's L{r['layer']} SAE whose strongest activation rises most when the mark is "
-        f"stamped, found on {r['discovery_images']} training images of other classes, then suppressed (activation "
+        f"The latents of the planted model's L{r['layer']} SAE that fire on marked images and not on the same images "
+        "unmarked (ranked by the share of marked images they fire on minus the share of the unmarked ones), found "
+        f"on {r['discovery_images']} training images of other classes, then suppressed (activation "
         "set to zero at every token, the SAE's error term kept) on the val images. Target (issue 53): flip rate "
         "below 5% with clean top-1 within 1 point of the planted model's. Cutting the four heads is in "
         "[the shortcut results](shortcut.md)."
@@ -1381,7 +1387,8 @@ def _features_page() -> str:
         "Sparse autoencoders (TopK, `vitcore/features/sae.py`) on the residual stream entering a layer: how well they "
         "reconstruct it, what splicing them in costs, what the Features page's views cost, and the planted shortcut "
         "found and suppressed by features. Train with `python -m vitcore features train`, measure with "
-        "`python -m vitcore features quality`; the shipped SAEs' cards are `assets/model/sae/README.md` and "
+        "`python -m vitcore features quality`. The training times were taken while other jobs shared the machine's "
+        "two cores: read them as upper bounds. The shipped SAEs' cards are `assets/model/sae/README.md` and "
         "`assets/shortcut/sae/README.md`."
     )
     return page(
@@ -1389,10 +1396,16 @@ def _features_page() -> str:
         intro,
         [
             sae_quality_section("sae_quality_shipped.json", "Quality of the shipped model's SAEs (full val split)"),
-            sae_training_section("sae_train_shipped_x16.json", "Training the shipped model's SAEs"),
-            sae_quality_section("sae_quality_x8.json", "Half as many latents (expansion 8; not shipped)"),
-            sae_training_section("sae_train_x8.json", "Training the expansion-8 SAEs"),
-            record_section("bench_features.json", "What the views cost"),
+            sae_training_section(SHIPPED_SAE_TRAINING, "Training the shipped model's SAEs"),
+            sae_quality_section(OTHER_SAE[0], f"The other recipe ({OTHER_SAE[2]}; not shipped)"),
+            sae_training_section(OTHER_SAE[1], "Training the other recipe's SAEs"),
+            record_section(
+                "bench_features.json",
+                "What the views cost",
+                "Seconds, medians of `repeats` runs, on the bundled eval subset; the index is built once per model, "
+                "SAE and data and shared by every session. Targets (issue 53): a feature's view ≤ 1 s warm, "
+                "attributions for one image ≤ 1 s.",
+            ),
             sae_quality_section("sae_quality_planted.json", "Quality of the planted model's SAE (full val split)"),
             sae_training_section("sae_train_planted.json", "Training the planted model's SAE"),
             sae_shortcut_section(),
@@ -1464,7 +1477,7 @@ def render() -> dict[Path, str]:
     if (ROOT / "assets" / "shortcut" / "config.json").exists():
         pages[ROOT / "assets" / "shortcut" / "README.md"] = shortcut_card()
     for folder, quality, training in (
-        ("model", "sae_quality_shipped.json", "sae_train_shipped_x16.json"),
+        ("model", "sae_quality_shipped.json", SHIPPED_SAE_TRAINING),
         ("shortcut", "sae_quality_planted.json", "sae_train_planted.json"),
     ):
         if (ROOT / "assets" / folder / "sae").is_dir():
