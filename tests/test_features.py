@@ -84,9 +84,9 @@ def test_aux_term_reads_only_dead_latents():
     aux = np.zeros((32, sae.config.n_latents), dtype=np.float32)
     for t in range(32):  # by hand: both dead latents (k_aux exceeds their number), wherever TopK left them
         for j in (3, 7):
-            aux[t, j] = float(cand[t, j])
+            aux[t, j] = float(cand[t, j].detach())
     expected = residual.square().mean() + (residual - torch.from_numpy(aux) @ sae.W_dec).square().mean()
-    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
 
 
 def test_encoding_keeps_the_k_largest_relu_pre_activations_by_hand():

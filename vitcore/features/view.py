@@ -27,7 +27,6 @@ class FeatureIndex:
     so that a feature's view reads its top images without running the model over the whole set again."""
 
     max_act: Tensor  # [N, n_latents]: the largest activation over the image's tokens
-    cls_act: Tensor  # [N, n_latents]: the activation at the class token
     final_std: Tensor  # [N]: the final LayerNorm's scale at the class token (frozen for direct effects)
 
     @property
@@ -40,18 +39,17 @@ class FeatureIndex:
 def build_index(model: VisionTransformer, sae: TopKSAE, data: ImageSet, batch_size: int = 256) -> FeatureIndex:
     """The :class:`FeatureIndex` of ``sae`` on ``data``."""
     model, layer = model.eval(), sae.config.layer
-    maxes, clss, stds = [], [], []
+    maxes, stds = [], []
     for i in range(0, len(data), batch_size):
         x = normalize(data.images[i : i + batch_size], model.config)
         resid = residuals(model, x, [layer])[layer]
         z = sae.encode(resid)
         maxes.append(z.amax(1))
-        clss.append(z[:, 0])
         final = resid
         for block in model.layers()[layer:]:
             final = block(final)
         stds.append((final[:, 0].var(-1, unbiased=False) + model.norm.eps).sqrt())
-    return FeatureIndex(torch.cat(maxes), torch.cat(clss), torch.cat(stds))
+    return FeatureIndex(torch.cat(maxes), torch.cat(stds))
 
 
 def direct_logits(model: VisionTransformer, direction: Tensor, std: Tensor) -> Tensor:
